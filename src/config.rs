@@ -1,0 +1,526 @@
+//! Settings of the gateway and how they are layered.
+//!
+//! Built-in defaults < one settings file (sigway TOML, or videre-server's
+//! `conf.json` with `Port`/`TLS`/`Cert`/`Key`) < environment (`SIGWAY_…`,
+//! nested keys joined with `__`) < command-line flags. `config/default.toml`
+//! documents every key with its default. [`Settings::validate`] is the single
+//! gate that turns a bad combination into one clear start-up error.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+/// Everything sigway can be told. Field names are the TOML keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to bind to (sigver's `-h/--host`).
+    pub host: String,
+    /// Port to listen on (sigver's `-p/--port`, videre's `Port`).
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Listen backlog (pending connections the kernel queues).
+    pub backlog: u32,
+    /// Seconds granted to open connections on shutdown before they are dropped.
+    pub shutdown_timeout_secs: u64,
+    pub tls: TlsSettings,
+    pub limits: Limits,
+    pub sigver: SigverSettings,
+    pub sockjs: SockjsSettings,
+    pub videre: VidereSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// `true`: serve https/wss (cert and key required); `false`: plain even if
+    /// files are named; unset: TLS exactly when a cert or key is given.
+    pub enabled: Option<bool>,
+    /// PEM certificate (chain) file (sigver's `-c/--cert`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key file (sigver's `-k/--key`).
+    pub key: Option<PathBuf>,
+    /// PEM file of intermediate certificates sent after the cert (`-a/--ca`).
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket frame / SockJS request body accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Open connections (WebSocket and SockJS sessions) over all clients.
+    pub max_connections: usize,
+    /// Open connections from one client IP address.
+    pub max_connections_per_ip: usize,
+    /// Live rooms: sigver keys plus videre rooms.
+    pub max_rooms: usize,
+    /// Members of one sigver group / users of one videre room.
+    pub max_members_per_room: usize,
+    /// Frames waiting to be written to one connection; a connection that lets
+    /// more pile up (it does not read) is closed.
+    pub outbound_queue: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum SigverDialect {
+    /// sigver 20.x: `connect` / `connected`, close codes 4741-4745.
+    Current,
+    /// sigver 18.x: `isFirst` / `stable` / `tryAnother`, close codes 4001-4004.
+    Legacy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigverSettings {
+    /// Milliseconds between two heartbeats sent to a peer.
+    pub heartbeat_interval_ms: u64,
+    /// A peer that misses this many heartbeats in a row is closed (4742).
+    pub heartbeat_max_missed: u32,
+    /// Dialect of connections without a `?protocol=` query flag.
+    pub protocol: SigverDialect,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SockjsSettings {
+    /// URL prefix of the SockJS endpoint (videre clients use `/echo`).
+    pub prefix: String,
+    /// Milliseconds between heartbeat frames (`h`) on open sessions.
+    pub heartbeat_ms: u64,
+    /// A session with no receiver attached for this long is closed.
+    pub disconnect_delay_ms: u64,
+    /// Bytes a streaming response may carry before the client must reopen it.
+    pub response_limit: usize,
+    /// Script the iframe page loads.
+    pub client_url: String,
+    /// Set the `JSESSIONID` cookie (for sticky load balancers).
+    pub jsessionid: bool,
+    /// Offer the WebSocket transports.
+    pub websocket: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VidereSettings {
+    /// Accept `broadcast`/`ping` only for a room the session joined, under the
+    /// UserId it joined with (videre-server accepted anything).
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Filter for the console (tracing `EnvFilter` syntax); `RUST_LOG` wins.
+    pub level: String,
+    /// Log file (videre-server wrote `log/debug.log`); empty: no file.
+    pub file: String,
+    /// Filter for the file.
+    pub file_level: String,
+    /// Rotation of the file: `minutely`, `hourly`, `daily` or `never`.
+    pub rotation: String,
+    /// Rotated files kept.
+    pub max_files: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            workers: 0,
+            backlog: 4096,
+            shutdown_timeout_secs: 5,
+            tls: TlsSettings::default(),
+            limits: Limits::default(),
+            sigver: SigverSettings::default(),
+            sockjs: SockjsSettings::default(),
+            videre: VidereSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 1024 * 1024,
+            max_connections: 100_000,
+            max_connections_per_ip: 10_000,
+            max_rooms: 100_000,
+            max_members_per_room: 1_000,
+            outbound_queue: 1_024,
+        }
+    }
+}
+
+impl Default for SigverSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 5_000,
+            heartbeat_max_missed: 3,
+            protocol: SigverDialect::Current,
+        }
+    }
+}
+
+impl Default for SockjsSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "/echo".into(),
+            heartbeat_ms: 25_000,
+            disconnect_delay_ms: 5_000,
+            response_limit: 128 * 1024,
+            client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js".into(),
+            jsessionid: false,
+            websocket: true,
+        }
+    }
+}
+
+impl Default for VidereSettings {
+    fn default() -> Self {
+        Self { strict: true }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            file: "log/debug.log".into(),
+            file_level: "debug".into(),
+            rotation: "daily".into(),
+            max_files: 7,
+        }
+    }
+}
+
+/// Why the settings could not be used. Each is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("cannot read settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("cannot read {path}: {source}")]
+    ConfJson {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub key: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+/// videre-server's `conf.json`, key for key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VidereConf {
+    #[serde(rename = "Port")]
+    port: Option<u16>,
+    #[serde(rename = "TLS")]
+    tls: Option<bool>,
+    #[serde(rename = "Cert")]
+    cert: Option<String>,
+    #[serde(rename = "Key")]
+    key: Option<String>,
+}
+
+/// The file videre-server users keep beside the binary, read when no
+/// `--config` is given.
+pub const DEFAULT_CONF_JSON: &str = "conf.json";
+
+impl Settings {
+    /// Builds settings from every layer, reading the environment of this
+    /// process and the working directory.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(
+            overrides,
+            Environment::with_prefix("SIGWAY").separator("__"),
+        )
+    }
+
+    /// [`Settings::load`] with an explicit environment source (tests pass a
+    /// fixed map instead of the process environment).
+    pub fn load_with_env(overrides: &Overrides, env: Environment) -> Result<Self, ConfigError> {
+        let mut builder = Config::builder().add_source(Config::try_from(&Settings::default())?);
+
+        let file = match &overrides.config_file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.clone())),
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(DEFAULT_CONF_JSON)).filter(|p| p.is_file()),
+        };
+        if let Some(path) = file {
+            builder = if is_conf_json(&path) {
+                apply_conf_json(builder, &path)?
+            } else {
+                builder.add_source(File::from(path.as_path()).format(FileFormat::Toml))
+            };
+        }
+
+        builder = builder.add_source(env.try_parsing(true));
+        builder = builder
+            .set_override_option("host", overrides.host.clone())?
+            .set_override_option("port", overrides.port)?
+            .set_override_option("tls.key", path_string(&overrides.key))?
+            .set_override_option("tls.cert", path_string(&overrides.cert))?
+            .set_override_option("tls.ca", path_string(&overrides.ca))?;
+
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rejects combinations the server cannot run with. TLS files are opened
+    /// here so that a bad path fails at start-up, not at the first client.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
+            return invalid(format!("host {:?} is not an IP address", self.host));
+        }
+        if let Some((cert, key)) = self.tls_files()? {
+            for (what, path) in [("certificate", cert), ("key", key)] {
+                readable(what, path)?;
+            }
+            if let Some(ca) = &self.tls.ca {
+                readable("CA chain", ca)?;
+            }
+        }
+        if self.sigver.heartbeat_interval_ms == 0 || self.sigver.heartbeat_max_missed == 0 {
+            return invalid("sigver heartbeat interval and max missed must be > 0".into());
+        }
+        if self.sockjs.heartbeat_ms == 0 || self.sockjs.disconnect_delay_ms == 0 {
+            return invalid("sockjs heartbeat and disconnect delay must be > 0".into());
+        }
+        if !self.sockjs.prefix.starts_with('/') || self.sockjs.prefix.len() < 2 {
+            return invalid(format!(
+                "sockjs prefix {:?} must start with '/' and name a path",
+                self.sockjs.prefix
+            ));
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.outbound_queue == 0 {
+            return invalid("limits.max_frame_bytes >= 1024 and limits.outbound_queue > 0".into());
+        }
+        if !["minutely", "hourly", "daily", "never"].contains(&self.log.rotation.as_str()) {
+            return invalid(format!(
+                "log rotation {:?} is not one of minutely, hourly, daily, never",
+                self.log.rotation
+            ));
+        }
+        Ok(())
+    }
+
+    /// The certificate and key to serve TLS with, or `None` for plain HTTP.
+    pub fn tls_files(&self) -> Result<Option<(&Path, &Path)>, ConfigError> {
+        let tls = &self.tls;
+        let wanted = tls
+            .enabled
+            .unwrap_or(tls.cert.is_some() || tls.key.is_some());
+        if !wanted {
+            return Ok(None);
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, Some(_)) => Err(ConfigError::Invalid(
+                "a TLS key was given without a certificate (--cert)".into(),
+            )),
+            (Some(_), None) => Err(ConfigError::Invalid(
+                "a TLS certificate was given without its key (--key)".into(),
+            )),
+            (None, None) => Err(ConfigError::Invalid(
+                "TLS is on but no certificate and key are set".into(),
+            )),
+        }
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.sigver.heartbeat_interval_ms)
+    }
+}
+
+/// `SIGWAY_PORT`, `SIGWAY_SIGVER__HEARTBEAT_INTERVAL_MS`, ...
+pub fn environment() -> Environment {
+    Environment::with_prefix("SIGWAY")
+        .prefix_separator("_")
+        .separator("__")
+}
+
+fn readable(what: &str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| ConfigError::Invalid(format!("TLS {what} {}: {e}", path.display())))
+}
+
+fn path_string(path: &Option<PathBuf>) -> Option<String> {
+    path.as_ref().map(|p| p.to_string_lossy().into_owned())
+}
+
+fn is_conf_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+fn apply_conf_json(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    path: &Path,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+    let conf_err = |source: Box<dyn std::error::Error + Send + Sync>| ConfigError::ConfJson {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| conf_err(e.into()))?;
+    let conf: VidereConf = serde_json::from_str(&text).map_err(|e| conf_err(e.into()))?;
+    // Relative Cert/Key paths in conf.json are relative to the working
+    // directory, as they were for videre-server.
+    Ok(builder
+        .set_override_option("port", conf.port)?
+        .set_override_option("tls.enabled", conf.tls)?
+        .set_override_option("tls.cert", conf.cert)?
+        .set_override_option("tls.key", conf.key)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        environment().source(Some(map))
+    }
+
+    #[test]
+    fn defaults_match_the_node_servers() {
+        let s = Settings::load_with_env(&Overrides::default(), env(&[])).expect("defaults load");
+        assert_eq!((s.host.as_str(), s.port), ("0.0.0.0", 8000));
+        assert_eq!(s.sigver.heartbeat_interval_ms, 5000);
+        assert_eq!(s.sigver.heartbeat_max_missed, 3);
+        assert_eq!(s.sockjs.prefix, "/echo");
+        assert_eq!(s.sockjs.heartbeat_ms, 25_000);
+        assert_eq!(s.sockjs.disconnect_delay_ms, 5_000);
+        assert_eq!(s.sockjs.response_limit, 131_072);
+        assert_eq!(s.limits.max_frame_bytes, 1 << 20);
+        assert!(s.tls_files().expect("no tls").is_none());
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_cli() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "port = 1000\nhost = \"127.0.0.1\"\n[sigver]\nheartbeat_interval_ms = 100\nheartbeat_max_missed = 7\n")
+            .expect("write");
+        let over = Overrides {
+            config_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let s = Settings::load_with_env(&over, env(&[])).expect("file");
+        assert_eq!(
+            (
+                s.port,
+                s.sigver.heartbeat_interval_ms,
+                s.sigver.heartbeat_max_missed
+            ),
+            (1000, 100, 7)
+        );
+
+        let s = Settings::load_with_env(
+            &over,
+            env(&[
+                ("SIGWAY_PORT", "2000"),
+                ("SIGWAY_SIGVER__HEARTBEAT_MAX_MISSED", "9"),
+            ]),
+        )
+        .expect("env");
+        assert_eq!((s.port, s.sigver.heartbeat_max_missed), (2000, 9));
+
+        let over = Overrides {
+            port: Some(3000),
+            ..over
+        };
+        let s = Settings::load_with_env(&over, env(&[("SIGWAY_PORT", "2000")])).expect("cli");
+        assert_eq!((s.port, s.host.as_str()), (3000, "127.0.0.1"));
+    }
+
+    #[test]
+    fn conf_json_maps_videre_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("conf.json");
+        std::fs::write(&file, r#"{ "Port": 1111, "TLS": false, "Cert": "path_to_cert_file", "Key": "path_to_key_file" }"#)
+            .expect("write");
+        let over = Overrides {
+            config_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let s = Settings::load_with_env(&over, env(&[])).expect("conf.json");
+        assert_eq!(s.port, 1111);
+        assert!(
+            s.tls_files().expect("tls off").is_none(),
+            "TLS false keeps plain HTTP"
+        );
+
+        std::fs::write(&file, r#"{ "Port": 1111, "TLS": true, "Cert": "/nonexistent/c.pem", "Key": "/nonexistent/k.pem" }"#)
+            .expect("write");
+        let err = Settings::load_with_env(&over, env(&[])).expect_err("missing cert");
+        assert!(err.to_string().contains("TLS certificate"), "{err}");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let missing = Overrides {
+            config_file: Some("/nonexistent/sigway.toml".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Settings::load_with_env(&missing, env(&[])),
+            Err(ConfigError::MissingFile(_))
+        ));
+
+        let key_only = Overrides {
+            key: Some("/etc/hostname".into()),
+            ..Default::default()
+        };
+        let err = Settings::load_with_env(&key_only, env(&[])).expect_err("key without cert");
+        assert!(err.to_string().contains("without a certificate"), "{err}");
+
+        let err = Settings::load_with_env(&Overrides::default(), env(&[("SIGWAY_PORT", "70000")]))
+            .expect_err("bad port");
+        assert!(err.to_string().contains("port"), "{err}");
+
+        let err = Settings::load_with_env(
+            &Overrides::default(),
+            env(&[("SIGWAY_SIGVER__HEARTBEAT_INTERVAL_MS", "0")]),
+        )
+        .expect_err("zero heartbeat");
+        assert!(err.to_string().contains("heartbeat"), "{err}");
+    }
+
+    #[test]
+    fn shipped_default_toml_equals_built_in_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let over = Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        };
+        let s = Settings::load_with_env(&over, env(&[])).expect("default.toml loads");
+        assert_eq!(s, Settings::default());
+    }
+}

@@ -1,0 +1,167 @@
+//! Typed errors of every layer and the one place they become wire signals.
+//!
+//! Sessions never pick a close code or HTTP status themselves: they build a
+//! [`Refusal`] (a limit said no) or a [`SigverError`] (a peer broke the
+//! protocol or must go) and ask it for its [`Close`] (WebSocket close code and
+//! reason) or [`Refusal::http_status`]. The sigver dialects differ only in
+//! their code numbers, so the mapping takes the dialect.
+
+use std::borrow::Cow;
+
+use actix_web::http::StatusCode;
+
+use crate::config::SigverDialect;
+
+/// A WebSocket close code with its reason text (at most 123 bytes on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: Cow<'static, str>,
+}
+
+impl Close {
+    pub const fn new(code: u16, reason: &'static str) -> Self {
+        Self {
+            code,
+            reason: Cow::Borrowed(reason),
+        }
+    }
+
+    pub fn owned(code: u16, reason: String) -> Self {
+        Self {
+            code,
+            reason: Cow::Owned(reason),
+        }
+    }
+
+    pub fn going_away() -> Self {
+        Self::new(CLOSE_GOING_AWAY, "server shutting down")
+    }
+
+    /// For actix-ws, which trims the reason to what a control frame holds.
+    pub fn to_ws(&self) -> actix_ws::CloseReason {
+        actix_ws::CloseReason {
+            code: actix_ws::CloseCode::from(self.code),
+            description: Some(self.reason.to_string()),
+        }
+    }
+}
+
+/// Standard WebSocket codes the gateway uses besides the protocol ones.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+
+/// A configured limit refused a connection, a room or a member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("server full: {0} connections open")]
+    TooManyConnections(usize),
+    #[error("too many connections from this address (limit {0})")]
+    TooManyFromAddress(usize),
+    #[error("too many rooms (limit {0})")]
+    TooManyRooms(usize),
+    #[error("room full (limit {0} members)")]
+    RoomFull(usize),
+    #[error("server unavailable")]
+    Internal,
+}
+
+impl Refusal {
+    pub fn close(&self) -> Close {
+        let code = match self {
+            Refusal::TooManyFromAddress(_) => CLOSE_POLICY,
+            _ => CLOSE_TRY_AGAIN_LATER,
+        };
+        Close::owned(code, self.to_string())
+    }
+
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Refusal::TooManyFromAddress(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Why a sigver connection is closed by the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigverError {
+    #[error("The key is an empty string")]
+    EmptyKey,
+    #[error("The key length exceeds the limit of {0} characters")]
+    KeyTooLong(usize),
+    #[error("Too many missed heartbeats")]
+    HeartbeatMissed,
+    #[error("{0}")]
+    BadMessage(Cow<'static, str>),
+    #[error("replaced by a peer as prevented him from joining the group")]
+    BlockingMember,
+    #[error("failed to send: {0}")]
+    SendFailed(Cow<'static, str>),
+    #[error("frame exceeds the limit of {0} bytes")]
+    FrameTooLarge(usize),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl SigverError {
+    /// The close frame a client of `dialect` receives for this error.
+    pub fn close(&self, dialect: SigverDialect) -> Close {
+        use SigverDialect::{Current, Legacy};
+        let code = match (self, dialect) {
+            (SigverError::EmptyKey | SigverError::KeyTooLong(_), Current) => 4741,
+            (SigverError::HeartbeatMissed, Current) => 4742,
+            (SigverError::BadMessage(_), Current) => 4743,
+            (SigverError::BlockingMember, Current) => 4744,
+            (SigverError::SendFailed(_), Current) => 4745,
+            (SigverError::EmptyKey | SigverError::KeyTooLong(_), Legacy) => 4001,
+            (SigverError::HeartbeatMissed, Legacy) => 4002,
+            (SigverError::BadMessage(_), Legacy) => 4003,
+            (SigverError::BlockingMember, Legacy) => 4004,
+            // sigver 18.x had no code for a failed send; 1011 is "server error".
+            (SigverError::SendFailed(_), Legacy) => 1011,
+            (SigverError::FrameTooLarge(_), _) => CLOSE_TOO_BIG,
+            (SigverError::Refused(refusal), _) => return refusal.close(),
+        };
+        Close::owned(code, self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigver_codes_follow_the_spec_tables() {
+        use SigverDialect::{Current, Legacy};
+        let cases = [
+            (SigverError::EmptyKey, 4741, 4001),
+            (SigverError::KeyTooLong(512), 4741, 4001),
+            (SigverError::HeartbeatMissed, 4742, 4002),
+            (SigverError::BadMessage("x".into()), 4743, 4003),
+            (SigverError::BlockingMember, 4744, 4004),
+            (SigverError::SendFailed("queue full".into()), 4745, 1011),
+            (SigverError::FrameTooLarge(10), 1009, 1009),
+        ];
+        for (err, current, legacy) in cases {
+            assert_eq!(err.close(Current).code, current, "{err}");
+            assert_eq!(err.close(Legacy).code, legacy, "{err}");
+        }
+    }
+
+    #[test]
+    fn refusals_map_to_codes_and_statuses() {
+        assert_eq!(Refusal::TooManyFromAddress(1).close().code, 1008);
+        assert_eq!(Refusal::RoomFull(1).close().code, 1013);
+        assert_eq!(
+            Refusal::TooManyRooms(1).http_status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            Refusal::TooManyFromAddress(1).http_status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}

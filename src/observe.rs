@@ -1,0 +1,315 @@
+//! Observability: logging set-up, counters, and the `/metrics`, `/healthz`
+//! and `/stats` endpoints.
+//!
+//! Counters are plain atomics in one shared [`Stats`] so the hot paths pay a
+//! relaxed add and nothing else; `/metrics` renders them in the Prometheus
+//! text format. Logs go to the console and, when configured, to a rotating
+//! file (videre-server's `log/debug.log`) with per-packet detail at debug.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::LogSettings;
+
+/// Counters shared by every session and room.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub rooms_sigver: AtomicI64,
+    pub rooms_legacy: AtomicI64,
+    pub rooms_videre: AtomicI64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub refusals: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub slow_consumers: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            rooms_sigver: AtomicI64::new(0),
+            rooms_legacy: AtomicI64::new(0),
+            rooms_videre: AtomicI64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    fn rooms_of(&self, kind: &str) -> Option<&AtomicI64> {
+        match kind {
+            "sigver" => Some(&self.rooms_sigver),
+            "sigver-legacy" => Some(&self.rooms_legacy),
+            "videre" => Some(&self.rooms_videre),
+            _ => None,
+        }
+    }
+
+    pub fn room_opened(&self, kind: &str) {
+        if let Some(rooms) = self.rooms_of(kind) {
+            rooms.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn room_closed(&self, kind: &str) {
+        if let Some(rooms) = self.rooms_of(kind) {
+            rooms.fetch_sub(1, Relaxed);
+        }
+    }
+
+    pub fn received(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub fn sent(&self, bytes: usize) {
+        self.messages_out.fetch_add(1, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, i64)]| {
+            let _ = writeln!(
+                out,
+                "# HELP sigway_{name} {help}\n# TYPE sigway_{name} {kind}"
+            );
+            for (labels, value) in samples {
+                let _ = writeln!(out, "sigway_{name}{labels} {value}");
+            }
+        };
+        let u = |a: &AtomicU64| a.load(Relaxed) as i64;
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            &[("", self.started.elapsed().as_secs() as i64)],
+        );
+        metric(
+            "connections_open",
+            "gauge",
+            "Open connections and SockJS sessions.",
+            &[("", self.connections_open.load(Relaxed))],
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "Connections accepted since start.",
+            &[("", u(&self.connections_total))],
+        );
+        metric(
+            "rooms",
+            "gauge",
+            "Live rooms by protocol.",
+            &[
+                ("{protocol=\"sigver\"}", self.rooms_sigver.load(Relaxed)),
+                (
+                    "{protocol=\"sigver-legacy\"}",
+                    self.rooms_legacy.load(Relaxed),
+                ),
+                ("{protocol=\"videre\"}", self.rooms_videre.load(Relaxed)),
+            ],
+        );
+        metric(
+            "messages_received_total",
+            "counter",
+            "Messages received from clients.",
+            &[("", u(&self.messages_in))],
+        );
+        metric(
+            "messages_sent_total",
+            "counter",
+            "Messages queued to clients.",
+            &[("", u(&self.messages_out))],
+        );
+        metric(
+            "bytes_received_total",
+            "counter",
+            "Payload bytes received.",
+            &[("", u(&self.bytes_in))],
+        );
+        metric(
+            "bytes_sent_total",
+            "counter",
+            "Payload bytes queued to clients.",
+            &[("", u(&self.bytes_out))],
+        );
+        metric(
+            "refusals_total",
+            "counter",
+            "Connections or joins refused by a limit.",
+            &[("", u(&self.refusals))],
+        );
+        metric(
+            "protocol_errors_total",
+            "counter",
+            "Clients closed or answered with an error for bad input.",
+            &[("", u(&self.protocol_errors))],
+        );
+        metric(
+            "slow_consumers_total",
+            "counter",
+            "Connections closed because they did not read.",
+            &[("", u(&self.slow_consumers))],
+        );
+        out
+    }
+
+    pub fn snapshot_json(&self) -> serde_json::Value {
+        json!({
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "connections_open": self.connections_open.load(Relaxed),
+            "connections_total": self.connections_total.load(Relaxed),
+            "rooms": {
+                "sigver": self.rooms_sigver.load(Relaxed),
+                "sigver_legacy": self.rooms_legacy.load(Relaxed),
+                "videre": self.rooms_videre.load(Relaxed),
+            },
+            "messages_received": self.messages_in.load(Relaxed),
+            "messages_sent": self.messages_out.load(Relaxed),
+            "refusals": self.refusals.load(Relaxed),
+            "protocol_errors": self.protocol_errors.load(Relaxed),
+            "slow_consumers": self.slow_consumers.load(Relaxed),
+        })
+    }
+}
+
+pub async fn metrics(stats: web::Data<Stats>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(stats.render_prometheus())
+}
+
+pub async fn stats(stats: web::Data<Stats>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(stats.snapshot_json())
+}
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// Installs the global tracing subscriber. Keep the returned guard alive for
+/// as long as the file should be written. Calling it twice is harmless (the
+/// second call keeps the first subscriber), which tests rely on.
+pub fn init_logging(log: &LogSettings) -> Option<WorkerGuard> {
+    let console_filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let console = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_filter(console_filter);
+
+    let (file_layer, guard) = match file_appender(log) {
+        Some(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let filter =
+                EnvFilter::try_new(&log.file_level).unwrap_or_else(|_| EnvFilter::new("debug"));
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .json()
+                .with_writer(writer)
+                .with_filter(filter);
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(console)
+        .with(file_layer)
+        .try_init();
+    guard
+}
+
+fn file_appender(log: &LogSettings) -> Option<tracing_appender::rolling::RollingFileAppender> {
+    use tracing_appender::rolling::{Builder, Rotation};
+    if log.file.is_empty() {
+        return None;
+    }
+    let path = std::path::Path::new(&log.file);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let rotation = match log.rotation.as_str() {
+        "minutely" => Rotation::MINUTELY,
+        "hourly" => Rotation::HOURLY,
+        "never" => Rotation::NEVER,
+        _ => Rotation::DAILY,
+    };
+    match Builder::new()
+        .rotation(rotation)
+        .filename_prefix(name)
+        .max_log_files(log.max_files.max(1))
+        .build(dir)
+    {
+        Ok(appender) => Some(appender),
+        Err(err) => {
+            eprintln!(
+                "sigway: cannot open log file {}: {err}; logging to the console only",
+                log.file
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_every_counter() {
+        let stats = Stats::default();
+        stats.connection_opened();
+        stats.room_opened("videre");
+        stats.received(10);
+        let text = stats.render_prometheus();
+        assert!(text.contains("sigway_connections_open 1\n"), "{text}");
+        assert!(
+            text.contains("sigway_rooms{protocol=\"videre\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("sigway_bytes_received_total 10\n"), "{text}");
+        assert!(
+            text.contains("# TYPE sigway_messages_sent_total counter"),
+            "{text}"
+        );
+    }
+}
