@@ -1,0 +1,473 @@
+// End-to-end scenarios: real client code (Netflux 4.3.1, sockjs-client
+// 1.6.1 with a videre-client stand-in, sigway's own /demo page) in headless
+// Chromium against a running sigway.
+//
+// run.sh starts this inside a network namespace that has only `lo`, with
+// SIGWAY_URL pointing at sigway on 127.0.0.1. This file serves the test pages
+// and the client libraries from node_modules on 127.0.0.1, drives the pages
+// with playwright-core, checks what each scenario promises (membership,
+// messages over the peer-to-peer channel, connected calls with live video,
+// the selected ICE pair being 127.0.0.1 on both ends), prints each join's
+// duration, saves a screenshot of every page and exits non-zero on any
+// failure.
+//
+// Usage: node e2e.mjs [name-filter ...]   (a scenario runs when its name
+// contains one of the filters; no filter runs all)
+// Environment: SIGWAY_URL (required), E2E_SCREENSHOTS (folder, default
+// ./screenshots), E2E_CHROMIUM (default /usr/bin/chromium).
+
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const sigwayUrl = (process.env.SIGWAY_URL || '').replace(/\/$/, '');
+if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(sigwayUrl)) {
+  console.error('e2e: SIGWAY_URL must be http://127.0.0.1:PORT (got %j)', sigwayUrl);
+  process.exit(2);
+}
+const sigwayWs = sigwayUrl.replace(/^http/, 'ws');
+const screenshotDir = path.resolve(process.env.E2E_SCREENSHOTS || path.join(here, 'screenshots'));
+const chromiumPath = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
+const filters = process.argv.slice(2);
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  // WebRTC on loopback only: gather 127.0.0.1 candidates, and show real
+  // addresses instead of mDNS names (which need a resolver we do not have).
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  // videre: a fake camera and microphone, permission granted without a prompt.
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+];
+
+const commonScript = fs.readFileSync(path.join(here, 'pages', 'e2e-common.js'), 'utf8');
+const timings = [];
+const results = [];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const shortId = () => Math.random().toString(36).slice(2, 8);
+
+// ---------------------------------------------------------------- static files
+
+const LIBRARIES = {
+  '/lib/netflux.js': 'node_modules/netflux/dist/netflux.browser.es5.umd.js',
+  '/lib/sockjs.js': 'node_modules/sockjs-client/dist/sockjs.js',
+};
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+
+function startStaticServer() {
+  const server = http.createServer((req, res) => {
+    const { pathname } = new URL(req.url, 'http://127.0.0.1');
+    let file = LIBRARIES[pathname] && path.join(here, LIBRARIES[pathname]);
+    const page = /^\/pages\/([\w.-]+)$/.exec(pathname);
+    if (!file && page) file = path.join(here, 'pages', page[1]);
+    if (!file || !fs.existsSync(file)) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found\n');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': TYPES[path.extname(file)] || 'application/octet-stream',
+      'cache-control': 'no-store',
+    });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+// ---------------------------------------------------------------- harness
+
+class Failure extends Error {}
+
+function check(condition, message) {
+  if (!condition) throw new Failure(message);
+}
+
+// Polls `probe` until `ok` accepts its value; fails with the last value seen.
+async function waitUntil(what, timeoutMs, probe, ok) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (ok(last)) return last;
+    if (Date.now() > deadline) {
+      throw new Failure(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last).slice(0, 2000)}`);
+    }
+    await sleep(100);
+  }
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Failure(`${what}: gave up after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function recordTiming(scenario, label, what, ms) {
+  timings.push({ scenario, label, what, ms: ms == null ? null : Math.round(ms) });
+}
+
+// One scenario's browser context and pages. Every page gets the shared
+// helper script, and any request that leaves loopback fails the scenario.
+class Scenario {
+  constructor(name, browser, staticUrl) {
+    this.name = name;
+    this.browser = browser;
+    this.staticUrl = staticUrl;
+    this.pages = new Map();
+    this.problems = [];
+    this.contexts = [];
+  }
+
+  // Each page is its own browser context: separate people, not tabs of one.
+  async open(label, url) {
+    const context = await this.browser.newContext({ viewport: { width: 900, height: 640 } });
+    this.contexts.push(context);
+    await context.grantPermissions(['camera', 'microphone']);
+    await context.addInitScript({ content: commonScript });
+    await context.route('**/*', (route) => {
+      const target = new URL(route.request().url());
+      if (target.hostname === '127.0.0.1') return route.continue();
+      this.problems.push(`${label}: request off loopback blocked: ${target.href}`);
+      return route.abort();
+    });
+    const page = await context.newPage();
+    page.setDefaultTimeout(20000);
+    const consoleLines = [];
+    page.on('console', (msg) => consoleLines.push(`[${msg.type()}] ${msg.text()}`));
+    page.on('pageerror', (err) => this.problems.push(`${label}: uncaught page error: ${err.message}`));
+    page.on('websocket', (ws) => {
+      if (!ws.url().startsWith('ws://127.0.0.1:')) this.problems.push(`${label}: WebSocket off loopback: ${ws.url()}`);
+    });
+    this.pages.set(label, { page, context, consoleLines });
+    await page.goto(url, { waitUntil: 'load' });
+    return page;
+  }
+
+  page(label) {
+    return this.pages.get(label).page;
+  }
+
+  async screenshot(label, suffix = '') {
+    const entry = this.pages.get(label);
+    if (!entry || entry.page.isClosed()) return;
+    const file = path.join(screenshotDir, `${this.name}--${label}${suffix}.png`);
+    await entry.page.screenshot({ path: file, timeout: 10000 }).catch((err) => {
+      this.problems.push(`${label}: screenshot failed: ${err.message}`);
+    });
+  }
+
+  async close(label) {
+    const entry = this.pages.get(label);
+    await entry.page.close();
+    await entry.context.close();
+  }
+
+  // The selected ICE pair of every connected peer connection of the page:
+  // at least `minimum` of them, each with iceServers [] and 127.0.0.1 at both ends.
+  async assertLoopbackIce(label, minimum) {
+    const report = await this.page(label).evaluate(() => window.e2e.iceReport());
+    check(report.length >= minimum, `${label}: ${report.length} connected peer connection(s), expected at least ${minimum}`);
+    for (const { iceServers, pair } of report) {
+      check(Array.isArray(iceServers) && iceServers.length === 0, `${label}: peer connection configured with iceServers ${JSON.stringify(iceServers)}`);
+      check(pair, `${label}: connected peer connection without a selected candidate pair`);
+      check(pair.state === 'succeeded', `${label}: selected pair state ${pair.state}`);
+      check(
+        pair.local.address === '127.0.0.1' && pair.remote.address === '127.0.0.1',
+        `${label}: selected ICE pair is not loopback: ${JSON.stringify(pair)}`,
+      );
+    }
+    return report.map(({ pair }) => `${pair.local.protocol} ${pair.local.address}:${pair.local.port} <-> ${pair.remote.address}:${pair.remote.port}`);
+  }
+
+  async finish(failed) {
+    if (failed) {
+      for (const [label, entry] of this.pages) {
+        if (entry.page.isClosed()) continue;
+        await this.screenshot(label, '--FAILED');
+        const lines = await entry.page.evaluate(() => (window.e2e ? window.e2e.logLines : [])).catch(() => []);
+        console.log(`  page ${label} log:\n    ${lines.slice(-25).join('\n    ')}`);
+        console.log(`  page ${label} console:\n    ${entry.consoleLines.slice(-25).join('\n    ')}`);
+      }
+    }
+    for (const context of this.contexts) await context.close().catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async function scenarioSmoke(s) {
+  await s.open('page', `${s.staticUrl}/pages/smoke.html`);
+  const text = await s.page('page').evaluate(() => window.loopbackCall());
+  check(text === 'hello over loopback', `data channel delivered ${JSON.stringify(text)}`);
+  const pairs = await s.assertLoopbackIce('page', 2);
+  console.log(`  in-page call over ${pairs[0]}`);
+  await s.screenshot('page');
+}
+
+async function scenarioLanding(s) {
+  await s.open('landing', `${sigwayUrl}/`);
+  const page = s.page('landing');
+  const hrefs = await page.$$eval('a[href]', (links) => links.map((a) => a.getAttribute('href')));
+  for (const wanted of ['/demo', '/metrics', '/stats', '/healthz']) {
+    check(hrefs.includes(wanted), `landing page has no link to ${wanted} (links: ${hrefs.join(' ')})`);
+  }
+  const statuses = await page.evaluate(async () => {
+    const out = {};
+    for (const p of ['/healthz', '/metrics', '/stats', '/demo']) out[p] = (await fetch(p)).status;
+    return out;
+  });
+  for (const [p, status] of Object.entries(statuses)) check(status === 200, `GET ${p} answered ${status}`);
+  await s.screenshot('landing');
+}
+
+// --- Netflux
+
+const netfluxSnapshot = (s, label) => s.page(label).evaluate(() => window.peer.snapshot());
+
+async function netfluxJoin(s, key, label) {
+  await s.open(label, `${s.staticUrl}/pages/netflux.html`);
+  await s.page(label).evaluate(([url, k, l]) => window.peer.join(url, k, l), [sigwayWs, key, label]);
+  const snap = await waitUntil(`${label} to join ${key}`, 30000, () => netfluxSnapshot(s, label), (v) => v.state === 'JOINED');
+  recordTiming(s.name, label, 'netflux join', snap.joinMs);
+  console.log(`  ${label}: joined ${key} as ${snap.myId} in ${Math.round(snap.joinMs)} ms (members ${snap.members.join(',')})`);
+  return snap.myId;
+}
+
+const sameSet = (a, b) => a.length === b.length && a.every((x) => b.includes(x));
+
+async function netfluxWaitMembers(s, labels, ids) {
+  const expected = labels.map((l) => ids[l]);
+  for (const label of labels) {
+    await waitUntil(`${label} to see members ${expected.join(',')}`, 30000, () => netfluxSnapshot(s, label), (v) => v.state === 'JOINED' && sameSet(v.members, expected));
+  }
+}
+
+// Every sender in `from` broadcasts a greeting; every page in `to` must get
+// one from each sender but itself, naming its own key (no cross-talk).
+async function netfluxExchange(s, key, ids, from, to, round) {
+  for (const label of from) {
+    await s.page(label).evaluate((text) => window.peer.sendToAll(text), `${round} from ${label} key=${key}`);
+  }
+  for (const label of to) {
+    const senders = from.filter((l) => l !== label);
+    const snap = await waitUntil(
+      `${label} to receive "${round}" from ${senders.join(',')}`,
+      20000,
+      () => netfluxSnapshot(s, label),
+      (v) => senders.every((l) => v.received.some((m) => m.from === ids[l] && m.data === `${round} from ${l} key=${key}`)),
+    );
+    for (const m of snap.received) check(m.data.endsWith(`key=${key}`), `${label} in ${key} received a message of another group: ${m.data}`);
+  }
+}
+
+async function netfluxGroup(s, key, tag) {
+  const ids = {};
+  const [a, b, c, d] = ['A', 'B', 'C', 'D'].map((x) => `${tag}${x}`);
+  for (const label of [a, b, c]) ids[label] = await netfluxJoin(s, key, label);
+  await netfluxWaitMembers(s, [a, b, c], ids);
+  await netfluxExchange(s, key, ids, [a, b, c], [a, b, c], 'hello');
+  for (const label of [a, b, c]) {
+    const pairs = await s.assertLoopbackIce(label, 2);
+    console.log(`  ${label}: data channels over ${pairs.join(' ; ')}`);
+    await s.screenshot(label, '-1-three-members');
+  }
+
+  // C leaves: A and B see it go and stay together.
+  await s.page(c).evaluate(() => window.peer.leave());
+  for (const label of [a, b]) {
+    await waitUntil(`${label} to see ${c} (${ids[c]}) leave`, 20000, () => netfluxSnapshot(s, label), (v) => v.left.includes(ids[c]) && sameSet(v.members, [ids[a], ids[b]]));
+  }
+  await s.screenshot(c, '-2-left');
+  await s.close(c);
+
+  // D joins the remaining two and reaches each of them.
+  ids[d] = await netfluxJoin(s, key, d);
+  await netfluxWaitMembers(s, [a, b, d], ids);
+  await netfluxExchange(s, key, ids, [a, b, d], [a, b, d], 'welcome');
+  const pairs = await s.assertLoopbackIce(d, 2);
+  console.log(`  ${d}: data channels over ${pairs.join(' ; ')}`);
+  for (const label of [a, b, d]) await s.screenshot(label, '-3-after-rejoin');
+  return Object.values(ids);
+}
+
+async function scenarioNetflux(s) {
+  const keys = [`e2e-nf-${shortId()}`, `e2e-nf-${shortId()}`];
+  const [one, two] = await Promise.all([netfluxGroup(s, keys[0], 'k1'), netfluxGroup(s, keys[1], 'k2')]);
+  check(!one.some((id) => two.includes(id)), `the two groups share member ids: ${one} / ${two}`);
+}
+
+// --- videre
+
+const videreSnapshot = (s, label) => s.page(label).evaluate(() => window.videre.snapshot());
+
+async function videreStart(s, label, room, transports) {
+  await s.open(label, `${s.staticUrl}/pages/videre.html`);
+  await s.page(label).evaluate(([url, r, u, t]) => window.videre.start(url, r, u, t), [`${sigwayUrl}/echo`, room, label, transports]);
+}
+
+function callIsUp(v) {
+  return (
+    v.pcState === 'connected' &&
+    v.remoteTrack && v.remoteTrack.readyState === 'live' &&
+    v.remoteVideo.width > 0 && v.remoteVideo.currentTime > 0
+  );
+}
+
+async function scenarioVidere(s, transport) {
+  const room = `e2e-videre-${transport || 'any'}-${shortId()}`;
+  const transports = transport ? [transport] : null;
+  const [alice, bob] = ['alice', 'bob'].map((x) => `${x}-${transport || 'auto'}`);
+
+  await videreStart(s, alice, room, transports);
+  await waitUntil(`${alice} to be confirmed as initiator`, 20000, () => videreSnapshot(s, alice), (v) => v.observed.connectEchoes.includes('true'));
+  await videreStart(s, bob, room, transports);
+  await waitUntil(`${bob} to be confirmed as second user`, 20000, () => videreSnapshot(s, bob), (v) => v.observed.connectEchoes.includes('false'));
+
+  const snaps = {};
+  for (const label of [alice, bob]) {
+    snaps[label] = await waitUntil(`${label}'s call to connect with remote video`, 45000, () => videreSnapshot(s, label), callIsUp);
+    recordTiming(s.name, label, 'videre connected', snaps[label].connectMs);
+  }
+  for (const label of [alice, bob]) {
+    const v = snaps[label];
+    check(v.observed.errors.length === 0, `${label}: client errors ${JSON.stringify(v.observed.errors)}`);
+    if (transport) check(v.transport === transport, `${label}: SockJS used ${v.transport}, expected ${transport}`);
+    const pairs = await s.assertLoopbackIce(label, 1);
+    console.log(`  ${label}: ${v.transport}, connected in ${Math.round(v.connectMs)} ms, remote video ${v.remoteVideo.width}x${v.remoteVideo.height}, over ${pairs[0]}`);
+  }
+  check(snaps[alice].isInitiator === true && snaps[bob].isInitiator === false, 'initiator flags wrong');
+  const sentA = snaps[alice].observed.broadcastTypesSent;
+  const sentB = snaps[bob].observed.broadcastTypesSent;
+  check(sentA.includes('Ice Offer') && sentA.includes('Ice Candidate') && !sentA.includes('Ice Answer'), `${alice} sent ${sentA}`);
+  check(sentB.includes('Ice Answer') && sentB.includes('Ice Candidate') && !sentB.includes('Ice Offer'), `${bob} sent ${sentB}`);
+  check(snaps[bob].observed.otherConnects.length === 0, `${bob} saw connects of others: ${JSON.stringify(snaps[bob].observed.otherConnects)}`);
+  check(snaps[alice].observed.otherConnects.some((c) => c.userId === bob && c.payload === 'false'), `${alice} did not see ${bob}'s connect with "false"`);
+  // Pings (every 2 s) are answered with the room's users in join order.
+  await waitUntil(`${alice} to get a ping reply listing both users`, 10000, () => videreSnapshot(s, alice), (v) => v.observed.pingReplies.some((l) => JSON.stringify(l) === JSON.stringify([alice, bob])));
+  for (const label of [alice, bob]) await s.screenshot(label, '-1-call');
+
+  // Bob goes away; Alice is told with a disconnect packet naming him.
+  const closedAt = Date.now();
+  await s.close(bob);
+  await waitUntil(`${alice} to receive ${bob}'s disconnect`, 25000, () => videreSnapshot(s, alice), (v) => v.observed.disconnects.some((d) => d.userId === bob));
+  recordTiming(s.name, alice, 'disconnect seen after close', Date.now() - closedAt);
+  await s.screenshot(alice, '-2-peer-gone');
+}
+
+// --- the /demo page served by sigway
+
+const demoSnapshot = (s, label) => s.page(label).evaluate(() => window.demo.snapshot());
+
+async function scenarioDemo(s) {
+  const room = `e2e-demo-${shortId()}`;
+  const labels = ['first', 'second'];
+  for (const label of labels) {
+    await s.open(label, `${sigwayUrl}/demo#${room}`);
+    await waitUntil(`${label} to join ${room}`, 20000, () => demoSnapshot(s, label), (v) => v.joined);
+  }
+  for (const label of labels) {
+    const v = await waitUntil(`${label}'s demo call to connect with remote video`, 45000, () => demoSnapshot(s, label), callIsUp);
+    recordTiming(s.name, label, 'demo connected', v.connectMs);
+    const pairs = await s.assertLoopbackIce(label, 1);
+    console.log(`  ${label}: demo call connected in ${Math.round(v.connectMs)} ms, remote video ${v.remoteVideo.width}x${v.remoteVideo.height}, over ${pairs[0]}`);
+    await s.screenshot(label, '-1-call');
+  }
+  await s.close('second');
+  await waitUntil('first to see second leave', 15000, () => demoSnapshot(s, 'first'), (v) => v.peerLeft > 0);
+  await s.screenshot('first', '-2-peer-gone');
+}
+
+const SCENARIOS = [
+  ['browser-smoke', 30000, scenarioSmoke],
+  ['landing-page', 30000, scenarioLanding],
+  ['netflux-two-keys', 150000, scenarioNetflux],
+  ['videre-sockjs-auto', 90000, (s) => scenarioVidere(s, null)],
+  ['videre-sockjs-websocket', 90000, (s) => scenarioVidere(s, 'websocket')],
+  ['videre-sockjs-xhr-streaming', 90000, (s) => scenarioVidere(s, 'xhr-streaming')],
+  ['videre-sockjs-xhr-polling', 90000, (s) => scenarioVidere(s, 'xhr-polling')],
+  ['demo-page', 90000, scenarioDemo],
+];
+
+// ---------------------------------------------------------------- main
+
+async function waitForSigway() {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try {
+      const res = await fetch(`${sigwayUrl}/healthz`);
+      if (res.ok) return;
+    } catch (err) {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`sigway did not answer ${sigwayUrl}/healthz within 30 s`);
+    await sleep(200);
+  }
+}
+
+async function main() {
+  fs.mkdirSync(screenshotDir, { recursive: true });
+  await waitForSigway();
+  const staticServer = await startStaticServer();
+  const staticUrl = `http://127.0.0.1:${staticServer.address().port}`;
+  console.log(`e2e: sigway ${sigwayUrl}, pages ${staticUrl}, screenshots ${screenshotDir}`);
+
+  // playwright-core makes a fresh, empty user-data-dir for each launch
+  // (and deletes it on close); it refuses a --user-data-dir argument here.
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS, timeout: 60000 });
+  console.log(`e2e: ${chromiumPath} ${browser.version()} on ${os.hostname()}`);
+
+  const selected = SCENARIOS.filter(([name]) => filters.length === 0 || filters.some((f) => name.includes(f)));
+  for (const [name, timeoutMs, run] of selected) {
+    const scenario = new Scenario(name, browser, staticUrl);
+    const started = Date.now();
+    console.log(`--- ${name}`);
+    let error = null;
+    try {
+      await withTimeout(run(scenario), timeoutMs, name);
+      if (scenario.problems.length) throw new Failure(scenario.problems.join('\n  '));
+    } catch (err) {
+      error = err;
+    }
+    await withTimeout(scenario.finish(error !== null), 30000, `${name} cleanup`).catch((err) => console.log(`  cleanup: ${err.message}`));
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    results.push({ name, ok: error === null, seconds });
+    console.log(error === null ? `ok   ${name} (${seconds} s)` : `FAIL ${name} (${seconds} s): ${error instanceof Failure ? error.message : error.stack}`);
+  }
+
+  await browser.close();
+  staticServer.close();
+
+  console.log('\njoin timings (ms):');
+  for (const t of timings) console.log(`  ${t.scenario.padEnd(30)} ${t.label.padEnd(24)} ${t.what.padEnd(28)} ${t.ms ?? '-'}`);
+  console.log('\nscenarios:');
+  for (const r of results) console.log(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (${r.seconds} s)`);
+  const passed = results.filter((r) => r.ok).length;
+  const failed = results.length - passed;
+  console.log(`\ne2e: ${passed} passed, ${failed} failed`);
+  return failed === 0 && passed > 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`e2e: ${err.stack || err}`);
+    process.exit(1);
+  },
+);

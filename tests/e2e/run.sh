@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# End-to-end tests: real Netflux and SockJS/videre clients in headless
+# Chromium against sigway, with every packet (WebRTC included) on loopback.
+#
+#   bash tests/e2e/run.sh [scenario-filter ...]
+#
+# Outside the namespace (network needed): install Chromium (Debian package)
+# when missing, `npm ci` the pinned clients, build sigway (debug). Then the
+# script re-executes itself in a new network namespace that has only `lo`
+# (unshare -n, needs root), starts sigway on 127.0.0.1, runs e2e.mjs, and
+# stops sigway. Chromium gathers ICE candidates on every interface it sees:
+# in that namespace the only one is loopback.
+#
+# Environment:
+#   E2E_SCREENSHOTS  folder for screenshots and sigway.log (default tests/e2e/screenshots)
+#   E2E_SIGWAY_BIN   use this sigway binary instead of building one
+#   E2E_TIMEOUT      seconds allowed for the run inside the namespace (default 540)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+export E2E_SCREENSHOTS="$(mkdir -p "${E2E_SCREENSHOTS:-$here/screenshots}" && cd "${E2E_SCREENSHOTS:-$here/screenshots}" && pwd)"
+
+if [[ -z "${E2E_INSIDE_NETNS:-}" ]]; then
+  if [[ ! -x /usr/bin/chromium ]]; then
+    echo "e2e: installing chromium (Debian package)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  echo "e2e: $(/usr/bin/chromium --version 2>/dev/null)"
+  # npm ci only when the lock file changed since the last install.
+  lock_sum="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
+  if [[ "$(cat "$here/node_modules/.e2e-installed" 2>/dev/null)" != "$lock_sum" ]]; then
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" >"$here/node_modules/.e2e-installed"
+  fi
+  if [[ -z "${E2E_SIGWAY_BIN:-}" ]]; then
+    (cd "$root" && cargo build --bin sigway --quiet)
+    target_dir="${CARGO_TARGET_DIR:-$root/target}"
+    [[ "$target_dir" = /* ]] || target_dir="$root/$target_dir"
+    export E2E_SIGWAY_BIN="$target_dir/debug/sigway"
+  fi
+  [[ -x "$E2E_SIGWAY_BIN" ]] || { echo "e2e: no sigway binary at $E2E_SIGWAY_BIN" >&2; exit 1; }
+  if [[ "$(id -u)" != 0 ]]; then
+    echo "e2e: must run as root (unshare -n makes the loopback-only network namespace)" >&2
+    exit 1
+  fi
+  started=$SECONDS
+  status=0
+  E2E_INSIDE_NETNS=1 timeout --kill-after=10 "${E2E_TIMEOUT:-540}" unshare --net bash "$0" "$@" || status=$?
+  [[ $status -eq 124 ]] && echo "e2e: FAIL: the run exceeded ${E2E_TIMEOUT:-540} s" >&2
+  echo "e2e: finished in $((SECONDS - started)) s with status $status; screenshots in $E2E_SCREENSHOTS"
+  exit "$status"
+fi
+
+# --- inside the network namespace
+ip link set lo up
+interfaces="$(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')"
+if [[ "$interfaces" != "lo " ]]; then
+  echo "e2e: refusing to run: this namespace has interfaces other than lo: $interfaces" >&2
+  exit 1
+fi
+
+# Any port is free in a fresh namespace; ask the kernel anyway.
+port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+workdir="$(mktemp -d /tmp/sigway-e2e.XXXXXX)"
+sigway_log="$E2E_SCREENSHOTS/sigway.log"
+# Run from an empty directory: no ./conf.json is picked up, and the log
+# file (log/debug.log by default) goes there and is removed at the end.
+(cd "$workdir" && exec env RUST_LOG="${RUST_LOG:-info}" "$E2E_SIGWAY_BIN" -h 127.0.0.1 -p "$port") >"$sigway_log" 2>&1 &
+sigway_pid=$!
+stop_sigway() {
+  if kill -0 "$sigway_pid" 2>/dev/null; then
+    kill -TERM "$sigway_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$sigway_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$sigway_pid" 2>/dev/null || true
+  fi
+  rm -rf "$workdir"
+}
+trap stop_sigway EXIT
+echo "e2e: sigway pid $sigway_pid on 127.0.0.1:$port (log $sigway_log)"
+
+status=0
+SIGWAY_URL="http://127.0.0.1:$port" node "$here/e2e.mjs" "$@" || status=$?
+if ! kill -0 "$sigway_pid" 2>/dev/null; then
+  echo "e2e: FAIL: sigway exited during the run" >&2
+  status=1
+fi
+if [[ $status -ne 0 ]]; then
+  echo "e2e: last lines of $sigway_log:"
+  tail -n 40 "$sigway_log" | sed 's/^/  /'
+fi
+exit "$status"
