@@ -14,7 +14,8 @@
 // Usage: node e2e.mjs [name-filter ...]   (a scenario runs when its name
 // contains one of the filters; no filter runs all)
 // Environment: SIGWAY_URL (required), E2E_SCREENSHOTS (folder, default
-// ./screenshots), E2E_CHROMIUM (default /usr/bin/chromium).
+// ./screenshots), E2E_CHROMIUM (default /usr/bin/chromium), E2E_BUDGET
+// (seconds for all scenarios, default 420).
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -33,6 +34,8 @@ const sigwayWs = sigwayUrl.replace(/^http/, 'ws');
 const screenshotDir = path.resolve(process.env.E2E_SCREENSHOTS || path.join(here, 'screenshots'));
 const chromiumPath = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
 const filters = process.argv.slice(2);
+const budgetSeconds = Number(process.env.E2E_BUDGET || 420);
+const runStarted = Date.now();
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -330,10 +333,12 @@ function callIsUp(v) {
   );
 }
 
-async function scenarioVidere(s, transport) {
-  const room = `e2e-videre-${transport || 'any'}-${shortId()}`;
+// `transport`: the only SockJS transport allowed (null: SockJS chooses);
+// `expected`: the one it must end up using.
+async function scenarioVidere(s, transport, expected) {
+  const room = `e2e-videre-${expected}-${shortId()}`;
   const transports = transport ? [transport] : null;
-  const [alice, bob] = ['alice', 'bob'].map((x) => `${x}-${transport || 'auto'}`);
+  const [alice, bob] = ['alice', 'bob'].map((x) => `${x}-${expected}`);
 
   await videreStart(s, alice, room, transports);
   await waitUntil(`${alice} to be confirmed as initiator`, 20000, () => videreSnapshot(s, alice), (v) => v.observed.connectEchoes.includes('true'));
@@ -348,7 +353,7 @@ async function scenarioVidere(s, transport) {
   for (const label of [alice, bob]) {
     const v = snaps[label];
     check(v.observed.errors.length === 0, `${label}: client errors ${JSON.stringify(v.observed.errors)}`);
-    if (transport) check(v.transport === transport, `${label}: SockJS used ${v.transport}, expected ${transport}`);
+    check(v.transport === expected, `${label}: SockJS used ${v.transport}, expected ${expected}`);
     const pairs = await s.assertLoopbackIce(label, 1);
     console.log(`  ${label}: ${v.transport}, connected in ${Math.round(v.connectMs)} ms, remote video ${v.remoteVideo.width}x${v.remoteVideo.height}, over ${pairs[0]}`);
   }
@@ -398,11 +403,11 @@ const SCENARIOS = [
   ['browser-smoke', 30000, scenarioSmoke],
   ['landing-page', 30000, scenarioLanding],
   ['netflux-two-keys', 150000, scenarioNetflux],
-  ['videre-sockjs-auto', 90000, (s) => scenarioVidere(s, null)],
-  ['videre-sockjs-websocket', 90000, (s) => scenarioVidere(s, 'websocket')],
-  ['videre-sockjs-xhr-streaming', 90000, (s) => scenarioVidere(s, 'xhr-streaming')],
-  ['videre-sockjs-xhr-polling', 90000, (s) => scenarioVidere(s, 'xhr-polling')],
-  ['demo-page', 90000, scenarioDemo],
+  // SockJS free to choose: it must pick websocket, which sigway offers.
+  ['videre-sockjs-websocket', 75000, (s) => scenarioVidere(s, null, 'websocket')],
+  ['videre-sockjs-xhr-streaming', 75000, (s) => scenarioVidere(s, 'xhr-streaming', 'xhr-streaming')],
+  ['videre-sockjs-xhr-polling', 75000, (s) => scenarioVidere(s, 'xhr-polling', 'xhr-polling')],
+  ['demo-page', 75000, scenarioDemo],
 ];
 
 // ---------------------------------------------------------------- main
@@ -434,13 +439,21 @@ async function main() {
   console.log(`e2e: ${chromiumPath} ${browser.version()} on ${os.hostname()}`);
 
   const selected = SCENARIOS.filter(([name]) => filters.length === 0 || filters.some((f) => name.includes(f)));
+  // The whole run must end in time to report: a scenario gets at most what
+  // is left of the budget, and none starts with less than 20 s left.
+  const budgetEnds = runStarted + budgetSeconds * 1000;
   for (const [name, timeoutMs, run] of selected) {
     const scenario = new Scenario(name, browser, staticUrl);
     const started = Date.now();
     console.log(`--- ${name}`);
+    if (budgetEnds - started < 20000) {
+      results.push({ name, ok: false, seconds: '0.0' });
+      console.log(`FAIL ${name}: not run, the ${budgetSeconds} s budget is spent`);
+      continue;
+    }
     let error = null;
     try {
-      await withTimeout(run(scenario), timeoutMs, name);
+      await withTimeout(run(scenario), Math.min(timeoutMs, budgetEnds - started - 15000), name);
       if (scenario.problems.length) throw new Failure(scenario.problems.join('\n  '));
     } catch (err) {
       error = err;
