@@ -4,7 +4,8 @@
 //! [`Refusal`] (a limit said no) or a [`SigverError`] (a peer broke the
 //! protocol or must go) and ask it for its [`Close`] (WebSocket close code and
 //! reason) or [`Refusal::http_status`]. The sigver dialects differ only in
-//! their code numbers, so the mapping takes the dialect.
+//! their code numbers, so the mapping takes the dialect. videre never closes
+//! for bad packets: a [`VidereError`] becomes an error notice packet.
 
 use std::borrow::Cow;
 
@@ -126,6 +127,44 @@ impl SigverError {
             (SigverError::Refused(refusal), _) => return refusal.close(),
         };
         Close::owned(code, self.to_string())
+    }
+}
+
+/// Why a videre packet was refused. The sender gets an error notice whose
+/// `Payload` is [`VidereError::reason`]; the session stays open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VidereError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("a packet must be a JSON object")]
+    NotAnObject,
+    #[error("a packet needs a Header object")]
+    NoHeader,
+    #[error("Header.Event must be one of connect, broadcast, ping, disconnect")]
+    UnknownEvent,
+    #[error("Header.{0} must be a string")]
+    NotAString(&'static str),
+    #[error("packet exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("not connected to this room")]
+    NotJoined,
+    #[error("UserId differs from the one this session connected with")]
+    WrongUser,
+    #[error("no such room")]
+    NoSuchRoom,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl VidereError {
+    /// The `Payload` of the error notice sent back to the client.
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+
+    /// A configured limit said no (as opposed to a client sending bad input).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, VidereError::Refused(_) | VidereError::TooLarge(_))
     }
 }
 

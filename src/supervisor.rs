@@ -103,6 +103,17 @@ impl<R: Room> Message for Join<R> {
     type Result = Result<Addr<R>, Refusal>;
 }
 
+/// Looks up a live room without entering it (videre's non-strict mode lets
+/// a session broadcast into a room it has not joined).
+pub struct Find<R: Room> {
+    pub key: Arc<str>,
+    pub kind: std::marker::PhantomData<R>,
+}
+
+impl<R: Room> Message for Find<R> {
+    type Result = Option<Addr<R>>;
+}
+
 /// A new connection from `ip` asks for a place.
 #[derive(Message)]
 #[rtype(result = "Result<ConnectionTicket, Refusal>")]
@@ -209,6 +220,17 @@ impl<R: Room> Handler<Join<R>> for RoomSupervisor {
             member: join.member,
         });
         Ok(addr)
+    }
+}
+
+impl<R: Room> Handler<Find<R>> for RoomSupervisor {
+    type Result = Option<Addr<R>>;
+
+    fn handle(&mut self, find: Find<R>, _: &mut Context<Self>) -> Self::Result {
+        self.rooms
+            .get(&(R::KIND, find.key))
+            .and_then(|entry| entry.addr.downcast_ref::<Addr<R>>())
+            .cloned()
     }
 }
 

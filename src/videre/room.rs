@@ -1,13 +1,164 @@
-//! A videre room actor.
+//! A videre room: its rules ([`RoomCore`], pure) and its actor ([`VidereRoom`]).
+//!
+//! The core keeps the members in join order, each a `(session, user id,
+//! link)`, and answers every event with the text to send: a connect is
+//! announced to every member (the newcomer included) with `"true"` when the
+//! room was empty, a broadcast goes to every member unchanged, a ping is
+//! answered with the user ids in join order, a leave is announced to the
+//! remaining members. The core is generic over the link so tests drive it
+//! with plain ids. The actor owns one core, is created and disposed by the
+//! [`RoomSupervisor`](crate::supervisor::RoomSupervisor), and only moves
+//! messages: sessions reach it through the supervisor's `Join` (which
+//! forwards an [`Attach`]) and then directly by its address.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use actix::prelude::*;
+use bytestring::ByteString;
+use tokio::sync::oneshot;
 
-use crate::supervisor::{Attach, Dispose, Room, RoomContext};
+use crate::error::{Refusal, VidereError};
+use crate::observe::Stats;
+use crate::sockjs::SessionLink;
+use crate::supervisor::{Attach, Dispose, Occupancy, Room, RoomContext};
 
+use super::packet::{self, Packet};
+
+/// Identifies one videre session in the process (unique, never reused).
+pub type SessionId = u64;
+
+/// One user in a room.
+#[derive(Debug, Clone)]
+pub struct Member<L> {
+    pub session: SessionId,
+    pub user_id: Arc<str>,
+    pub link: L,
+}
+
+/// A successful join: the connect answer every member receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub initiator: bool,
+    pub announce: ByteString,
+}
+
+/// The rules of one room, free of I/O.
+#[derive(Debug)]
+pub struct RoomCore<L> {
+    room_id: Arc<str>,
+    members: Vec<Member<L>>,
+    max_members: usize,
+}
+
+impl<L> RoomCore<L> {
+    pub fn new(room_id: Arc<str>, max_members: usize) -> Self {
+        Self {
+            room_id,
+            members: Vec::new(),
+            max_members,
+        }
+    }
+
+    pub fn room_id(&self) -> &Arc<str> {
+        &self.room_id
+    }
+
+    /// Members in join order.
+    pub fn members(&self) -> &[Member<L>] {
+        &self.members
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn contains(&self, session: SessionId) -> bool {
+        self.members.iter().any(|m| m.session == session)
+    }
+
+    /// `session` enters under `user_id`; its `connect` packet is announced to
+    /// every member (itself included). The caller makes the session leave
+    /// first if it is already in (see [`RoomCore::leave`]).
+    pub fn join(
+        &mut self,
+        session: SessionId,
+        user_id: Arc<str>,
+        link: L,
+        connect: &Packet,
+    ) -> Result<Joined, VidereError> {
+        if self.members.len() >= self.max_members {
+            return Err(Refusal::RoomFull(self.max_members).into());
+        }
+        let initiator = self.members.is_empty();
+        self.members.push(Member {
+            session,
+            user_id,
+            link,
+        });
+        Ok(Joined {
+            initiator,
+            announce: connect.connect_answer(initiator),
+        })
+    }
+
+    /// `session` leaves; the returned notice goes to every remaining member.
+    /// `None` when it was not in the room.
+    pub fn leave(&mut self, session: SessionId) -> Option<(Member<L>, ByteString)> {
+        let index = self.members.iter().position(|m| m.session == session)?;
+        let member = self.members.remove(index);
+        let notice = packet::disconnect_notice(&member.user_id, &self.room_id);
+        Some((member, notice))
+    }
+
+    /// What every member receives for a broadcast: the packet as sent.
+    pub fn broadcast(&self, packet: &Packet) -> ByteString {
+        packet.text().clone()
+    }
+
+    /// The answer to a ping, for its sender only.
+    pub fn ping(&self, packet: &Packet) -> ByteString {
+        packet.ping_answer(self.members.iter().map(|m| &*m.user_id))
+    }
+}
+
+/// What a session hands the room when it joins.
+pub struct Joiner {
+    pub session: SessionId,
+    pub user_id: Arc<str>,
+    pub link: SessionLink,
+    pub connect: Packet,
+    /// Told whether the room took the session (a full room refuses).
+    pub outcome: oneshot::Sender<Result<(), VidereError>>,
+}
+
+/// A session leaves the room (disconnect, another connect, or its close).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub session: SessionId,
+}
+
+/// A broadcast packet for every member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Broadcast {
+    pub packet: Packet,
+}
+
+/// A ping; the answer goes to `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping {
+    pub packet: Packet,
+    pub reply: SessionLink,
+}
+
+/// The actor of one videre room.
 pub struct VidereRoom {
-    _key: Arc<str>,
+    core: RoomCore<SessionLink>,
+    occupancy: Occupancy,
+    ctx: RoomContext,
 }
 
 impl Actor for VidereRoom {
@@ -16,20 +167,290 @@ impl Actor for VidereRoom {
 
 impl Room for VidereRoom {
     const KIND: &'static str = "videre";
-    type Member = ();
-    fn new_room(key: Arc<str>, _ctx: RoomContext) -> Self {
-        Self { _key: key }
+    type Member = Joiner;
+    fn new_room(key: Arc<str>, ctx: RoomContext) -> Self {
+        Self {
+            core: RoomCore::new(key, ctx.settings.limits.max_members_per_room),
+            occupancy: Occupancy::default(),
+            ctx,
+        }
+    }
+}
+
+impl VidereRoom {
+    fn send_to_all(&self, text: &ByteString) {
+        for member in self.core.members() {
+            send(&self.ctx.stats, &member.link, text.clone());
+        }
+    }
+
+    fn remove(&mut self, session: SessionId) {
+        let Some((member, notice)) = self.core.leave(session) else {
+            return;
+        };
+        tracing::info!(room = %self.core.room_id(), user = %member.user_id, session, "videre leave");
+        self.send_to_all(&notice);
+        if let Some(idle) = self.occupancy.detached::<Self>(self.core.room_id()) {
+            self.ctx.supervisor.do_send(idle);
+        }
+    }
+}
+
+/// Queues `text` for one client. A failed send means the session is gone
+/// (its close will make it leave) or its client does not read, which the
+/// SockJS layer handles by closing it.
+fn send(stats: &Stats, link: &SessionLink, text: ByteString) {
+    let bytes = text.len();
+    match link.send(text) {
+        Ok(()) => stats.sent(bytes),
+        Err(_) if link.is_closed() => {}
+        Err(_) => {
+            stats.slow_consumers.fetch_add(1, Relaxed);
+            tracing::debug!("videre: client queue full, message dropped");
+        }
     }
 }
 
 impl Handler<Attach<VidereRoom>> for VidereRoom {
     type Result = ();
-    fn handle(&mut self, _msg: Attach<VidereRoom>, _ctx: &mut Context<Self>) {}
+
+    fn handle(&mut self, attach: Attach<VidereRoom>, _: &mut Context<Self>) {
+        self.occupancy.attached();
+        let Joiner {
+            session,
+            user_id,
+            link,
+            connect,
+            outcome,
+        } = attach.member;
+        // A session is never twice in a room: a repeated join moves it to
+        // the end (sessions leave first, this only guards the invariant).
+        self.remove(session);
+        match self.core.join(session, user_id.clone(), link, &connect) {
+            Ok(joined) => {
+                tracing::info!(
+                    room = %self.core.room_id(), user = %user_id, session,
+                    initiator = joined.initiator, members = self.core.members().len(),
+                    "videre join"
+                );
+                self.send_to_all(&joined.announce);
+                let _ = outcome.send(Ok(()));
+            }
+            Err(error) => {
+                // Count the refused attach as gone, so idle reports stay exact.
+                if let Some(idle) = self.occupancy.detached::<Self>(self.core.room_id()) {
+                    self.ctx.supervisor.do_send(idle);
+                }
+                let _ = outcome.send(Err(error));
+            }
+        }
+    }
+}
+
+impl Handler<Leave> for VidereRoom {
+    type Result = ();
+
+    fn handle(&mut self, leave: Leave, _: &mut Context<Self>) {
+        self.remove(leave.session);
+    }
+}
+
+impl Handler<Broadcast> for VidereRoom {
+    type Result = ();
+
+    fn handle(&mut self, broadcast: Broadcast, _: &mut Context<Self>) {
+        let text = self.core.broadcast(&broadcast.packet);
+        self.send_to_all(&text);
+    }
+}
+
+impl Handler<Ping> for VidereRoom {
+    type Result = ();
+
+    fn handle(&mut self, ping: Ping, _: &mut Context<Self>) {
+        send(&self.ctx.stats, &ping.reply, self.core.ping(&ping.packet));
+    }
 }
 
 impl Handler<Dispose> for VidereRoom {
     type Result = ();
     fn handle(&mut self, _msg: Dispose, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn packet(event: &str, user: &str, room: &str) -> Packet {
+        let text = serde_json::json!({
+            "Header": {"Event": event, "UserId": user, "RoomId": room},
+            "Payload": "{}",
+        })
+        .to_string();
+        packet::parse(text.into(), 1 << 20).expect("valid packet")
+    }
+
+    fn payload(text: &ByteString) -> String {
+        let value: serde_json::Value = serde_json::from_str(text).expect("json");
+        value["Payload"]
+            .as_str()
+            .expect("string payload")
+            .to_owned()
+    }
+
+    fn room(max: usize) -> RoomCore<()> {
+        RoomCore::new("r".into(), max)
+    }
+
+    #[test]
+    fn first_user_is_the_initiator_and_later_ones_are_not() {
+        let mut core = room(10);
+        let a = core
+            .join(1, "a".into(), (), &packet("connect", "a", "r"))
+            .expect("join");
+        let b = core
+            .join(2, "b".into(), (), &packet("connect", "b", "r"))
+            .expect("join");
+        assert!(a.initiator && !b.initiator);
+        assert_eq!(payload(&a.announce), "true");
+        assert_eq!(payload(&b.announce), "false");
+    }
+
+    #[test]
+    fn ping_lists_user_ids_in_join_order_with_duplicates() {
+        let mut core = room(10);
+        for (session, user) in [(1, "b"), (2, "a"), (3, "b")] {
+            core.join(session, user.into(), (), &packet("connect", user, "r"))
+                .expect("join");
+        }
+        assert_eq!(
+            payload(&core.ping(&packet("ping", "a", "r"))),
+            r#"["b","a","b"]"#
+        );
+    }
+
+    #[test]
+    fn leaving_announces_the_user_to_the_rest_and_rejoining_moves_to_the_end() {
+        let mut core = room(10);
+        for (session, user) in [(1, "a"), (2, "b")] {
+            core.join(session, user.into(), (), &packet("connect", user, "r"))
+                .expect("join");
+        }
+        let (member, notice) = core.leave(1).expect("was in");
+        assert_eq!(&*member.user_id, "a");
+        assert_eq!(
+            &*notice,
+            r#"{"Header":{"Event":"disconnect","UserId":"a","RoomId":"r"},"Payload":""}"#
+        );
+        assert!(core.leave(1).is_none(), "a second leave is a no-op");
+        let again = core
+            .join(1, "a".into(), (), &packet("connect", "a", "r"))
+            .expect("join");
+        assert!(!again.initiator, "b is still there");
+        let order: Vec<&str> = core.members().iter().map(|m| &*m.user_id).collect();
+        assert_eq!(order, ["b", "a"]);
+    }
+
+    #[test]
+    fn a_full_room_refuses_with_room_full() {
+        let mut core = room(1);
+        core.join(1, "a".into(), (), &packet("connect", "a", "r"))
+            .expect("join");
+        let err = core
+            .join(2, "b".into(), (), &packet("connect", "b", "r"))
+            .expect_err("full");
+        assert_eq!(err, VidereError::Refused(Refusal::RoomFull(1)));
+        assert_eq!(core.members().len(), 1);
+    }
+
+    #[test]
+    fn broadcast_is_the_text_as_received() {
+        let core = room(10);
+        let p = packet("broadcast", "a", "r");
+        assert_eq!(core.broadcast(&p), *p.text());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Connect(SessionId, u8),
+        Disconnect(SessionId),
+        Broadcast,
+        Ping,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let session = 0..6u64;
+        prop_oneof![
+            (session.clone(), 0..4u8).prop_map(|(s, u)| Op::Connect(s, u)),
+            session.prop_map(Op::Disconnect),
+            Just(Op::Broadcast),
+            Just(Op::Ping),
+        ]
+    }
+
+    proptest! {
+        /// Random event sequences against a plain model: join order, the
+        /// initiator flag, who receives what, and when the room is empty.
+        #[test]
+        fn room_follows_the_model(ops in proptest::collection::vec(op(), 0..60), max in 1usize..5) {
+            let mut core: RoomCore<SessionId> = RoomCore::new("r".into(), max);
+            let mut model: Vec<(SessionId, String)> = Vec::new();
+            let mut departed: Vec<SessionId> = Vec::new();
+            let recipients = |core: &RoomCore<SessionId>| -> Vec<SessionId> {
+                core.members().iter().map(|m| m.link).collect()
+            };
+            for op in ops {
+                match op {
+                    Op::Connect(s, u) => {
+                        let user = format!("u{u}");
+                        if let Some((member, notice)) = core.leave(s) {
+                            prop_assert_eq!(payload(&notice), "");
+                            prop_assert_eq!(&*member.user_id, user_of(&model, s));
+                            model.retain(|(m, _)| *m != s);
+                        }
+                        let result = core.join(s, user.as_str().into(), s, &packet("connect", &user, "r"));
+                        if model.len() >= max {
+                            prop_assert!(result.is_err());
+                            departed.push(s);
+                        } else {
+                            let joined = result.expect("room has space");
+                            prop_assert_eq!(joined.initiator, model.is_empty());
+                            model.push((s, user));
+                            departed.retain(|d| *d != s);
+                        }
+                    }
+                    Op::Disconnect(s) => {
+                        let was_in = model.iter().any(|(m, _)| *m == s);
+                        prop_assert_eq!(core.leave(s).is_some(), was_in);
+                        model.retain(|(m, _)| *m != s);
+                        departed.push(s);
+                    }
+                    Op::Broadcast => {
+                        let p = packet("broadcast", "x", "r");
+                        prop_assert_eq!(&core.broadcast(&p), p.text());
+                        let to = recipients(&core);
+                        prop_assert!(to.iter().all(|r| !departed.contains(r)));
+                    }
+                    Op::Ping => {
+                        let ids: Vec<&str> = model.iter().map(|(_, u)| u.as_str()).collect();
+                        let expected = serde_json::to_string(&ids).expect("ids");
+                        prop_assert_eq!(payload(&core.ping(&packet("ping", "x", "r"))), expected);
+                    }
+                }
+                let order: Vec<SessionId> = model.iter().map(|(s, _)| *s).collect();
+                prop_assert_eq!(recipients(&core), order);
+                prop_assert_eq!(core.is_empty(), model.is_empty());
+            }
+        }
+    }
+
+    fn user_of(model: &[(SessionId, String)], session: SessionId) -> &str {
+        model
+            .iter()
+            .find(|(s, _)| *s == session)
+            .map_or("", |(_, u)| u.as_str())
     }
 }
