@@ -204,7 +204,10 @@ class Scenario {
       for (const [label, entry] of this.pages) {
         if (entry.page.isClosed()) continue;
         await this.screenshot(label, '--FAILED');
-        const lines = await entry.page.evaluate(() => (window.e2e ? window.e2e.logLines : [])).catch(() => []);
+        // Test pages and the demo both keep their log in #log.
+        const lines = await entry.page
+          .evaluate(() => (document.getElementById('log') || { textContent: '' }).textContent.split('\n'))
+          .catch(() => []);
         console.log(`  page ${label} log:\n    ${lines.slice(-25).join('\n    ')}`);
         console.log(`  page ${label} console:\n    ${entry.consoleLines.slice(-25).join('\n    ')}`);
       }

@@ -67,7 +67,7 @@ workdir="$(mktemp -d /tmp/sigway-e2e.XXXXXX)"
 sigway_log="$E2E_SCREENSHOTS/sigway.log"
 # Run from an empty directory: no ./conf.json is picked up, and the log
 # file (log/debug.log by default) goes there and is removed at the end.
-(cd "$workdir" && exec env RUST_LOG="${RUST_LOG:-info}" "$E2E_SIGWAY_BIN" -h 127.0.0.1 -p "$port") >"$sigway_log" 2>&1 &
+(cd "$workdir" && exec env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$E2E_SIGWAY_BIN" -h 127.0.0.1 -p "$port") >"$sigway_log" 2>&1 &
 sigway_pid=$!
 stop_sigway() {
   if kill -0 "$sigway_pid" 2>/dev/null; then
