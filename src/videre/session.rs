@@ -10,7 +10,9 @@
 //! session's close leave. Nothing here blocks other sessions: rooms are
 //! reached by message, and client input never panics.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -93,6 +95,42 @@ impl<H> Memberships<H> {
     }
 }
 
+/// A session's place under the connection limits, granted after `open`.
+/// Shared with the task that asks the supervisor; dropping the last holder
+/// drops the ticket, which frees the place.
+#[derive(Clone, Default)]
+pub struct Place(Rc<RefCell<PlaceState>>);
+
+#[derive(Default)]
+enum PlaceState {
+    #[default]
+    Pending,
+    Held(#[allow(dead_code)] ConnectionTicket),
+    Refused,
+}
+
+impl Place {
+    pub fn hold(&self, ticket: ConnectionTicket) {
+        let mut state = self.0.borrow_mut();
+        if matches!(*state, PlaceState::Pending) {
+            *state = PlaceState::Held(ticket);
+        }
+    }
+
+    pub fn refuse(&self) {
+        *self.0.borrow_mut() = PlaceState::Refused;
+    }
+
+    pub fn is_refused(&self) -> bool {
+        matches!(*self.0.borrow(), PlaceState::Refused)
+    }
+
+    /// Gives the place up (the session closed).
+    fn release(&self) {
+        *self.0.borrow_mut() = PlaceState::Refused;
+    }
+}
+
 /// Process-wide session numbering; room members are keyed by it.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -103,8 +141,8 @@ pub struct VidereSession {
     info: SessionInfo,
     shared: web::Data<Shared>,
     rooms: Memberships<Addr<VidereRoom>>,
-    /// This session's place under the connection limits, if it holds one.
-    _ticket: Option<ConnectionTicket>,
+    /// This session's place under the connection limits.
+    place: Place,
 }
 
 impl VidereSession {
@@ -112,7 +150,7 @@ impl VidereSession {
         link: SessionLink,
         info: SessionInfo,
         shared: web::Data<Shared>,
-        ticket: Option<ConnectionTicket>,
+        place: Place,
     ) -> Self {
         let id = NEXT_SESSION.fetch_add(1, Relaxed);
         tracing::debug!(session = %info.id, transport = info.transport, remote = ?info.remote, "videre session open");
@@ -122,7 +160,7 @@ impl VidereSession {
             info,
             shared,
             rooms: Memberships::default(),
-            _ticket: ticket,
+            place,
         }
     }
 
@@ -264,6 +302,9 @@ fn preview(text: &str) -> &str {
 
 impl SockjsSession for VidereSession {
     async fn on_message(&mut self, text: String) {
+        if self.place.is_refused() {
+            return;
+        }
         let bytes = text.len();
         self.shared.stats.received(bytes);
         let max = self.shared.settings.limits.max_frame_bytes;
@@ -290,6 +331,7 @@ impl SockjsSession for VidereSession {
     async fn on_close(&mut self) {
         tracing::debug!(session = %self.info.id, transport = self.info.transport, rooms = self.rooms.len(), "videre session closed");
         self.leave_all();
+        self.place.release();
     }
 }
 
