@@ -399,6 +399,91 @@ mod tests {
         assert!(rooms.is_empty());
     }
 
+    mod with_actors {
+        use super::super::*;
+        use crate::config::Settings;
+        use crate::observe::Stats;
+        use crate::sockjs::Outgoing;
+        use crate::supervisor::RoomSupervisor;
+        use std::time::Duration;
+        use tokio::sync::{mpsc, watch};
+
+        fn shared(settings: Settings) -> web::Data<Shared> {
+            let settings = Arc::new(settings);
+            let stats = Arc::new(Stats::default());
+            let supervisor = RoomSupervisor::new(settings.clone(), stats.clone(), vec![]).start();
+            let (_, shutdown) = watch::channel(false);
+            web::Data::new(Shared {
+                settings,
+                supervisor,
+                stats,
+                shutdown,
+            })
+        }
+
+        fn session(shared: &web::Data<Shared>) -> (VidereSession, mpsc::Receiver<Outgoing>) {
+            let (link, rx) = SessionLink::channel(64);
+            let info = SessionInfo {
+                id: "test".into(),
+                remote: None,
+                transport: "test",
+            };
+            (
+                VidereSession::new(link, info, shared.clone(), Place::default()),
+                rx,
+            )
+        }
+
+        async fn next(rx: &mut mpsc::Receiver<Outgoing>) -> serde_json::Value {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(Outgoing::Message(text))) => serde_json::from_str(&text).expect("json"),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+
+        fn text(event: &str, user: &str, room: &str) -> String {
+            serde_json::json!({"Header": {"Event": event, "UserId": user, "RoomId": room}, "Payload": "{}"})
+                .to_string()
+        }
+
+        #[actix_web::test]
+        async fn sessions_meet_in_a_room_and_its_last_leave_disposes_it() {
+            let shared = shared(Settings::default());
+            let (mut a, mut a_rx) = session(&shared);
+            let (mut b, mut b_rx) = session(&shared);
+            a.on_message(text("connect", "a", "r")).await;
+            assert_eq!(next(&mut a_rx).await["Payload"], "true");
+            b.on_message(text("connect", "b", "r")).await;
+            assert_eq!(next(&mut a_rx).await["Payload"], "false");
+            assert_eq!(next(&mut b_rx).await["Payload"], "false");
+            b.on_message(text("ping", "b", "r")).await;
+            assert_eq!(next(&mut b_rx).await["Payload"], r#"["a","b"]"#);
+            b.on_message(text("broadcast", "b", "r")).await;
+            assert_eq!(next(&mut a_rx).await["Header"]["Event"], "broadcast");
+            assert_eq!(next(&mut b_rx).await["Header"]["Event"], "broadcast");
+            a.on_message("garbage".into()).await;
+            assert_eq!(next(&mut a_rx).await["Header"]["Event"], "error");
+            a.on_close().await;
+            let notice = next(&mut b_rx).await;
+            assert_eq!(
+                (
+                    notice["Header"]["Event"].as_str(),
+                    notice["Header"]["UserId"].as_str()
+                ),
+                (Some("disconnect"), Some("a"))
+            );
+            assert_eq!(shared.stats.rooms_videre.load(Relaxed), 1);
+            b.on_close().await;
+            for _ in 0..100 {
+                if shared.stats.rooms_videre.load(Relaxed) == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the empty room was not disposed");
+        }
+    }
+
     #[test]
     fn preview_cuts_at_a_char_boundary() {
         let text = "é".repeat(200);
