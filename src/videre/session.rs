@@ -10,7 +10,9 @@
 //! session's close leave. Nothing here blocks other sessions: rooms are
 //! reached by message, and client input never panics.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -93,6 +95,42 @@ impl<H> Memberships<H> {
     }
 }
 
+/// A session's place under the connection limits, granted after `open`.
+/// Shared with the task that asks the supervisor; dropping the last holder
+/// drops the ticket, which frees the place.
+#[derive(Clone, Default)]
+pub struct Place(Rc<RefCell<PlaceState>>);
+
+#[derive(Default)]
+enum PlaceState {
+    #[default]
+    Pending,
+    Held(#[allow(dead_code)] ConnectionTicket),
+    Refused,
+}
+
+impl Place {
+    pub fn hold(&self, ticket: ConnectionTicket) {
+        let mut state = self.0.borrow_mut();
+        if matches!(*state, PlaceState::Pending) {
+            *state = PlaceState::Held(ticket);
+        }
+    }
+
+    pub fn refuse(&self) {
+        *self.0.borrow_mut() = PlaceState::Refused;
+    }
+
+    pub fn is_refused(&self) -> bool {
+        matches!(*self.0.borrow(), PlaceState::Refused)
+    }
+
+    /// Gives the place up (the session closed).
+    fn release(&self) {
+        *self.0.borrow_mut() = PlaceState::Refused;
+    }
+}
+
 /// Process-wide session numbering; room members are keyed by it.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -103,8 +141,8 @@ pub struct VidereSession {
     info: SessionInfo,
     shared: web::Data<Shared>,
     rooms: Memberships<Addr<VidereRoom>>,
-    /// This session's place under the connection limits, if it holds one.
-    _ticket: Option<ConnectionTicket>,
+    /// This session's place under the connection limits.
+    place: Place,
 }
 
 impl VidereSession {
@@ -112,7 +150,7 @@ impl VidereSession {
         link: SessionLink,
         info: SessionInfo,
         shared: web::Data<Shared>,
-        ticket: Option<ConnectionTicket>,
+        place: Place,
     ) -> Self {
         let id = NEXT_SESSION.fetch_add(1, Relaxed);
         tracing::debug!(session = %info.id, transport = info.transport, remote = ?info.remote, "videre session open");
@@ -122,7 +160,7 @@ impl VidereSession {
             info,
             shared,
             rooms: Memberships::default(),
-            _ticket: ticket,
+            place,
         }
     }
 
@@ -264,6 +302,9 @@ fn preview(text: &str) -> &str {
 
 impl SockjsSession for VidereSession {
     async fn on_message(&mut self, text: String) {
+        if self.place.is_refused() {
+            return;
+        }
         let bytes = text.len();
         self.shared.stats.received(bytes);
         let max = self.shared.settings.limits.max_frame_bytes;
@@ -290,6 +331,7 @@ impl SockjsSession for VidereSession {
     async fn on_close(&mut self) {
         tracing::debug!(session = %self.info.id, transport = self.info.transport, rooms = self.rooms.len(), "videre session closed");
         self.leave_all();
+        self.place.release();
     }
 }
 
@@ -355,6 +397,91 @@ mod tests {
         assert_eq!(rooms.take("").map(|m| m.room), Some(3));
         assert_eq!(rooms.take_all().len(), 1);
         assert!(rooms.is_empty());
+    }
+
+    mod with_actors {
+        use super::super::*;
+        use crate::config::Settings;
+        use crate::observe::Stats;
+        use crate::sockjs::Outgoing;
+        use crate::supervisor::RoomSupervisor;
+        use std::time::Duration;
+        use tokio::sync::{mpsc, watch};
+
+        fn shared(settings: Settings) -> web::Data<Shared> {
+            let settings = Arc::new(settings);
+            let stats = Arc::new(Stats::default());
+            let supervisor = RoomSupervisor::new(settings.clone(), stats.clone(), vec![]).start();
+            let (_, shutdown) = watch::channel(false);
+            web::Data::new(Shared {
+                settings,
+                supervisor,
+                stats,
+                shutdown,
+            })
+        }
+
+        fn session(shared: &web::Data<Shared>) -> (VidereSession, mpsc::Receiver<Outgoing>) {
+            let (link, rx) = SessionLink::channel(64);
+            let info = SessionInfo {
+                id: "test".into(),
+                remote: None,
+                transport: "test",
+            };
+            (
+                VidereSession::new(link, info, shared.clone(), Place::default()),
+                rx,
+            )
+        }
+
+        async fn next(rx: &mut mpsc::Receiver<Outgoing>) -> serde_json::Value {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(Outgoing::Message(text))) => serde_json::from_str(&text).expect("json"),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+
+        fn text(event: &str, user: &str, room: &str) -> String {
+            serde_json::json!({"Header": {"Event": event, "UserId": user, "RoomId": room}, "Payload": "{}"})
+                .to_string()
+        }
+
+        #[actix_web::test]
+        async fn sessions_meet_in_a_room_and_its_last_leave_disposes_it() {
+            let shared = shared(Settings::default());
+            let (mut a, mut a_rx) = session(&shared);
+            let (mut b, mut b_rx) = session(&shared);
+            a.on_message(text("connect", "a", "r")).await;
+            assert_eq!(next(&mut a_rx).await["Payload"], "true");
+            b.on_message(text("connect", "b", "r")).await;
+            assert_eq!(next(&mut a_rx).await["Payload"], "false");
+            assert_eq!(next(&mut b_rx).await["Payload"], "false");
+            b.on_message(text("ping", "b", "r")).await;
+            assert_eq!(next(&mut b_rx).await["Payload"], r#"["a","b"]"#);
+            b.on_message(text("broadcast", "b", "r")).await;
+            assert_eq!(next(&mut a_rx).await["Header"]["Event"], "broadcast");
+            assert_eq!(next(&mut b_rx).await["Header"]["Event"], "broadcast");
+            a.on_message("garbage".into()).await;
+            assert_eq!(next(&mut a_rx).await["Header"]["Event"], "error");
+            a.on_close().await;
+            let notice = next(&mut b_rx).await;
+            assert_eq!(
+                (
+                    notice["Header"]["Event"].as_str(),
+                    notice["Header"]["UserId"].as_str()
+                ),
+                (Some("disconnect"), Some("a"))
+            );
+            assert_eq!(shared.stats.rooms_videre.load(Relaxed), 1);
+            b.on_close().await;
+            for _ in 0..100 {
+                if shared.stats.rooms_videre.load(Relaxed) == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the empty room was not disposed");
+        }
     }
 
     #[test]
