@@ -184,8 +184,16 @@ class Scenario {
 
   // The selected ICE pair of every connected peer connection of the page:
   // at least `minimum` of them, each with iceServers [] and 127.0.0.1 at both ends.
+  // A remote candidate that ICE met before signaling delivered it is
+  // peer-reflexive, and Chromium hides its address until the signaled
+  // candidate arrives and replaces it: wait for that (up to 10 s).
   async assertLoopbackIce(label, minimum) {
-    const report = await this.page(label).evaluate(() => window.e2e.iceReport());
+    const report = await waitUntil(
+      `${label}'s selected ICE pairs to show both addresses`,
+      10000,
+      () => this.page(label).evaluate(() => window.e2e.iceReport()),
+      (r) => r.every(({ pair }) => !pair || (pair.local.address && pair.remote.address)),
+    );
     check(report.length >= minimum, `${label}: ${report.length} connected peer connection(s), expected at least ${minimum}`);
     for (const { iceServers, pair } of report) {
       check(Array.isArray(iceServers) && iceServers.length === 0, `${label}: peer connection configured with iceServers ${JSON.stringify(iceServers)}`);
@@ -374,7 +382,9 @@ async function scenarioVidere(s, transport, expected) {
   // Bob goes away; Alice is told with a disconnect packet naming him.
   const closedAt = Date.now();
   await s.close(bob);
-  await waitUntil(`${alice} to receive ${bob}'s disconnect`, 25000, () => videreSnapshot(s, alice), (v) => v.observed.disconnects.some((d) => d.userId === bob));
+  const gone = await waitUntil(`${alice} to receive ${bob}'s disconnect`, 25000, () => videreSnapshot(s, alice), (v) => v.observed.disconnects.some((d) => d.userId === bob));
+  const notice = gone.observed.disconnects.find((d) => d.userId === bob);
+  check(notice.roomId === room && notice.payload === '', `disconnect packet ${JSON.stringify(notice)}: expected RoomId ${room} and Payload ""`);
   recordTiming(s.name, alice, 'disconnect seen after close', Date.now() - closedAt);
   await s.screenshot(alice, '-2-peer-gone');
 }
@@ -431,6 +441,9 @@ async function waitForSigway() {
 
 async function main() {
   fs.mkdirSync(screenshotDir, { recursive: true });
+  // Screenshots of an earlier run would mislead: remove ours (and only ours).
+  const ours = new RegExp(`^(${SCENARIOS.map(([name]) => name).join('|')})--.*\\.png$`);
+  for (const file of fs.readdirSync(screenshotDir)) if (ours.test(file)) fs.rmSync(path.join(screenshotDir, file));
   await waitForSigway();
   const staticServer = await startStaticServer();
   const staticUrl = `http://127.0.0.1:${staticServer.address().port}`;

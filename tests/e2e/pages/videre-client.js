@@ -193,7 +193,7 @@
     }
 
     userDisconnected(packet) {
-      this.observed.disconnects.push({ userId: packet.Header.UserId, payload: packet.Payload });
+      this.observed.disconnects.push({ userId: packet.Header.UserId, roomId: packet.Header.RoomId, payload: packet.Payload });
       e2e.log(`user disconnected: ${packet.Header.UserId}`);
       this.onUserDisconnected(packet);
       this.disconnect();
