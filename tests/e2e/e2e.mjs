@@ -408,8 +408,21 @@ async function scenarioDemo(s) {
     await s.screenshot(label, '-1-call');
   }
   await s.close('second');
-  await waitUntil('first to see second leave', 15000, () => demoSnapshot(s, 'first'), (v) => v.peerLeft > 0);
+  await waitUntil('first to see second leave', 15000, () => demoSnapshot(s, 'first'), (v) => v.peerLeft === 1 && v.joined);
   await s.screenshot('first', '-2-peer-gone');
+
+  // The page stays in the room: a newcomer gets a call with it, and the
+  // Leave button (an explicit videre `disconnect`) ends that call.
+  await s.open('third', `${sigwayUrl}/demo#${room}`);
+  for (const label of ['first', 'third']) {
+    await waitUntil(`${label}'s call (first with third) to connect`, 45000, () => demoSnapshot(s, label), callIsUp);
+  }
+  await s.screenshot('third', '-3-call');
+  await s.page('third').click('#leave');
+  await waitUntil('first to see third leave', 15000, () => demoSnapshot(s, 'first'), (v) => v.peerLeft === 2 && v.pcState === 'none');
+  const third = await demoSnapshot(s, 'third');
+  check(!third.joined && third.pcState === 'none', `third after Leave: ${JSON.stringify(third)}`);
+  await s.screenshot('first', '-4-alone-again');
 }
 
 const SCENARIOS = [
