@@ -13,7 +13,8 @@
 //
 // Usage: node e2e.mjs [name-filter ...]   (a scenario runs when its name
 // contains one of the filters; no filter runs all)
-// Environment: SIGWAY_URL (required), E2E_SCREENSHOTS (folder, default
+// Environment: SIGWAY_URL (required), E2E_STATIC_PORT (page server port,
+// default any), E2E_SCREENSHOTS (folder, default
 // ./screenshots), E2E_CHROMIUM (default /usr/bin/chromium), E2E_BUDGET
 // (seconds for all scenarios, default 420).
 
@@ -88,7 +89,7 @@ function startStaticServer() {
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
+    server.listen(Number(process.env.E2E_STATIC_PORT || 0), '127.0.0.1', () => resolve(server));
   });
 }
 
@@ -144,8 +145,13 @@ class Scenario {
     this.contexts.push(context);
     await context.grantPermissions(['camera', 'microphone']);
     await context.addInitScript({ content: commonScript });
-    await context.route('**/*', (route) => {
+    await context.route('**/*', async (route) => {
       const target = new URL(route.request().url());
+      // Test pages opened on sigway's own origin (same-origin SockJS
+      // transports): their /pages/ and /lib/ come from the page server.
+      if (target.origin === sigwayUrl && /^\/(pages|lib)\//.test(target.pathname)) {
+        return route.fulfill({ response: await route.fetch({ url: `${this.staticUrl}${target.pathname}` }) });
+      }
       if (target.hostname === '127.0.0.1') return route.continue();
       this.problems.push(`${label}: request off loopback blocked: ${target.href}`);
       return route.abort();
@@ -331,8 +337,8 @@ async function scenarioNetflux(s) {
 
 const videreSnapshot = (s, label) => s.page(label).evaluate(() => window.videre.snapshot());
 
-async function videreStart(s, label, room, transports) {
-  await s.open(label, `${s.staticUrl}/pages/videre.html`);
+async function videreStart(s, label, room, transports, sameOrigin) {
+  await s.open(label, `${sameOrigin ? sigwayUrl : s.staticUrl}/pages/videre.html`);
   await s.page(label).evaluate(([url, r, u, t]) => window.videre.start(url, r, u, t), [`${sigwayUrl}/echo`, room, label, transports]);
 }
 
@@ -345,15 +351,16 @@ function callIsUp(v) {
 }
 
 // `transport`: the only SockJS transport allowed (null: SockJS chooses);
-// `expected`: the one it must end up using.
-async function scenarioVidere(s, transport, expected) {
+// `expected`: the one it must end up using; `sameOrigin`: the page comes
+// from sigway's origin (else from the page server, as a cross-origin client).
+async function scenarioVidere(s, transport, expected, sameOrigin = false) {
   const room = `e2e-videre-${expected}-${shortId()}`;
   const transports = transport ? [transport] : null;
   const [alice, bob] = ['alice', 'bob'].map((x) => `${x}-${expected}`);
 
-  await videreStart(s, alice, room, transports);
+  await videreStart(s, alice, room, transports, sameOrigin);
   await waitUntil(`${alice} to be confirmed as initiator`, 20000, () => videreSnapshot(s, alice), (v) => v.observed.connectEchoes.includes('true'));
-  await videreStart(s, bob, room, transports);
+  await videreStart(s, bob, room, transports, sameOrigin);
   await waitUntil(`${bob} to be confirmed as second user`, 20000, () => videreSnapshot(s, bob), (v) => v.observed.connectEchoes.includes('false'));
 
   const snaps = {};
@@ -433,6 +440,19 @@ const SCENARIOS = [
   ['videre-sockjs-websocket', 75000, (s) => scenarioVidere(s, null, 'websocket')],
   ['videre-sockjs-xhr-streaming', 75000, (s) => scenarioVidere(s, 'xhr-streaming', 'xhr-streaming')],
   ['videre-sockjs-xhr-polling', 75000, (s) => scenarioVidere(s, 'xhr-polling', 'xhr-polling')],
+  // The transports browsers fall back to when the ones above are
+  // unavailable. Cross-origin: jsonp-polling, and the iframe ones, which
+  // load sigway's /echo/iframe.html, which loads the SockJS client from the
+  // page server (sockjs.client_url). eventsource and htmlfile are
+  // same-origin transports (sockjs-client skips htmlfile cross-origin, and
+  // sockjs-node sends no CORS headers on either): their page is served on
+  // sigway's origin.
+  ...['jsonp-polling', 'iframe-eventsource', 'iframe-htmlfile', 'iframe-xhr-polling'].map((t) => [
+    `videre-sockjs-${t}`,
+    75000,
+    (s) => scenarioVidere(s, t, t),
+  ]),
+  ...['eventsource', 'htmlfile'].map((t) => [`videre-sockjs-${t}-same-origin`, 75000, (s) => scenarioVidere(s, t, t, true)]),
   ['demo-page', 75000, scenarioDemo],
 ];
 
@@ -497,7 +517,7 @@ async function main() {
   staticServer.close();
 
   console.log('\njoin timings (ms):');
-  for (const t of timings) console.log(`  ${t.scenario.padEnd(30)} ${t.label.padEnd(24)} ${t.what.padEnd(28)} ${t.ms ?? '-'}`);
+  for (const t of timings) console.log(`  ${t.scenario.padEnd(38)} ${t.label.padEnd(26)} ${t.what.padEnd(28)} ${t.ms ?? '-'}`);
   console.log('\nscenarios:');
   for (const r of results) console.log(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (${r.seconds} s)`);
   const passed = results.filter((r) => r.ok).length;

@@ -61,13 +61,19 @@ if [[ "$interfaces" != "lo " ]]; then
   exit 1
 fi
 
-# Any port is free in a fresh namespace; ask the kernel anyway.
-port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+# Any port is free in a fresh namespace; ask the kernel anyway. Two: sigway's
+# and the test page server's (sigway's SockJS iframe page loads the SockJS
+# client from there instead of a CDN).
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+port="$(free_port)"
+export E2E_STATIC_PORT="$(free_port)"
+while [[ "$E2E_STATIC_PORT" == "$port" ]]; do E2E_STATIC_PORT="$(free_port)"; done
 workdir="$(mktemp -d /tmp/sigway-e2e.XXXXXX)"
 sigway_log="$E2E_SCREENSHOTS/sigway.log"
 # Run from an empty directory: no ./conf.json is picked up, and the log
 # file (log/debug.log by default) goes there and is removed at the end.
-(cd "$workdir" && exec env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$E2E_SIGWAY_BIN" -h 127.0.0.1 -p "$port") >"$sigway_log" 2>&1 &
+(cd "$workdir" && exec env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
+  SIGWAY_SOCKJS__CLIENT_URL="http://127.0.0.1:$E2E_STATIC_PORT/lib/sockjs.js" "$E2E_SIGWAY_BIN" -h 127.0.0.1 -p "$port") >"$sigway_log" 2>&1 &
 sigway_pid=$!
 stop_sigway() {
   if kill -0 "$sigway_pid" 2>/dev/null; then
