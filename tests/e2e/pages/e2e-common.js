@@ -58,6 +58,25 @@
     };
   }
 
+  // Every WebSocket the page opens, with how it was closed (by whom, code).
+  const NativeWebSocket = window.WebSocket;
+  const webSockets = [];
+  class RecordedWebSocket extends NativeWebSocket {
+    constructor(...args) {
+      super(...args);
+      const record = { url: String(args[0]), opened: false, closeCalls: [], closed: null };
+      webSockets.push(record);
+      this.addEventListener('open', () => { record.opened = true; });
+      this.addEventListener('close', (e) => { record.closed = { code: e.code, reason: e.reason, wasClean: e.wasClean }; });
+      this.e2eRecord = record;
+    }
+    close(...args) {
+      this.e2eRecord.closeCalls.push({ args, readyState: this.readyState, at: performance.now() });
+      return super.close(...args);
+    }
+  }
+  window.WebSocket = RecordedWebSocket;
+
   const logLines = [];
   function log(text) {
     const line = `${(performance.now() / 1000).toFixed(2)}s ${text}`;
@@ -70,6 +89,7 @@
     log,
     logLines,
     peerConnections,
+    webSockets,
     // One entry per peer connection that reached "connected": its
     // configuration's iceServers and the selected candidate pair.
     async iceReport() {
