@@ -339,6 +339,25 @@ async function scenarioNetflux(s) {
   check(!one.some((id) => two.includes(id)), `the two groups share member ids: ${one} / ${two}`);
 }
 
+// Netflux and sigway both send a heartbeat every 5 s and each closes the
+// other after 3 missed ones (the server with 4742): a group that stays
+// quiet for 17 s must keep its signaling sockets and its members.
+async function scenarioNetfluxIdle(s) {
+  const key = `e2e-nf-idle-${shortId()}`;
+  const ids = {};
+  for (const label of ['idleA', 'idleB']) ids[label] = await netfluxJoin(s, key, label);
+  await netfluxWaitMembers(s, ['idleA', 'idleB'], ids);
+  await sleep(17000);
+  for (const label of ['idleA', 'idleB']) {
+    const sockets = await s.page(label).evaluate(() => window.e2e.webSockets);
+    check(sockets.length === 1 && sockets[0].opened && !sockets[0].closed, `${label}'s signaling socket after 17 s: ${JSON.stringify(sockets)}`);
+    const v = await netfluxSnapshot(s, label);
+    check(v.state === 'JOINED' && sameSet(v.members, Object.values(ids)) && v.left.length === 0, `${label} after 17 s: ${JSON.stringify(v)}`);
+  }
+  await netfluxExchange(s, key, ids, ['idleA', 'idleB'], ['idleA', 'idleB'], 'still here');
+  await s.screenshot('idleA');
+}
+
 // --- videre
 
 const videreSnapshot = (s, label) => s.page(label).evaluate(() => window.videre.snapshot());
@@ -463,7 +482,8 @@ async function scenarioNoLeftovers() {
 const SCENARIOS = [
   ['browser-smoke', 30000, scenarioSmoke],
   ['landing-page', 30000, scenarioLanding],
-  ['netflux-two-keys', 150000, scenarioNetflux],
+  ['netflux-two-keys', 120000, scenarioNetflux],
+  ['netflux-idle-heartbeats', 60000, scenarioNetfluxIdle],
   // SockJS free to choose: it must pick websocket, which sigway offers.
   ['videre-sockjs-websocket', 75000, (s) => scenarioVidere(s, null, 'websocket')],
   ['videre-sockjs-xhr-streaming', 75000, (s) => scenarioVidere(s, 'xhr-streaming', 'xhr-streaming')],
