@@ -168,6 +168,64 @@ impl VidereError {
     }
 }
 
+/// Why the SockJS layer refused a request or ended a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SockjsError {
+    #[error("Payload expected.")]
+    PayloadExpected,
+    #[error("Broken JSON encoding.")]
+    BrokenJson,
+    #[error("\"callback\" parameter required")]
+    CallbackRequired,
+    #[error("invalid \"callback\" parameter")]
+    InvalidCallback,
+    #[error("Payload too large (limit {0} bytes)")]
+    PayloadTooLarge(usize),
+    #[error("Session not found")]
+    SessionNotFound,
+    #[error("Broken framing.")]
+    BrokenFraming,
+    #[error("Message too big (limit {0} bytes)")]
+    MessageTooBig(usize),
+    #[error("Client does not keep up")]
+    OutboundQueueFull,
+    #[error("Connection interrupted")]
+    Interrupted,
+    #[error("Another connection still open")]
+    AnotherConnection,
+}
+
+/// SockJS close codes of the protocol (sockjs-node's numbers).
+pub const SOCKJS_GO_AWAY: u16 = 3000;
+pub const SOCKJS_INTERRUPTED: u16 = 1002;
+pub const SOCKJS_ANOTHER_CONNECTION: u16 = 2010;
+
+impl SockjsError {
+    /// HTTP status of a refused SockJS request.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            SockjsError::PayloadTooLarge(_) | SockjsError::MessageTooBig(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            SockjsError::SessionNotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The close (SockJS `c` frame or WebSocket close) that ends a session.
+    pub fn close(&self) -> Close {
+        let code = match self {
+            SockjsError::BrokenFraming => SOCKJS_GO_AWAY,
+            SockjsError::MessageTooBig(_) | SockjsError::PayloadTooLarge(_) => CLOSE_TOO_BIG,
+            SockjsError::OutboundQueueFull => CLOSE_TRY_AGAIN_LATER,
+            SockjsError::Interrupted => SOCKJS_INTERRUPTED,
+            SockjsError::AnotherConnection => SOCKJS_ANOTHER_CONNECTION,
+            _ => SOCKJS_GO_AWAY,
+        };
+        Close::owned(code, self.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +246,25 @@ mod tests {
             assert_eq!(err.close(Current).code, current, "{err}");
             assert_eq!(err.close(Legacy).code, legacy, "{err}");
         }
+    }
+
+    #[test]
+    fn sockjs_errors_map_to_protocol_codes_and_statuses() {
+        assert_eq!(SockjsError::AnotherConnection.close().code, 2010);
+        assert_eq!(SockjsError::Interrupted.close().code, 1002);
+        assert_eq!(SockjsError::BrokenFraming.close().code, 3000);
+        assert_eq!(
+            SockjsError::SessionNotFound.http_status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            SockjsError::BrokenJson.http_status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            SockjsError::PayloadTooLarge(1).http_status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[test]

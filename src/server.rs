@@ -124,6 +124,9 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     .workers(workers)
     .backlog(settings.backlog)
     .disable_signals()
+    // Browsers never half-close: EOF means an aborted SockJS poll, whose
+    // session must close at once.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(settings.shutdown_timeout_secs);
 
     let host = settings.host.as_str();

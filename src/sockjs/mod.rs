@@ -5,14 +5,30 @@
 //! receives text messages, sends text messages and closes. What to do with a
 //! session is the application's business ([`SockjsApp`]): videre mounts its
 //! packet handler here; the SockJS protocol test server mounts echo/close.
+//!
+//! Layout: [`frame`] (wire frames, escaping, payload parsing) and [`route`]
+//! (the URL scheme) are pure; `session` holds the app task and the shared
+//! state of polling sessions; `http` and `websocket` move bytes between
+//! sockets and sessions; [`echo`] has the apps of the protocol test server.
+
+pub mod echo;
+pub mod frame;
+mod http;
+pub mod route;
+mod session;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::web;
 use bytestring::ByteString;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+/// `c[3000,"Go away!"]`: the usual close of a session.
+pub const CLOSE_GO_AWAY: u16 = crate::error::SOCKJS_GO_AWAY;
 
 /// Settings of one mounted SockJS endpoint.
 #[derive(Debug, Clone)]
@@ -27,6 +43,13 @@ pub struct Options {
     pub client_url: String,
     pub max_message_bytes: usize,
     pub outbound_queue: usize,
+}
+
+impl Default for Options {
+    /// sockjs-node's defaults under `/echo`.
+    fn default() -> Self {
+        Self::from_settings(&crate::config::Settings::default())
+    }
 }
 
 impl Options {
@@ -83,6 +106,15 @@ pub enum Outgoing {
 #[derive(Debug, Clone)]
 pub struct SessionLink {
     tx: mpsc::Sender<Outgoing>,
+    overflow: Arc<Overflow>,
+}
+
+/// Raised when a send finds the queue full; the transport serving the
+/// session then closes it.
+#[derive(Debug, Default)]
+struct Overflow {
+    raised: AtomicBool,
+    notify: Notify,
 }
 
 /// The session is gone or its client does not keep up.
@@ -94,20 +126,51 @@ impl SessionLink {
     /// A link and the receiving end the transport drains.
     pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx }, rx)
+        let overflow = Arc::default();
+        (Self { tx, overflow }, rx)
+    }
+
+    fn push(&self, item: Outgoing) -> Result<(), LinkClosed> {
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.overflow.raised.swap(true, Ordering::AcqRel) {
+                    tracing::info!("sockjs session outbound queue full: closing it");
+                }
+                self.overflow.notify.notify_one();
+                Err(LinkClosed)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(LinkClosed),
+        }
     }
 
     pub fn send(&self, message: ByteString) -> Result<(), LinkClosed> {
-        self.tx
-            .try_send(Outgoing::Message(message))
-            .map_err(|_| LinkClosed)
+        self.push(Outgoing::Message(message))
     }
 
+    /// Closes the session with `c[code,"reason"]` once queued messages are
+    /// out. (A full queue closes it anyway, as a slow client.)
     pub fn close(&self, code: u16, reason: &str) {
-        let _ = self.tx.try_send(Outgoing::Close {
+        let _ = self.push(Outgoing::Close {
             code,
             reason: reason.into(),
         });
+    }
+
+    /// True once a send found the queue full.
+    pub fn overflowed(&self) -> bool {
+        self.overflow.raised.load(Ordering::Acquire)
+    }
+
+    /// Resolves when a send finds the queue full (at once if one did).
+    pub(crate) async fn wait_overflow(&self) {
+        loop {
+            let notified = self.overflow.notify.notified();
+            if self.overflowed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -119,15 +182,56 @@ impl SessionLink {
 pub struct Server<A: SockjsApp> {
     pub options: Options,
     pub app: A,
+    registry: Arc<session::Registry>,
+    iframe: http::IframePage,
 }
 
 impl<A: SockjsApp> Server<A> {
-    pub fn new(options: Options, app: A) -> Arc<Self> {
-        Arc::new(Self { options, app })
+    /// The endpoint; `options.prefix` is normalised to `/name` (no trailing
+    /// slash). Starts the thread that expires idle polling sessions.
+    pub fn new(mut options: Options, app: A) -> Arc<Self> {
+        let trimmed = options.prefix.trim_end_matches('/');
+        options.prefix = if trimmed.starts_with('/') {
+            trimmed.to_owned()
+        } else {
+            format!("/{trimmed}")
+        };
+        let registry = Arc::new(session::Registry::default());
+        session::start_sweeper(Arc::downgrade(&registry), options.disconnect_delay);
+        let iframe = http::IframePage::new(&options.client_url);
+        Arc::new(Self {
+            options,
+            app,
+            registry,
+            iframe,
+        })
     }
 
-    /// Mounts every SockJS route under the prefix.
-    pub fn configure(self: &Arc<Self>, _cfg: &mut web::ServiceConfig) {
-        // Transports are added by the SockJS layer work (issue 3).
+    /// Polling/streaming sessions currently known (open or closing).
+    pub fn polling_sessions(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Mounts every SockJS route under the prefix: one scope whose requests
+    /// are routed by [`route::route`].
+    pub fn configure(self: &Arc<Self>, cfg: &mut web::ServiceConfig) {
+        let server = self.clone();
+        let prefix = if self.options.prefix.is_empty() {
+            "/".to_owned()
+        } else {
+            self.options.prefix.clone()
+        };
+        cfg.service(
+            web::scope(&prefix)
+                .wrap_fn(|mut req, srv| {
+                    websocket::accept_old_hybi_versions(&mut req);
+                    actix_web::dev::Service::call(srv, req)
+                })
+                .default_service(web::to(
+                    move |req: actix_web::HttpRequest, body: web::Payload| {
+                        http::dispatch(server.clone(), req, body)
+                    },
+                )),
+        );
     }
 }

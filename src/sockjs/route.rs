@@ -1,0 +1,246 @@
+//! The SockJS URL scheme under a prefix, as a pure function of path and
+//! method (sockjs-node's dispatcher table).
+//!
+//! Every path ends in at most one optional slash. Session URLs are
+//! `/<server>/<session>/<transport>` where server and session are non-empty
+//! segments without dots. A path that names a route with another method is
+//! a 405 with an `Allow` list; anything else under the prefix is a 404.
+
+use actix_web::http::Method;
+
+/// The transports of session URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Websocket,
+    Xhr,
+    XhrSend,
+    XhrStreaming,
+    EventSource,
+    HtmlFile,
+    Jsonp,
+    JsonpSend,
+}
+
+impl Transport {
+    fn from_segment(segment: &str) -> Option<Self> {
+        Some(match segment {
+            "websocket" => Transport::Websocket,
+            "xhr" => Transport::Xhr,
+            "xhr_send" => Transport::XhrSend,
+            "xhr_streaming" => Transport::XhrStreaming,
+            "eventsource" => Transport::EventSource,
+            "htmlfile" => Transport::HtmlFile,
+            "jsonp" => Transport::Jsonp,
+            "jsonp_send" => Transport::JsonpSend,
+            _ => return None,
+        })
+    }
+
+    /// The name sockjs-client uses, also given to the app in `SessionInfo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Websocket => "websocket",
+            Transport::Xhr => "xhr",
+            Transport::XhrSend => "xhr_send",
+            Transport::XhrStreaming => "xhr_streaming",
+            Transport::EventSource => "eventsource",
+            Transport::HtmlFile => "htmlfile",
+            Transport::Jsonp => "jsonp",
+            Transport::JsonpSend => "jsonp_send",
+        }
+    }
+
+    /// Methods the transport answers (OPTIONS is the CORS preflight).
+    fn methods(self) -> &'static [Method] {
+        const GET: &[Method] = &[Method::GET];
+        const POST: &[Method] = &[Method::POST];
+        const CORS_POST: &[Method] = &[Method::OPTIONS, Method::POST];
+        match self {
+            Transport::Websocket
+            | Transport::EventSource
+            | Transport::HtmlFile
+            | Transport::Jsonp => GET,
+            Transport::JsonpSend => POST,
+            Transport::Xhr | Transport::XhrSend | Transport::XhrStreaming => CORS_POST,
+        }
+    }
+}
+
+/// What a request under the prefix asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Greeting,
+    Info,
+    InfoOptions,
+    Iframe,
+    RawWebsocket,
+    /// A session transport; `preflight` for OPTIONS.
+    Session {
+        session: &'a str,
+        transport: Transport,
+        preflight: bool,
+    },
+    MethodNotAllowed(&'static str),
+    NotFound,
+}
+
+fn allow_header(methods: &[Method]) -> &'static str {
+    match methods {
+        [Method::GET] => "GET",
+        [Method::POST] => "POST",
+        [Method::OPTIONS, Method::POST] => "OPTIONS, POST",
+        [Method::OPTIONS, Method::GET] => "OPTIONS, GET",
+        _ => "GET",
+    }
+}
+
+/// `iframe.html` and versioned variants like `iframe-0.3.4.html`.
+fn is_iframe(segment: &str) -> bool {
+    segment
+        .strip_prefix("iframe")
+        .and_then(|rest| rest.strip_suffix(".html"))
+        .is_some_and(|version| {
+            version.bytes().all(|b| {
+                b.is_ascii_digit() || b.is_ascii_lowercase() || matches!(b, b'-' | b'.' | b'_')
+            })
+        })
+}
+
+fn valid_id(segment: &str) -> bool {
+    !segment.is_empty() && !segment.contains('.')
+}
+
+/// Routes `rest`, the path after the prefix (empty or starting with `/`).
+pub fn route<'a>(rest: &'a str, method: &Method) -> Route<'a> {
+    // One optional trailing slash, as sockjs-node's `[/]?$`.
+    let trimmed = rest.strip_suffix('/').unwrap_or(rest);
+    let segments: Vec<&str> = if trimmed.is_empty() {
+        Vec::new()
+    } else if let Some(path) = trimmed.strip_prefix('/') {
+        path.split('/').collect()
+    } else {
+        return Route::NotFound;
+    };
+    let (found, methods): (Route<'a>, &[Method]) = match segments.as_slice() {
+        [] => (Route::Greeting, &[Method::GET]),
+        ["info"] => {
+            let found = if method == Method::OPTIONS {
+                Route::InfoOptions
+            } else {
+                Route::Info
+            };
+            (found, &[Method::OPTIONS, Method::GET])
+        }
+        ["websocket"] => (Route::RawWebsocket, &[Method::GET]),
+        [file] if is_iframe(file) => (Route::Iframe, &[Method::GET]),
+        [server, session, transport] if valid_id(server) && valid_id(session) => {
+            let Some(transport) = Transport::from_segment(transport) else {
+                return Route::NotFound;
+            };
+            let found = Route::Session {
+                session,
+                transport,
+                preflight: method == Method::OPTIONS,
+            };
+            (found, transport.methods())
+        }
+        _ => return Route::NotFound,
+    };
+    if methods.contains(method) {
+        found
+    } else {
+        Route::MethodNotAllowed(allow_header(methods))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str) -> Route<'_> {
+        route(path, &Method::GET)
+    }
+
+    #[test]
+    fn greeting_with_and_without_slash() {
+        assert_eq!(get(""), Route::Greeting);
+        assert_eq!(get("/"), Route::Greeting);
+        assert_eq!(get("//"), Route::NotFound);
+    }
+
+    #[test]
+    fn protocol_suite_not_found_paths() {
+        for path in ["/a", "/a.html", "//", "///", "/a/a", "/a/a/", "/a/"] {
+            assert_eq!(get(path), Route::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn iframe_variants() {
+        for path in [
+            "/iframe.html",
+            "/iframe-a.html",
+            "/iframe-.html",
+            "/iframe-0.1.2.html",
+            "/iframe-0.1.2abc-dirty.2144.html",
+        ] {
+            assert_eq!(get(path), Route::Iframe, "{path}");
+        }
+        for path in [
+            "/iframe.htm",
+            "/iframe",
+            "/IFRAME.HTML",
+            "/IFRAME",
+            "/iframe.HTML",
+            "/iframe.xml",
+            "/iframe-/.html",
+        ] {
+            assert_eq!(get(path), Route::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn session_urls() {
+        assert_eq!(
+            route("/000/abc/xhr", &Method::POST),
+            Route::Session {
+                session: "abc",
+                transport: Transport::Xhr,
+                preflight: false
+            }
+        );
+        assert_eq!(
+            route("/000/abc/xhr_send/", &Method::OPTIONS),
+            Route::Session {
+                session: "abc",
+                transport: Transport::XhrSend,
+                preflight: true
+            }
+        );
+        for path in [
+            "///xhr",
+            "/a./a/xhr",
+            "/a/a./xhr",
+            "/./././xhr",
+            "//xhr",
+            "////xhr",
+            "/a/a/nope",
+        ] {
+            assert_eq!(route(path, &Method::POST), Route::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn wrong_methods_are_405_with_allow() {
+        assert_eq!(
+            route("/0/0/websocket", &Method::POST),
+            Route::MethodNotAllowed("GET")
+        );
+        assert_eq!(get("/0/0/xhr"), Route::MethodNotAllowed("OPTIONS, POST"));
+        assert_eq!(
+            route("/info", &Method::POST),
+            Route::MethodNotAllowed("OPTIONS, GET")
+        );
+        assert_eq!(route("/info", &Method::OPTIONS), Route::InfoOptions);
+    }
+}

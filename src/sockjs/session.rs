@@ -1,0 +1,315 @@
+//! Sessions: the application side (one task per session that runs the app's
+//! callbacks in order) and the shared state of polling/streaming sessions,
+//! which outlive the HTTP requests that serve them.
+//!
+//! The app's session object is not `Send`, so [`spawn_app`] runs it on a
+//! local task of the worker that opened it; everything else reaches it
+//! through [`AppHandle`] (a bounded message queue and a close signal).
+//!
+//! A [`PollingSession`] lives in the [`Registry`] under its id. Requests
+//! for it may land on any worker thread: its state sits behind its own
+//! short-held mutex, and the registry lock is only taken to look a session
+//! up, create or drop it. At most one receiver (a polling or streaming
+//! response) is attached at a time; while one is, it owns the queue of
+//! outgoing messages. A sweeper thread closes sessions left without a
+//! receiver for `disconnect_delay` and forgets them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use std::panic::AssertUnwindSafe;
+use tokio::sync::{Notify, mpsc};
+
+use super::{Outgoing, SessionInfo, SessionLink, SockjsApp, SockjsSession, frame};
+use crate::error::SockjsError;
+
+/// Messages from one client waiting for the app; bounds what a fast
+/// client can pile up before its requests are slowed down.
+const INBOUND_QUEUE: usize = 64;
+
+/// The app side of one session, usable from any thread.
+#[derive(Clone)]
+pub(crate) struct AppHandle {
+    inbound: mpsc::Sender<String>,
+    closed: Arc<CloseSignal>,
+}
+
+struct CloseSignal {
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+impl AppHandle {
+    /// Hands one message to the app, waiting while its queue is full.
+    /// Returns false once the app side is gone.
+    pub async fn deliver(&self, message: String) -> bool {
+        !self.closed.fired.load(Ordering::Acquire) && self.inbound.send(message).await.is_ok()
+    }
+
+    /// Ends the session for the app: messages already queued are handled,
+    /// then `on_close` runs, once.
+    pub fn close(&self) {
+        if !self.closed.fired.swap(true, Ordering::AcqRel) {
+            self.closed.notify.notify_one();
+        }
+    }
+}
+
+/// Opens an app session on the current worker and runs its callbacks in
+/// order on a local task.
+pub(crate) fn spawn_app<A: SockjsApp>(app: &A, link: SessionLink, info: SessionInfo) -> AppHandle {
+    let (inbound, mut queue) = mpsc::channel::<String>(INBOUND_QUEUE);
+    let closed = Arc::new(CloseSignal {
+        fired: AtomicBool::new(false),
+        notify: Notify::new(),
+    });
+    let mut session = app.open(link, info);
+    let signal = closed.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                message = queue.recv() => match message {
+                    Some(message) => handle(&mut session, message).await,
+                    None => break,
+                },
+                _ = signal.notify.notified() => {
+                    // Handle what was accepted before the close, then stop.
+                    queue.close();
+                    while let Ok(message) = queue.try_recv() {
+                        handle(&mut session, message).await;
+                    }
+                    break;
+                }
+            }
+        }
+        session.on_close().await;
+    });
+    AppHandle { inbound, closed }
+}
+
+/// Runs the app on one message. A panic in the app costs that message
+/// only: the others of its batch and the session go on.
+async fn handle<S: SockjsSession>(session: &mut S, message: String) {
+    let handled = AssertUnwindSafe(session.on_message(message))
+        .catch_unwind()
+        .await;
+    if handled.is_err() {
+        tracing::error!("sockjs app panicked on a message; the message is dropped");
+    }
+}
+
+/// Where a polling session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Created, the open frame not yet sent.
+    New,
+    Open,
+    /// Closed; receivers get this close frame until the session expires.
+    Closed(Arc<str>),
+}
+
+struct State {
+    phase: Phase,
+    /// Messages from the app; taken by the attached receiver.
+    outgoing: Option<mpsc::Receiver<Outgoing>>,
+    attached: bool,
+    /// Since when no receiver is attached (only meaningful when detached).
+    detached_since: Instant,
+}
+
+/// A session of the HTTP transports, shared by the requests serving it.
+pub(crate) struct PollingSession {
+    pub id: Arc<str>,
+    pub app: AppHandle,
+    pub link: SessionLink,
+    state: Mutex<State>,
+}
+
+/// What a new receiver finds when it asks to attach.
+pub(crate) enum Attach {
+    /// It is the receiver now; `send_open` when it must send the open frame.
+    Attached {
+        outgoing: mpsc::Receiver<Outgoing>,
+        send_open: bool,
+    },
+    /// Another receiver is attached: it gets `c[2010,...]` and ends.
+    Busy,
+    /// The session is closed: it gets the close frame and ends.
+    Closed(Arc<str>),
+}
+
+impl PollingSession {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half
+        // updated (every update is a few assignments), so keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn attach(&self) -> Attach {
+        let mut state = self.state();
+        if state.attached {
+            return Attach::Busy;
+        }
+        let send_open = match &state.phase {
+            Phase::Closed(frame) => {
+                let frame = frame.clone();
+                // Serving the close frame restarts the expiry timer, as in
+                // sockjs-node.
+                state.detached_since = Instant::now();
+                return Attach::Closed(frame);
+            }
+            Phase::New => {
+                state.phase = Phase::Open;
+                true
+            }
+            Phase::Open => false,
+        };
+        let Some(outgoing) = state.outgoing.take() else {
+            // Unreachable while detached; treat as closed rather than panic.
+            let frame: Arc<str> = frame::close(super::CLOSE_GO_AWAY, "Go away!").into();
+            state.phase = Phase::Closed(frame.clone());
+            return Attach::Closed(frame);
+        };
+        state.attached = true;
+        Attach::Attached {
+            outgoing,
+            send_open,
+        }
+    }
+
+    /// The attached receiver leaves; the outgoing queue waits for the next.
+    pub fn detach(&self, outgoing: mpsc::Receiver<Outgoing>) {
+        let mut state = self.state();
+        state.attached = false;
+        state.detached_since = Instant::now();
+        if !matches!(state.phase, Phase::Closed(_)) {
+            state.outgoing = Some(outgoing);
+        }
+    }
+
+    /// Closes the session with `code`/`reason` unless it is closed already;
+    /// returns the close frame receivers get from now on.
+    pub fn close(&self, code: u16, reason: &str) -> Arc<str> {
+        let frame = {
+            let mut state = self.state();
+            if let Phase::Closed(frame) = &state.phase {
+                return frame.clone();
+            }
+            let frame: Arc<str> = frame::close(code, reason).into();
+            state.phase = Phase::Closed(frame.clone());
+            // Dropping the queue makes the app's further sends fail.
+            state.outgoing = None;
+            frame
+        };
+        self.app.close();
+        frame
+    }
+
+    pub fn close_with(&self, error: &SockjsError) -> Arc<str> {
+        let close = error.close();
+        self.close(close.code, &close.reason)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state().phase, Phase::Closed(_))
+    }
+
+    /// Detached for longer than `delay` at `now`.
+    fn expired(&self, delay: Duration, now: Instant) -> bool {
+        let state = self.state();
+        !state.attached && now.saturating_duration_since(state.detached_since) >= delay
+    }
+}
+
+/// Live polling sessions of one endpoint, by id.
+#[derive(Default)]
+pub(crate) struct Registry {
+    sessions: Mutex<HashMap<Arc<str>, Arc<PollingSession>>>,
+}
+
+impl Registry {
+    fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<PollingSession>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<PollingSession>> {
+        self.map().get(id).cloned()
+    }
+
+    /// The session `id`, opened with `open` when it does not exist.
+    pub fn get_or_open(
+        &self,
+        id: &str,
+        outbound_queue: usize,
+        open: impl FnOnce(SessionLink, Arc<str>) -> AppHandle,
+    ) -> Arc<PollingSession> {
+        let mut map = self.map();
+        if let Some(session) = map.get(id) {
+            return session.clone();
+        }
+        let id: Arc<str> = id.into();
+        let (link, outgoing) = SessionLink::channel(outbound_queue);
+        let app = open(link.clone(), id.clone());
+        let session = Arc::new(PollingSession {
+            id: id.clone(),
+            app,
+            link,
+            state: Mutex::new(State {
+                phase: Phase::New,
+                outgoing: Some(outgoing),
+                attached: false,
+                detached_since: Instant::now(),
+            }),
+        });
+        map.insert(id, session.clone());
+        session
+    }
+
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Closes and forgets every session detached for longer than `delay`.
+    fn sweep(&self, delay: Duration) {
+        let now = Instant::now();
+        let expired: Vec<Arc<PollingSession>> = {
+            let mut map = self.map();
+            let ids: Vec<Arc<str>> = map
+                .iter()
+                .filter(|(_, session)| session.expired(delay, now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for session in expired {
+            tracing::debug!(session = %session.id, "sockjs session timed out");
+            session.close(super::CLOSE_GO_AWAY, "Go away!");
+        }
+    }
+}
+
+/// Starts the thread that expires sessions of `registry`; it ends when the
+/// registry is dropped.
+pub(crate) fn start_sweeper(registry: Weak<Registry>, delay: Duration) {
+    let tick = (delay / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let spawned = std::thread::Builder::new()
+        .name("sockjs-sweeper".into())
+        .spawn(move || {
+            while let Some(registry) = registry.upgrade() {
+                registry.sweep(delay);
+                drop(registry);
+                std::thread::sleep(tick);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!("cannot start the sockjs session sweeper: {err}");
+    }
+}

@@ -1,0 +1,302 @@
+//! The WebSocket transports: raw (`prefix/websocket`, one text frame per
+//! message, nothing else) and framed (`prefix/<server>/<session>/websocket`,
+//! SockJS frames: `o`, `h`, `a[...]`, `c[...]`).
+//!
+//! A WebSocket session lives exactly as long as its connection and is never
+//! registered by id (two connections may share an id). One local task per
+//! connection moves frames between the socket and the app task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServiceRequest;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
+use tokio::sync::mpsc;
+
+use super::http::drain_batch;
+use super::session::{AppHandle, spawn_app};
+use super::{Outgoing, Server, SessionInfo, SessionLink, SockjsApp, frame};
+use crate::error::{Close, SockjsError};
+
+/// sockjs-protocol checks that hybi-07 and -08 clients (old Firefox) get in:
+/// their framing is that of version 13, so they are treated as such.
+pub(crate) fn accept_old_hybi_versions(req: &mut ServiceRequest) {
+    let old = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"7" || v.as_bytes() == b"8");
+    if old {
+        req.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+}
+
+/// sockjs-node's answers to plain HTTP on a WebSocket URL.
+fn refuse_non_upgrade(req: &HttpRequest) -> Option<HttpResponse> {
+    let has = |name: header::HeaderName, token: &str| {
+        req.headers().get_all(name).any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    let body = if !has(header::UPGRADE, "websocket") {
+        r#"Can "Upgrade" only to "WebSocket"."#
+    } else if !has(header::CONNECTION, "upgrade") {
+        r#""Connection" must be "Upgrade"."#
+    } else {
+        return None;
+    };
+    Some(
+        HttpResponse::BadRequest()
+            .content_type("text/plain; charset=UTF-8")
+            .body(body),
+    )
+}
+
+/// `prefix/websocket`.
+pub(crate) fn raw<A: SockjsApp>(
+    server: Arc<Server<A>>,
+    req: &HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let id: Arc<str> = format!("raw-{:016x}", rand::random::<u64>()).into();
+    start(server, req, body, id, false)
+}
+
+/// `prefix/<server>/<session>/websocket`.
+pub(crate) fn framed<A: SockjsApp>(
+    server: Arc<Server<A>>,
+    req: &HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let path = req.path();
+    let id = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .nth(1)
+        .unwrap_or_default();
+    start(server, req, body, id.into(), true)
+}
+
+fn start<A: SockjsApp>(
+    server: Arc<Server<A>>,
+    req: &HttpRequest,
+    body: web::Payload,
+    id: Arc<str>,
+    framed: bool,
+) -> HttpResponse {
+    if let Some(refusal) = refuse_non_upgrade(req) {
+        return refusal;
+    }
+    let (response, ws, stream) = match actix_ws::handle(req, body) {
+        Ok(parts) => parts,
+        Err(err) => {
+            tracing::debug!("sockjs websocket handshake refused: {err}");
+            return err.error_response();
+        }
+    };
+    let options = &server.options;
+    let max = options.max_message_bytes;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let (link, outgoing) = SessionLink::channel(options.outbound_queue);
+    let transport = if framed { "websocket" } else { "rawwebsocket" };
+    let info = SessionInfo {
+        id,
+        remote: req.peer_addr(),
+        transport,
+    };
+    let app = spawn_app(&server.app, link.clone(), info);
+    let connection = Connection {
+        ws,
+        stream,
+        outgoing,
+        link,
+        app,
+        framed,
+        heartbeat: options.heartbeat,
+        max_message_bytes: max,
+    };
+    actix_web::rt::spawn(connection.run());
+    response
+}
+
+struct Connection {
+    ws: actix_ws::Session,
+    stream: AggregatedMessageStream,
+    outgoing: mpsc::Receiver<Outgoing>,
+    link: SessionLink,
+    app: AppHandle,
+    framed: bool,
+    heartbeat: Duration,
+    max_message_bytes: usize,
+}
+
+/// How a WebSocket session ended.
+enum Ending {
+    /// The connection is gone; nothing can be sent.
+    Gone,
+    /// The client sent a close frame: answer it.
+    ClientClosed(Option<CloseReason>),
+    /// The server closes: `c` frame first when `with_frame` (framed only).
+    Close { close: Close, with_frame: bool },
+}
+
+/// Close codes an endpoint may put in a WebSocket close frame.
+fn sendable_code(code: u16) -> u16 {
+    match code {
+        1000..=1003 | 1007..=1011 | 1013 | 3000..=4999 => code,
+        _ => 1000,
+    }
+}
+
+impl Connection {
+    async fn run(mut self) {
+        let ending = self.pump().await;
+        self.app.close();
+        let reason = match ending {
+            Ending::Gone => return,
+            Ending::ClientClosed(reason) => reason,
+            Ending::Close { close, with_frame } => {
+                if with_frame && self.framed {
+                    let _ = self.ws.text(frame::close(close.code, &close.reason)).await;
+                }
+                Some(CloseReason {
+                    code: CloseCode::from(sendable_code(close.code)),
+                    description: Some(close.reason.into_owned()),
+                })
+            }
+        };
+        let _ = self.ws.close(reason).await;
+    }
+
+    async fn pump(&mut self) -> Ending {
+        if self.framed && self.ws.text(frame::OPEN).await.is_err() {
+            return Ending::Gone;
+        }
+        let start = tokio::time::Instant::now() + self.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(start, self.heartbeat);
+        let mut app_gone = false;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.link.wait_overflow() => {
+                    return Ending::Close { close: SockjsError::OutboundQueueFull.close(), with_frame: true };
+                }
+                incoming = self.stream.recv() => {
+                    if let Some(ending) = self.incoming(incoming).await {
+                        return ending;
+                    }
+                }
+                item = self.outgoing.recv(), if !app_gone => match item {
+                    None => app_gone = true,
+                    Some(Outgoing::Message(first)) => {
+                        if let Some(ending) = self.send_messages(first).await {
+                            return ending;
+                        }
+                    }
+                    Some(Outgoing::Close { code, reason }) => {
+                        return Ending::Close { close: Close::owned(code, reason.to_string()), with_frame: true };
+                    }
+                },
+                _ = heartbeat.tick(), if self.framed => {
+                    if self.ws.text(frame::HEARTBEAT).await.is_err() {
+                        return Ending::Gone;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_messages(&mut self, first: bytestring::ByteString) -> Option<Ending> {
+        if !self.framed {
+            if self.ws.text(first).await.is_err() {
+                return Some(Ending::Gone);
+            }
+            return None;
+        }
+        let (batch, close) = drain_batch(first, &mut self.outgoing);
+        if self.ws.text(frame::messages(&batch)).await.is_err() {
+            return Some(Ending::Gone);
+        }
+        close.map(|(code, reason)| Ending::Close {
+            close: Close::owned(code, reason.to_string()),
+            with_frame: true,
+        })
+    }
+
+    async fn incoming(
+        &mut self,
+        incoming: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Option<Ending> {
+        let text = match incoming {
+            None => return Some(Ending::Gone),
+            Some(Ok(AggregatedMessage::Close(reason))) => {
+                return Some(Ending::ClientClosed(reason));
+            }
+            Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                return self.ws.pong(&bytes).await.is_err().then_some(Ending::Gone);
+            }
+            Some(Ok(AggregatedMessage::Pong(_))) => return None,
+            Some(Ok(AggregatedMessage::Text(text))) => text,
+            Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                match bytestring::ByteString::try_from(bytes) {
+                    Ok(text) => text,
+                    Err(_) => {
+                        tracing::debug!("sockjs websocket: binary frame is not UTF-8, closing");
+                        return Some(Ending::Close {
+                            close: Close::new(1007, "Invalid UTF-8"),
+                            with_frame: false,
+                        });
+                    }
+                }
+            }
+            Some(Err(err)) => {
+                let too_big = matches!(err, ProtocolError::Overflow)
+                    || matches!(&err, ProtocolError::Io(io) if io.to_string().contains("maximum continuation size"));
+                if too_big {
+                    let error = SockjsError::MessageTooBig(self.max_message_bytes);
+                    tracing::info!("sockjs websocket: {error}, closing");
+                    return Some(Ending::Close {
+                        close: error.close(),
+                        with_frame: true,
+                    });
+                }
+                tracing::debug!("sockjs websocket protocol error: {err}");
+                return Some(Ending::Close {
+                    close: Close::new(1002, "Protocol error"),
+                    with_frame: false,
+                });
+            }
+        };
+        if !self.framed {
+            self.app.deliver(text.to_string()).await;
+            return None;
+        }
+        match frame::parse_websocket_frame(&text) {
+            Ok(messages) => {
+                for message in messages {
+                    if !self.app.deliver(message).await {
+                        break;
+                    }
+                }
+                None
+            }
+            Err(error) => {
+                tracing::debug!("sockjs websocket: {error} closing");
+                Some(Ending::Close {
+                    close: error.close(),
+                    with_frame: false,
+                })
+            }
+        }
+    }
+}
