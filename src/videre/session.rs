@@ -153,7 +153,8 @@ impl VidereSession {
         place: Place,
     ) -> Self {
         let id = NEXT_SESSION.fetch_add(1, Relaxed);
-        tracing::debug!(session = %info.id, transport = info.transport, remote = ?info.remote, "videre session open");
+        let remote = info.remote.map(|addr| addr.to_string()).unwrap_or_default();
+        tracing::debug!(session = %info.id, transport = info.transport, %remote, "videre session open");
         Self {
             id,
             link,

@@ -174,6 +174,18 @@ impl Client {
         }
     }
 
+    /// Sends on a WebSocket where the server may close the connection before
+    /// the frame is fully written; returns whether the write went through.
+    pub async fn send_may_fail(&mut self, text: &str) -> bool {
+        match &mut self.sender {
+            Sender::Raw(sink) => matches!(
+                timeout(WAIT, sink.send(WsMessage::text(text))).await,
+                Ok(Ok(()))
+            ),
+            _ => panic!("only for the raw WebSocket"),
+        }
+    }
+
     /// Sends several messages in one SockJS frame / `xhr_send` body.
     pub async fn send_batch(&mut self, texts: &[&str]) {
         let frame = serde_json::to_string(texts).expect("frame");
