@@ -30,6 +30,8 @@ pub fn settings() -> Settings {
         host: "127.0.0.1".into(),
         port: 0,
         workers: 2,
+        // Clients still open when a test's server drops must not hold it up.
+        shutdown_timeout_secs: 1,
         ..Settings::default()
     };
     s.sockjs.heartbeat_ms = 500;
