@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::StatusCode;
+use actix_http::ConnectionType;
+use actix_web::body::{BodySize, MessageBody as _};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
@@ -251,6 +253,24 @@ async fn session_request<A: SockjsApp>(
     transport: Transport,
     body: web::Payload,
 ) -> HttpResponse {
+    let mut response = transport_response(server, req, session_id, transport, body).await;
+    if req.version() < Version::HTTP_11 && response.body().size() == BodySize::Stream {
+        // HTTP/1.0 knows no chunked encoding: the body runs until the
+        // connection closes.
+        let head = response.head_mut();
+        head.no_chunking(true);
+        head.set_connection_type(ConnectionType::Close);
+    }
+    response
+}
+
+async fn transport_response<A: SockjsApp>(
+    server: &Arc<Server<A>>,
+    req: &HttpRequest,
+    session_id: &str,
+    transport: Transport,
+    body: web::Payload,
+) -> HttpResponse {
     let cookie = cookie(server, req);
     let mut builder = HttpResponse::Ok();
     set_cookie(&mut builder, cookie);
@@ -460,7 +480,7 @@ fn open_receiver<A: SockjsApp>(
         response_limit: options.response_limit,
         heartbeat: options.heartbeat,
     };
-    actix_web::rt::spawn(run_receiver(session, spec, tx));
+    actix_web::rt::spawn(run_receiver(session, spec, tx, server.shutdown_signal()));
     ChannelBody(rx)
 }
 
@@ -507,7 +527,12 @@ enum Ended {
     Aborted,
 }
 
-async fn run_receiver(session: Arc<PollingSession>, spec: ReceiverSpec, out: mpsc::Sender<Bytes>) {
+async fn run_receiver(
+    session: Arc<PollingSession>,
+    spec: ReceiverSpec,
+    out: mpsc::Sender<Bytes>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let mut writer = Writer {
         out,
         spec,
@@ -530,7 +555,9 @@ async fn run_receiver(session: Arc<PollingSession>, spec: ReceiverSpec, out: mps
                 session: session.clone(),
                 outgoing: Some(outgoing),
             };
-            if let Ended::Aborted = serve(&session, &mut attached, send_open, &mut writer).await {
+            if let Ended::Aborted =
+                serve(&session, &mut attached, send_open, &mut writer, shutdown).await
+            {
                 tracing::debug!(session = %session.id, "sockjs receiver interrupted");
                 session.close_with(&SockjsError::Interrupted);
             }
@@ -544,6 +571,7 @@ async fn serve(
     attached: &mut Attached,
     send_open: bool,
     writer: &mut Writer,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Ended {
     if send_open {
         if !writer.frame(frame::OPEN).await {
@@ -557,11 +585,18 @@ async fn serve(
         return Ended::Done;
     };
     let mut app_gone = false;
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let heartbeat = tokio::time::sleep(writer.spec.heartbeat);
         tokio::select! {
             biased;
             _ = writer.out.closed() => return Ended::Aborted,
+            _ = &mut shutdown => {
+                let going_away = crate::error::Close::going_away();
+                let close = session.close(going_away.code, &going_away.reason);
+                writer.frame(&close).await;
+                return Ended::Done;
+            }
             _ = session.link.wait_overflow() => {
                 let close = session.close_with(&SockjsError::OutboundQueueFull);
                 writer.frame(&close).await;

@@ -124,6 +124,7 @@ fn start<A: SockjsApp>(
         framed,
         heartbeat: options.heartbeat,
         max_message_bytes: max,
+        shutdown: Box::pin(server.shutdown_signal()),
     };
     actix_web::rt::spawn(connection.run());
     response
@@ -138,6 +139,7 @@ struct Connection {
     framed: bool,
     heartbeat: Duration,
     max_message_bytes: usize,
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 }
 
 /// How a WebSocket session ended.
@@ -188,6 +190,9 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
+                _ = &mut self.shutdown => {
+                    return Ending::Close { close: Close::going_away(), with_frame: true };
+                }
                 _ = self.link.wait_overflow() => {
                     return Ending::Close { close: SockjsError::OutboundQueueFull.close(), with_frame: true };
                 }
