@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::frame::{self, Wrapping};
 use super::route::{Route, Transport, route};
-use super::session::{Attach, PollingSession, spawn_app};
+use super::session::{Attach, PollingSession, drain_batch, spawn_app};
 use super::{Outgoing, Server, SessionInfo, SockjsApp, websocket};
 use crate::error::SockjsError;
 
@@ -34,8 +34,6 @@ const TEXT: &str = "text/plain; charset=UTF-8";
 const JAVASCRIPT: &str = "application/javascript; charset=UTF-8";
 /// Chunks a receiver may have written that the client has not taken yet.
 const BODY_CHUNKS: usize = 16;
-/// Most bytes of messages put into one `a[...]` frame.
-const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// The iframe page with its ETag, built once per endpoint.
 pub(crate) struct IframePage {
@@ -636,28 +634,4 @@ async fn serve(
             }
         }
     }
-}
-
-/// Takes every message already queued after `first` (up to a batch size),
-/// stopping at a close request, which is returned beside the batch.
-pub(crate) fn drain_batch(
-    first: bytestring::ByteString,
-    outgoing: &mut mpsc::Receiver<Outgoing>,
-) -> (
-    Vec<bytestring::ByteString>,
-    Option<(u16, bytestring::ByteString)>,
-) {
-    let mut size = first.len();
-    let mut batch = vec![first];
-    while size < MAX_BATCH_BYTES {
-        match outgoing.try_recv() {
-            Ok(Outgoing::Message(message)) => {
-                size += message.len();
-                batch.push(message);
-            }
-            Ok(Outgoing::Close { code, reason }) => return (batch, Some((code, reason))),
-            Err(_) => break,
-        }
-    }
-    (batch, None)
 }

@@ -15,8 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use tokio::sync::mpsc;
 
-use super::http::drain_batch;
-use super::session::{AppHandle, spawn_app};
+use super::session::{AppHandle, drain_batch, spawn_app};
 use super::{Outgoing, Server, SessionInfo, SessionLink, SockjsApp, frame};
 use crate::error::{Close, SockjsError};
 
