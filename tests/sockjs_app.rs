@@ -202,3 +202,53 @@ async fn a_full_outbound_queue_closes_the_session() {
         "{frames:?}"
     );
 }
+
+#[tokio::test]
+async fn sessions_close_with_1001_when_the_server_shuts_down() {
+    let app = RecordingApp::default();
+    let endpoint = Server::new(
+        Options {
+            prefix: "/app".into(),
+            ..options()
+        },
+        app.clone(),
+    );
+    let (shutdown, signal) = tokio::sync::watch::channel(false);
+    endpoint.shutdown_on(signal);
+    let mounted = endpoint.clone();
+    let server = SockjsTestServer::start("127.0.0.1", 0, move |cfg| mounted.configure(cfg))
+        .expect("server starts");
+
+    let url = session(&server);
+    let (_, mut stream) = open_streaming(&url).await;
+    assert_eq!(stream.read_until("\n").await, "o\n");
+    let ws_url = server.ws_url(&format!("/app/000/{:016x}/websocket", rand_id()));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("handshake");
+    let open = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    assert!(matches!(open, Some(Ok(Message::Text(ref t))) if t.as_str() == "o"));
+
+    shutdown.send(true).expect("signal");
+    assert_eq!(
+        stream.read_until("\n").await,
+        "c[1001,\"server shutting down\"]\n"
+    );
+    assert!(stream.ends().await);
+    let frame = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(frame, Some(Ok(Message::Text(ref t))) if t.as_str() == r#"c[1001,"server shutting down"]"#),
+        "{frame:?}"
+    );
+    let close = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(close, Some(Ok(Message::Close(Some(ref f)))) if u16::from(f.code) == 1001),
+        "{close:?}"
+    );
+}
