@@ -219,11 +219,13 @@ async fn a_closed_transport_leaves_every_room_and_empty_rooms_disappear() {
         clients.push(client);
     }
     wait_for_rooms(&server, ALL.len() as i64).await;
+    wait_for_connections(&server, ALL.len() as i64).await;
     for client in clients {
         client.close().await;
     }
-    // Polling sessions end after the disconnect delay (1 s in tests).
     wait_for_rooms(&server, 0).await;
+    // Every session gave its place under the connection limits back.
+    wait_for_connections(&server, 0).await;
 }
 
 #[tokio::test]

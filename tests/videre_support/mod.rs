@@ -554,6 +554,13 @@ pub async fn expect_packet(client: &mut Client, event: &str, user: &str, room: &
 
 /// The live videre rooms according to `/stats`.
 pub async fn videre_rooms(server: &BackgroundServer) -> i64 {
+    stats(server).await["rooms"]["videre"]
+        .as_i64()
+        .expect("rooms.videre")
+}
+
+/// The `/stats` snapshot.
+pub async fn stats(server: &BackgroundServer) -> Value {
     let stats: Value = timeout(WAIT, async {
         let body = reqwest::get(server.http_url("/stats"))
             .await
@@ -565,7 +572,25 @@ pub async fn videre_rooms(server: &BackgroundServer) -> i64 {
     })
     .await
     .expect("/stats in time");
-    stats["rooms"]["videre"].as_i64().expect("rooms.videre")
+    stats
+}
+
+/// Waits (bounded) until `/stats` counts `expected` open connections.
+pub async fn wait_for_connections(server: &BackgroundServer, expected: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let open = stats(server).await["connections_open"]
+            .as_i64()
+            .expect("connections_open");
+        if open == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "open connections stayed at {open}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits (bounded) until `/stats` counts `expected` videre rooms.
