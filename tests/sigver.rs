@@ -476,3 +476,34 @@ async fn groups_are_disposed_when_their_last_peer_leaves() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_client_flooding_requests_is_slowed_down_not_cut_off() {
+    let mut settings = test_settings();
+    settings.limits.outbound_queue = 16;
+    let server = start(settings);
+    let mut a = Peer::open(&server, "/k").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&server, "/k").await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut flood = Peer::open(&server, "/k").await;
+    let sender = async {
+        for _ in 0..5000 {
+            flood
+                .send(Type::Connect(sigway::proto::sigver::GroupData {
+                    id: 3,
+                    members: vec![],
+                }))
+                .await;
+        }
+        flood
+    };
+    // Its answers (5000 times the 16-frame queue) must all arrive: the server
+    // stops reading the socket instead of queueing without bound.
+    let mut flood = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .expect("sent in time");
+    for i in 0..5000 {
+        assert_eq!(flood.recv().await, Type::Connected(false), "answer {i}");
+    }
+}
