@@ -4,7 +4,7 @@
 //! It is the legacy twin of [`crate::sigver::group::Group`] and shares its
 //! plumbing: sessions attach through the supervisor with a [`PeerEntry`],
 //! send [`FromLegacyPeer`] events and a final [`Leave`]; frames go out
-//! through each session's bounded [`PeerLink`](crate::sigver::group::PeerLink);
+//! through each session's bounded [`PeerLink`];
 //! idleness is reported with [`Occupancy`] so the supervisor disposes of
 //! the group. Unlike the current dialect, a peer is answered (`isFirst`) as
 //! soon as it attaches.

@@ -305,11 +305,16 @@ impl LegacyGroupState {
                     first: false,
                 });
             }
-            // Unreachable: the group has a member other than the peer.
-            None => out.push(LegacyAction::IsFirst {
-                to: peer,
-                first: self.is_member(peer),
-            }),
+            // Unreachable (the group has a member other than the peer); were
+            // it reached, the peer would be alone: first, as for no group.
+            None => {
+                if self.make_member(peer, ids, out) {
+                    out.push(LegacyAction::IsFirst {
+                        to: peer,
+                        first: true,
+                    });
+                }
+            }
         }
     }
 
