@@ -874,7 +874,21 @@ mod tests {
                             let mut routes: Vec<_> = f.g.routes.keys().copied().collect();
                             routes.sort_unstable();
                             let id = if r < 6 && !routes.is_empty() { routes[r as usize % routes.len()] } else { u32::from(r) };
-                            (None, f.send(PeerId::from(p), id, payload(k)))
+                            let p = PeerId::from(p);
+                            // The model: to the sender's own joiner named by
+                            // `id` (if that direction is open), else up to
+                            // its member (if open), else nowhere.
+                            let own_joiner = f.g.routes.get(&id).copied().filter(|j| {
+                                id != 0 && f.g.peers[j].binding.as_ref().is_some_and(|b| b.member == p)
+                            });
+                            let expected = match own_joiner {
+                                Some(j) => f.g.peers[&j].binding.as_ref().filter(|b| b.downstream_open).map(|_| (j, 0)),
+                                None => f.g.peers.get(&p).and_then(|q| q.binding.as_ref()).filter(|b| b.upstream_open).map(|b| (b.member, b.id)),
+                            };
+                            let actions = f.send(p, id, payload(k));
+                            let expected: Vec<_> = expected.into_iter().map(|(to, id)| LegacyAction::Content { to, id, payload: payload(k) }).collect();
+                            prop_assert_eq!(&actions, &expected);
+                            (None, actions)
                         }
                         Op::Leave(p) => {
                             let p = PeerId::from(p);
