@@ -288,7 +288,6 @@ async fn silent_peer_sees_two_heartbeats_and_is_closed_with_4742() {
     let server = start(settings);
     let started = tokio::time::Instant::now();
     let mut silent = Peer::open(&server, "/k").await;
-    let mut lively = Peer::open(&server, "/k").await;
     let (code, _) = silent.closed().await;
     assert_eq!(code, 4742);
     assert_eq!(silent.heartbeats, 2);
@@ -298,6 +297,7 @@ async fn silent_peer_sees_two_heartbeats_and_is_closed_with_4742() {
         "{elapsed:?}"
     );
     // A peer answering heartbeats stays open well past that.
+    let mut lively = Peer::open(&server, "/k").await;
     let until = tokio::time::Instant::now() + Duration::from_millis(900);
     while tokio::time::Instant::now() < until {
         match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut lively.ws)).await {

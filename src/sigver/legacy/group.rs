@@ -120,6 +120,14 @@ impl Handler<FromLegacyPeer> for LegacyGroup {
     type Result = ();
 
     fn handle(&mut self, event: FromLegacyPeer, _: &mut Context<Self>) {
+        let peer = match &event {
+            FromLegacyPeer::Stable { peer }
+            | FromLegacyPeer::TryAnother { peer }
+            | FromLegacyPeer::Content { peer, .. } => *peer,
+        };
+        if let Some(link) = self.links.get(&peer) {
+            link.handled();
+        }
         match event {
             FromLegacyPeer::Stable { peer } => {
                 self.state.stable(peer, &mut GlobalIds, &mut self.actions);

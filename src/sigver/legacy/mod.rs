@@ -45,12 +45,12 @@ impl Dialect for Legacy {
     ) -> Result<Heard, SigverError> {
         let event = match codec::decode(frame)? {
             LegacyInbound::Heartbeat => return Ok(Heard::Heartbeat),
-            LegacyInbound::IsFirst => return Ok(Heard::Other),
+            LegacyInbound::IsFirst => return Ok(Heard::Ignored),
             LegacyInbound::Stable => FromLegacyPeer::Stable { peer },
             LegacyInbound::TryAnother => FromLegacyPeer::TryAnother { peer },
             LegacyInbound::Content { id, payload } => FromLegacyPeer::Content { peer, id, payload },
         };
         group.do_send(event);
-        Ok(Heard::Other)
+        Ok(Heard::ToGroup)
     }
 }
