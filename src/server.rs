@@ -123,6 +123,8 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     })
     .workers(workers)
     .backlog(settings.backlog)
+    // Signaling messages are small and latency-bound (Node's ws does the same).
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(settings.shutdown_timeout_secs);
 
