@@ -250,10 +250,7 @@ impl Settings {
     /// Builds settings from every layer, reading the environment of this
     /// process and the working directory.
     pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
-        Self::load_with_env(
-            overrides,
-            Environment::with_prefix("SIGWAY").separator("__"),
-        )
+        Self::load_with_env(overrides, environment())
     }
 
     /// [`Settings::load`] with an explicit environment source (tests pass a

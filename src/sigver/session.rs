@@ -1,14 +1,348 @@
-//! A sigver WebSocket session.
+//! One sigver WebSocket connection, from upgrade to close.
+//!
+//! The session checks the key, takes a connection place from the supervisor,
+//! attaches to the key's group, and then only moves messages: frames from the
+//! socket are decoded and sent to the group, frames queued by the group are
+//! written to the socket. It keeps the heartbeat itself (no group round trip)
+//! and enforces the frame size limit. Both dialects share this code through
+//! [`Dialect`]; they differ in their messages, their group actor and their
+//! close codes. Whatever ends the session, the group hears [`Leave`] once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, ProtocolError, Session};
+use bytes::Bytes;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tracing::Instrument;
 
+use crate::config::SigverDialect;
+use crate::error::{Close, SigverError};
 use crate::server::Shared;
+use crate::sigver::codec::{self, Inbound};
+use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry, PeerLink, SessionSide};
+use crate::sigver::state::PeerId;
+use crate::supervisor::{Join, OpenConnection, Room};
 
+/// Longest key accepted, in characters (sigver's limit).
+pub const MAX_KEY_CHARS: usize = 512;
+
+/// A frame from the socket, as far as the session cares.
+pub enum Heard {
+    /// The peer answered a heartbeat: reset the missed count.
+    Heartbeat,
+    /// Handed to the group, which counts it handled through its `PeerLink`.
+    ToGroup,
+    /// Nothing to do (e.g. `connected` from a client).
+    Ignored,
+}
+
+/// What differs between the current and the legacy sigver protocol.
+pub trait Dialect: 'static {
+    type Group: Room<Member = PeerEntry> + Handler<Leave>;
+    const DIALECT: SigverDialect;
+    fn heartbeat() -> Bytes;
+    /// Decodes one binary frame and hands it to the group.
+    fn dispatch(
+        frame: Bytes,
+        peer: PeerId,
+        group: &Addr<Self::Group>,
+    ) -> Result<Heard, SigverError>;
+}
+
+/// sigver 20.x.
+pub struct Current;
+
+impl Dialect for Current {
+    type Group = Group;
+    const DIALECT: SigverDialect = SigverDialect::Current;
+
+    fn heartbeat() -> Bytes {
+        codec::HEARTBEAT.clone()
+    }
+
+    fn dispatch(frame: Bytes, peer: PeerId, group: &Addr<Group>) -> Result<Heard, SigverError> {
+        match codec::decode(frame)? {
+            Inbound::Heartbeat => return Ok(Heard::Heartbeat),
+            Inbound::Connect { id, members } => {
+                group.do_send(FromPeer::Connect { peer, id, members })
+            }
+            Inbound::Content(content) => group.do_send(FromPeer::Content { peer, content }),
+            Inbound::Connected => return Ok(Heard::Ignored),
+        }
+        Ok(Heard::ToGroup)
+    }
+}
+
+/// The key (raw path without its leading `/`, escapes kept) or why it is refused.
+pub fn key_of(path: &str) -> Result<&str, SigverError> {
+    let key = path.strip_prefix('/').unwrap_or(path);
+    if key.is_empty() {
+        return Err(SigverError::EmptyKey);
+    }
+    if key.chars().count() > MAX_KEY_CHARS {
+        return Err(SigverError::KeyTooLong(MAX_KEY_CHARS));
+    }
+    Ok(key)
+}
+
+/// Whether the query string carries `name` (with any value, or none).
+pub fn has_query_flag(query: &str, name: &str) -> bool {
+    query_value(query, name).is_some()
+}
+
+/// The value of `name` in a query string (`""` for a bare flag).
+pub fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
+
+/// Everything a session task needs, taken from the request.
+pub struct Opening {
+    pub key: Result<Arc<str>, SigverError>,
+    pub favored: bool,
+    pub ip: Option<std::net::IpAddr>,
+    pub shared: web::Data<Shared>,
+}
+
+/// The upgrade handler for every path outside the SockJS prefix.
 pub async fn entry(
     req: HttpRequest,
     body: web::Payload,
-    _shared: web::Data<Shared>,
+    shared: web::Data<Shared>,
 ) -> actix_web::Result<HttpResponse> {
-    let (res, _session, _stream) = actix_ws::handle(&req, body)?;
-    Ok(res)
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let query = req.uri().query().unwrap_or("");
+    let dialect = match query_value(query, "protocol") {
+        Some("legacy") => SigverDialect::Legacy,
+        Some("current") => SigverDialect::Current,
+        _ => shared.settings.sigver.protocol,
+    };
+    let opening = Opening {
+        key: key_of(req.uri().path()).map(Arc::from),
+        favored: has_query_flag(query, "favored"),
+        ip: req.peer_addr().map(|a| a.ip()),
+        shared,
+    };
+    let span = tracing::info_span!("sigver", key = %req.uri().path(), ?dialect, peer = tracing::field::Empty);
+    match dialect {
+        SigverDialect::Current => {
+            actix_web::rt::spawn(run::<Current>(opening, session, stream).instrument(span))
+        }
+        SigverDialect::Legacy => actix_web::rt::spawn(
+            run::<crate::sigver::legacy::Legacy>(opening, session, stream).instrument(span),
+        ),
+    };
+    Ok(response)
+}
+
+/// Runs one session to its end.
+pub async fn run<D: Dialect>(
+    opening: Opening,
+    mut session: Session,
+    stream: actix_ws::MessageStream,
+) {
+    let Opening {
+        key,
+        favored,
+        ip,
+        shared,
+    } = opening;
+    let settings = &shared.settings;
+    let stats = &shared.stats;
+    let key = match key {
+        Ok(key) => key,
+        Err(error) => return refuse(session, &error, D::DIALECT, stats).await,
+    };
+    let _ticket = match shared.supervisor.send(OpenConnection { ip }).await {
+        Ok(Ok(ticket)) => ticket,
+        Ok(Err(refusal)) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
+        Err(_) => return,
+    };
+    let peer = NEXT_PEER.fetch_add(1, Ordering::Relaxed);
+    tracing::Span::current().record("peer", peer);
+    let queue = settings.limits.outbound_queue;
+    let (link, side) = PeerLink::new(queue);
+    let SessionSide {
+        mut outbound,
+        overflow,
+        in_flight,
+    } = side;
+    let entry = PeerEntry {
+        id: peer,
+        favored,
+        link,
+    };
+    let group = match shared
+        .supervisor
+        .send(Join::<D::Group>::here(key, entry))
+        .await
+    {
+        Ok(Ok(group)) => group,
+        Ok(Err(refusal)) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
+        Err(_) => return,
+    };
+    tracing::debug!(favored, "sigver peer opened");
+
+    let max_frame = settings.limits.max_frame_bytes;
+    let mut stream = stream
+        .max_frame_size(max_frame)
+        .aggregate_continuations()
+        .max_continuation_size(max_frame);
+    let period = settings.heartbeat_interval();
+    // A write that cannot go out for this long means the client stopped reading.
+    let send_stall = period.max(Duration::from_secs(1));
+    let mut heartbeat = interval_at(Instant::now() + period, period);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut missed = 0u32;
+    let mut shutdown = shared.shutdown.clone();
+
+    let ending: Ending = loop {
+        // Read the socket only while the group keeps up and our own queue
+        // has room for what the group may answer.
+        let group_keeps_up = in_flight.has_room();
+        let readable = group_keeps_up && outbound.len() < queue.div_ceil(2);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Ending::Close(Close::going_away()),
+            _ = overflow.notified() => {
+                break Ending::Error(SigverError::SendFailed("client does not read: outbound queue full".into()));
+            }
+            out = outbound.recv() => match out {
+                Some(Outbound::Frame(frame)) => {
+                    if !matches!(timeout(send_stall, session.binary(frame)).await, Ok(Ok(()))) {
+                        break Ending::Dropped;
+                    }
+                }
+                Some(Outbound::Close(error)) => break Ending::Error(error),
+                None => break Ending::Dropped,
+            },
+            _ = in_flight.drained(), if !group_keeps_up => {}
+            message = stream.recv(), if readable => match message {
+                Some(Ok(AggregatedMessage::Binary(frame))) => {
+                    stats.received(frame.len());
+                    match D::dispatch(frame, peer, &group) {
+                        Ok(Heard::Heartbeat) => missed = 0,
+                        Ok(Heard::ToGroup) => in_flight.sent(),
+                        Ok(Heard::Ignored) => {}
+                        Err(error) => break Ending::Error(error),
+                    }
+                }
+                Some(Ok(AggregatedMessage::Text(_))) => {
+                    break Ending::Error(SigverError::BadMessage("text frames are not sigver messages".into()));
+                }
+                Some(Ok(AggregatedMessage::Ping(payload))) => {
+                    let _ = session.pong(&payload).await;
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                Some(Ok(AggregatedMessage::Close(_))) | None => break Ending::ClientClosed,
+                Some(Err(error)) => break Ending::Error(protocol_error(error, max_frame)),
+            },
+            _ = heartbeat.tick() => {
+                missed += 1;
+                if missed >= settings.sigver.heartbeat_max_missed {
+                    break Ending::Error(SigverError::HeartbeatMissed);
+                }
+                if !matches!(timeout(send_stall, session.binary(D::heartbeat())).await, Ok(Ok(()))) {
+                    break Ending::Dropped;
+                }
+            }
+        }
+    };
+
+    group.do_send(Leave { peer });
+    let close = match ending {
+        Ending::Error(error) => {
+            if matches!(
+                error,
+                SigverError::BadMessage(_) | SigverError::FrameTooLarge(_)
+            ) {
+                Stats::count(&stats.protocol_errors);
+            }
+            tracing::info!(%error, "closing sigver peer");
+            Some(error.close(D::DIALECT))
+        }
+        Ending::Close(close) => Some(close),
+        Ending::ClientClosed => None,
+        Ending::Dropped => {
+            tracing::debug!("sigver peer dropped");
+            return;
+        }
+    };
+    let _ = timeout(
+        Duration::from_secs(1),
+        session.close(close.map(|c| c.to_ws())),
+    )
+    .await;
+}
+
+use crate::observe::Stats;
+
+enum Ending {
+    /// Close with this protocol error's code.
+    Error(SigverError),
+    /// Close with a fixed code (shutdown).
+    Close(Close),
+    /// The client closed: answer its close frame.
+    ClientClosed,
+    /// The socket is unusable: just let it go.
+    Dropped,
+}
+
+fn protocol_error(error: ProtocolError, max_frame: usize) -> SigverError {
+    match &error {
+        ProtocolError::Overflow => SigverError::FrameTooLarge(max_frame),
+        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
+            SigverError::FrameTooLarge(max_frame)
+        }
+        _ => SigverError::BadMessage(format!("invalid WebSocket frame: {error}").into()),
+    }
+}
+
+async fn refuse(session: Session, error: &SigverError, dialect: SigverDialect, stats: &Stats) {
+    if matches!(error, SigverError::Refused(_)) {
+        Stats::count(&stats.refusals);
+        tracing::warn!(%error, "sigver connection refused");
+    } else {
+        tracing::info!(%error, "sigver connection refused");
+    }
+    let _ = timeout(
+        Duration::from_secs(1),
+        session.close(Some(error.close(dialect).to_ws())),
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_the_raw_path_without_its_slash() {
+        assert_eq!(key_of("/a%20b/c"), Ok("a%20b/c"));
+        assert_eq!(key_of("/"), Err(SigverError::EmptyKey));
+        assert!(key_of(&format!("/{}", "k".repeat(512))).is_ok());
+        assert_eq!(
+            key_of(&format!("/{}", "k".repeat(513))),
+            Err(SigverError::KeyTooLong(512))
+        );
+    }
+
+    #[test]
+    fn query_flags_accept_any_value() {
+        assert!(has_query_flag("favored", "favored"));
+        assert!(has_query_flag("a=1&favored=0", "favored"));
+        assert!(!has_query_flag("unfavored", "favored"));
+        assert_eq!(
+            query_value("protocol=legacy&favored", "protocol"),
+            Some("legacy")
+        );
+    }
 }
