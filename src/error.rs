@@ -268,6 +268,21 @@ mod tests {
     }
 
     #[test]
+    fn videre_errors_name_their_reason_and_whether_a_limit_refused() {
+        assert_eq!(
+            VidereError::NotJoined.reason(),
+            "not connected to this room"
+        );
+        assert_eq!(
+            VidereError::from(Refusal::RoomFull(2)).reason(),
+            "room full (limit 2 members)"
+        );
+        assert!(VidereError::from(Refusal::TooManyRooms(1)).is_refusal());
+        assert!(VidereError::TooLarge(1).is_refusal());
+        assert!(!VidereError::UnknownEvent.is_refusal());
+    }
+
+    #[test]
     fn refusals_map_to_codes_and_statuses() {
         assert_eq!(Refusal::TooManyFromAddress(1).close().code, 1008);
         assert_eq!(Refusal::RoomFull(1).close().code, 1013);

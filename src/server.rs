@@ -123,6 +123,8 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     })
     .workers(workers)
     .backlog(settings.backlog)
+    // Signaling messages are small and latency-bound (Node's ws does the same).
+    .tcp_nodelay(true)
     .disable_signals()
     // Browsers never half-close: EOF means an aborted SockJS poll, whose
     // session must close at once.

@@ -97,6 +97,21 @@ impl Occupancy {
 pub struct Join<R: Room> {
     pub key: Arc<str>,
     pub member: R::Member,
+    /// Where to start the room if it must be created: the asking session's
+    /// own arbiter keeps a room and its first sessions on one thread, so
+    /// relaying between them crosses no thread. `None`: round-robin.
+    pub home: Option<ArbiterHandle>,
+}
+
+impl<R: Room> Join<R> {
+    /// A join whose room, if new, starts on the calling thread's arbiter.
+    pub fn here(key: Arc<str>, member: R::Member) -> Self {
+        Self {
+            key,
+            member,
+            home: Some(Arbiter::current()),
+        }
+    }
 }
 
 impl<R: Room> Message for Join<R> {
@@ -170,18 +185,26 @@ impl RoomSupervisor {
         }
     }
 
-    fn place<R: Room>(&mut self, key: Arc<str>, ctx: &mut Context<Self>) -> Addr<R> {
+    fn place<R: Room>(
+        &mut self,
+        key: Arc<str>,
+        home: Option<ArbiterHandle>,
+        ctx: &mut Context<Self>,
+    ) -> Addr<R> {
         let room_ctx = RoomContext {
             supervisor: ctx.address(),
             settings: self.settings.clone(),
             stats: self.stats.clone(),
         };
-        if self.arbiters.is_empty() {
-            return R::new_room(key, room_ctx).start();
-        }
-        let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
-        self.next_arbiter = self.next_arbiter.wrapping_add(1);
-        R::start_in_arbiter(arbiter, move |_| R::new_room(key, room_ctx))
+        let arbiter = match home {
+            Some(home) => home,
+            None if self.arbiters.is_empty() => return R::new_room(key, room_ctx).start(),
+            None => {
+                self.next_arbiter = self.next_arbiter.wrapping_add(1);
+                self.arbiters[self.next_arbiter % self.arbiters.len()].clone()
+            }
+        };
+        R::start_in_arbiter(&arbiter, move |_| R::new_room(key, room_ctx))
     }
 }
 
@@ -198,7 +221,7 @@ impl<R: Room> Handler<Join<R>> for RoomSupervisor {
             if self.rooms.len() >= self.settings.limits.max_rooms {
                 return Err(Refusal::TooManyRooms(self.settings.limits.max_rooms));
             }
-            let addr: Addr<R> = self.place(join.key.clone(), ctx);
+            let addr: Addr<R> = self.place(join.key.clone(), join.home, ctx);
             self.rooms.insert(
                 map_key.clone(),
                 RoomEntry {

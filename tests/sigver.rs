@@ -288,7 +288,6 @@ async fn silent_peer_sees_two_heartbeats_and_is_closed_with_4742() {
     let server = start(settings);
     let started = tokio::time::Instant::now();
     let mut silent = Peer::open(&server, "/k").await;
-    let mut lively = Peer::open(&server, "/k").await;
     let (code, _) = silent.closed().await;
     assert_eq!(code, 4742);
     assert_eq!(silent.heartbeats, 2);
@@ -298,6 +297,7 @@ async fn silent_peer_sees_two_heartbeats_and_is_closed_with_4742() {
         "{elapsed:?}"
     );
     // A peer answering heartbeats stays open well past that.
+    let mut lively = Peer::open(&server, "/k").await;
     let until = tokio::time::Instant::now() + Duration::from_millis(900);
     while tokio::time::Instant::now() < until {
         match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut lively.ws)).await {
@@ -474,5 +474,36 @@ async fn groups_are_disposed_when_their_last_peer_leaves() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+#[tokio::test]
+async fn a_client_flooding_requests_is_slowed_down_not_cut_off() {
+    let mut settings = test_settings();
+    settings.limits.outbound_queue = 16;
+    let server = start(settings);
+    let mut a = Peer::open(&server, "/k").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&server, "/k").await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut flood = Peer::open(&server, "/k").await;
+    let sender = async {
+        for _ in 0..5000 {
+            flood
+                .send(Type::Connect(sigway::proto::sigver::GroupData {
+                    id: 3,
+                    members: vec![],
+                }))
+                .await;
+        }
+        flood
+    };
+    // Its answers (5000 times the 16-frame queue) must all arrive: the server
+    // stops reading the socket instead of queueing without bound.
+    let mut flood = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .expect("sent in time");
+    for i in 0..5000 {
+        assert_eq!(flood.recv().await, Type::Connected(false), "answer {i}");
     }
 }

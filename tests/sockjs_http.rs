@@ -675,7 +675,7 @@ async fn cookies_only_when_needed_dummy_or_echoed() {
 #[tokio::test]
 async fn a_session_without_receiver_times_out_and_is_forgotten() {
     let server = start(Options {
-        disconnect_delay: Duration::from_millis(300),
+        disconnect_delay: Duration::from_millis(1000),
         ..options()
     });
     let url = session_url(&server, "/echo");
@@ -684,7 +684,7 @@ async fn a_session_without_receiver_times_out_and_is_forgotten() {
         post_text(&format!("{url}/xhr_send"), r#"["x"]"#).await.0,
         204
     );
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
         post_text(&format!("{url}/xhr_send"), r#"["x"]"#).await.0,
         404
@@ -752,4 +752,93 @@ async fn wrong_methods_get_405_with_allow_and_no_body() {
         .expect("request");
     assert_eq!(response.status(), 405);
     assert_eq!(header(response.headers(), "allow"), Some("GET"));
+}
+
+#[tokio::test]
+async fn the_server_decodes_every_character_a_client_escapes() {
+    let server = start(options());
+    let url = session_url(&server, "/echo");
+    assert_eq!(post_text(&format!("{url}/xhr"), "").await.1, "o\n");
+    let every_bmp_char: String = (1u32..0x10000).filter_map(char::from_u32).collect();
+    let escaped: String = every_bmp_char
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    assert_eq!(
+        post_text(&format!("{url}/xhr_send"), &format!("[\"{escaped}\"]"))
+            .await
+            .0,
+        204
+    );
+    let (_, body) = post_text(&format!("{url}/xhr"), "").await;
+    let echoed: Vec<String> =
+        serde_json::from_str(body.trim_end().strip_prefix('a').expect("a frame")).expect("json");
+    assert_eq!(echoed, vec![every_bmp_char]);
+}
+
+/// Sends `request` on a fresh connection and returns everything the server
+/// writes until it closes the connection (or `WAIT` passes).
+async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return (String::from_utf8_lossy(&received).into_owned(), true);
+            }
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => return (String::from_utf8_lossy(&received).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn http_1_0_streams_without_chunking_and_closes_the_connection() {
+    let server = start(options());
+    let request = format!(
+        "POST /close/000/{:x}/xhr_streaming HTTP/1.0\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n",
+        rand_id()
+    );
+    let (response, closed) = raw_exchange(server.addr(), &request).await;
+    let (head, body) = response.split_once("\r\n\r\n").expect("head");
+    let head = head.to_lowercase();
+    assert!(
+        head.starts_with("http/1.0 200") || head.starts_with("http/1.1 200"),
+        "{head}"
+    );
+    assert!(
+        !head.contains("transfer-encoding") && !head.contains("content-length"),
+        "{head}"
+    );
+    assert_eq!(
+        body,
+        format!("{}\no\nc[3000,\"Go away!\"]\n", "h".repeat(2048))
+    );
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn http_1_1_sends_each_frame_as_its_own_chunk() {
+    let server = start(options());
+    let request = format!(
+        "POST /close/000/{:x}/xhr_streaming HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        rand_id()
+    );
+    let (response, _) = raw_exchange(server.addr(), &request).await;
+    let (head, body) = response.split_once("\r\n\r\n").expect("head");
+    assert!(
+        head.to_lowercase().contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    assert_eq!(
+        body,
+        format!(
+            "801\r\n{}\n\r\n2\r\no\n\r\n13\r\nc[3000,\"Go away!\"]\n\r\n0\r\n\r\n",
+            "h".repeat(2048)
+        )
+    );
 }

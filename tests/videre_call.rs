@@ -116,18 +116,42 @@ async fn a_call_between_xhr_polling_and_websocket_ends_with_a_disconnect_notice(
 }
 
 #[tokio::test]
-async fn a_polling_client_that_goes_away_is_announced_after_the_disconnect_delay() {
+async fn a_polling_client_whose_request_is_cut_is_announced_as_gone() {
     let server = start(settings());
     let mut caller = Client::open(&server, Transport::XhrPolling).await;
     let mut callee = Client::open(&server, Transport::RawWebsocket).await;
     set_up_call(&mut caller, &mut callee, "call-2").await;
 
-    // alice's browser tab is gone: no more polls.
+    // alice's tab closes while a poll is pending.
     caller.close().await;
     assert_eq!(
         callee.recv().await,
         r#"{"Header":{"Event":"disconnect","UserId":"alice","RoomId":"call-2"},"Payload":""}"#
     );
+    callee.close().await;
+    wait_for_rooms(&server, 0).await;
+}
+
+#[tokio::test]
+async fn a_polling_client_that_stops_polling_is_announced_after_the_disconnect_delay() {
+    let server = start(settings());
+    let mut caller = Client::open(&server, Transport::XhrPolling).await;
+    let mut callee = Client::open(&server, Transport::FramedWebsocket).await;
+    set_up_call(&mut caller, &mut callee, "call-3").await;
+
+    let stopped = std::time::Instant::now();
+    caller.stop_polling();
+    assert_eq!(
+        callee.recv().await,
+        r#"{"Header":{"Event":"disconnect","UserId":"alice","RoomId":"call-3"},"Payload":""}"#
+    );
+    let delay = std::time::Duration::from_millis(settings().sockjs.disconnect_delay_ms);
+    assert!(
+        stopped.elapsed() >= delay,
+        "announced after {:?}, before the {delay:?} disconnect delay",
+        stopped.elapsed()
+    );
+    wait_for_rooms(&server, 1).await;
     callee.close().await;
     wait_for_rooms(&server, 0).await;
 }

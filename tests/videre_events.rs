@@ -105,6 +105,20 @@ async fn every_event_works_over_xhr_polling() {
 }
 
 #[tokio::test]
+async fn every_event_works_over_eventsource() {
+    let server = start(settings());
+    exercise(&server, Transport::EventSource).await;
+    wait_for_rooms(&server, 0).await;
+}
+
+#[tokio::test]
+async fn every_event_works_over_jsonp_polling() {
+    let server = start(settings());
+    exercise(&server, Transport::JsonpPolling).await;
+    wait_for_rooms(&server, 0).await;
+}
+
+#[tokio::test]
 async fn connecting_again_to_the_same_room_leaves_first_and_moves_to_the_end() {
     let server = start(settings());
     let mut a = Client::open(&server, Transport::RawWebsocket).await;
@@ -204,12 +218,14 @@ async fn a_closed_transport_leaves_every_room_and_empty_rooms_disappear() {
         .await;
         clients.push(client);
     }
-    wait_for_rooms(&server, 4).await;
+    wait_for_rooms(&server, ALL.len() as i64).await;
+    wait_for_connections(&server, ALL.len() as i64).await;
     for client in clients {
         client.close().await;
     }
-    // Polling sessions end after the disconnect delay (1 s in tests).
     wait_for_rooms(&server, 0).await;
+    // Every session gave its place under the connection limits back.
+    wait_for_connections(&server, 0).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -34,19 +35,77 @@ pub struct PeerLink {
     tx: mpsc::Sender<Outbound>,
     /// Woken when the queue overflowed: the session closes itself.
     overflow: Arc<Notify>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Flow control from a session to its group: events handed over but not yet
+/// handled. A session stops reading its socket at the limit, so a client
+/// that floods requests is slowed down instead of growing the group's
+/// mailbox or overflowing its own answer queue.
+#[derive(Debug)]
+pub struct InFlight {
+    count: AtomicUsize,
+    limit: usize,
+    drained: Notify,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            limit: limit.max(1),
+            drained: Notify::new(),
+        }
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.count.load(Ordering::Acquire) < self.limit
+    }
+
+    /// The session handed one event to the group.
+    pub fn sent(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The group handled one event of this session.
+    pub fn handled(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == self.limit {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Resolves once the count dropped below the limit (or spuriously).
+    pub async fn drained(&self) {
+        self.drained.notified().await;
+    }
+}
+
+/// The session's ends of a [`PeerLink`].
+pub struct SessionSide {
+    pub outbound: mpsc::Receiver<Outbound>,
+    pub overflow: Arc<Notify>,
+    pub in_flight: Arc<InFlight>,
 }
 
 impl PeerLink {
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outbound>, Arc<Notify>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    /// A link whose queue holds `capacity` frames; a quarter of it (at most
+    /// 64) bounds the events in flight to the group.
+    pub fn new(capacity: usize) -> (Self, SessionSide) {
+        let (tx, outbound) = mpsc::channel(capacity.max(1));
         let overflow = Arc::new(Notify::new());
+        let in_flight = Arc::new(InFlight::new((capacity / 4).clamp(1, 64)));
+        let link = Self {
+            tx,
+            overflow: overflow.clone(),
+            in_flight: in_flight.clone(),
+        };
         (
-            Self {
-                tx,
-                overflow: overflow.clone(),
+            link,
+            SessionSide {
+                outbound,
+                overflow,
+                in_flight,
             },
-            rx,
-            overflow,
         )
     }
 
@@ -59,6 +118,11 @@ impl PeerLink {
             Stats::count(&stats.slow_consumers);
             self.overflow.notify_one();
         }
+    }
+
+    /// The group handled one event this peer sent.
+    pub fn handled(&self) {
+        self.in_flight.handled();
     }
 }
 
@@ -174,6 +238,12 @@ impl Handler<FromPeer> for Group {
     type Result = ();
 
     fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
+        let peer = match &event {
+            FromPeer::Connect { peer, .. } | FromPeer::Content { peer, .. } => *peer,
+        };
+        if let Some(link) = self.links.get(&peer) {
+            link.handled();
+        }
         match event {
             FromPeer::Connect { peer, id, members } => {
                 self.state

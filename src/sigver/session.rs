@@ -23,7 +23,7 @@ use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
 use crate::server::Shared;
 use crate::sigver::codec::{self, Inbound};
-use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry, PeerLink};
+use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry, PeerLink, SessionSide};
 use crate::sigver::state::PeerId;
 use crate::supervisor::{Join, OpenConnection, Room};
 
@@ -34,7 +34,10 @@ pub const MAX_KEY_CHARS: usize = 512;
 pub enum Heard {
     /// The peer answered a heartbeat: reset the missed count.
     Heartbeat,
-    Other,
+    /// Handed to the group, which counts it handled through its `PeerLink`.
+    ToGroup,
+    /// Nothing to do (e.g. `connected` from a client).
+    Ignored,
 }
 
 /// What differs between the current and the legacy sigver protocol.
@@ -68,9 +71,9 @@ impl Dialect for Current {
                 group.do_send(FromPeer::Connect { peer, id, members })
             }
             Inbound::Content(content) => group.do_send(FromPeer::Content { peer, content }),
-            Inbound::Connected => {}
+            Inbound::Connected => return Ok(Heard::Ignored),
         }
-        Ok(Heard::Other)
+        Ok(Heard::ToGroup)
     }
 }
 
@@ -165,7 +168,13 @@ pub async fn run<D: Dialect>(
     };
     let peer = NEXT_PEER.fetch_add(1, Ordering::Relaxed);
     tracing::Span::current().record("peer", peer);
-    let (link, mut outbound, overflow) = PeerLink::new(settings.limits.outbound_queue);
+    let queue = settings.limits.outbound_queue;
+    let (link, side) = PeerLink::new(queue);
+    let SessionSide {
+        mut outbound,
+        overflow,
+        in_flight,
+    } = side;
     let entry = PeerEntry {
         id: peer,
         favored,
@@ -173,7 +182,7 @@ pub async fn run<D: Dialect>(
     };
     let group = match shared
         .supervisor
-        .send(Join::<D::Group> { key, member: entry })
+        .send(Join::<D::Group>::here(key, entry))
         .await
     {
         Ok(Ok(group)) => group,
@@ -196,6 +205,10 @@ pub async fn run<D: Dialect>(
     let mut shutdown = shared.shutdown.clone();
 
     let ending: Ending = loop {
+        // Read the socket only while the group keeps up and our own queue
+        // has room for what the group may answer.
+        let group_keeps_up = in_flight.has_room();
+        let readable = group_keeps_up && outbound.len() < queue.div_ceil(2);
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ending::Close(Close::going_away()),
@@ -211,12 +224,14 @@ pub async fn run<D: Dialect>(
                 Some(Outbound::Close(error)) => break Ending::Error(error),
                 None => break Ending::Dropped,
             },
-            message = stream.recv() => match message {
+            _ = in_flight.drained(), if !group_keeps_up => {}
+            message = stream.recv(), if readable => match message {
                 Some(Ok(AggregatedMessage::Binary(frame))) => {
                     stats.received(frame.len());
                     match D::dispatch(frame, peer, &group) {
                         Ok(Heard::Heartbeat) => missed = 0,
-                        Ok(Heard::Other) => {}
+                        Ok(Heard::ToGroup) => in_flight.sent(),
+                        Ok(Heard::Ignored) => {}
                         Err(error) => break Ending::Error(error),
                     }
                 }

@@ -109,10 +109,12 @@ pub struct GroupState {
 /// Picks the member a joiner is bound to: among members it has not tried (in
 /// membership order) the first favored one, else the first one; when it has
 /// tried them all, its tried list is forgotten and the choice made again.
-/// Shared with the legacy dialect. `None` only when `members` is empty.
-pub fn choose_member<M: Copy>(
-    members: impl Iterator<Item = (M, NetfluxId, bool)> + Clone,
-    tried: &mut Vec<NetfluxId>,
+/// Shared with the legacy dialect, which has no Netflux ids and so keys its
+/// tried lists by connection: `K` is whatever a dialect remembers a tried
+/// member by. `None` only when `members` is empty.
+pub fn choose_member<M: Copy, K: PartialEq>(
+    members: impl Iterator<Item = (M, K, bool)> + Clone,
+    tried: &mut Vec<K>,
 ) -> Option<M> {
     for _ in 0..2 {
         let mut first = None;

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::StatusCode;
+use actix_http::ConnectionType;
+use actix_web::body::{BodySize, MessageBody as _};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
@@ -22,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::frame::{self, Wrapping};
 use super::route::{Route, Transport, route};
-use super::session::{Attach, PollingSession, spawn_app};
+use super::session::{Attach, PollingSession, drain_batch, spawn_app};
 use super::{Outgoing, Server, SessionInfo, SockjsApp, websocket};
 use crate::error::SockjsError;
 
@@ -32,8 +34,6 @@ const TEXT: &str = "text/plain; charset=UTF-8";
 const JAVASCRIPT: &str = "application/javascript; charset=UTF-8";
 /// Chunks a receiver may have written that the client has not taken yet.
 const BODY_CHUNKS: usize = 16;
-/// Most bytes of messages put into one `a[...]` frame.
-const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// The iframe page with its ETag, built once per endpoint.
 pub(crate) struct IframePage {
@@ -251,6 +251,24 @@ async fn session_request<A: SockjsApp>(
     transport: Transport,
     body: web::Payload,
 ) -> HttpResponse {
+    let mut response = transport_response(server, req, session_id, transport, body).await;
+    if req.version() < Version::HTTP_11 && response.body().size() == BodySize::Stream {
+        // HTTP/1.0 knows no chunked encoding: the body runs until the
+        // connection closes.
+        let head = response.head_mut();
+        head.no_chunking(true);
+        head.set_connection_type(ConnectionType::Close);
+    }
+    response
+}
+
+async fn transport_response<A: SockjsApp>(
+    server: &Arc<Server<A>>,
+    req: &HttpRequest,
+    session_id: &str,
+    transport: Transport,
+    body: web::Payload,
+) -> HttpResponse {
     let cookie = cookie(server, req);
     let mut builder = HttpResponse::Ok();
     set_cookie(&mut builder, cookie);
@@ -460,7 +478,7 @@ fn open_receiver<A: SockjsApp>(
         response_limit: options.response_limit,
         heartbeat: options.heartbeat,
     };
-    actix_web::rt::spawn(run_receiver(session, spec, tx));
+    actix_web::rt::spawn(run_receiver(session, spec, tx, server.shutdown_signal()));
     ChannelBody(rx)
 }
 
@@ -507,7 +525,12 @@ enum Ended {
     Aborted,
 }
 
-async fn run_receiver(session: Arc<PollingSession>, spec: ReceiverSpec, out: mpsc::Sender<Bytes>) {
+async fn run_receiver(
+    session: Arc<PollingSession>,
+    spec: ReceiverSpec,
+    out: mpsc::Sender<Bytes>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let mut writer = Writer {
         out,
         spec,
@@ -530,7 +553,9 @@ async fn run_receiver(session: Arc<PollingSession>, spec: ReceiverSpec, out: mps
                 session: session.clone(),
                 outgoing: Some(outgoing),
             };
-            if let Ended::Aborted = serve(&session, &mut attached, send_open, &mut writer).await {
+            if let Ended::Aborted =
+                serve(&session, &mut attached, send_open, &mut writer, shutdown).await
+            {
                 tracing::debug!(session = %session.id, "sockjs receiver interrupted");
                 session.close_with(&SockjsError::Interrupted);
             }
@@ -544,6 +569,7 @@ async fn serve(
     attached: &mut Attached,
     send_open: bool,
     writer: &mut Writer,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Ended {
     if send_open {
         if !writer.frame(frame::OPEN).await {
@@ -557,11 +583,18 @@ async fn serve(
         return Ended::Done;
     };
     let mut app_gone = false;
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let heartbeat = tokio::time::sleep(writer.spec.heartbeat);
         tokio::select! {
             biased;
             _ = writer.out.closed() => return Ended::Aborted,
+            _ = &mut shutdown => {
+                let going_away = crate::error::Close::going_away();
+                let close = session.close(going_away.code, &going_away.reason);
+                writer.frame(&close).await;
+                return Ended::Done;
+            }
             _ = session.link.wait_overflow() => {
                 let close = session.close_with(&SockjsError::OutboundQueueFull);
                 writer.frame(&close).await;
@@ -601,28 +634,4 @@ async fn serve(
             }
         }
     }
-}
-
-/// Takes every message already queued after `first` (up to a batch size),
-/// stopping at a close request, which is returned beside the batch.
-pub(crate) fn drain_batch(
-    first: bytestring::ByteString,
-    outgoing: &mut mpsc::Receiver<Outgoing>,
-) -> (
-    Vec<bytestring::ByteString>,
-    Option<(u16, bytestring::ByteString)>,
-) {
-    let mut size = first.len();
-    let mut batch = vec![first];
-    while size < MAX_BATCH_BYTES {
-        match outgoing.try_recv() {
-            Ok(Outgoing::Message(message)) => {
-                size += message.len();
-                batch.push(message);
-            }
-            Ok(Outgoing::Close { code, reason }) => return (batch, Some((code, reason))),
-            Err(_) => break,
-        }
-    }
-    (batch, None)
 }

@@ -184,6 +184,7 @@ pub struct Server<A: SockjsApp> {
     pub app: A,
     registry: Arc<session::Registry>,
     iframe: http::IframePage,
+    shutdown: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<A: SockjsApp> Server<A> {
@@ -204,7 +205,28 @@ impl<A: SockjsApp> Server<A> {
             app,
             registry,
             iframe,
+            shutdown: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sessions close with 1001 (`c[1001,"server shutting down"]` on the
+    /// framed transports) once `shutdown` turns true. Set once, before
+    /// serving; later calls are ignored.
+    pub fn shutdown_on(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let _ = self.shutdown.set(shutdown);
+    }
+
+    /// Resolves when the server shuts down (never without a signal).
+    pub(crate) fn shutdown_signal(&self) -> impl Future<Output = ()> + 'static {
+        let mut shutdown = self.shutdown.get().cloned();
+        async move {
+            if let Some(rx) = shutdown.as_mut()
+                && rx.wait_for(|down| *down).await.is_ok()
+            {
+                return;
+            }
+            std::future::pending::<()>().await
+        }
     }
 
     /// Polling/streaming sessions currently known (open or closing).

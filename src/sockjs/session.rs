@@ -30,6 +30,9 @@ use crate::error::SockjsError;
 /// client can pile up before its requests are slowed down.
 const INBOUND_QUEUE: usize = 64;
 
+/// Most bytes of messages put into one `a[...]` frame.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
 /// The app side of one session, usable from any thread.
 #[derive(Clone)]
 pub(crate) struct AppHandle {
@@ -100,6 +103,30 @@ async fn handle<S: SockjsSession>(session: &mut S, message: String) {
     if handled.is_err() {
         tracing::error!("sockjs app panicked on a message; the message is dropped");
     }
+}
+
+/// Takes every message already queued after `first` (up to a batch size),
+/// stopping at a close request, which is returned beside the batch.
+pub(crate) fn drain_batch(
+    first: bytestring::ByteString,
+    outgoing: &mut mpsc::Receiver<Outgoing>,
+) -> (
+    Vec<bytestring::ByteString>,
+    Option<(u16, bytestring::ByteString)>,
+) {
+    let mut size = first.len();
+    let mut batch = vec![first];
+    while size < MAX_BATCH_BYTES {
+        match outgoing.try_recv() {
+            Ok(Outgoing::Message(message)) => {
+                size += message.len();
+                batch.push(message);
+            }
+            Ok(Outgoing::Close { code, reason }) => return (batch, Some((code, reason))),
+            Err(_) => break,
+        }
+    }
+    (batch, None)
 }
 
 /// Where a polling session stands.
@@ -311,5 +338,126 @@ pub(crate) fn start_sweeper(registry: Weak<Registry>, delay: Duration) {
         });
     if let Err(err) = spawned {
         tracing::error!("cannot start the sockjs session sweeper: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An app handle with no task behind it: tests watch its close flag.
+    fn detached_app() -> AppHandle {
+        let (inbound, _queue) = mpsc::channel(1);
+        AppHandle {
+            inbound,
+            closed: Arc::new(CloseSignal {
+                fired: AtomicBool::new(false),
+                notify: Notify::new(),
+            }),
+        }
+    }
+
+    fn open(registry: &Registry, id: &str) -> Arc<PollingSession> {
+        registry.get_or_open(id, 8, |_, _| detached_app())
+    }
+
+    #[test]
+    fn batches_take_queued_messages_up_to_a_close() {
+        let (link, mut outgoing) = SessionLink::channel(8);
+        for text in ["b", "c"] {
+            link.send(text.into()).expect("room");
+        }
+        link.close(3000, "bye");
+        link.send("after".into()).expect("room");
+        let (batch, close) = drain_batch("a".into(), &mut outgoing);
+        assert_eq!(batch, ["a", "b", "c"]);
+        assert_eq!(close, Some((3000, "bye".into())));
+        let (rest, none) = drain_batch("x".into(), &mut outgoing);
+        assert_eq!((rest.len(), none), (2, None));
+    }
+
+    #[test]
+    fn a_full_link_fails_and_raises_overflow() {
+        let (link, _outgoing) = SessionLink::channel(1);
+        assert!(link.send("a".into()).is_ok());
+        assert!(!link.overflowed());
+        assert!(link.send("b".into()).is_err());
+        assert!(link.overflowed());
+    }
+
+    #[test]
+    fn the_first_receiver_opens_and_a_second_is_busy() {
+        let registry = Registry::default();
+        let session = open(&registry, "s");
+        let Attach::Attached {
+            outgoing,
+            send_open,
+        } = session.attach()
+        else {
+            panic!("first receiver attaches");
+        };
+        assert!(send_open);
+        assert!(matches!(session.attach(), Attach::Busy));
+        session.detach(outgoing);
+        assert!(matches!(
+            session.attach(),
+            Attach::Attached {
+                send_open: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_same_id_finds_the_same_session() {
+        let registry = Registry::default();
+        let first = open(&registry, "s");
+        let again = open(&registry, "s");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(registry.len(), 1);
+        assert!(registry.get("other").is_none());
+    }
+
+    #[test]
+    fn a_closed_session_serves_its_first_close_frame_and_closes_the_app_once() {
+        let registry = Registry::default();
+        let session = open(&registry, "s");
+        let frame = session.close(3000, "Go away!");
+        assert_eq!(&*frame, r#"c[3000,"Go away!"]"#);
+        assert_eq!(&*session.close(1002, "later"), r#"c[3000,"Go away!"]"#);
+        assert!(session.app.closed.fired.load(Ordering::Acquire));
+        match session.attach() {
+            Attach::Closed(served) => assert_eq!(served, frame),
+            _ => panic!("a closed session serves its close frame"),
+        }
+        assert!(session.is_closed());
+    }
+
+    #[test]
+    fn an_attached_receiver_keeps_the_session_alive() {
+        let registry = Registry::default();
+        let session = open(&registry, "s");
+        let Attach::Attached { outgoing, .. } = session.attach() else {
+            panic!("attaches");
+        };
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(!session.expired(Duration::from_secs(5), later));
+        session.detach(outgoing);
+        assert!(session.expired(Duration::from_secs(5), later));
+        assert!(!session.expired(Duration::from_secs(5), Instant::now()));
+    }
+
+    #[test]
+    fn sweeping_closes_and_forgets_expired_sessions_only() {
+        let registry = Registry::default();
+        let idle = open(&registry, "idle");
+        let busy = open(&registry, "busy");
+        let _receiver = busy.attach();
+        std::thread::sleep(Duration::from_millis(20));
+        registry.sweep(Duration::from_millis(10));
+        assert!(registry.get("idle").is_none());
+        assert!(registry.get("busy").is_some());
+        assert!(idle.is_closed() && idle.app.closed.fired.load(Ordering::Acquire));
+        assert!(!busy.is_closed());
     }
 }

@@ -15,8 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use tokio::sync::mpsc;
 
-use super::http::drain_batch;
-use super::session::{AppHandle, spawn_app};
+use super::session::{AppHandle, drain_batch, spawn_app};
 use super::{Outgoing, Server, SessionInfo, SessionLink, SockjsApp, frame};
 use crate::error::{Close, SockjsError};
 
@@ -124,6 +123,7 @@ fn start<A: SockjsApp>(
         framed,
         heartbeat: options.heartbeat,
         max_message_bytes: max,
+        shutdown: Box::pin(server.shutdown_signal()),
     };
     actix_web::rt::spawn(connection.run());
     response
@@ -138,6 +138,7 @@ struct Connection {
     framed: bool,
     heartbeat: Duration,
     max_message_bytes: usize,
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 }
 
 /// How a WebSocket session ended.
@@ -188,6 +189,9 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
+                _ = &mut self.shutdown => {
+                    return Ending::Close { close: Close::going_away(), with_frame: true };
+                }
                 _ = self.link.wait_overflow() => {
                     return Ending::Close { close: SockjsError::OutboundQueueFull.close(), with_frame: true };
                 }

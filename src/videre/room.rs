@@ -161,8 +161,16 @@ pub struct VidereRoom {
     ctx: RoomContext,
 }
 
+/// Messages a room queues before senders wait (actix's default is 16); a
+/// busy call room absorbs bursts of candidates without slowing senders.
+const MAILBOX: usize = 1024;
+
 impl Actor for VidereRoom {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
 }
 
 impl Room for VidereRoom {

@@ -153,7 +153,8 @@ impl VidereSession {
         place: Place,
     ) -> Self {
         let id = NEXT_SESSION.fetch_add(1, Relaxed);
-        tracing::debug!(session = %info.id, transport = info.transport, remote = ?info.remote, "videre session open");
+        let remote = info.remote.map(|addr| addr.to_string()).unwrap_or_default();
+        tracing::debug!(session = %info.id, transport = info.transport, %remote, "videre session open");
         Self {
             id,
             link,
@@ -203,16 +204,18 @@ impl VidereSession {
         let room_id: Arc<str> = connect.room_id.as_str().into();
         let user_id: Arc<str> = connect.user_id.as_str().into();
         let (outcome, joined) = oneshot::channel();
-        let join = Join::<VidereRoom> {
-            key: room_id.clone(),
-            member: Joiner {
+        // A new room starts on this session's thread: a call's first member
+        // then relays to the room without crossing threads.
+        let join = Join::<VidereRoom>::here(
+            room_id.clone(),
+            Joiner {
                 session: self.id,
                 user_id: user_id.clone(),
                 link: self.link.clone(),
                 connect,
                 outcome,
             },
-        };
+        );
         // Awaiting the room's answer orders every later packet of this
         // session after the join.
         let result = match self.shared.supervisor.send(join).await {

@@ -7,7 +7,8 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -30,6 +31,8 @@ pub fn settings() -> Settings {
         host: "127.0.0.1".into(),
         port: 0,
         workers: 2,
+        // Clients still open when a test's server drops must not hold it up.
+        shutdown_timeout_secs: 1,
         ..Settings::default()
     };
     s.sockjs.heartbeat_ms = 500;
@@ -51,13 +54,19 @@ pub enum Transport {
     XhrStreaming,
     /// `xhr` polling.
     XhrPolling,
+    /// `eventsource` receiving, `xhr_send` sending.
+    EventSource,
+    /// `jsonp` polling, `jsonp_send` (form field `d`) sending.
+    JsonpPolling,
 }
 
-pub const ALL: [Transport; 4] = [
+pub const ALL: [Transport; 6] = [
     Transport::RawWebsocket,
     Transport::FramedWebsocket,
     Transport::XhrStreaming,
     Transport::XhrPolling,
+    Transport::EventSource,
+    Transport::JsonpPolling,
 ];
 
 /// What the reader saw.
@@ -76,6 +85,7 @@ enum Sender {
     Raw(WsSink),
     Framed(WsSink),
     Xhr { http: reqwest::Client, url: String },
+    Jsonp { http: reqwest::Client, url: String },
 }
 
 pub struct Client {
@@ -83,6 +93,8 @@ pub struct Client {
     sender: Sender,
     inbox: mpsc::UnboundedReceiver<Incoming>,
     reader: JoinHandle<()>,
+    /// Tells a polling reader not to poll again.
+    stop: Arc<AtomicBool>,
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -96,6 +108,7 @@ impl Client {
     /// Opens a session on `transport` and waits for it to be open.
     pub async fn open(server: &BackgroundServer, transport: Transport) -> Client {
         let (tx, inbox) = mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
         let (sender, reader) = match transport {
             Transport::RawWebsocket => {
                 let url = server.ws_url("/echo/websocket");
@@ -122,11 +135,41 @@ impl Client {
                 let http = reqwest::Client::new();
                 let base = server.http_url(&session_path("/echo"));
                 let streaming = transport == Transport::XhrStreaming;
-                let reader = tokio::spawn(read_xhr(http.clone(), base.clone(), streaming, tx));
+                let reader = tokio::spawn(read_xhr(
+                    http.clone(),
+                    base.clone(),
+                    streaming,
+                    tx,
+                    stop.clone(),
+                ));
                 (
                     Sender::Xhr {
                         http,
                         url: format!("{base}/xhr_send"),
+                    },
+                    reader,
+                )
+            }
+            Transport::EventSource => {
+                let http = reqwest::Client::new();
+                let base = server.http_url(&session_path("/echo"));
+                let reader = tokio::spawn(read_eventsource(http.clone(), base.clone(), tx));
+                (
+                    Sender::Xhr {
+                        http,
+                        url: format!("{base}/xhr_send"),
+                    },
+                    reader,
+                )
+            }
+            Transport::JsonpPolling => {
+                let http = reqwest::Client::new();
+                let base = server.http_url(&session_path("/echo"));
+                let reader = tokio::spawn(read_jsonp(http.clone(), base.clone(), tx, stop.clone()));
+                (
+                    Sender::Jsonp {
+                        http,
+                        url: format!("{base}/jsonp_send"),
                     },
                     reader,
                 )
@@ -137,6 +180,7 @@ impl Client {
             sender,
             inbox,
             reader,
+            stop,
         };
         if transport != Transport::RawWebsocket {
             // The reader turns `o` into this marker so `open` knows.
@@ -171,6 +215,32 @@ impl Client {
                     .expect("xhr_send");
                 assert_eq!(response.status(), 204, "xhr_send is answered 204");
             }
+            Sender::Jsonp { http, url } => {
+                let frame = serde_json::to_string(&[text]).expect("frame");
+                let response = timeout(
+                    WAIT,
+                    http.post(url.as_str())
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .body(format!("d={}", form_encode(&frame)))
+                        .send(),
+                )
+                .await
+                .expect("jsonp_send in time")
+                .expect("jsonp_send");
+                assert_eq!(response.status(), 200, "jsonp_send is answered 200");
+            }
+        }
+    }
+
+    /// Sends on a WebSocket where the server may close the connection before
+    /// the frame is fully written; returns whether the write went through.
+    pub async fn send_may_fail(&mut self, text: &str) -> bool {
+        match &mut self.sender {
+            Sender::Raw(sink) => matches!(
+                timeout(WAIT, sink.send(WsMessage::text(text))).await,
+                Ok(Ok(()))
+            ),
+            _ => panic!("only for the raw WebSocket"),
         }
     }
 
@@ -187,6 +257,7 @@ impl Client {
                 let status = self.send_raw_body(frame).await;
                 assert_eq!(status, 204, "xhr_send is answered 204");
             }
+            Sender::Jsonp { .. } => panic!("batches are tested over xhr_send"),
         }
     }
 
@@ -235,13 +306,27 @@ impl Client {
         }
     }
 
+    /// A polling client finishes its current request and polls no more, so
+    /// the server sees no receiver (unlike [`Client::close`], which cuts the
+    /// pending request).
+    pub fn stop_polling(&self) {
+        assert!(
+            matches!(
+                self.transport,
+                Transport::XhrPolling | Transport::JsonpPolling
+            ),
+            "only polling transports"
+        );
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     /// Closes the transport as a browser would (polling clients just stop).
     pub async fn close(mut self) {
         match &mut self.sender {
             Sender::Raw(sink) | Sender::Framed(sink) => {
                 let _ = timeout(WAIT, sink.close()).await;
             }
-            Sender::Xhr { .. } => {}
+            Sender::Xhr { .. } | Sender::Jsonp { .. } => {}
         }
         self.reader.abort();
     }
@@ -322,10 +407,14 @@ async fn read_xhr(
     base: String,
     streaming: bool,
     tx: mpsc::UnboundedSender<Incoming>,
+    stop: Arc<AtomicBool>,
 ) {
     let url = format!("{base}/{}", if streaming { "xhr_streaming" } else { "xhr" });
     // Bounded: a test lives far shorter than this many requests.
     for _ in 0..100_000 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         let response = match http.post(url.as_str()).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -349,6 +438,85 @@ async fn read_xhr(
             return;
         }
     }
+}
+
+/// Keeps one `eventsource` stream open at a time, re-opening it when the
+/// server ends it (response limit).
+async fn read_eventsource(
+    http: reqwest::Client,
+    base: String,
+    tx: mpsc::UnboundedSender<Incoming>,
+) {
+    let url = format!("{base}/eventsource");
+    for _ in 0..10_000 {
+        let response = match http.get(url.as_str()).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Incoming::Closed(1006, e.to_string()));
+                return;
+            }
+        };
+        let mut body = response.bytes_stream();
+        let mut pending = String::new();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find("\r\n\r\n") {
+                let event: String = pending.drain(..end + 4).collect();
+                if let Some(frame) = event.trim_start_matches("\r\n").strip_prefix("data: ")
+                    && !unframe(frame.trim_end(), &tx)
+                {
+                    return;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Polls `jsonp?c=cb` as sockjs-client's jsonp transport does.
+async fn read_jsonp(
+    http: reqwest::Client,
+    base: String,
+    tx: mpsc::UnboundedSender<Incoming>,
+    stop: Arc<AtomicBool>,
+) {
+    let url = format!("{base}/jsonp?c=cb");
+    for _ in 0..100_000 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let body = match http.get(url.as_str()).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => {
+                let _ = tx.send(Incoming::Closed(1006, e.to_string()));
+                return;
+            }
+        };
+        let (Some(start), Some(end)) = (body.find('('), body.rfind(')')) else {
+            panic!("not a jsonp answer: {body:?}");
+        };
+        let frame: String = serde_json::from_str(&body[start + 1..end])
+            .unwrap_or_else(|e| panic!("bad jsonp argument ({e}): {body:?}"));
+        if !unframe(&frame, &tx) {
+            return;
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` value encoding.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.*".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A videre packet.
@@ -386,6 +554,13 @@ pub async fn expect_packet(client: &mut Client, event: &str, user: &str, room: &
 
 /// The live videre rooms according to `/stats`.
 pub async fn videre_rooms(server: &BackgroundServer) -> i64 {
+    stats(server).await["rooms"]["videre"]
+        .as_i64()
+        .expect("rooms.videre")
+}
+
+/// The `/stats` snapshot.
+pub async fn stats(server: &BackgroundServer) -> Value {
     let stats: Value = timeout(WAIT, async {
         let body = reqwest::get(server.http_url("/stats"))
             .await
@@ -397,7 +572,25 @@ pub async fn videre_rooms(server: &BackgroundServer) -> i64 {
     })
     .await
     .expect("/stats in time");
-    stats["rooms"]["videre"].as_i64().expect("rooms.videre")
+    stats
+}
+
+/// Waits (bounded) until `/stats` counts `expected` open connections.
+pub async fn wait_for_connections(server: &BackgroundServer, expected: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let open = stats(server).await["connections_open"]
+            .as_i64()
+            .expect("connections_open");
+        if open == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "open connections stayed at {open}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits (bounded) until `/stats` counts `expected` videre rooms.

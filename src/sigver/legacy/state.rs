@@ -1,0 +1,971 @@
+//! The rules of the legacy sigver dialect (sigver 18.x) as a pure state
+//! machine: no sockets, no clocks.
+//!
+//! One [`LegacyGroupState`] holds the peers connected under one key: the
+//! members (in the order they became members), each peer's tried list, and
+//! the bindings between joiners and members with their route ids. The legacy
+//! group actor feeds it events (`attach` when a socket opens, `stable`,
+//! `try_another`, `content`, `leave`) and carries out the [`LegacyAction`]s
+//! it returns. Member selection ([`choose_member`]), route ids
+//! ([`SignalingIds`]) and limits ([`GroupLimits`]) are the current dialect's;
+//! the messages and the moments of decision are this dialect's own.
+//!
+//! Choices where sigver 18.x gives no rule or a wrong one (see the spec's
+//! "Details of the legacy dialect"):
+//! - a peer is never bound to itself: a member that sends `tryAnother` is
+//!   bound to another member if there is one (it stays a member, as in
+//!   sigver 18.x); the lone member sending it is answered `isFirst: true`
+//!   and nothing changes;
+//! - what a member sends to one of its joiners goes to that joiner only,
+//!   never also up to the member it is itself bound to;
+//! - a binding whose two directions have both ended is forgotten (its route
+//!   id is released), which no client can tell apart from keeping it.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::error::{Refusal, SigverError};
+use crate::sigver::state::{GroupLimits, PeerId, SignalingId, SignalingIds, choose_member};
+
+/// What a `content` carries. A `content` with nothing set never gets here:
+/// the codec refuses it (close 4003).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Data(Bytes),
+    /// This direction is finished.
+    IsEnd,
+    /// The binding failed: both directions are finished.
+    IsError,
+}
+
+/// What the caller must do after an event, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyAction {
+    /// Send `isFirst`: `true` when the peer is (now) a member, `false` when
+    /// it has been bound to a member.
+    IsFirst { to: PeerId, first: bool },
+    /// Send `content {id, payload}`; `id` is 0 towards a joiner.
+    Content {
+        to: PeerId,
+        id: SignalingId,
+        payload: Payload,
+    },
+    /// Close the peer's connection; it is already gone from the state.
+    Close { to: PeerId, error: SigverError },
+}
+
+/// A joiner's link to the member it connects through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Binding {
+    member: PeerId,
+    /// The route id: how the member sees and addresses this joiner.
+    id: SignalingId,
+    /// joiner → member still relayed.
+    upstream_open: bool,
+    /// member → joiner still relayed.
+    downstream_open: bool,
+}
+
+impl Binding {
+    /// Records what relaying `payload` in one direction ends.
+    fn relayed(&mut self, upstream: bool, payload: &Payload) {
+        match payload {
+            Payload::Data(_) => {}
+            Payload::IsEnd if upstream => self.upstream_open = false,
+            Payload::IsEnd => self.downstream_open = false,
+            Payload::IsError => {
+                self.upstream_open = false;
+                self.downstream_open = false;
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        !self.upstream_open && !self.downstream_open
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Peer {
+    favored: bool,
+    member: bool,
+    /// Members this peer was bound to since it last became a member, by
+    /// connection (sigver 18.x keyed them by the member's own route id,
+    /// which first members do not have).
+    tried: Vec<PeerId>,
+    /// Set while the peer is bound to a member.
+    binding: Option<Binding>,
+    /// Route ids of the joiners bound to this peer.
+    joiners: Vec<SignalingId>,
+}
+
+#[derive(Debug, Default)]
+pub struct LegacyGroupState {
+    peers: HashMap<PeerId, Peer>,
+    /// Members in the order they became members; empty means "no group".
+    members: Vec<PeerId>,
+    /// Route id → the joiner holding it.
+    routes: HashMap<SignalingId, PeerId>,
+    limits: GroupLimits,
+}
+
+impl LegacyGroupState {
+    pub fn new(limits: GroupLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// A connection opened under this key: it is answered at once, either
+    /// as the group's first member or bound to a member.
+    pub fn attach(
+        &mut self,
+        peer: PeerId,
+        favored: bool,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) {
+        if self.peers.contains_key(&peer) {
+            return;
+        }
+        self.peers.insert(
+            peer,
+            Peer {
+                favored,
+                ..Peer::default()
+            },
+        );
+        self.seek_member(peer, ids, out);
+    }
+
+    /// `stable`: the peer has joined the group and becomes a member. Its
+    /// binding, if any, stays usable.
+    pub fn stable(
+        &mut self,
+        peer: PeerId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) {
+        if self.peers.contains_key(&peer) {
+            self.make_member(peer, ids, out);
+        }
+    }
+
+    /// `tryAnother`: the peer could not join through its member; bind it to
+    /// another one (the old member is told nothing) and answer `isFirst`.
+    pub fn try_another(
+        &mut self,
+        peer: PeerId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) {
+        if self.peers.contains_key(&peer) {
+            self.seek_member(peer, ids, out);
+        }
+    }
+
+    /// `content {id, payload}` from `peer`: to the joiner `id` names if it
+    /// is one of the peer's own joiners, else up to the member the peer is
+    /// bound to (whatever `id` it wrote), else nowhere.
+    pub fn content(
+        &mut self,
+        peer: PeerId,
+        id: SignalingId,
+        payload: Payload,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) {
+        if id != 0
+            && let Some(&joiner) = self.routes.get(&id)
+            && let Some(binding) = self.peers.get_mut(&joiner).and_then(|j| j.binding.as_mut())
+            && binding.member == peer
+        {
+            if binding.downstream_open {
+                binding.relayed(false, &payload);
+                out.push(LegacyAction::Content {
+                    to: joiner,
+                    id: 0,
+                    payload,
+                });
+                if binding.finished() {
+                    self.unbind(joiner, ids);
+                }
+            }
+            return;
+        }
+        if let Some(binding) = self.peers.get_mut(&peer).and_then(|p| p.binding.as_mut())
+            && binding.upstream_open
+        {
+            binding.relayed(true, &payload);
+            out.push(LegacyAction::Content {
+                to: binding.member,
+                id: binding.id,
+                payload,
+            });
+            if binding.finished() {
+                self.unbind(peer, ids);
+            }
+        }
+    }
+
+    /// The peer's connection is gone (closed, dropped or closed by us).
+    pub fn leave(
+        &mut self,
+        peer: PeerId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) {
+        self.remove(peer, ids, out);
+    }
+
+    pub fn is_member(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.member)
+    }
+
+    /// Members in membership order.
+    pub fn members(&self) -> &[PeerId] {
+        &self.members
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The route id of the peer's current binding, if bound.
+    pub fn binding_id(&self, peer: PeerId) -> Option<SignalingId> {
+        self.peers.get(&peer)?.binding.as_ref().map(|b| b.id)
+    }
+
+    /// The member the peer is bound to, if bound.
+    pub fn bound_member(&self, peer: PeerId) -> Option<PeerId> {
+        self.peers.get(&peer)?.binding.as_ref().map(|b| b.member)
+    }
+
+    /// The decision of sigver 18.x on open and on `tryAnother`, in order:
+    /// no group → first member; the peer is the lone member → stays so; the
+    /// lone member was already tried → it is replaced by the peer (4004);
+    /// otherwise → bound to a member chosen by [`choose_member`].
+    fn seek_member(
+        &mut self,
+        peer: PeerId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) {
+        match self.members[..] {
+            [] => {
+                if self.make_member(peer, ids, out) {
+                    out.push(LegacyAction::IsFirst {
+                        to: peer,
+                        first: true,
+                    });
+                }
+                return;
+            }
+            [only] if only == peer => {
+                out.push(LegacyAction::IsFirst {
+                    to: peer,
+                    first: true,
+                });
+                return;
+            }
+            [only]
+                if self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|p| p.tried.contains(&only)) =>
+            {
+                return self.replace_blocking_member(only, peer, ids, out);
+            }
+            _ => {}
+        }
+        let mut tried = self
+            .peers
+            .get_mut(&peer)
+            .map(|p| std::mem::take(&mut p.tried))
+            .unwrap_or_default();
+        // Departed members can never match again: forgetting them keeps the
+        // list no longer than the member list without changing any choice.
+        tried.retain(|t| self.members.contains(t));
+        let candidates = self
+            .members
+            .iter()
+            .filter(|&&m| m != peer)
+            .filter_map(|&m| Some((m, m, self.peers.get(&m)?.favored)));
+        let chosen = choose_member(candidates, &mut tried);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.tried = tried;
+        }
+        match chosen {
+            Some(member) => {
+                self.bind(peer, member, ids);
+                out.push(LegacyAction::IsFirst {
+                    to: peer,
+                    first: false,
+                });
+            }
+            // Unreachable (the group has a member other than the peer); were
+            // it reached, the peer would be alone: first, as for no group.
+            None => {
+                if self.make_member(peer, ids, out) {
+                    out.push(LegacyAction::IsFirst {
+                        to: peer,
+                        first: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The lone member could not be reached: the peer takes its place (the
+    /// member count is unchanged, so no limit applies) and it is closed.
+    fn replace_blocking_member(
+        &mut self,
+        blocking: PeerId,
+        peer: PeerId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.member = true;
+            p.tried.clear();
+            self.members.push(peer);
+        }
+        out.push(LegacyAction::IsFirst {
+            to: peer,
+            first: true,
+        });
+        self.remove(blocking, ids, out);
+        out.push(LegacyAction::Close {
+            to: blocking,
+            error: SigverError::BlockingMember,
+        });
+    }
+
+    /// Makes the peer a member unless the group is full, in which case the
+    /// peer is removed and closed. Returns whether it is a member.
+    fn make_member(
+        &mut self,
+        peer: PeerId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction>,
+    ) -> bool {
+        if self.is_member(peer) {
+            return true;
+        }
+        if self.members.len() >= self.limits.max_members {
+            self.remove(peer, ids, out);
+            out.push(LegacyAction::Close {
+                to: peer,
+                error: SigverError::Refused(Refusal::RoomFull(self.limits.max_members)),
+            });
+            return false;
+        }
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        p.member = true;
+        p.tried.clear();
+        self.members.push(peer);
+        true
+    }
+
+    /// Binds `joiner` to `member` under a fresh route id, silently dropping
+    /// its previous binding.
+    fn bind(&mut self, joiner: PeerId, member: PeerId, ids: &mut impl SignalingIds) {
+        self.unbind(joiner, ids);
+        let id = ids.allocate();
+        if let Some(m) = self.peers.get_mut(&member) {
+            m.joiners.push(id);
+        }
+        if let Some(j) = self.peers.get_mut(&joiner) {
+            j.tried.push(member);
+            j.binding = Some(Binding {
+                member,
+                id,
+                upstream_open: true,
+                downstream_open: true,
+            });
+        }
+        self.routes.insert(id, joiner);
+    }
+
+    /// Drops the joiner's binding without any notice; returns it.
+    fn unbind(&mut self, joiner: PeerId, ids: &mut impl SignalingIds) -> Option<Binding> {
+        let binding = self.peers.get_mut(&joiner)?.binding.take()?;
+        self.routes.remove(&binding.id);
+        ids.release(binding.id);
+        if let Some(m) = self.peers.get_mut(&binding.member) {
+            m.joiners.retain(|&j| j != binding.id);
+        }
+        Some(binding)
+    }
+
+    /// Removes a peer entirely; the other side of each of its bindings gets
+    /// `isError` unless that direction was already ended.
+    fn remove(&mut self, peer: PeerId, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction>) {
+        self.members.retain(|&m| m != peer);
+        if let Some(binding) = self.unbind(peer, ids)
+            && binding.upstream_open
+        {
+            out.push(LegacyAction::Content {
+                to: binding.member,
+                id: binding.id,
+                payload: Payload::IsError,
+            });
+        }
+        let joiners = self
+            .peers
+            .get_mut(&peer)
+            .map(|p| std::mem::take(&mut p.joiners))
+            .unwrap_or_default();
+        for id in joiners {
+            if let Some(&joiner) = self.routes.get(&id)
+                && let Some(binding) = self.unbind(joiner, ids)
+                && binding.downstream_open
+            {
+                out.push(LegacyAction::Content {
+                    to: joiner,
+                    id: 0,
+                    payload: Payload::IsError,
+                });
+            }
+        }
+        self.peers.remove(&peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Deterministic route ids 1, 2, 3, ... that also check release discipline.
+    #[derive(Default)]
+    struct SeqIds {
+        next: u32,
+        live: HashSet<u32>,
+    }
+
+    impl SignalingIds for SeqIds {
+        fn allocate(&mut self) -> SignalingId {
+            self.next += 1;
+            assert!(self.live.insert(self.next));
+            self.next
+        }
+        fn release(&mut self, id: SignalingId) {
+            assert!(self.live.remove(&id), "released {id} twice");
+        }
+    }
+
+    #[derive(Default)]
+    struct Fixture {
+        g: LegacyGroupState,
+        ids: SeqIds,
+    }
+
+    impl Fixture {
+        fn with_limit(max_members: usize) -> Self {
+            Self {
+                g: LegacyGroupState::new(GroupLimits { max_members }),
+                ids: SeqIds::default(),
+            }
+        }
+        fn open(&mut self, peer: PeerId) -> Vec<LegacyAction> {
+            let mut out = Vec::new();
+            self.g.attach(peer, false, &mut self.ids, &mut out);
+            out
+        }
+        fn stable(&mut self, peer: PeerId) -> Vec<LegacyAction> {
+            let mut out = Vec::new();
+            self.g.stable(peer, &mut self.ids, &mut out);
+            out
+        }
+        fn try_another(&mut self, peer: PeerId) -> Vec<LegacyAction> {
+            let mut out = Vec::new();
+            self.g.try_another(peer, &mut self.ids, &mut out);
+            out
+        }
+        fn send(&mut self, peer: PeerId, id: u32, payload: Payload) -> Vec<LegacyAction> {
+            let mut out = Vec::new();
+            self.g.content(peer, id, payload, &mut self.ids, &mut out);
+            out
+        }
+        fn leave(&mut self, peer: PeerId) -> Vec<LegacyAction> {
+            let mut out = Vec::new();
+            self.g.leave(peer, &mut self.ids, &mut out);
+            out
+        }
+        /// Opens `peer` as a member (bound first if the group exists).
+        fn member(&mut self, peer: PeerId) {
+            self.open(peer);
+            self.stable(peer);
+        }
+    }
+
+    fn is_first(to: PeerId, first: bool) -> LegacyAction {
+        LegacyAction::IsFirst { to, first }
+    }
+
+    fn data(to: PeerId, id: u32, bytes: &'static [u8]) -> LegacyAction {
+        LegacyAction::Content {
+            to,
+            id,
+            payload: Payload::Data(Bytes::from_static(bytes)),
+        }
+    }
+
+    fn signal(to: PeerId, id: u32, payload: Payload) -> LegacyAction {
+        LegacyAction::Content { to, id, payload }
+    }
+
+    fn d(bytes: &'static [u8]) -> Payload {
+        Payload::Data(Bytes::from_static(bytes))
+    }
+
+    #[test]
+    fn first_peer_of_a_key_is_first_and_a_member() {
+        let mut f = Fixture::default();
+        assert_eq!(f.open(1), vec![is_first(1, true)]);
+        assert_eq!(f.g.members(), &[1]);
+    }
+
+    #[test]
+    fn next_peer_is_bound_at_once_and_relays_with_its_route_id() {
+        let mut f = Fixture::default();
+        f.open(1);
+        assert_eq!(f.open(2), vec![is_first(2, false)]);
+        assert_eq!(f.g.bound_member(2), Some(1));
+        let s = f.g.binding_id(2).expect("bound");
+        assert_eq!(f.send(2, 999, d(b"offer")), vec![data(1, s, b"offer")]);
+        assert_eq!(f.send(1, s, d(b"answer")), vec![data(2, 0, b"answer")]);
+    }
+
+    #[test]
+    fn member_content_to_zero_or_an_unknown_id_is_dropped() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        let s = f.g.binding_id(2).expect("bound");
+        assert!(f.send(1, 0, d(b"x")).is_empty());
+        assert!(f.send(1, s + 1000, d(b"x")).is_empty());
+    }
+
+    #[test]
+    fn route_id_of_another_members_joiner_is_not_reachable() {
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2); // bound to 1, then member
+        f.open(3); // bound to 1 (first untried)
+        let s3 = f.g.binding_id(3).expect("bound");
+        assert_eq!(f.g.bound_member(3), Some(1));
+        // 2 is bound to 1 itself: its content goes up to 1, not to 3.
+        let s2 = f.g.binding_id(2).expect("bound");
+        assert_eq!(f.send(2, s3, d(b"x")), vec![data(1, s2, b"x")]);
+    }
+
+    #[test]
+    fn is_end_ends_one_direction_only() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        let s = f.g.binding_id(2).expect("bound");
+        assert_eq!(
+            f.send(2, 0, Payload::IsEnd),
+            vec![signal(1, s, Payload::IsEnd)]
+        );
+        assert!(f.send(2, 0, d(b"more")).is_empty());
+        assert_eq!(f.send(1, s, d(b"still")), vec![data(2, 0, b"still")]);
+        assert_eq!(
+            f.send(1, s, Payload::IsEnd),
+            vec![signal(2, 0, Payload::IsEnd)]
+        );
+        assert!(f.send(1, s, d(b"more")).is_empty());
+        assert_eq!(f.g.binding_id(2), None, "a finished binding is forgotten");
+        assert!(f.leave(2).is_empty());
+        assert!(f.leave(1).is_empty());
+    }
+
+    #[test]
+    fn is_error_ends_both_directions() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        let s = f.g.binding_id(2).expect("bound");
+        assert_eq!(
+            f.send(1, s, Payload::IsError),
+            vec![signal(2, 0, Payload::IsError)]
+        );
+        assert!(f.send(2, 0, d(b"x")).is_empty());
+        assert!(f.send(1, s, d(b"x")).is_empty());
+        assert!(f.leave(1).is_empty(), "nothing owed after isError");
+    }
+
+    #[test]
+    fn joiner_leaving_sends_is_error_to_its_member_unless_it_ended() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        f.open(3);
+        let s2 = f.g.binding_id(2).expect("bound");
+        assert_eq!(f.leave(2), vec![signal(1, s2, Payload::IsError)]);
+        f.send(3, 0, Payload::IsEnd);
+        assert!(f.leave(3).is_empty(), "3 had ended its direction");
+    }
+
+    #[test]
+    fn member_leaving_sends_is_error_to_each_joiner_unless_it_ended() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        f.open(3);
+        f.open(4);
+        let s3 = f.g.binding_id(3).expect("bound");
+        f.send(1, s3, Payload::IsEnd);
+        let mut actions = f.leave(1);
+        actions.sort_by_key(|a| format!("{a:?}"));
+        assert_eq!(
+            actions,
+            vec![
+                signal(2, 0, Payload::IsError),
+                signal(4, 0, Payload::IsError)
+            ]
+        );
+        assert!(f.g.members().is_empty());
+    }
+
+    #[test]
+    fn stable_makes_a_member_and_keeps_the_binding() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        let s = f.g.binding_id(2).expect("bound");
+        assert!(f.stable(2).is_empty(), "stable is not answered");
+        assert_eq!(f.g.members(), &[1, 2]);
+        assert!(f.stable(2).is_empty());
+        assert_eq!(f.g.members(), &[1, 2], "twice is once");
+        assert_eq!(f.send(2, 0, d(b"late")), vec![data(1, s, b"late")]);
+        assert_eq!(f.leave(2), vec![signal(1, s, Payload::IsError)]);
+    }
+
+    #[test]
+    fn try_another_rotates_in_membership_order_then_starts_over() {
+        let mut f = Fixture::default();
+        for m in [1, 2, 3] {
+            f.member(m);
+        }
+        f.open(4);
+        let mut seen = vec![f.g.bound_member(4)];
+        let mut route_ids = vec![f.g.binding_id(4)];
+        for _ in 0..3 {
+            assert_eq!(f.try_another(4), vec![is_first(4, false)]);
+            seen.push(f.g.bound_member(4));
+            route_ids.push(f.g.binding_id(4));
+        }
+        assert_eq!(seen, vec![Some(1), Some(2), Some(3), Some(1)]);
+        let unique: HashSet<_> = route_ids.iter().collect();
+        assert_eq!(unique.len(), 4, "a fresh route id per binding");
+    }
+
+    #[test]
+    fn try_another_tells_the_old_member_nothing() {
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2);
+        f.open(3);
+        let old = f.g.binding_id(3).expect("bound");
+        assert_eq!(f.try_another(3), vec![is_first(3, false)]);
+        assert_eq!(f.g.bound_member(3), Some(2));
+        let new = f.g.binding_id(3).expect("bound");
+        assert_ne!(new, old);
+        assert!(f.send(1, old, d(b"stale")).is_empty(), "old route is gone");
+        assert_eq!(
+            f.leave(3),
+            vec![signal(2, new, Payload::IsError)],
+            "only the current member hears of the departure"
+        );
+    }
+
+    #[test]
+    fn lone_member_already_tried_is_replaced_with_4004() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        f.open(3);
+        let actions = f.try_another(2);
+        assert_eq!(
+            actions,
+            vec![
+                is_first(2, true),
+                signal(2, 0, Payload::IsError),
+                signal(3, 0, Payload::IsError),
+                LegacyAction::Close {
+                    to: 1,
+                    error: SigverError::BlockingMember
+                },
+            ]
+        );
+        assert_eq!(f.g.members(), &[2]);
+        assert!(f.leave(1).is_empty(), "the replaced member owes nothing");
+        assert_eq!(f.try_another(3), vec![is_first(3, false)]);
+        assert_eq!(f.g.bound_member(3), Some(2));
+    }
+
+    #[test]
+    fn try_another_after_the_group_vanished_makes_the_peer_first() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        f.leave(1);
+        assert_eq!(f.try_another(2), vec![is_first(2, true)]);
+        assert_eq!(f.g.members(), &[2]);
+        assert_eq!(f.open(3), vec![is_first(3, false)]);
+    }
+
+    #[test]
+    fn empty_group_makes_the_next_peer_first() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.leave(1);
+        assert_eq!(f.open(2), vec![is_first(2, true)]);
+    }
+
+    #[test]
+    fn lone_member_asking_for_another_stays_first_and_is_never_bound_to_itself() {
+        let mut f = Fixture::default();
+        f.open(1);
+        assert_eq!(f.try_another(1), vec![is_first(1, true)]);
+        assert_eq!(f.g.bound_member(1), None);
+        assert_eq!(f.g.members(), &[1]);
+    }
+
+    #[test]
+    fn member_asking_for_another_is_bound_elsewhere_and_stays_member() {
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2);
+        assert_eq!(f.g.bound_member(2), Some(1));
+        assert_eq!(f.try_another(1), vec![is_first(1, false)]);
+        assert_eq!(f.g.bound_member(1), Some(2));
+        assert_eq!(f.g.members(), &[1, 2]);
+    }
+
+    #[test]
+    fn content_to_own_joiner_is_not_copied_to_own_member() {
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2); // member, still bound to 1
+        f.open(3); // bound to 1
+        f.try_another(3); // bound to 2
+        let s3 = f.g.binding_id(3).expect("bound");
+        assert_eq!(f.g.bound_member(3), Some(2));
+        assert_eq!(f.send(2, s3, d(b"x")), vec![data(3, 0, b"x")]);
+    }
+
+    #[test]
+    fn unbound_peers_content_goes_nowhere() {
+        let mut f = Fixture::default();
+        f.open(1);
+        assert!(f.send(1, 0, d(b"x")).is_empty());
+        assert!(f.send(1, 5, Payload::IsError).is_empty());
+    }
+
+    #[test]
+    fn stable_beyond_the_member_limit_is_refused_with_room_full() {
+        let mut f = Fixture::with_limit(1);
+        f.open(1);
+        f.open(2);
+        let s = f.g.binding_id(2).expect("bound");
+        assert_eq!(
+            f.stable(2),
+            vec![
+                signal(1, s, Payload::IsError),
+                LegacyAction::Close {
+                    to: 2,
+                    error: SigverError::Refused(Refusal::RoomFull(1))
+                }
+            ]
+        );
+        assert_eq!(f.g.members(), &[1]);
+        assert_eq!(f.g.peer_count(), 1);
+    }
+
+    #[test]
+    fn events_from_unknown_peers_are_ignored() {
+        let mut f = Fixture::default();
+        assert!(f.stable(9).is_empty());
+        assert!(f.try_another(9).is_empty());
+        assert!(f.send(9, 0, d(b"x")).is_empty());
+        assert!(f.leave(9).is_empty());
+        assert!(f.g.members().is_empty());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Open(u8, bool),
+            Stable(u8),
+            TryAnother(u8),
+            /// peer, route id (index into live route ids, or raw), payload kind
+            Send(u8, u8, u8),
+            Leave(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u8..6, any::<bool>()).prop_map(|(p, f)| Op::Open(p, f)),
+                (0u8..6).prop_map(Op::Stable),
+                (0u8..6).prop_map(Op::TryAnother),
+                (0u8..6, 0u8..12, 0u8..3).prop_map(|(p, r, k)| Op::Send(p, r, k)),
+                (0u8..6).prop_map(Op::Leave),
+            ]
+        }
+
+        fn payload(kind: u8) -> Payload {
+            match kind {
+                0 => Payload::IsEnd,
+                1 => Payload::IsError,
+                _ => Payload::Data(Bytes::from_static(b"d")),
+            }
+        }
+
+        fn target(a: &LegacyAction) -> PeerId {
+            match a {
+                LegacyAction::IsFirst { to, .. }
+                | LegacyAction::Content { to, .. }
+                | LegacyAction::Close { to, .. } => *to,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+            #[test]
+            fn random_sequences_keep_the_group_consistent(ops in prop::collection::vec(op(), 1..80)) {
+                let mut f = Fixture::with_limit(4);
+                let mut alive: HashSet<PeerId> = HashSet::new();
+                for op in ops {
+                    let (asked, actions) = match op {
+                        Op::Open(p, fav) => {
+                            let p = PeerId::from(p);
+                            let fresh = alive.insert(p);
+                            let mut out = Vec::new();
+                            f.g.attach(p, fav, &mut f.ids, &mut out);
+                            (fresh.then_some(p), out)
+                        }
+                        Op::Stable(p) => {
+                            let p = PeerId::from(p);
+                            let actions = f.stable(p);
+                            if alive.contains(&p) && !actions.iter().any(|a| matches!(a, LegacyAction::Close { to, .. } if *to == p)) {
+                                prop_assert!(f.g.is_member(p), "stable makes a member");
+                            }
+                            prop_assert!(!actions.iter().any(|a| matches!(a, LegacyAction::IsFirst { .. })), "stable is not answered");
+                            (None, actions)
+                        }
+                        Op::TryAnother(p) => {
+                            let p = PeerId::from(p);
+                            (alive.contains(&p).then_some(p), f.try_another(p))
+                        }
+                        Op::Send(p, r, k) => {
+                            // Half the time, a route id that is live.
+                            let mut routes: Vec<_> = f.g.routes.keys().copied().collect();
+                            routes.sort_unstable();
+                            let id = if r < 6 && !routes.is_empty() { routes[r as usize % routes.len()] } else { u32::from(r) };
+                            let p = PeerId::from(p);
+                            // The model: to the sender's own joiner named by
+                            // `id` (if that direction is open), else up to
+                            // its member (if open), else nowhere.
+                            let own_joiner = f.g.routes.get(&id).copied().filter(|j| {
+                                id != 0 && f.g.peers[j].binding.as_ref().is_some_and(|b| b.member == p)
+                            });
+                            let expected = match own_joiner {
+                                Some(j) => f.g.peers[&j].binding.as_ref().filter(|b| b.downstream_open).map(|_| (j, 0)),
+                                None => f.g.peers.get(&p).and_then(|q| q.binding.as_ref()).filter(|b| b.upstream_open).map(|b| (b.member, b.id)),
+                            };
+                            let actions = f.send(p, id, payload(k));
+                            let expected: Vec<_> = expected.into_iter().map(|(to, id)| LegacyAction::Content { to, id, payload: payload(k) }).collect();
+                            prop_assert_eq!(&actions, &expected);
+                            (None, actions)
+                        }
+                        Op::Leave(p) => {
+                            let p = PeerId::from(p);
+                            alive.remove(&p);
+                            (None, f.leave(p))
+                        }
+                    };
+                    if let Some(p) = asked {
+                        let answers: Vec<_> = actions.iter().filter(|a| matches!(a, LegacyAction::IsFirst { to, .. } if *to == p)).collect();
+                        let refused = actions.iter().any(|a| matches!(a, LegacyAction::Close { to, .. } if *to == p));
+                        prop_assert_eq!(answers.len() + usize::from(refused), 1, "one answer (or a refusal) per open/tryAnother: {:?}", actions);
+                        if let [LegacyAction::IsFirst { first, .. }] = answers[..] {
+                            if *first {
+                                prop_assert!(f.g.is_member(p), "isFirst true: a member");
+                            } else {
+                                let m = f.g.bound_member(p);
+                                prop_assert!(m.is_some_and(|m| m != p && f.g.is_member(m)), "isFirst false: bound to another member");
+                            }
+                        }
+                    }
+                    for a in &actions {
+                        prop_assert!(alive.contains(&target(a)), "action for a departed peer: {:?}", a);
+                        if let LegacyAction::Close { to, .. } = a {
+                            alive.remove(to);
+                        }
+                    }
+                    // Invariants.
+                    let members: HashSet<_> = f.g.members.iter().copied().collect();
+                    prop_assert_eq!(members.len(), f.g.members.len(), "members unique");
+                    prop_assert!(f.g.members.len() <= 4, "member limit");
+                    for m in &f.g.members {
+                        prop_assert!(f.g.is_member(*m));
+                        prop_assert!(alive.contains(m));
+                    }
+                    prop_assert_eq!(f.g.peers.len(), alive.len(), "state holds exactly the live peers");
+                    let bound = f.g.peers.values().filter(|p| p.binding.is_some()).count();
+                    prop_assert_eq!(bound, f.g.routes.len());
+                    prop_assert_eq!(bound, f.ids.live.len(), "route ids held = bindings");
+                    let joiner_ids: usize = f.g.peers.values().map(|p| p.joiners.len()).sum();
+                    prop_assert_eq!(joiner_ids, bound);
+                    for (id, joiner) in &f.g.routes {
+                        let b = f.g.peers[joiner].binding.as_ref().expect("route has a binding");
+                        prop_assert_eq!(b.id, *id);
+                        prop_assert!(b.member != *joiner, "never bound to itself");
+                        prop_assert!(f.g.peers[&b.member].joiners.contains(id));
+                        prop_assert!(!b.finished(), "finished bindings are forgotten");
+                    }
+                    for p in f.g.peers.values() {
+                        let distinct: HashSet<_> = p.tried.iter().collect();
+                        prop_assert_eq!(distinct.len(), p.tried.len(), "no member tried twice in a round");
+                    }
+                }
+            }
+
+            #[test]
+            fn try_another_visits_every_other_member_before_repeating(n in 1usize..7, rounds in 1usize..20) {
+                let mut f = Fixture::default();
+                for m in 1..=n as PeerId {
+                    f.member(m);
+                }
+                let joiner = 100;
+                f.open(joiner);
+                let mut seen = vec![f.g.bound_member(joiner).expect("bound")];
+                for _ in 0..rounds {
+                    let actions = f.try_another(joiner);
+                    if n == 1 {
+                        // The lone member was tried: it is replaced.
+                        prop_assert_eq!(&actions[0], &is_first(joiner, true));
+                        prop_assert_eq!(f.g.members(), &[joiner][..]);
+                        return Ok(());
+                    }
+                    prop_assert_eq!(actions, vec![is_first(joiner, false)]);
+                    seen.push(f.g.bound_member(joiner).expect("bound"));
+                }
+                let expected: Vec<PeerId> = (0..seen.len()).map(|i| (i % n) as PeerId + 1).collect();
+                prop_assert_eq!(seen, expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! What an application sees through the SockJS layer: open with the right
+//! session info, messages in order (a failing one costing only itself),
+//! exactly one close whichever way the session ends, and a full outbound
+//! queue closing the session. A recording app on 127.0.0.1 port 0.
+
+mod sockjs_common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sigway::sockjs::echo::SockjsTestServer;
+use sigway::sockjs::{Options, Server, SessionInfo, SessionLink, SockjsApp, SockjsSession};
+use sockjs_common::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Records every callback; echoes messages, after a short await so that
+/// ordering is tested against an app that yields; panics on "boom";
+/// on open sends `flood` messages (to overflow the queue when asked).
+#[derive(Clone, Default)]
+struct RecordingApp {
+    events: Arc<Mutex<Vec<String>>>,
+    flood: usize,
+}
+
+struct RecordingSession {
+    link: SessionLink,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl RecordingApp {
+    fn events(&self) -> Vec<String> {
+        self.events.lock().expect("lock").clone()
+    }
+
+    fn record(events: &Mutex<Vec<String>>, event: String) {
+        events.lock().expect("lock").push(event);
+    }
+}
+
+impl SockjsApp for RecordingApp {
+    type Session = RecordingSession;
+    fn open(&self, link: SessionLink, info: SessionInfo) -> RecordingSession {
+        Self::record(
+            &self.events,
+            format!("open {} {}", info.transport, info.remote.is_some()),
+        );
+        for i in 0..self.flood {
+            let _ = link.send(format!("flood {i}").into());
+        }
+        RecordingSession {
+            link,
+            events: self.events.clone(),
+        }
+    }
+}
+
+impl SockjsSession for RecordingSession {
+    async fn on_message(&mut self, text: String) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if text == "boom" {
+            panic!("the app fails on this message");
+        }
+        RecordingApp::record(&self.events, format!("message {text}"));
+        let _ = self.link.send(text.into());
+    }
+    async fn on_close(&mut self) {
+        RecordingApp::record(&self.events, "close".into());
+    }
+}
+
+fn serve(app: RecordingApp, options: Options) -> SockjsTestServer {
+    let endpoint = Server::new(
+        Options {
+            prefix: "/app".into(),
+            ..options
+        },
+        app,
+    );
+    SockjsTestServer::start("127.0.0.1", 0, move |cfg| endpoint.configure(cfg))
+        .expect("server starts")
+}
+
+fn session(server: &SockjsTestServer) -> String {
+    server.http_url(&format!("/app/000/{:016x}", rand_id()))
+}
+
+async fn wait_for(app: &RecordingApp, event: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !app.events().iter().any(|e| e == event) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {event:?} in {:?}",
+            app.events()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn messages_reach_the_app_in_order_and_a_failing_one_costs_only_itself() {
+    let app = RecordingApp::default();
+    let server = serve(app.clone(), options());
+    let url = session(&server);
+    assert_eq!(post_text(&format!("{url}/xhr"), "").await.1, "o\n");
+    let batch: Vec<String> = (0..20)
+        .map(|i| i.to_string())
+        .chain(["boom".into(), "last".into()])
+        .collect();
+    let body = serde_json::to_string(&batch).expect("json");
+    assert_eq!(post_text(&format!("{url}/xhr_send"), &body).await.0, 204);
+    wait_for(&app, "message last").await;
+    let messages: Vec<String> = app
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("message "))
+        .collect();
+    let expected: Vec<String> = batch
+        .iter()
+        .filter(|m| *m != "boom")
+        .map(|m| format!("message {m}"))
+        .collect();
+    assert_eq!(messages, expected);
+    assert_eq!(app.events()[0], "open xhr true");
+    // The session still works after the failure.
+    assert_eq!(
+        post_text(&format!("{url}/xhr_send"), r#"["again"]"#)
+            .await
+            .0,
+        204
+    );
+    wait_for(&app, "message again").await;
+}
+
+#[tokio::test]
+async fn a_timed_out_session_is_closed_once_for_the_app() {
+    let app = RecordingApp::default();
+    let server = serve(
+        app.clone(),
+        Options {
+            disconnect_delay: Duration::from_millis(200),
+            ..options()
+        },
+    );
+    let url = session(&server);
+    assert_eq!(post_text(&format!("{url}/xhr"), "").await.1, "o\n");
+    wait_for(&app, "close").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.events().iter().filter(|e| *e == "close").count(), 1);
+}
+
+#[tokio::test]
+async fn closing_the_websocket_closes_the_app_session() {
+    let app = RecordingApp::default();
+    let server = serve(app.clone(), options());
+    let url = server.ws_url(&format!("/app/000/{:016x}/websocket", rand_id()));
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("in time")
+        .expect("handshake");
+    let open = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    assert!(matches!(open, Some(Ok(Message::Text(ref t))) if t.as_str() == "o"));
+    ws.send(Message::text(r#"["hi"]"#)).await.expect("send");
+    wait_for(&app, "message hi").await;
+    ws.close(None).await.expect("close");
+    wait_for(&app, "close").await;
+    assert_eq!(app.events()[0], "open websocket true");
+}
+
+#[tokio::test]
+async fn a_full_outbound_queue_closes_the_session() {
+    let app = RecordingApp {
+        flood: 10,
+        ..RecordingApp::default()
+    };
+    let server = serve(
+        app.clone(),
+        Options {
+            outbound_queue: 4,
+            ..options()
+        },
+    );
+    let url = session(&server);
+    assert_eq!(post_text(&format!("{url}/xhr"), "").await.1, "o\n");
+    let (_, body) = post_text(&format!("{url}/xhr"), "").await;
+    assert!(body.starts_with("c[1013,"), "{body}");
+    wait_for(&app, "close").await;
+
+    let ws_url = server.ws_url(&format!("/app/000/{:016x}/websocket", rand_id()));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("handshake");
+    let mut frames = Vec::new();
+    while let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(WAIT, ws.next()).await {
+        frames.push(text.to_string());
+    }
+    assert_eq!(frames.first().map(String::as_str), Some("o"));
+    assert!(
+        frames.last().is_some_and(|f| f.starts_with("c[1013,")),
+        "{frames:?}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_close_with_1001_when_the_server_shuts_down() {
+    let app = RecordingApp::default();
+    let endpoint = Server::new(
+        Options {
+            prefix: "/app".into(),
+            ..options()
+        },
+        app.clone(),
+    );
+    let (shutdown, signal) = tokio::sync::watch::channel(false);
+    endpoint.shutdown_on(signal);
+    let mounted = endpoint.clone();
+    let server = SockjsTestServer::start("127.0.0.1", 0, move |cfg| mounted.configure(cfg))
+        .expect("server starts");
+
+    let url = session(&server);
+    let (_, mut stream) = open_streaming(&url).await;
+    assert_eq!(stream.read_until("\n").await, "o\n");
+    let ws_url = server.ws_url(&format!("/app/000/{:016x}/websocket", rand_id()));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("handshake");
+    let open = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    assert!(matches!(open, Some(Ok(Message::Text(ref t))) if t.as_str() == "o"));
+
+    shutdown.send(true).expect("signal");
+    assert_eq!(
+        stream.read_until("\n").await,
+        "c[1001,\"server shutting down\"]\n"
+    );
+    assert!(stream.ends().await);
+    let frame = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(frame, Some(Ok(Message::Text(ref t))) if t.as_str() == r#"c[1001,"server shutting down"]"#),
+        "{frame:?}"
+    );
+    let close = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(close, Some(Ok(Message::Close(Some(ref f)))) if u16::from(f.code) == 1001),
+        "{close:?}"
+    );
+}
