@@ -133,7 +133,7 @@ async fn messages_reach_the_app_in_order_and_a_failing_one_costs_only_itself() {
         .map(|m| format!("message {m}"))
         .collect();
     assert_eq!(messages, expected);
-    assert_eq!(app.events()[0], "open xhr true");
+    assert_eq!(app.events()[0], "open xhr-polling true");
     // The session still works after the failure.
     assert_eq!(
         post_text(&format!("{url}/xhr_send"), r#"["again"]"#)
@@ -307,7 +307,7 @@ async fn a_streaming_client_that_stops_reading_is_closed_when_its_queue_fills() 
     );
     stream.write_all(request.as_bytes()).await.expect("write");
     // Never read the response.
-    wait_for(&app, "open xhr_streaming true").await;
+    wait_for(&app, "open xhr-streaming true").await;
     let url = server.http_url(&format!("/app/000/{id}"));
     assert_eq!(
         post_text(&format!("{url}/xhr_send"), r#"["burst"]"#)

@@ -417,8 +417,13 @@ async fn receive_messages<A: SockjsApp>(
         Ok(())
     }
     .await;
-    if let Err(error) = &result {
-        tracing::debug!(session = session_id, method = %req.method(), "sockjs send refused: {error}");
+    match &result {
+        // A limit: worth seeing at the default level.
+        Err(error @ SockjsError::PayloadTooLarge(_)) => {
+            tracing::info!(session = session_id, "sockjs send refused: {error}")
+        }
+        Err(error) => tracing::debug!(session = session_id, "sockjs send refused: {error}"),
+        Ok(()) => {}
     }
     result
 }
@@ -456,14 +461,14 @@ fn open_receiver<A: SockjsApp>(
     let session = server
         .registry
         .get_or_open(session_id, options.outbound_queue, |link, id| {
-            tracing::debug!(session = %id, transport = transport.name(), "sockjs session opened");
+            tracing::debug!(session = %id, transport = transport.protocol(), "sockjs session opened");
             spawn_app(
                 &server.app,
                 link,
                 SessionInfo {
                     id,
                     remote,
-                    transport: transport.name(),
+                    transport: transport.protocol(),
                 },
             )
         });

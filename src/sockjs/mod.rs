@@ -90,6 +90,9 @@ pub struct SessionInfo {
     /// The SockJS session id (generated for the raw WebSocket).
     pub id: Arc<str>,
     pub remote: Option<SocketAddr>,
+    /// sockjs-node's protocol name: `websocket`, `websocket-raw`,
+    /// `xhr-streaming`, `xhr-polling`, `eventsource`, `htmlfile` or
+    /// `jsonp-polling` (of the request that opened the session).
     pub transport: &'static str,
 }
 

@@ -107,7 +107,7 @@ fn start<A: SockjsApp>(
         .aggregate_continuations()
         .max_continuation_size(max);
     let (link, outgoing) = SessionLink::channel(options.outbound_queue);
-    let transport = if framed { "websocket" } else { "rawwebsocket" };
+    let transport = if framed { "websocket" } else { "websocket-raw" };
     let info = SessionInfo {
         id,
         remote: req.peer_addr(),
