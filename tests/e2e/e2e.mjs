@@ -67,6 +67,8 @@ const shortId = () => Math.random().toString(36).slice(2, 8);
 const LIBRARIES = {
   '/lib/netflux.js': 'node_modules/netflux/dist/netflux.browser.es5.umd.js',
   '/lib/sockjs.js': 'node_modules/sockjs-client/dist/sockjs.js',
+  // Unpacked by run.sh from `npm pack netflux@3.0.0` (see there why).
+  '/lib/netflux-legacy.js': 'node_modules/.netflux-legacy/netflux.umd.js',
 };
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
 
@@ -261,8 +263,8 @@ async function scenarioLanding(s) {
 
 const netfluxSnapshot = (s, label) => s.page(label).evaluate(() => window.peer.snapshot());
 
-async function netfluxJoin(s, key, label) {
-  await s.open(label, `${s.staticUrl}/pages/netflux.html`);
+async function netfluxJoin(s, key, label, lib = 'netflux') {
+  await s.open(label, `${s.staticUrl}/pages/netflux.html?lib=${lib}`);
   await s.page(label).evaluate(([url, k, l]) => window.peer.join(url, k, l), [sigwayWs, key, label]);
   const snap = await waitUntil(`${label} to join ${key}`, 30000, () => netfluxSnapshot(s, label), (v) => v.state === 'JOINED');
   recordTiming(s.name, label, 'netflux join', snap.joinMs);
@@ -297,10 +299,10 @@ async function netfluxExchange(s, key, ids, from, to, round) {
   }
 }
 
-async function netfluxGroup(s, key, tag) {
+async function netfluxGroup(s, key, tag, lib = 'netflux') {
   const ids = {};
   const [a, b, c, d] = ['A', 'B', 'C', 'D'].map((x) => `${tag}${x}`);
-  for (const label of [a, b, c]) ids[label] = await netfluxJoin(s, key, label);
+  for (const label of [a, b, c]) ids[label] = await netfluxJoin(s, key, label, lib);
   await netfluxWaitMembers(s, [a, b, c], ids);
   await netfluxExchange(s, key, ids, [a, b, c], [a, b, c], 'hello');
   for (const label of [a, b, c]) {
@@ -318,7 +320,7 @@ async function netfluxGroup(s, key, tag) {
   await s.close(c);
 
   // D joins the remaining two and reaches each of them.
-  ids[d] = await netfluxJoin(s, key, d);
+  ids[d] = await netfluxJoin(s, key, d, lib);
   await netfluxWaitMembers(s, [a, b, d], ids);
   await netfluxExchange(s, key, ids, [a, b, d], [a, b, d], 'welcome');
   const pairs = await s.assertLoopbackIce(d, 2);
@@ -356,6 +358,13 @@ async function scenarioNetfluxIdle(s) {
   }
   await netfluxExchange(s, key, ids, ['idleA', 'idleB'], ['idleA', 'idleB'], 'still here');
   await s.screenshot('idleA');
+}
+
+// Netflux 3.0.0 (early 2018) speaks the legacy sigver dialect
+// (isFirst/stable/tryAnother). It appends the key to the URL as 4.x does,
+// so a key ending in "?protocol=legacy" selects that dialect per connection.
+async function scenarioNetfluxLegacy(s) {
+  await netfluxGroup(s, `e2e-nf-legacy-${shortId()}?protocol=legacy`, 'old', 'netflux-legacy');
 }
 
 // --- videre
@@ -484,6 +493,7 @@ const SCENARIOS = [
   ['landing-page', 30000, scenarioLanding],
   ['netflux-two-keys', 120000, scenarioNetflux],
   ['netflux-idle-heartbeats', 60000, scenarioNetfluxIdle],
+  ['netflux-legacy-3.0.0', 60000, scenarioNetfluxLegacy],
   // SockJS free to choose: it must pick websocket, which sigway offers.
   ['videre-sockjs-websocket', 75000, (s) => scenarioVidere(s, null, 'websocket')],
   ['videre-sockjs-xhr-streaming', 75000, (s) => scenarioVidere(s, 'xhr-streaming', 'xhr-streaming')],
@@ -555,6 +565,7 @@ async function main() {
       if (scenario.problems.length) throw new Failure(scenario.problems.join('\n  '));
     } catch (err) {
       error = err;
+      if (scenario.problems.length) console.log(`  also: ${scenario.problems.join('\n  also: ')}`);
     }
     await withTimeout(scenario.finish(error !== null), 30000, `${name} cleanup`).catch((err) => console.log(`  cleanup: ${err.message}`));
     const seconds = ((Date.now() - started) / 1000).toFixed(1);

@@ -34,6 +34,24 @@ if [[ -z "${E2E_INSIDE_NETNS:-}" ]]; then
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$lock_sum" >"$here/node_modules/.e2e-installed"
   fi
+  # Netflux 3.0.0 speaks the legacy sigver dialect. `npm install` of it fails
+  # on this registry (a transitive dependency, typedarray.prototype.slice@^1.0.6,
+  # is missing) and its browser bundle needs none of its dependencies: take
+  # the published tarball itself, checked against its pinned integrity.
+  legacy_dir="$here/node_modules/.netflux-legacy"
+  if [[ ! -f "$legacy_dir/netflux.umd.js" ]]; then
+    pack_dir="$(mktemp -d)"
+    (cd "$pack_dir" && npm pack netflux@3.0.0 --silent >/dev/null)
+    integrity="sha512-$(openssl dgst -sha512 -binary "$pack_dir/netflux-3.0.0.tgz" | base64 -w0)"
+    if [[ "$integrity" != "sha512-cksPGAcqjAm2iIHaNNMsg6Wee3QWCkXsKAePj2Q9QUx0Od2kH8BrjKE4sFOdx3weXsq2UeatxywEOYZmhB2xdQ==" ]]; then
+      echo "e2e: netflux-3.0.0.tgz does not match its pinned integrity ($integrity)" >&2
+      exit 1
+    fi
+    mkdir -p "$legacy_dir"
+    tar -xzf "$pack_dir/netflux-3.0.0.tgz" -C "$pack_dir" package/dist/netflux.umd.js package/LICENSE
+    mv "$pack_dir/package/dist/netflux.umd.js" "$pack_dir/package/LICENSE" "$legacy_dir/"
+    rm -rf "$pack_dir"
+  fi
   if [[ -z "${E2E_SIGWAY_BIN:-}" ]]; then
     (cd "$root" && cargo build --bin sigway --quiet)
     target_dir="${CARGO_TARGET_DIR:-$root/target}"

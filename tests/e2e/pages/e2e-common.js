@@ -10,6 +10,11 @@
   // test pages (so they work when opened by hand): install once.
   if (window.e2e) return;
 
+  // In a network namespace with only loopback, Chromium reports
+  // navigator.onLine = false, and Netflux 3.x refuses to join while offline.
+  // Report the truth that matters here: sigway is reachable.
+  Object.defineProperty(Navigator.prototype, 'onLine', { configurable: true, get: () => true });
+
   const NativePeerConnection = window.RTCPeerConnection;
   const peerConnections = [];
 
