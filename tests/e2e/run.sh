@@ -79,39 +79,61 @@ if [[ "$interfaces" != "lo " ]]; then
   exit 1
 fi
 
-# Any port is free in a fresh namespace; ask the kernel anyway. Two: sigway's
-# and the test page server's (sigway's SockJS iframe page loads the SockJS
-# client from there instead of a CDN).
+# Any port is free in a fresh namespace; ask the kernel anyway. Three:
+# sigway's, sigway-with-TLS's and the test page server's (sigway's SockJS
+# iframe page loads the SockJS client from there instead of a CDN).
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-port="$(free_port)"
-export E2E_STATIC_PORT="$(free_port)"
-while [[ "$E2E_STATIC_PORT" == "$port" ]]; do E2E_STATIC_PORT="$(free_port)"; done
+ports=()
+while [[ ${#ports[@]} -lt 3 ]]; do
+  p="$(free_port)"
+  [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+done
+port="${ports[0]}" tls_port="${ports[1]}"
+export E2E_STATIC_PORT="${ports[2]}"
 workdir="$(mktemp -d /tmp/sigway-e2e.XXXXXX)"
-sigway_log="$E2E_SCREENSHOTS/sigway.log"
-# Run from an empty directory: no ./conf.json is picked up, and the log
-# file (log/debug.log by default) goes there and is removed at the end.
-(cd "$workdir" && exec env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
-  SIGWAY_SOCKJS__CLIENT_URL="http://127.0.0.1:$E2E_STATIC_PORT/lib/sockjs.js" "$E2E_SIGWAY_BIN" -h 127.0.0.1 -p "$port") >"$sigway_log" 2>&1 &
-sigway_pid=$!
-stop_sigway() {
-  if kill -0 "$sigway_pid" 2>/dev/null; then
-    kill -TERM "$sigway_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$sigway_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$sigway_pid" 2>/dev/null || true
-  fi
+
+# A throw-away certificate for 127.0.0.1: sigway serves https/wss with it,
+# Node trusts it (NODE_EXTRA_CA_CERTS), the tls-* browser contexts ignore it.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+  -addext "subjectAltName=IP:127.0.0.1" -keyout "$workdir/key.pem" -out "$workdir/cert.pem" 2>/dev/null
+export NODE_EXTRA_CA_CERTS="$workdir/cert.pem"
+
+pids=()
+# Runs sigway from an empty directory: no ./conf.json is picked up, and the
+# log file (log/debug.log by default) goes there and is removed at the end.
+start_sigway() {
+  local log="$1"; shift
+  (cd "$workdir" && exec env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
+    SIGWAY_SOCKJS__CLIENT_URL="http://127.0.0.1:$E2E_STATIC_PORT/lib/sockjs.js" \
+    "$E2E_SIGWAY_BIN" -h 127.0.0.1 "$@") >"$log" 2>&1 &
+  pids+=($!)
+  echo "e2e: sigway pid $! with $* (log $log)"
+}
+stop_all() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
   rm -rf "$workdir"
 }
-trap stop_sigway EXIT
-echo "e2e: sigway pid $sigway_pid on 127.0.0.1:$port (log $sigway_log)"
+trap stop_all EXIT
+start_sigway "$E2E_SCREENSHOTS/sigway.log" -p "$port"
+start_sigway "$E2E_SCREENSHOTS/sigway-tls.log" -p "$tls_port" -k "$workdir/key.pem" -c "$workdir/cert.pem"
 
 status=0
-SIGWAY_URL="http://127.0.0.1:$port" node "$here/e2e.mjs" "$@" || status=$?
-if ! kill -0 "$sigway_pid" 2>/dev/null; then
-  echo "e2e: FAIL: sigway exited during the run" >&2
-  status=1
-fi
+SIGWAY_URL="http://127.0.0.1:$port" SIGWAY_TLS_URL="https://127.0.0.1:$tls_port" node "$here/e2e.mjs" "$@" || status=$?
+for pid in "${pids[@]}"; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "e2e: FAIL: sigway (pid $pid) exited during the run" >&2
+    status=1
+  fi
+done
 if [[ $status -ne 0 ]]; then
-  echo "e2e: last lines of $sigway_log:"
-  tail -n 40 "$sigway_log" | sed 's/^/  /'
+  for log in "$E2E_SCREENSHOTS"/sigway.log "$E2E_SCREENSHOTS"/sigway-tls.log; do
+    echo "e2e: last lines of $log:"
+    tail -n 30 "$log" | cut -c1-400 | sed 's/^/  /'
+  done
 fi
 exit "$status"
