@@ -5,16 +5,19 @@
 #   bash tests/e2e/run.sh [scenario-filter ...]
 #
 # Outside the namespace (network needed): install Chromium (Debian package)
-# when missing, `npm ci` the pinned clients, build sigway (debug). Then the
-# script re-executes itself in a new network namespace that has only `lo`
-# (unshare -n, needs root), starts sigway on 127.0.0.1, runs e2e.mjs, and
-# stops sigway. Chromium gathers ICE candidates on every interface it sees:
-# in that namespace the only one is loopback.
+# when missing, `npm ci` the pinned clients, unpack Netflux 3.0.0's bundle,
+# build sigway (debug). Then the script re-executes itself in a new network
+# namespace that has only `lo` (unshare -n, needs root), starts two sigways
+# on 127.0.0.1 (plain, and TLS with a throw-away certificate), runs e2e.mjs,
+# and stops them. Chromium gathers ICE candidates on every interface it
+# sees: in that namespace the only one is loopback.
 #
 # Environment:
-#   E2E_SCREENSHOTS  folder for screenshots and sigway.log (default tests/e2e/screenshots)
+#   E2E_SCREENSHOTS  folder for screenshots and sigway logs (default tests/e2e/screenshots)
 #   E2E_SIGWAY_BIN   use this sigway binary instead of building one
 #   E2E_TIMEOUT      seconds allowed for the run inside the namespace (default 540)
+#   E2E_STRICT=1     known server issues fail the run (see README.md)
+#   SIGWAY_*         passed on to both sigways (e.g. SIGWAY_SIGVER__HEARTBEAT_MAX_MISSED=1)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
