@@ -13,11 +13,11 @@
 //
 // Usage: node e2e.mjs [name-filter ...]   (a scenario runs when its name
 // contains one of the filters; no filter runs all)
-// Environment: SIGWAY_URL (required), E2E_STATIC_PORT (page server port,
-// default any), E2E_SCREENSHOTS (folder, default
-// ./screenshots), E2E_CHROMIUM (default /usr/bin/chromium), E2E_BUDGET
-// (seconds for all scenarios, default 420), E2E_STRICT=1 (known issues
-// fail), E2E_CHROMIUM_ARGS (extra Chromium flags).
+// Environment: SIGWAY_URL (required), SIGWAY_TLS_URL (the TLS sigway, for
+// the tls-* scenarios), E2E_STATIC_PORT (page server port, default any),
+// E2E_SCREENSHOTS (folder, default ./screenshots), E2E_CHROMIUM (default
+// /usr/bin/chromium), E2E_BUDGET (seconds for all scenarios, default 420),
+// E2E_STRICT=1 (known issues fail), E2E_CHROMIUM_ARGS (extra flags).
 
 import fs from 'node:fs';
 import http from 'node:http';
