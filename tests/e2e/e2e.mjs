@@ -215,16 +215,21 @@ class Scenario {
 
   // The selected ICE pair of every connected peer connection of the page:
   // at least `minimum` of them, each with iceServers [] and 127.0.0.1 at both ends.
-  // A remote candidate that ICE met before signaling delivered it is
-  // peer-reflexive, and Chromium hides its address until the signaled
-  // candidate arrives and replaces it: wait for that (up to 10 s).
+  // Waits (up to 10 s) for two passing states: a remote candidate that ICE
+  // met before signaling delivered it is peer-reflexive, and Chromium hides
+  // its address until the signaled candidate replaces it; and the selected
+  // pair shows "in-progress" while a consent check on it is under way.
   async assertLoopbackIce(label, minimum) {
+    const settled = ({ pair }) => !pair || (pair.state === 'succeeded' && pair.local.address && pair.remote.address);
     const report = await waitUntil(
-      `${label}'s selected ICE pairs to show both addresses`,
+      `${label}'s selected ICE pairs to settle (succeeded, both addresses shown)`,
       10000,
       () => this.page(label).evaluate(() => window.e2e.iceReport()),
-      (r) => r.every(({ pair }) => !pair || (pair.local.address && pair.remote.address)),
-    );
+      (r) => r.every(settled),
+    ).catch((err) => {
+      if (err instanceof Failure) throw new Failure(`${label}: ${err.message}`);
+      throw err;
+    });
     check(report.length >= minimum, `${label}: ${report.length} connected peer connection(s), expected at least ${minimum}`);
     for (const { iceServers, pair } of report) {
       check(Array.isArray(iceServers) && iceServers.length === 0, `${label}: peer connection configured with iceServers ${JSON.stringify(iceServers)}`);
