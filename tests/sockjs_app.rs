@@ -61,6 +61,18 @@ impl SockjsSession for RecordingSession {
         if text == "boom" {
             panic!("the app fails on this message");
         }
+        if text == "burst" {
+            // Big messages at a pace the layer can drain, until a send fails.
+            let chunk = "x".repeat(64 * 1024);
+            for _ in 0..2000 {
+                if self.link.send(chunk.clone().into()).is_err() {
+                    RecordingApp::record(&self.events, "send refused".into());
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            return;
+        }
         RecordingApp::record(&self.events, format!("message {text}"));
         let _ = self.link.send(text.into());
     }
@@ -121,7 +133,7 @@ async fn messages_reach_the_app_in_order_and_a_failing_one_costs_only_itself() {
         .map(|m| format!("message {m}"))
         .collect();
     assert_eq!(messages, expected);
-    assert_eq!(app.events()[0], "open xhr true");
+    assert_eq!(app.events()[0], "open xhr-polling true");
     // The session still works after the failure.
     assert_eq!(
         post_text(&format!("{url}/xhr_send"), r#"["again"]"#)
@@ -251,4 +263,59 @@ async fn sessions_close_with_1001_when_the_server_shuts_down() {
         matches!(close, Some(Ok(Message::Close(Some(ref f)))) if u16::from(f.code) == 1001),
         "{close:?}"
     );
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_reading_is_closed_when_its_queue_fills() {
+    let app = RecordingApp::default();
+    let server = serve(
+        app.clone(),
+        Options {
+            outbound_queue: 4,
+            ..options()
+        },
+    );
+    let url = server.ws_url(&format!("/app/000/{:016x}/websocket", rand_id()));
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("in time")
+        .expect("handshake");
+    // Never read: socket buffers fill, then the app's queue.
+    ws.send(Message::text(r#"["burst"]"#)).await.expect("send");
+    wait_for(&app, "send refused").await;
+    wait_for(&app, "close").await;
+}
+
+#[tokio::test]
+async fn a_streaming_client_that_stops_reading_is_closed_when_its_queue_fills() {
+    use tokio::io::AsyncWriteExt;
+    let app = RecordingApp::default();
+    let server = serve(
+        app.clone(),
+        Options {
+            outbound_queue: 4,
+            response_limit: usize::MAX,
+            ..options()
+        },
+    );
+    let id = format!("{:016x}", rand_id());
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /app/000/{id}/xhr_streaming HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    // Never read the response.
+    wait_for(&app, "open xhr-streaming true").await;
+    let url = server.http_url(&format!("/app/000/{id}"));
+    assert_eq!(
+        post_text(&format!("{url}/xhr_send"), r#"["burst"]"#)
+            .await
+            .0,
+        204
+    );
+    wait_for(&app, "send refused").await;
+    wait_for(&app, "close").await;
+    drop(stream);
 }

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::frame::{self, Wrapping};
 use super::route::{Route, Transport, route};
 use super::session::{Attach, PollingSession, drain_batch, spawn_app};
-use super::{Outgoing, Server, SessionInfo, SockjsApp, websocket};
+use super::{Outgoing, Server, SessionInfo, SessionLink, SockjsApp, websocket};
 use crate::error::SockjsError;
 
 const NO_CACHE: &str = "no-store, no-cache, must-revalidate, max-age=0";
@@ -417,8 +417,13 @@ async fn receive_messages<A: SockjsApp>(
         Ok(())
     }
     .await;
-    if let Err(error) = &result {
-        tracing::debug!(session = session_id, method = %req.method(), "sockjs send refused: {error}");
+    match &result {
+        // A limit: worth seeing at the default level.
+        Err(error @ SockjsError::PayloadTooLarge(_)) => {
+            tracing::info!(session = session_id, "sockjs send refused: {error}")
+        }
+        Err(error) => tracing::debug!(session = session_id, "sockjs send refused: {error}"),
+        Ok(()) => {}
     }
     result
 }
@@ -456,14 +461,14 @@ fn open_receiver<A: SockjsApp>(
     let session = server
         .registry
         .get_or_open(session_id, options.outbound_queue, |link, id| {
-            tracing::debug!(session = %id, transport = transport.name(), "sockjs session opened");
+            tracing::debug!(session = %id, transport = transport.protocol(), "sockjs session opened");
             spawn_app(
                 &server.app,
                 link,
                 SessionInfo {
                     id,
                     remote,
-                    transport: transport.name(),
+                    transport: transport.protocol(),
                 },
             )
         });
@@ -487,14 +492,37 @@ struct Writer {
     out: mpsc::Sender<Bytes>,
     spec: ReceiverSpec,
     written: usize,
+    link: SessionLink,
 }
 
+/// Why a receiver stopped before finishing its response.
+enum Stop {
+    /// The client went away mid-response.
+    Gone,
+    /// The client does not read and the app's queue filled up meanwhile.
+    Overflow,
+}
+
+/// How long a last frame (a close) may wait for a client that does not read.
+const FINAL_WRITE: Duration = Duration::from_secs(2);
+
 impl Writer {
-    /// False when the client is gone.
-    async fn frame(&mut self, frame: &str) -> bool {
-        let wrapped = self.spec.wrapping.wrap(frame);
+    /// Writes one frame; waits while the client is slow, unless the app's
+    /// queue overflows meanwhile.
+    async fn frame(&mut self, frame: &str) -> Result<(), Stop> {
+        let wrapped = Bytes::from(self.spec.wrapping.wrap(frame));
         self.written += wrapped.len();
-        self.out.send(Bytes::from(wrapped)).await.is_ok()
+        tokio::select! {
+            biased;
+            sent = self.out.send(wrapped) => sent.map_err(|_| Stop::Gone),
+            _ = self.link.wait_overflow() => Err(Stop::Overflow),
+        }
+    }
+
+    /// Writes the frame that ends the response, if the client takes it soon.
+    async fn last_frame(&mut self, frame: &str) {
+        let wrapped = Bytes::from(self.spec.wrapping.wrap(frame));
+        let _ = tokio::time::timeout(FINAL_WRITE, self.out.send(wrapped)).await;
     }
 
     /// This response has carried all it may: the client must reopen.
@@ -518,13 +546,6 @@ impl Drop for Attached {
     }
 }
 
-enum Ended {
-    /// The receiver finished its response.
-    Done,
-    /// The client went away mid-response.
-    Aborted,
-}
-
 async fn run_receiver(
     session: Arc<PollingSession>,
     spec: ReceiverSpec,
@@ -535,16 +556,15 @@ async fn run_receiver(
         out,
         spec,
         written: 0,
+        link: session.link.clone(),
     };
     match session.attach() {
         Attach::Busy => {
             writer
-                .frame(&frame::close_for(&SockjsError::AnotherConnection))
+                .last_frame(&frame::close_for(&SockjsError::AnotherConnection))
                 .await;
         }
-        Attach::Closed(close) => {
-            writer.frame(&close).await;
-        }
+        Attach::Closed(close) => writer.last_frame(&close).await,
         Attach::Attached {
             outgoing,
             send_open,
@@ -553,34 +573,39 @@ async fn run_receiver(
                 session: session.clone(),
                 outgoing: Some(outgoing),
             };
-            if let Ended::Aborted =
-                serve(&session, &mut attached, send_open, &mut writer, shutdown).await
-            {
-                tracing::debug!(session = %session.id, "sockjs receiver interrupted");
-                session.close_with(&SockjsError::Interrupted);
+            match serve(&session, &mut attached, send_open, &mut writer, shutdown).await {
+                Ok(()) => {}
+                Err(Stop::Gone) => {
+                    tracing::debug!(session = %session.id, "sockjs receiver interrupted");
+                    session.close_with(&SockjsError::Interrupted);
+                }
+                Err(Stop::Overflow) => {
+                    tracing::info!(session = %session.id, "sockjs client does not keep up: closing");
+                    let close = session.close_with(&SockjsError::OutboundQueueFull);
+                    writer.last_frame(&close).await;
+                }
             }
             drop(attached);
         }
     }
 }
 
+/// Serves an attached receiver until its response is complete.
 async fn serve(
     session: &PollingSession,
     attached: &mut Attached,
     send_open: bool,
     writer: &mut Writer,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Ended {
+) -> Result<(), Stop> {
     if send_open {
-        if !writer.frame(frame::OPEN).await {
-            return Ended::Aborted;
-        }
+        writer.frame(frame::OPEN).await?;
         if writer.done() {
-            return Ended::Done;
+            return Ok(());
         }
     }
     let Some(outgoing) = attached.outgoing.as_mut() else {
-        return Ended::Done;
+        return Ok(());
     };
     let mut app_gone = false;
     let mut shutdown = std::pin::pin!(shutdown);
@@ -588,50 +613,61 @@ async fn serve(
         let heartbeat = tokio::time::sleep(writer.spec.heartbeat);
         tokio::select! {
             biased;
-            _ = writer.out.closed() => return Ended::Aborted,
+            _ = writer.out.closed() => return Err(Stop::Gone),
             _ = &mut shutdown => {
                 let going_away = crate::error::Close::going_away();
                 let close = session.close(going_away.code, &going_away.reason);
-                writer.frame(&close).await;
-                return Ended::Done;
+                writer.last_frame(&close).await;
+                return Ok(());
             }
-            _ = session.link.wait_overflow() => {
-                let close = session.close_with(&SockjsError::OutboundQueueFull);
-                writer.frame(&close).await;
-                return Ended::Done;
-            }
+            _ = session.link.wait_overflow() => return Err(Stop::Overflow),
             item = outgoing.recv(), if !app_gone => match item {
                 None => app_gone = true,
                 Some(Outgoing::Message(first)) => {
                     let (batch, close) = drain_batch(first, outgoing);
-                    if !writer.frame(&frame::messages(&batch)).await {
-                        return Ended::Aborted;
-                    }
+                    writer.frame(&frame::messages(&batch)).await?;
                     if let Some((code, reason)) = close {
                         let close = session.close(code, &reason);
                         if !writer.done() {
-                            writer.frame(&close).await;
+                            writer.last_frame(&close).await;
                         }
-                        return Ended::Done;
+                        return Ok(());
                     }
                     if writer.done() {
-                        return Ended::Done;
+                        return Ok(());
                     }
                 }
                 Some(Outgoing::Close { code, reason }) => {
                     let close = session.close(code, &reason);
-                    writer.frame(&close).await;
-                    return Ended::Done;
+                    writer.last_frame(&close).await;
+                    return Ok(());
                 }
             },
             _ = heartbeat => {
-                if !writer.frame(frame::HEARTBEAT).await {
-                    return Ended::Aborted;
-                }
+                writer.frame(frame::HEARTBEAT).await?;
                 if writer.done() {
-                    return Ended::Done;
+                    return Ok(());
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iframe_page_quotes_the_client_url_and_has_a_stable_etag() {
+        let page = IframePage::new(r#"https://cdn.test/s.js?a=1&b="x"<"#);
+        assert!(page.body.contains(
+            r#"<script src="https://cdn.test/s.js?a=1&amp;b=&quot;x&quot;&lt;"></script>"#
+        ));
+        assert_eq!(
+            page.etag,
+            IframePage::new(r#"https://cdn.test/s.js?a=1&b="x"<"#).etag
+        );
+        assert_ne!(page.etag, IframePage::new("/other.js").etag);
+        assert!(page.etag.starts_with('"') && page.etag.ends_with('"'));
     }
 }

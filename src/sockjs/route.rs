@@ -36,7 +36,20 @@ impl Transport {
         })
     }
 
-    /// The name sockjs-client uses, also given to the app in `SessionInfo`.
+    /// The protocol name sockjs-node gives connections (`conn.protocol`),
+    /// also the app's `SessionInfo::transport`.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Transport::Websocket => "websocket",
+            Transport::Xhr | Transport::XhrSend => "xhr-polling",
+            Transport::XhrStreaming => "xhr-streaming",
+            Transport::EventSource => "eventsource",
+            Transport::HtmlFile => "htmlfile",
+            Transport::Jsonp | Transport::JsonpSend => "jsonp-polling",
+        }
+    }
+
+    /// The URL segment of the transport.
     pub fn name(self) -> &'static str {
         match self {
             Transport::Websocket => "websocket",

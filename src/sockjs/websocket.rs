@@ -107,7 +107,7 @@ fn start<A: SockjsApp>(
         .aggregate_continuations()
         .max_continuation_size(max);
     let (link, outgoing) = SessionLink::channel(options.outbound_queue);
-    let transport = if framed { "websocket" } else { "rawwebsocket" };
+    let transport = if framed { "websocket" } else { "websocket-raw" };
     let info = SessionInfo {
         id,
         remote: req.peer_addr(),
@@ -151,6 +151,20 @@ enum Ending {
     Close { close: Close, with_frame: bool },
 }
 
+/// How long the last frames (close) may wait for a client that does not read.
+const FINAL_WRITE: Duration = Duration::from_secs(2);
+
+/// Pause between the `c` frame and the WebSocket close.
+const CLOSE_FRAME_GAP: Duration = Duration::from_millis(20);
+
+fn overflowed() -> Ending {
+    tracing::info!("sockjs websocket client does not keep up: closing");
+    Ending::Close {
+        close: SockjsError::OutboundQueueFull.close(),
+        with_frame: true,
+    }
+}
+
 /// Close codes an endpoint may put in a WebSocket close frame.
 fn sendable_code(code: u16) -> u16 {
     match code {
@@ -168,7 +182,11 @@ impl Connection {
             Ending::ClientClosed(reason) => reason,
             Ending::Close { close, with_frame } => {
                 if with_frame && self.framed {
-                    let _ = self.ws.text(frame::close(close.code, &close.reason)).await;
+                    let text = frame::close(close.code, &close.reason);
+                    let _ = tokio::time::timeout(FINAL_WRITE, self.ws.text(text)).await;
+                    // Some clients (ws4py, used by sockjs-protocol) drop a
+                    // message that arrives in the same read as the close.
+                    tokio::time::sleep(CLOSE_FRAME_GAP).await;
                 }
                 Some(CloseReason {
                     code: CloseCode::from(sendable_code(close.code)),
@@ -176,12 +194,15 @@ impl Connection {
                 })
             }
         };
-        let _ = self.ws.close(reason).await;
+        // A client that does not read must not keep this task forever.
+        let _ = tokio::time::timeout(FINAL_WRITE, self.ws.close(reason)).await;
     }
 
     async fn pump(&mut self) -> Ending {
-        if self.framed && self.ws.text(frame::OPEN).await.is_err() {
-            return Ending::Gone;
+        if self.framed
+            && let Some(ending) = self.send_text(frame::OPEN.into()).await
+        {
+            return ending;
         }
         let start = tokio::time::Instant::now() + self.heartbeat;
         let mut heartbeat = tokio::time::interval_at(start, self.heartbeat);
@@ -192,9 +213,7 @@ impl Connection {
                 _ = &mut self.shutdown => {
                     return Ending::Close { close: Close::going_away(), with_frame: true };
                 }
-                _ = self.link.wait_overflow() => {
-                    return Ending::Close { close: SockjsError::OutboundQueueFull.close(), with_frame: true };
-                }
+                _ = self.link.wait_overflow() => return overflowed(),
                 incoming = self.stream.recv() => {
                     if let Some(ending) = self.incoming(incoming).await {
                         return ending;
@@ -212,24 +231,31 @@ impl Connection {
                     }
                 },
                 _ = heartbeat.tick(), if self.framed => {
-                    if self.ws.text(frame::HEARTBEAT).await.is_err() {
-                        return Ending::Gone;
+                    if let Some(ending) = self.send_text(frame::HEARTBEAT.into()).await {
+                        return ending;
                     }
                 }
             }
         }
     }
 
+    /// Sends one text frame, waiting while the client is slow unless the
+    /// app's queue overflows meanwhile (the client does not read).
+    async fn send_text(&mut self, text: bytestring::ByteString) -> Option<Ending> {
+        tokio::select! {
+            biased;
+            sent = self.ws.text(text) => sent.is_err().then_some(Ending::Gone),
+            _ = self.link.wait_overflow() => Some(overflowed()),
+        }
+    }
+
     async fn send_messages(&mut self, first: bytestring::ByteString) -> Option<Ending> {
         if !self.framed {
-            if self.ws.text(first).await.is_err() {
-                return Some(Ending::Gone);
-            }
-            return None;
+            return self.send_text(first).await;
         }
         let (batch, close) = drain_batch(first, &mut self.outgoing);
-        if self.ws.text(frame::messages(&batch)).await.is_err() {
-            return Some(Ending::Gone);
+        if let Some(ending) = self.send_text(frame::messages(&batch).into()).await {
+            return Some(ending);
         }
         close.map(|(code, reason)| Ending::Close {
             close: Close::owned(code, reason.to_string()),

@@ -24,11 +24,16 @@ pub fn start(options: Options) -> ProtocolTestServer {
     ProtocolTestServer::start(options, "127.0.0.1", 0).expect("server starts")
 }
 
+/// One client per test thread (each test has its own runtime and thread),
+/// so that its connection pool never outlives the runtime that made it.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
+    thread_local! {
+        static CLIENT: reqwest::Client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+    }
+    CLIENT.with(Clone::clone)
 }
 
 /// A fresh session URL under `endpoint` (e.g. `/echo`).
