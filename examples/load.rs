@@ -184,10 +184,14 @@ async fn relay(
     seconds: u64,
 ) -> Result<(), Error> {
     let received = Arc::new(AtomicU64::new(0));
+    // Every pair is set up before any sends, so set-up is not measured.
+    let mut ready = Vec::with_capacity(pairs);
+    for i in 0..pairs {
+        ready.push(pair(url, &format!("relay-{i}-{}", std::process::id())).await?);
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds) + Duration::from_secs(2);
     let mut tasks = Vec::new();
-    for i in 0..pairs {
-        let (member, joiner, _) = pair(url, &format!("relay-{i}-{}", std::process::id())).await?;
+    for (member, joiner, _) in ready {
         let received = received.clone();
         tasks.push(tokio::spawn(async move {
             let (mut member_tx, mut member_rx) = member.split();
@@ -403,8 +407,7 @@ async fn videre(
     seconds: u64,
 ) -> Result<(), Error> {
     let delivered = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds) + Duration::from_secs(2);
-    let mut tasks = Vec::new();
+    let mut ready = Vec::with_capacity(rooms * users);
     for r in 0..rooms {
         for u in 0..users {
             let mut ws = open(&format!("{url}/echo/websocket")).await?;
@@ -414,43 +417,48 @@ async fn videre(
                 r#"{{"Header":{{"Event":"connect","UserId":"{user}","RoomId":"{room}"}},"Payload":"{{}}"}}"#
             );
             ws.send(Ws::Text(connect.into())).await?;
-            let delivered = delivered.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut tx, mut rx) = ws.split();
-                let own = Arc::new(AtomicU64::new(0));
-                let own_rx = own.clone();
-                let marker = format!(r#""UserId":"{user}""#);
-                let reader = tokio::spawn(async move {
-                    while let Ok(Some(Ok(Ws::Text(text)))) = tokio::time::timeout_at(deadline.into(), rx.next()).await {
-                        if text.contains(r#""Event":"broadcast""#) {
-                            delivered.fetch_add(1, Ordering::Relaxed);
-                            if text.contains(&marker) {
-                                own_rx.fetch_add(1, Ordering::Relaxed);
-                            }
+            ready.push((ws, room, user));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds) + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for (ws, room, user) in ready {
+        let delivered = delivered.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = ws.split();
+            let own = Arc::new(AtomicU64::new(0));
+            let own_rx = own.clone();
+            let marker = format!(r#""UserId":"{user}""#);
+            let reader = tokio::spawn(async move {
+                while let Ok(Some(Ok(Ws::Text(text)))) = tokio::time::timeout_at(deadline.into(), rx.next()).await {
+                    if text.contains(r#""Event":"broadcast""#) {
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                        if text.contains(&marker) {
+                            own_rx.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                });
-                let packet = format!(
-                    r#"{{"Header":{{"Event":"broadcast","UserId":"{user}","RoomId":"{room}"}},"Payload":{{"Type":"Ice Candidate","IcePacket":{{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 54321 typ host","sdpMid":"0","sdpMLineIndex":0}}}}}}"#
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let mut sent = 0u64;
-                while Instant::now() < deadline {
-                    if sent - own.load(Ordering::Relaxed) >= window {
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    if tx.feed(Ws::Text(packet.clone().into())).await.is_err() {
-                        break;
-                    }
-                    sent += 1;
-                    if sent.is_multiple_of(16) && tx.flush().await.is_err() {
-                        break;
-                    }
                 }
-                let _ = reader.await;
-            }));
-        }
+            });
+            let packet = format!(
+                r#"{{"Header":{{"Event":"broadcast","UserId":"{user}","RoomId":"{room}"}},"Payload":{{"Type":"Ice Candidate","IcePacket":{{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 54321 typ host","sdpMid":"0","sdpMLineIndex":0}}}}}}"#
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                if sent - own.load(Ordering::Relaxed) >= window {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                if tx.feed(Ws::Text(packet.clone().into())).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                if sent.is_multiple_of(16) && tx.flush().await.is_err() {
+                    break;
+                }
+            }
+            let _ = reader.await;
+        }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (start_count, start) = (delivered.load(Ordering::Relaxed), Instant::now());

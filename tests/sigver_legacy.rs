@@ -3,11 +3,15 @@
 //! `tryAnother` rotation, blocking-member replacement, limits, and how a
 //! connection picks its dialect (query flag or `sigver.protocol`).
 
+mod common;
+
 use std::time::Duration;
+
+use common::{WAIT, start, test_settings};
 
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
-use sigway::config::{Settings, SigverDialect};
+use sigway::config::SigverDialect;
 use sigway::proto::legacy::{Content, Message, content, message::Type};
 use sigway::server::BackgroundServer;
 use tokio::net::TcpStream;
@@ -15,25 +19,8 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{self, Message as Ws};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const WAIT: Duration = Duration::from_secs(5);
 /// How long "nothing arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(300);
-
-fn test_settings() -> Settings {
-    let mut s = Settings {
-        host: "127.0.0.1".into(),
-        port: 0,
-        workers: 2,
-        shutdown_timeout_secs: 1,
-        ..Settings::default()
-    };
-    s.log.file = String::new();
-    s
-}
-
-fn start(settings: Settings) -> BackgroundServer {
-    BackgroundServer::start(settings).expect("server starts")
-}
 
 /// What a peer receives, heartbeats aside.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -260,3 +260,25 @@ async fn lenient_mode_lets_any_session_broadcast_into_any_room() {
     let error = expect_packet(&mut outsider, "error", "x", "nowhere").await;
     assert_eq!(error["Payload"], "no such room");
 }
+
+#[tokio::test]
+async fn shutdown_closes_videre_sessions_with_1001() {
+    let server = start(settings());
+    let mut ws = Client::open(&server, Transport::RawWebsocket).await;
+    let mut framed = Client::open(&server, Transport::FramedWebsocket).await;
+    connect(&mut ws, "u1", "r").await;
+    connect(&mut framed, "u2", "r").await;
+    let stopper = std::thread::spawn(move || server.stop());
+    for client in [&mut ws, &mut framed] {
+        loop {
+            match client.next().await {
+                Incoming::Closed(code, _) => {
+                    assert_eq!(code, 1001, "{:?}", client.transport);
+                    break;
+                }
+                Incoming::Message(_) => {}
+            }
+        }
+    }
+    stopper.join().expect("server stops");
+}

@@ -652,3 +652,22 @@ async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iframe_page_quotes_the_client_url_and_has_a_stable_etag() {
+        let page = IframePage::new(r#"https://cdn.test/s.js?a=1&b="x"<"#);
+        assert!(page.body.contains(
+            r#"<script src="https://cdn.test/s.js?a=1&amp;b=&quot;x&quot;&lt;"></script>"#
+        ));
+        assert_eq!(
+            page.etag,
+            IframePage::new(r#"https://cdn.test/s.js?a=1&b="x"<"#).etag
+        );
+        assert_ne!(page.etag, IframePage::new("/other.js").etag);
+        assert!(page.etag.starts_with('"') && page.etag.ends_with('"'));
+    }
+}

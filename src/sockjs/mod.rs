@@ -35,13 +35,21 @@ pub const CLOSE_GO_AWAY: u16 = crate::error::SOCKJS_GO_AWAY;
 pub struct Options {
     /// URL prefix, e.g. `/echo`.
     pub prefix: String,
+    /// Offer the WebSocket transports (`info` says so; off: their URLs 404).
     pub websocket: bool,
+    /// Set `JSESSIONID` on session requests (`info`'s `cookie_needed`).
     pub cookie_needed: bool,
+    /// Interval of `h` frames on open sessions.
     pub heartbeat: std::time::Duration,
+    /// A polling session with no receiver for this long is closed.
     pub disconnect_delay: std::time::Duration,
+    /// Bytes of frames after which a streaming response ends (client reopens).
     pub response_limit: usize,
+    /// The SockJS client script the iframe page loads.
     pub client_url: String,
+    /// Largest request body / WebSocket message accepted.
     pub max_message_bytes: usize,
+    /// Messages an app may queue for a client; a full queue closes the session.
     pub outbound_queue: usize,
 }
 
@@ -73,11 +81,16 @@ impl Options {
 /// session of an endpoint, from every worker thread.
 pub trait SockjsApp: Send + Sync + 'static {
     type Session: SockjsSession;
-    /// A session opened, on any transport. `link` sends to its client.
+    /// A session opened, on any transport. `link` sends to its client; an
+    /// app that refuses the session closes the link here. Called on the
+    /// worker serving the request (for polling sessions while the session
+    /// registry is locked): keep it quick and non-blocking.
     fn open(&self, link: SessionLink, info: SessionInfo) -> Self::Session;
 }
 
-/// One open session, driven by the layer: messages in order, then one close.
+/// One open session, driven by the layer on the worker that opened it:
+/// messages in order, one at a time, then exactly one close. A panic in
+/// `on_message` costs that message only.
 pub trait SockjsSession: 'static {
     /// One message from the client (each element of a batch on its own).
     fn on_message(&mut self, text: String) -> impl Future<Output = ()>;

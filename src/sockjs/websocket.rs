@@ -154,6 +154,9 @@ enum Ending {
 /// How long the last frames (close) may wait for a client that does not read.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
 
+/// Pause between the `c` frame and the WebSocket close.
+const CLOSE_FRAME_GAP: Duration = Duration::from_millis(20);
+
 fn overflowed() -> Ending {
     tracing::info!("sockjs websocket client does not keep up: closing");
     Ending::Close {
@@ -181,6 +184,9 @@ impl Connection {
                 if with_frame && self.framed {
                     let text = frame::close(close.code, &close.reason);
                     let _ = tokio::time::timeout(FINAL_WRITE, self.ws.text(text)).await;
+                    // Some clients (ws4py, used by sockjs-protocol) drop a
+                    // message that arrives in the same read as the close.
+                    tokio::time::sleep(CLOSE_FRAME_GAP).await;
                 }
                 Some(CloseReason {
                     code: CloseCode::from(sendable_code(close.code)),

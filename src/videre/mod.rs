@@ -65,10 +65,13 @@ impl VidereApp {
 
 /// The videre SockJS endpoint, built once and shared by every worker.
 pub fn endpoint(shared: &web::Data<Shared>) -> Arc<sockjs::Server<VidereApp>> {
-    sockjs::Server::new(
+    let server = sockjs::Server::new(
         sockjs::Options::from_settings(&shared.settings),
         VidereApp {
             shared: shared.clone(),
         },
-    )
+    );
+    // On shutdown every SockJS session closes with 1001, like sigver peers.
+    server.shutdown_on(shared.shutdown.clone());
+    server
 }

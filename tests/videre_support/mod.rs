@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+#[path = "../common/mod.rs"]
+mod common;
+
 /// Longest wait for anything the server should do.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// How long "nothing arrives" is watched for.
@@ -27,23 +30,13 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 /// Settings for a test server: loopback, port 0, fast SockJS timings.
 pub fn settings() -> Settings {
-    let mut s = Settings {
-        host: "127.0.0.1".into(),
-        port: 0,
-        workers: 2,
-        // Clients still open when a test's server drops must not hold it up.
-        shutdown_timeout_secs: 1,
-        ..Settings::default()
-    };
+    let mut s = common::test_settings();
     s.sockjs.heartbeat_ms = 500;
     s.sockjs.disconnect_delay_ms = 1_000;
-    s.log.file = String::new();
     s
 }
 
-pub fn start(settings: Settings) -> BackgroundServer {
-    BackgroundServer::start(settings).expect("server starts")
-}
+pub use common::start;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
