@@ -234,6 +234,14 @@ async fn peer_vanishing_without_close_frame_still_ends_its_bindings() {
     // Dropping the stream closes TCP without a WebSocket close frame.
     drop(b.ws);
     assert_eq!(a.recv_content().await, (s, 0, vec![]));
+    // A vanished client (a closed browser tab) is not a protocol error.
+    let stats: serde_json::Value = reqwest::get(server.http_url("/stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["protocol_errors"], 0, "{stats}");
 }
 
 #[tokio::test]

@@ -90,3 +90,28 @@ async fn wss_and_https_are_served_with_the_given_certificate() {
     let plain = reqwest::get(format!("http://{}/healthz", server.addr)).await;
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
 }
+
+#[test]
+fn tls_offers_http_1_1_only_as_the_node_servers_did() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cert, key) = self_signed(dir.path());
+    let mut settings = test_settings();
+    settings.tls.cert = Some(cert);
+    settings.tls.key = Some(key);
+    let server = start(settings);
+    let mut connector =
+        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).expect("connector");
+    connector.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    // A browser offers h2 first; SockJS needs each closed tab noticed at
+    // once, which HTTP/2 stream resets would hide.
+    connector
+        .set_alpn_protos(b"\x02h2\x08http/1.1")
+        .expect("alpn");
+    let tcp = std::net::TcpStream::connect(server.addr).expect("tcp");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let tls = connector
+        .build()
+        .connect("127.0.0.1", tcp)
+        .expect("handshake");
+    assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"http/1.1"[..]));
+}

@@ -243,7 +243,7 @@ pub async fn run<D: Dialect>(
                 }
                 Some(Ok(AggregatedMessage::Pong(_))) => {}
                 Some(Ok(AggregatedMessage::Close(_))) | None => break Ending::ClientClosed,
-                Some(Err(error)) => break Ending::Error(protocol_error(error, max_frame)),
+                Some(Err(error)) => break read_failure(error, max_frame),
             },
             _ = heartbeat.tick() => {
                 missed += 1;
@@ -296,13 +296,24 @@ enum Ending {
     Dropped,
 }
 
-fn protocol_error(error: ProtocolError, max_frame: usize) -> SigverError {
+/// Why reading the socket failed: the transport went away (a closed tab
+/// ends without a close frame), or the client broke the WebSocket protocol.
+fn read_failure(error: ProtocolError, max_frame: usize) -> Ending {
     match &error {
-        ProtocolError::Overflow => SigverError::FrameTooLarge(max_frame),
-        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
-            SigverError::FrameTooLarge(max_frame)
+        ProtocolError::Overflow => Ending::Error(SigverError::FrameTooLarge(max_frame)),
+        ProtocolError::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|e| e.is::<actix_web::error::PayloadError>()) =>
+        {
+            Ending::Dropped
         }
-        _ => SigverError::BadMessage(format!("invalid WebSocket frame: {error}").into()),
+        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
+            Ending::Error(SigverError::FrameTooLarge(max_frame))
+        }
+        _ => Ending::Error(SigverError::BadMessage(
+            format!("invalid WebSocket frame: {error}").into(),
+        )),
     }
 }
 
