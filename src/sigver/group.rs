@@ -5,7 +5,9 @@
 //! a final [`Leave`]. The actor runs the pure rules and turns each
 //! [`Action`] into a frame pushed to the target session's bounded queue
 //! without waiting: a full queue means that client does not read, and it is
-//! told to close (4745) instead of making the server grow.
+//! told to close (4745) instead of making the server grow. The plumbing
+//! both dialects' actors share lives here too: [`PeerLink`], [`Leave`] and
+//! [`GroupLinks`] (the links, idle report and in-flight accounting).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,13 +157,75 @@ pub struct Leave {
     pub peer: PeerId,
 }
 
-pub struct Group {
+/// What both dialects' group actors keep besides their rules: the key,
+/// the send handle of each attached session, and the count of attached
+/// sessions that tells the supervisor when the group is idle.
+pub struct GroupLinks {
     key: Arc<str>,
-    state: GroupState,
     links: HashMap<PeerId, PeerLink>,
     occupancy: Occupancy,
     supervisor: Addr<RoomSupervisor>,
     stats: Arc<Stats>,
+}
+
+impl GroupLinks {
+    pub fn new(key: Arc<str>, ctx: &RoomContext) -> Self {
+        Self {
+            key,
+            links: HashMap::new(),
+            occupancy: Occupancy::default(),
+            supervisor: ctx.supervisor.clone(),
+            stats: ctx.stats.clone(),
+        }
+    }
+
+    /// The limits every group of this server enforces.
+    pub fn limits(ctx: &RoomContext) -> GroupLimits {
+        GroupLimits {
+            max_members: ctx.settings.limits.max_members_per_room,
+        }
+    }
+
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
+    /// A session attached: keeps its link; returns the peer and its
+    /// `?favored` flag for the rules.
+    pub fn attach(&mut self, entry: PeerEntry) -> (PeerId, bool) {
+        self.occupancy.attached();
+        self.links.insert(entry.id, entry.link);
+        (entry.id, entry.favored)
+    }
+
+    /// The group handled one event `peer` sent.
+    pub fn handled(&self, peer: PeerId) {
+        if let Some(link) = self.links.get(&peer) {
+            link.handled();
+        }
+    }
+
+    /// Queues for `to` if it is still attached.
+    pub fn send(&self, to: PeerId, out: Outbound) {
+        if let Some(link) = self.links.get(&to) {
+            link.push(out, &self.stats);
+        }
+    }
+
+    /// The peer's session is gone: forgets its link, and tells the
+    /// supervisor when it was the last.
+    pub fn detach<R: Room>(&mut self, peer: PeerId) {
+        if self.links.remove(&peer).is_some()
+            && let Some(idle) = self.occupancy.detached::<R>(&self.key)
+        {
+            self.supervisor.do_send(idle);
+        }
+    }
+}
+
+pub struct Group {
+    links: GroupLinks,
+    state: GroupState,
     /// Reused between events so relaying allocates nothing here.
     actions: Vec<Action>,
 }
@@ -188,13 +252,11 @@ impl Group {
                     Outbound::Frame(codec::content(sender_id, recipient_id, data)),
                 ),
                 Action::Close { to, error } => {
-                    tracing::info!(key = %self.key, peer = to, %error, "closing sigver peer");
+                    tracing::info!(key = %self.links.key(), peer = to, %error, "closing sigver peer");
                     (to, Outbound::Close(error))
                 }
             };
-            if let Some(link) = self.links.get(&to) {
-                link.push(out, &self.stats);
-            }
+            self.links.send(to, out);
         }
     }
 }
@@ -208,16 +270,9 @@ impl Room for Group {
     type Member = PeerEntry;
 
     fn new_room(key: Arc<str>, ctx: RoomContext) -> Self {
-        let limits = GroupLimits {
-            max_members: ctx.settings.limits.max_members_per_room,
-        };
         Self {
-            key,
-            state: GroupState::new(limits),
-            links: HashMap::new(),
-            occupancy: Occupancy::default(),
-            supervisor: ctx.supervisor,
-            stats: ctx.stats,
+            state: GroupState::new(GroupLinks::limits(&ctx)),
+            links: GroupLinks::new(key, &ctx),
             actions: Vec::new(),
         }
     }
@@ -227,10 +282,8 @@ impl Handler<Attach<Group>> for Group {
     type Result = ();
 
     fn handle(&mut self, attach: Attach<Group>, _: &mut Context<Self>) {
-        let PeerEntry { id, favored, link } = attach.member;
-        self.occupancy.attached();
-        self.state.attach(id, favored);
-        self.links.insert(id, link);
+        let (peer, favored) = self.links.attach(attach.member);
+        self.state.attach(peer, favored);
     }
 }
 
@@ -241,14 +294,12 @@ impl Handler<FromPeer> for Group {
         let peer = match &event {
             FromPeer::Connect { peer, .. } | FromPeer::Content { peer, .. } => *peer,
         };
-        if let Some(link) = self.links.get(&peer) {
-            link.handled();
-        }
+        self.links.handled(peer);
         match event {
             FromPeer::Connect { peer, id, members } => {
                 self.state
                     .connect(peer, id, &members, &mut GlobalIds, &mut self.actions);
-                tracing::debug!(key = %self.key, peer, netflux_id = id, member = self.state.is_member(peer), "connect");
+                tracing::debug!(key = %self.links.key(), peer, netflux_id = id, member = self.state.is_member(peer), "connect");
             }
             FromPeer::Content { peer, content } => {
                 self.state.content(peer, content, &mut self.actions)
@@ -265,11 +316,7 @@ impl Handler<Leave> for Group {
         self.state
             .leave(leave.peer, &mut GlobalIds, &mut self.actions);
         self.carry_out();
-        if self.links.remove(&leave.peer).is_some()
-            && let Some(idle) = self.occupancy.detached::<Group>(&self.key)
-        {
-            self.supervisor.do_send(idle);
-        }
+        self.links.detach::<Group>(leave.peer);
     }
 }
 

@@ -3,25 +3,22 @@
 //!
 //! It is the legacy twin of [`crate::sigver::group::Group`] and shares its
 //! plumbing: sessions attach through the supervisor with a [`PeerEntry`],
-//! send [`FromLegacyPeer`] events and a final [`Leave`]; frames go out
-//! through each session's bounded [`PeerLink`];
-//! idleness is reported with [`Occupancy`] so the supervisor disposes of
-//! the group. Unlike the current dialect, a peer is answered (`isFirst`) as
-//! soon as it attaches.
+//! send [`FromLegacyPeer`] events and a final [`Leave`]; [`GroupLinks`]
+//! pushes frames to each session's bounded queue and reports idleness so
+//! the supervisor disposes of the group. Unlike the current dialect, a peer
+//! is answered (`isFirst`) as soon as it attaches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::observe::Stats;
-use crate::sigver::group::{Leave, Outbound, PeerEntry, PeerLink};
+use crate::sigver::group::{GroupLinks, Leave, Outbound, PeerEntry};
 use crate::sigver::ids::GlobalIds;
 use crate::sigver::legacy::codec::{self, IS_FIRST_FALSE, IS_FIRST_TRUE};
 use crate::sigver::legacy::state::{LegacyAction, LegacyGroupState, Payload};
-use crate::sigver::state::{GroupLimits, PeerId, SignalingId};
-use crate::supervisor::{Attach, Dispose, Occupancy, Room, RoomContext, RoomSupervisor};
+use crate::sigver::state::{PeerId, SignalingId};
+use crate::supervisor::{Attach, Dispose, Room, RoomContext};
 
 /// A decoded event from a peer of a legacy group.
 #[derive(Message, Debug)]
@@ -41,12 +38,8 @@ pub enum FromLegacyPeer {
 }
 
 pub struct LegacyGroup {
-    key: Arc<str>,
+    links: GroupLinks,
     state: LegacyGroupState,
-    links: HashMap<PeerId, PeerLink>,
-    occupancy: Occupancy,
-    supervisor: Addr<RoomSupervisor>,
-    stats: Arc<Stats>,
     /// Reused between events so relaying allocates nothing here.
     actions: Vec<LegacyAction>,
 }
@@ -67,13 +60,11 @@ impl LegacyGroup {
                     (to, Outbound::Frame(codec::content(id, payload)))
                 }
                 LegacyAction::Close { to, error } => {
-                    tracing::info!(key = %self.key, peer = to, %error, "closing legacy sigver peer");
+                    tracing::info!(key = %self.links.key(), peer = to, %error, "closing legacy sigver peer");
                     (to, Outbound::Close(error))
                 }
             };
-            if let Some(link) = self.links.get(&to) {
-                link.push(out, &self.stats);
-            }
+            self.links.send(to, out);
         }
     }
 }
@@ -87,16 +78,9 @@ impl Room for LegacyGroup {
     type Member = PeerEntry;
 
     fn new_room(key: Arc<str>, ctx: RoomContext) -> Self {
-        let limits = GroupLimits {
-            max_members: ctx.settings.limits.max_members_per_room,
-        };
         Self {
-            key,
-            state: LegacyGroupState::new(limits),
-            links: HashMap::new(),
-            occupancy: Occupancy::default(),
-            supervisor: ctx.supervisor,
-            stats: ctx.stats,
+            state: LegacyGroupState::new(GroupLinks::limits(&ctx)),
+            links: GroupLinks::new(key, &ctx),
             actions: Vec::new(),
         }
     }
@@ -106,12 +90,10 @@ impl Handler<Attach<LegacyGroup>> for LegacyGroup {
     type Result = ();
 
     fn handle(&mut self, attach: Attach<LegacyGroup>, _: &mut Context<Self>) {
-        let PeerEntry { id, favored, link } = attach.member;
-        self.occupancy.attached();
-        self.links.insert(id, link);
+        let (peer, favored) = self.links.attach(attach.member);
         self.state
-            .attach(id, favored, &mut GlobalIds, &mut self.actions);
-        tracing::debug!(key = %self.key, peer = id, first = self.state.is_member(id), "legacy peer attached");
+            .attach(peer, favored, &mut GlobalIds, &mut self.actions);
+        tracing::debug!(key = %self.links.key(), peer, first = self.state.is_member(peer), "legacy peer attached");
         self.carry_out();
     }
 }
@@ -125,18 +107,16 @@ impl Handler<FromLegacyPeer> for LegacyGroup {
             | FromLegacyPeer::TryAnother { peer }
             | FromLegacyPeer::Content { peer, .. } => *peer,
         };
-        if let Some(link) = self.links.get(&peer) {
-            link.handled();
-        }
+        self.links.handled(peer);
         match event {
             FromLegacyPeer::Stable { peer } => {
                 self.state.stable(peer, &mut GlobalIds, &mut self.actions);
-                tracing::debug!(key = %self.key, peer, "stable");
+                tracing::debug!(key = %self.links.key(), peer, "stable");
             }
             FromLegacyPeer::TryAnother { peer } => {
                 self.state
                     .try_another(peer, &mut GlobalIds, &mut self.actions);
-                tracing::debug!(key = %self.key, peer, member = ?self.state.bound_member(peer), "tryAnother");
+                tracing::debug!(key = %self.links.key(), peer, member = ?self.state.bound_member(peer), "tryAnother");
             }
             FromLegacyPeer::Content { peer, id, payload } => {
                 self.state
@@ -154,11 +134,7 @@ impl Handler<Leave> for LegacyGroup {
         self.state
             .leave(leave.peer, &mut GlobalIds, &mut self.actions);
         self.carry_out();
-        if self.links.remove(&leave.peer).is_some()
-            && let Some(idle) = self.occupancy.detached::<LegacyGroup>(&self.key)
-        {
-            self.supervisor.do_send(idle);
-        }
+        self.links.detach::<LegacyGroup>(leave.peer);
     }
 }
 
