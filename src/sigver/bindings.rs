@@ -55,13 +55,19 @@ impl Binding {
     }
 }
 
-/// An end of binding a departing peer owes, on a direction still open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndNotice {
-    /// To the member the peer was bound to under `id`.
-    ToMember { member: PeerId, id: SignalingId },
-    /// To a joiner that was bound to the peer under `id`.
-    ToJoiner { joiner: PeerId, id: SignalingId },
+/// One way along a binding: to the peer `to`, going `hop`, on the binding
+/// whose id is `id`. Each dialect writes it as its own message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leg {
+    pub to: PeerId,
+    pub hop: Hop,
+    pub id: SignalingId,
+}
+
+impl Leg {
+    pub fn new(to: PeerId, hop: Hop, id: SignalingId) -> Self {
+        Self { to, hop, id }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -125,41 +131,38 @@ impl Bindings {
         self.routes.iter().map(|(&id, &joiner)| (id, joiner))
     }
 
-    /// The binding that content `peer` sends naming `id` travels along,
-    /// with that binding's joiner: down to the joiner `id` names if it is
-    /// one of the peer's own joiners, else up the peer's own binding.
-    pub fn route(&mut self, peer: PeerId, id: SignalingId) -> Option<(Hop, PeerId, &mut Binding)> {
+    /// Where content `peer` sends naming `id` goes, and the binding it
+    /// travels along: down to the joiner `id` names if it is one of the
+    /// peer's own joiners, else up the peer's own binding.
+    pub fn route(&mut self, peer: PeerId, id: SignalingId) -> Option<(Leg, &mut Binding)> {
         if id != 0
             && let Some(joiner) = self.joiner_of(id)
             && self.of(joiner).is_some_and(|b| b.member == peer)
         {
-            return self
-                .by_joiner
-                .get_mut(&joiner)
-                .map(|b| (Hop::Down, joiner, b));
+            let binding = self.by_joiner.get_mut(&joiner)?;
+            return Some((Leg::new(joiner, Hop::Down, id), binding));
         }
-        self.by_joiner.get_mut(&peer).map(|b| (Hop::Up, peer, b))
+        let binding = self.by_joiner.get_mut(&peer)?;
+        Some((Leg::new(binding.member, Hop::Up, binding.id), binding))
     }
 
-    /// Drops every binding `peer` is part of, as it leaves; returns the end
-    /// notices owed: its member's first (if that direction is still open),
-    /// then its joiners' in the order they were bound.
-    pub fn drop_peer(&mut self, peer: PeerId, ids: &mut impl SignalingIds) -> Vec<EndNotice> {
+    /// Drops every binding `peer` is part of, as it leaves; returns the
+    /// legs that owe an end notice, those still open from the peer: up to
+    /// its member first, then down to its joiners in the order they were
+    /// bound.
+    pub fn drop_peer(&mut self, peer: PeerId, ids: &mut impl SignalingIds) -> Vec<Leg> {
         let mut owed = Vec::new();
         if let Some(binding) = self.unbind(peer, ids)
             && binding.upstream_open
         {
-            owed.push(EndNotice::ToMember {
-                member: binding.member,
-                id: binding.id,
-            });
+            owed.push(Leg::new(binding.member, Hop::Up, binding.id));
         }
         for id in self.joiners.remove(&peer).unwrap_or_default() {
             if let Some(joiner) = self.joiner_of(id)
                 && let Some(binding) = self.unbind(joiner, ids)
                 && binding.downstream_open
             {
-                owed.push(EndNotice::ToJoiner { joiner, id });
+                owed.push(Leg::new(joiner, Hop::Down, id));
             }
         }
         owed
@@ -210,10 +213,10 @@ mod tests {
         b.bind(10, 1, &mut ids); // id 1
         b.bind(1, 2, &mut ids); // id 2: the member 1 is itself bound to 2
         b.bind(20, 2, &mut ids); // id 3
-        let hop = |b: &mut Bindings, peer, id| b.route(peer, id).map(|(hop, j, _)| (hop, j));
+        let hop = |b: &mut Bindings, peer, id| b.route(peer, id).map(|(leg, _)| (leg.hop, leg.to));
         assert_eq!(hop(&mut b, 1, 1), Some((Hop::Down, 10)));
-        assert_eq!(hop(&mut b, 1, 3), Some((Hop::Up, 1)), "not its joiner");
-        assert_eq!(hop(&mut b, 1, 0), Some((Hop::Up, 1)));
+        assert_eq!(hop(&mut b, 1, 3), Some((Hop::Up, 2)), "not its joiner");
+        assert_eq!(hop(&mut b, 1, 0), Some((Hop::Up, 2)));
         assert_eq!(hop(&mut b, 2, 3), Some((Hop::Down, 20)));
         assert_eq!(hop(&mut b, 2, 9), None, "unbound and no such joiner");
     }
@@ -225,19 +228,19 @@ mod tests {
         b.bind(10, 1, &mut ids); // id 2
         b.bind(11, 1, &mut ids); // id 3
         b.bind(12, 1, &mut ids); // id 4
-        b.route(1, 3).expect("joiner 11").2.end(Hop::Down);
+        b.route(1, 3).expect("joiner 11").1.end(Hop::Down);
         assert_eq!(
             b.drop_peer(1, &mut ids),
             vec![
-                EndNotice::ToMember { member: 9, id: 1 },
-                EndNotice::ToJoiner { joiner: 10, id: 2 },
-                EndNotice::ToJoiner { joiner: 12, id: 4 },
+                Leg::new(9, Hop::Up, 1),
+                Leg::new(10, Hop::Down, 2),
+                Leg::new(12, Hop::Down, 4),
             ]
         );
         assert!(ids.live.is_empty(), "every id released");
         assert!(b.by_joiner.is_empty() && b.joiners.is_empty() && b.routes.is_empty());
         b.bind(2, 9, &mut ids);
-        b.route(2, 0).expect("bound").2.end(Hop::Up);
+        b.route(2, 0).expect("bound").1.end(Hop::Up);
         assert!(
             b.drop_peer(2, &mut ids).is_empty(),
             "upstream already ended"

@@ -3,7 +3,8 @@
 //! One [`GroupState`] holds everything sigver 20.x knows about the peers
 //! connected under one key: who is a member (in the order they became one),
 //! each peer's Netflux id, tried members and favored flag, and the bindings
-//! between joiners and members with their signaling ids. The group actor
+//! between joiners and members with their signaling ids (a [`Bindings`]
+//! table, which the legacy dialect keeps too). The group actor
 //! feeds it events (`attach`, `connect`, `content`, `leave`) and carries out
 //! the [`Action`]s it returns. Every rule of `spec/sigver.md` is here, so
 //! each is a unit test and the whole is property-tested.
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::error::{Refusal, SigverError};
-use crate::sigver::bindings::{Bindings, EndNotice, Hop};
+use crate::sigver::bindings::{Bindings, Hop, Leg};
 
 /// A connection, as numbered by the server (never sent on the wire).
 pub type PeerId = u64;
@@ -118,6 +119,21 @@ pub fn choose_member<M: Copy, K: PartialEq>(
         tried.clear();
     }
     None
+}
+
+/// `content` along a binding: the member side's id is 0, the joiner's is
+/// the binding's. Empty `data` makes it an end-of-binding notice.
+fn relay(leg: Leg, data: Bytes) -> Action {
+    let (sender_id, recipient_id) = match leg.hop {
+        Hop::Up => (leg.id, 0),
+        Hop::Down => (0, leg.id),
+    };
+    Action::Content {
+        to: leg.to,
+        sender_id,
+        recipient_id,
+        data,
+    }
 }
 
 impl GroupState {
@@ -253,25 +269,15 @@ impl GroupState {
     /// joiners, it goes to that joiner only (the Node server also copied it
     /// up to the peer's own member; we do not).
     pub fn content(&mut self, peer: PeerId, content: ContentIn, out: &mut Vec<Action>) {
-        let Some((hop, joiner, binding)) = self.bindings.route(peer, content.recipient_id) else {
+        let Some((leg, binding)) = self.bindings.route(peer, content.recipient_id) else {
             return;
         };
-        if !binding.is_open(hop) {
-            return;
+        if binding.is_open(leg.hop) {
+            if content.last_data {
+                binding.end(leg.hop);
+            }
+            out.push(relay(leg, content.data));
         }
-        if content.last_data {
-            binding.end(hop);
-        }
-        let (to, sender_id, recipient_id) = match hop {
-            Hop::Down => (joiner, 0, binding.id),
-            Hop::Up => (binding.member, binding.id, 0),
-        };
-        out.push(Action::Content {
-            to,
-            sender_id,
-            recipient_id,
-            data: content.data,
-        });
     }
 
     /// The peer's connection is gone (closed, dropped or closed by us).
@@ -324,18 +330,8 @@ impl GroupState {
             return;
         }
         self.demote(peer);
-        for notice in self.bindings.drop_peer(peer, ids) {
-            let (to, sender_id, recipient_id) = match notice {
-                EndNotice::ToMember { member, id } => (member, id, 0),
-                EndNotice::ToJoiner { joiner, id } => (joiner, 0, id),
-            };
-            out.push(Action::Content {
-                to,
-                sender_id,
-                recipient_id,
-                data: Bytes::new(),
-            });
-        }
+        let owed = self.bindings.drop_peer(peer, ids);
+        out.extend(owed.into_iter().map(|leg| relay(leg, Bytes::new())));
         self.peers.remove(&peer);
     }
 }

@@ -8,8 +8,8 @@
 //! `try_another`, `content`, `leave`) and carries out the [`LegacyAction`]s
 //! it returns. Member selection ([`choose_member`]), route ids
 //! ([`SignalingIds`]), limits ([`GroupLimits`]) and the binding table
-//! ([`Bindings`]) are the current dialect's; the messages and the moments of
-//! decision are this dialect's own.
+//! ([`Bindings`]) are shared with the current dialect; the messages and the
+//! moments of decision are this dialect's own.
 //!
 //! Choices where sigver 18.x gives no rule or a wrong one (see the spec's
 //! "Details of the legacy dialect"):
@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::error::{Refusal, SigverError};
-use crate::sigver::bindings::{Bindings, EndNotice, Hop};
+use crate::sigver::bindings::{Bindings, Hop, Leg};
 use crate::sigver::state::{GroupLimits, PeerId, SignalingId, SignalingIds, choose_member};
 
 /// What a `content` carries. A `content` with nothing set never gets here:
@@ -74,6 +74,20 @@ pub struct LegacyGroupState {
     members: Vec<PeerId>,
     bindings: Bindings,
     limits: GroupLimits,
+}
+
+/// `content` along a binding: it names the joiner's route id going up to
+/// the member, 0 going down.
+fn relay(leg: Leg, payload: Payload) -> LegacyAction {
+    let id = match leg.hop {
+        Hop::Up => leg.id,
+        Hop::Down => 0,
+    };
+    LegacyAction::Content {
+        to: leg.to,
+        id,
+        payload,
+    }
 }
 
 impl LegacyGroupState {
@@ -143,27 +157,23 @@ impl LegacyGroupState {
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction>,
     ) {
-        let Some((hop, joiner, binding)) = self.bindings.route(peer, id) else {
+        let Some((leg, binding)) = self.bindings.route(peer, id) else {
             return;
         };
-        if !binding.is_open(hop) {
+        if !binding.is_open(leg.hop) {
             return;
         }
         match payload {
             Payload::Data(_) => {}
-            Payload::IsEnd => binding.end(hop),
+            Payload::IsEnd => binding.end(leg.hop),
             Payload::IsError => {
                 binding.end(Hop::Up);
                 binding.end(Hop::Down);
             }
         }
-        let (to, id) = match hop {
-            Hop::Down => (joiner, 0),
-            Hop::Up => (binding.member, binding.id),
-        };
         let finished = binding.finished();
-        out.push(LegacyAction::Content { to, id, payload });
-        if finished {
+        out.push(relay(leg, payload));
+        if finished && let Some(joiner) = self.bindings.joiner_of(leg.id) {
             self.bindings.unbind(joiner, ids);
         }
     }
@@ -336,17 +346,8 @@ impl LegacyGroupState {
     /// `isError` unless that direction was already ended.
     fn remove(&mut self, peer: PeerId, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction>) {
         self.members.retain(|&m| m != peer);
-        for notice in self.bindings.drop_peer(peer, ids) {
-            let (to, id) = match notice {
-                EndNotice::ToMember { member, id } => (member, id),
-                EndNotice::ToJoiner { joiner, .. } => (joiner, 0),
-            };
-            out.push(LegacyAction::Content {
-                to,
-                id,
-                payload: Payload::IsError,
-            });
-        }
+        let owed = self.bindings.drop_peer(peer, ids);
+        out.extend(owed.into_iter().map(|leg| relay(leg, Payload::IsError)));
         self.peers.remove(&peer);
     }
 }
