@@ -1,11 +1,14 @@
-//! The actor of one sigver key: owns its [`GroupState`] and the send handles
-//! of every connection under the key.
+//! The actor of one sigver key: owns its rules ([`GroupState`] for the
+//! current dialect) and the send handles of every connection under the key.
 //!
 //! Sessions attach through the supervisor, then send [`FromPeer`] events and
 //! a final [`Leave`]. The actor runs the pure rules and turns each
 //! [`Action`] into a frame pushed to the target session's bounded queue
 //! without waiting: a full queue means that client does not read, and it is
-//! told to close (4745) instead of making the server grow.
+//! told to close (4745) instead of making the server grow. Both dialects
+//! use this actor, [`GroupActor`]: a dialect gives it its rules through
+//! [`DialectRules`] and handles its own event message; [`Group`] is the
+//! current dialect's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,43 +158,51 @@ pub struct Leave {
     pub peer: PeerId,
 }
 
-pub struct Group {
+/// What a dialect's pure rules give [`GroupActor`]: how they start, what a
+/// session attaching or leaving does, and what each of their actions sends.
+/// Each dialect's own events get their own `Handler`, which hands them to
+/// the rules through [`GroupActor::event`].
+pub trait DialectRules: Unpin + 'static {
+    /// The room kind: the supervisor's namespace and the metrics label.
+    const KIND: &'static str;
+    type Action: Unpin;
+    fn with_limits(limits: GroupLimits) -> Self;
+    fn attached(&mut self, key: &str, peer: PeerId, favored: bool, out: &mut Vec<Self::Action>);
+    fn left(&mut self, peer: PeerId, out: &mut Vec<Self::Action>);
+    /// Whom the action is for and what to queue for it.
+    fn outbound(key: &str, action: Self::Action) -> (PeerId, Outbound);
+}
+
+/// The actor of one key, in either dialect: the rules, and the send handle
+/// of each attached session.
+pub struct GroupActor<R: DialectRules> {
     key: Arc<str>,
-    state: GroupState,
+    rules: R,
     links: HashMap<PeerId, PeerLink>,
     occupancy: Occupancy,
     supervisor: Addr<RoomSupervisor>,
     stats: Arc<Stats>,
     /// Reused between events so relaying allocates nothing here.
-    actions: Vec<Action>,
+    actions: Vec<R::Action>,
 }
 
-impl Group {
+/// The actor of a key spoken in the current dialect.
+pub type Group = GroupActor<GroupState>;
+
+impl<R: DialectRules> GroupActor<R> {
+    /// Runs an event `peer` sent through the rules (`apply` gets them, the
+    /// key and the action list) and carries out what they decide.
+    pub fn event(&mut self, peer: PeerId, apply: impl FnOnce(&mut R, &str, &mut Vec<R::Action>)) {
+        if let Some(link) = self.links.get(&peer) {
+            link.handled();
+        }
+        apply(&mut self.rules, &self.key, &mut self.actions);
+        self.carry_out();
+    }
+
     fn carry_out(&mut self) {
         for action in self.actions.drain(..) {
-            let (to, out) = match action {
-                Action::Connected { to, member } => {
-                    let frame = if member {
-                        &CONNECTED_TRUE
-                    } else {
-                        &CONNECTED_FALSE
-                    };
-                    (to, Outbound::Frame(Bytes::clone(frame)))
-                }
-                Action::Content {
-                    to,
-                    sender_id,
-                    recipient_id,
-                    data,
-                } => (
-                    to,
-                    Outbound::Frame(codec::content(sender_id, recipient_id, data)),
-                ),
-                Action::Close { to, error } => {
-                    tracing::info!(key = %self.key, peer = to, %error, "closing sigver peer");
-                    (to, Outbound::Close(error))
-                }
-            };
+            let (to, out) = R::outbound(&self.key, action);
             if let Some(link) = self.links.get(&to) {
                 link.push(out, &self.stats);
             }
@@ -199,12 +210,12 @@ impl Group {
     }
 }
 
-impl Actor for Group {
+impl<R: DialectRules> Actor for GroupActor<R> {
     type Context = Context<Self>;
 }
 
-impl Room for Group {
-    const KIND: &'static str = "sigver";
+impl<R: DialectRules> Room for GroupActor<R> {
+    const KIND: &'static str = R::KIND;
     type Member = PeerEntry;
 
     fn new_room(key: Arc<str>, ctx: RoomContext) -> Self {
@@ -213,7 +224,7 @@ impl Room for Group {
         };
         Self {
             key,
-            state: GroupState::new(limits),
+            rules: R::with_limits(limits),
             links: HashMap::new(),
             occupancy: Occupancy::default(),
             supervisor: ctx.supervisor,
@@ -223,14 +234,82 @@ impl Room for Group {
     }
 }
 
-impl Handler<Attach<Group>> for Group {
+impl<R: DialectRules> Handler<Attach<Self>> for GroupActor<R> {
     type Result = ();
 
-    fn handle(&mut self, attach: Attach<Group>, _: &mut Context<Self>) {
+    fn handle(&mut self, attach: Attach<Self>, _: &mut Context<Self>) {
         let PeerEntry { id, favored, link } = attach.member;
         self.occupancy.attached();
-        self.state.attach(id, favored);
         self.links.insert(id, link);
+        self.rules
+            .attached(&self.key, id, favored, &mut self.actions);
+        self.carry_out();
+    }
+}
+
+impl<R: DialectRules> Handler<Leave> for GroupActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, leave: Leave, _: &mut Context<Self>) {
+        self.rules.left(leave.peer, &mut self.actions);
+        self.carry_out();
+        if self.links.remove(&leave.peer).is_some()
+            && let Some(idle) = self.occupancy.detached::<Self>(&self.key)
+        {
+            self.supervisor.do_send(idle);
+        }
+    }
+}
+
+impl<R: DialectRules> Handler<Dispose> for GroupActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, _: Dispose, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// sigver 20.x: a session is answered only when it sends `connect`.
+impl DialectRules for GroupState {
+    const KIND: &'static str = "sigver";
+    type Action = Action;
+
+    fn with_limits(limits: GroupLimits) -> Self {
+        GroupState::new(limits)
+    }
+
+    fn attached(&mut self, _: &str, peer: PeerId, favored: bool, _: &mut Vec<Action>) {
+        self.attach(peer, favored);
+    }
+
+    fn left(&mut self, peer: PeerId, out: &mut Vec<Action>) {
+        self.leave(peer, &mut GlobalIds, out);
+    }
+
+    fn outbound(key: &str, action: Action) -> (PeerId, Outbound) {
+        match action {
+            Action::Connected { to, member } => {
+                let frame = if member {
+                    &CONNECTED_TRUE
+                } else {
+                    &CONNECTED_FALSE
+                };
+                (to, Outbound::Frame(Bytes::clone(frame)))
+            }
+            Action::Content {
+                to,
+                sender_id,
+                recipient_id,
+                data,
+            } => (
+                to,
+                Outbound::Frame(codec::content(sender_id, recipient_id, data)),
+            ),
+            Action::Close { to, error } => {
+                tracing::info!(%key, peer = to, %error, "closing sigver peer");
+                (to, Outbound::Close(error))
+            }
+        }
     }
 }
 
@@ -238,45 +317,14 @@ impl Handler<FromPeer> for Group {
     type Result = ();
 
     fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
-        let peer = match &event {
-            FromPeer::Connect { peer, .. } | FromPeer::Content { peer, .. } => *peer,
-        };
-        if let Some(link) = self.links.get(&peer) {
-            link.handled();
-        }
         match event {
-            FromPeer::Connect { peer, id, members } => {
-                self.state
-                    .connect(peer, id, &members, &mut GlobalIds, &mut self.actions);
-                tracing::debug!(key = %self.key, peer, netflux_id = id, member = self.state.is_member(peer), "connect");
-            }
+            FromPeer::Connect { peer, id, members } => self.event(peer, |state, key, out| {
+                state.connect(peer, id, &members, &mut GlobalIds, out);
+                tracing::debug!(%key, peer, netflux_id = id, member = state.is_member(peer), "connect");
+            }),
             FromPeer::Content { peer, content } => {
-                self.state.content(peer, content, &mut self.actions)
+                self.event(peer, |state, _, out| state.content(peer, content, out))
             }
         }
-        self.carry_out();
-    }
-}
-
-impl Handler<Leave> for Group {
-    type Result = ();
-
-    fn handle(&mut self, leave: Leave, _: &mut Context<Self>) {
-        self.state
-            .leave(leave.peer, &mut GlobalIds, &mut self.actions);
-        self.carry_out();
-        if self.links.remove(&leave.peer).is_some()
-            && let Some(idle) = self.occupancy.detached::<Group>(&self.key)
-        {
-            self.supervisor.do_send(idle);
-        }
-    }
-}
-
-impl Handler<Dispose> for Group {
-    type Result = ();
-
-    fn handle(&mut self, _: Dispose, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }

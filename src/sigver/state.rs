@@ -3,7 +3,8 @@
 //! One [`GroupState`] holds everything sigver 20.x knows about the peers
 //! connected under one key: who is a member (in the order they became one),
 //! each peer's Netflux id, tried members and favored flag, and the bindings
-//! between joiners and members with their signaling ids. The group actor
+//! between joiners and members with their signaling ids (a [`Bindings`]
+//! table, which the legacy dialect keeps too). The group actor
 //! feeds it events (`attach`, `connect`, `content`, `leave`) and carries out
 //! the [`Action`]s it returns. Every rule of `spec/sigver.md` is here, so
 //! each is a unit test and the whole is property-tested.
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::error::{Refusal, SigverError};
+use crate::sigver::bindings::{Bindings, Hop, Leg};
 
 /// A connection, as numbered by the server (never sent on the wire).
 pub type PeerId = u64;
@@ -48,17 +50,6 @@ pub enum Action {
     Close { to: PeerId, error: SigverError },
 }
 
-/// A joiner's link to the member it connects through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Binding {
-    member: PeerId,
-    id: SignalingId,
-    /// joiner → member still relayed (not ended by `lastData`).
-    upstream_open: bool,
-    /// member → joiner still relayed.
-    downstream_open: bool,
-}
-
 #[derive(Debug, Clone, Default)]
 struct Peer {
     favored: bool,
@@ -67,10 +58,6 @@ struct Peer {
     /// Netflux ids of members this peer was bound to since it last became a
     /// member (sigver keys them by Netflux id, and so do we).
     tried: Vec<NetfluxId>,
-    /// Set while the peer is bound to a member.
-    binding: Option<Binding>,
-    /// Signaling ids of the joiners bound to this peer.
-    joiners: Vec<SignalingId>,
 }
 
 /// Limits the rules enforce.
@@ -101,8 +88,7 @@ pub struct GroupState {
     peers: HashMap<PeerId, Peer>,
     /// Members in the order they became members.
     members: Vec<PeerId>,
-    /// Signaling id → the joiner holding it.
-    routes: HashMap<SignalingId, PeerId>,
+    bindings: Bindings,
     limits: GroupLimits,
 }
 
@@ -133,6 +119,21 @@ pub fn choose_member<M: Copy, K: PartialEq>(
         tried.clear();
     }
     None
+}
+
+/// `content` along a binding: the member side's id is 0, the joiner's is
+/// the binding's. Empty `data` makes it an end-of-binding notice.
+fn relay(leg: Leg, data: Bytes) -> Action {
+    let (sender_id, recipient_id) = match leg.hop {
+        Hop::Up => (leg.id, 0),
+        Hop::Down => (0, leg.id),
+    };
+    Action::Content {
+        to: leg.to,
+        sender_id,
+        recipient_id,
+        data,
+    }
 }
 
 impl GroupState {
@@ -171,12 +172,12 @@ impl GroupState {
 
     /// The signaling id of the peer's current binding, if bound.
     pub fn binding_id(&self, peer: PeerId) -> Option<SignalingId> {
-        self.peers.get(&peer)?.binding.as_ref().map(|b| b.id)
+        self.bindings.of(peer).map(|b| b.id)
     }
 
     /// The member the peer is bound to, if bound.
     pub fn bound_member(&self, peer: PeerId) -> Option<PeerId> {
-        self.peers.get(&peer)?.binding.as_ref().map(|b| b.member)
+        self.bindings.of(peer).map(|b| b.member)
     }
 
     /// `connect {id, members}`: the four rules of the spec, in order.
@@ -248,7 +249,11 @@ impl GroupState {
         }
         match chosen {
             Some(member) => {
-                self.bind(peer, member, ids);
+                self.bindings.bind(peer, member, ids);
+                let member_id = self.peers.get(&member).and_then(|m| m.netflux_id);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.tried.extend(member_id);
+                }
                 out.push(Action::Connected {
                     to: peer,
                     member: false,
@@ -260,37 +265,18 @@ impl GroupState {
     }
 
     /// `content` from `peer`: to the joiner it names, else up to the member
-    /// the peer is bound to, else nowhere.
+    /// the peer is bound to, else nowhere. Addressed to one of the peer's
+    /// joiners, it goes to that joiner only (the Node server also copied it
+    /// up to the peer's own member; we do not).
     pub fn content(&mut self, peer: PeerId, content: ContentIn, out: &mut Vec<Action>) {
-        let recipient = content.recipient_id;
-        // Addressed to one of this peer's joiners: that joiner only (the Node
-        // server also copied it up to the peer's own member; we do not).
-        if recipient != 0
-            && let Some(&joiner) = self.routes.get(&recipient)
-            && let Some(binding) = self.peers.get_mut(&joiner).and_then(|j| j.binding.as_mut())
-            && binding.member == peer
-        {
-            if binding.downstream_open {
-                binding.downstream_open = !content.last_data;
-                out.push(Action::Content {
-                    to: joiner,
-                    sender_id: 0,
-                    recipient_id: recipient,
-                    data: content.data,
-                });
-            }
+        let Some((leg, binding)) = self.bindings.route(peer, content.recipient_id) else {
             return;
-        }
-        if let Some(binding) = self.peers.get_mut(&peer).and_then(|p| p.binding.as_mut())
-            && binding.upstream_open
-        {
-            binding.upstream_open = !content.last_data;
-            out.push(Action::Content {
-                to: binding.member,
-                sender_id: binding.id,
-                recipient_id: 0,
-                data: content.data,
-            });
+        };
+        if binding.is_open(leg.hop) {
+            if content.last_data {
+                binding.end(leg.hop);
+            }
+            out.push(relay(leg, content.data));
         }
     }
 
@@ -338,74 +324,14 @@ impl GroupState {
         self.members.retain(|&m| m != peer);
     }
 
-    /// Binds `joiner` to `member` under a fresh signaling id, silently
-    /// dropping its previous binding.
-    fn bind(&mut self, joiner: PeerId, member: PeerId, ids: &mut impl SignalingIds) {
-        self.unbind(joiner, ids);
-        let id = ids.allocate();
-        let member_netflux_id = self.peers.get(&member).and_then(|m| m.netflux_id);
-        if let Some(m) = self.peers.get_mut(&member) {
-            m.joiners.push(id);
-        }
-        if let Some(j) = self.peers.get_mut(&joiner) {
-            j.tried.extend(member_netflux_id);
-            j.binding = Some(Binding {
-                member,
-                id,
-                upstream_open: true,
-                downstream_open: true,
-            });
-        }
-        self.routes.insert(id, joiner);
-    }
-
-    /// Drops the joiner's binding without any notice; returns it.
-    fn unbind(&mut self, joiner: PeerId, ids: &mut impl SignalingIds) -> Option<Binding> {
-        let binding = self.peers.get_mut(&joiner)?.binding.take()?;
-        self.routes.remove(&binding.id);
-        ids.release(binding.id);
-        if let Some(m) = self.peers.get_mut(&binding.member) {
-            m.joiners.retain(|&j| j != binding.id);
-        }
-        Some(binding)
-    }
-
     /// Removes a peer entirely, sending the end-of-binding notices it owes.
     fn remove(&mut self, peer: PeerId, ids: &mut impl SignalingIds, out: &mut Vec<Action>) {
         if !self.peers.contains_key(&peer) {
             return;
         }
         self.demote(peer);
-        if let Some(binding) = self.unbind(peer, ids)
-            && binding.upstream_open
-        {
-            out.push(Action::Content {
-                to: binding.member,
-                sender_id: binding.id,
-                recipient_id: 0,
-                data: Bytes::new(),
-            });
-        }
-        let joiners = self
-            .peers
-            .get_mut(&peer)
-            .map(|p| std::mem::take(&mut p.joiners))
-            .unwrap_or_default();
-        for id in joiners {
-            let Some(&joiner) = self.routes.get(&id) else {
-                continue;
-            };
-            if let Some(binding) = self.unbind(joiner, ids)
-                && binding.downstream_open
-            {
-                out.push(Action::Content {
-                    to: joiner,
-                    sender_id: 0,
-                    recipient_id: id,
-                    data: Bytes::new(),
-                });
-            }
-        }
+        let owed = self.bindings.drop_peer(peer, ids);
+        out.extend(owed.into_iter().map(|leg| relay(leg, Bytes::new())));
         self.peers.remove(&peer);
     }
 }
@@ -413,25 +339,8 @@ impl GroupState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sigver::bindings::SeqIds;
     use std::collections::HashSet;
-
-    /// Deterministic ids 1, 2, 3, ... that also checks release discipline.
-    #[derive(Default)]
-    struct SeqIds {
-        next: u32,
-        live: HashSet<u32>,
-    }
-
-    impl SignalingIds for SeqIds {
-        fn allocate(&mut self) -> SignalingId {
-            self.next += 1;
-            assert!(self.live.insert(self.next));
-            self.next
-        }
-        fn release(&mut self, id: SignalingId) {
-            assert!(self.live.remove(&id), "released {id} twice");
-        }
-    }
 
     struct Fixture {
         g: GroupState,
@@ -780,14 +689,14 @@ mod tests {
                     let members: HashSet<_> = f.g.members.iter().copied().collect();
                     prop_assert_eq!(members.len(), f.g.members.len());
                     for m in &f.g.members { prop_assert!(f.g.is_member(*m)); }
-                    let bound: usize = f.g.peers.values().filter(|p| p.binding.is_some()).count();
-                    prop_assert_eq!(bound, f.g.routes.len());
+                    let bound: usize = f.g.peers.keys().filter(|&&p| f.g.bindings.of(p).is_some()).count();
+                    prop_assert_eq!(bound, f.g.bindings.routes().count());
                     prop_assert_eq!(bound, f.ids.live.len());
-                    for (id, joiner) in &f.g.routes {
-                        let b = f.g.peers[joiner].binding.as_ref().expect("route has binding");
-                        prop_assert_eq!(b.id, *id);
-                        prop_assert!(f.g.peers[&b.member].joiners.contains(id));
-                        prop_assert!(b.member != *joiner, "never bound to itself");
+                    for (id, joiner) in f.g.bindings.routes() {
+                        let b = f.g.bindings.of(joiner).expect("route has binding");
+                        prop_assert_eq!(b.id, id);
+                        prop_assert!(f.g.peers.contains_key(&b.member) && f.g.bindings.joiners_of(b.member).contains(&id));
+                        prop_assert!(b.member != joiner, "never bound to itself");
                     }
                 }
             }

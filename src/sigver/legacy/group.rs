@@ -1,27 +1,20 @@
-//! The actor of one key spoken in the legacy dialect: owns its
-//! [`LegacyGroupState`] and the send handles of every connection under it.
+//! The legacy dialect's side of the group actor: [`LegacyGroup`] is the
+//! shared [`GroupActor`] running [`LegacyGroupState`].
 //!
-//! It is the legacy twin of [`crate::sigver::group::Group`] and shares its
-//! plumbing: sessions attach through the supervisor with a [`PeerEntry`],
-//! send [`FromLegacyPeer`] events and a final [`Leave`]; frames go out
-//! through each session's bounded [`PeerLink`];
-//! idleness is reported with [`Occupancy`] so the supervisor disposes of
-//! the group. Unlike the current dialect, a peer is answered (`isFirst`) as
-//! soon as it attaches.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! Sessions attach through the supervisor, send [`FromLegacyPeer`] events
+//! and a final `Leave`; the actor pushes frames to each session's bounded
+//! queue and reports idleness so the supervisor disposes of the group. What
+//! is this dialect's own is here: its events, its frames, and that a peer is
+//! answered (`isFirst`) as soon as it attaches rather than when it asks.
 
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::observe::Stats;
-use crate::sigver::group::{Leave, Outbound, PeerEntry, PeerLink};
+use crate::sigver::group::{DialectRules, GroupActor, Outbound};
 use crate::sigver::ids::GlobalIds;
 use crate::sigver::legacy::codec::{self, IS_FIRST_FALSE, IS_FIRST_TRUE};
 use crate::sigver::legacy::state::{LegacyAction, LegacyGroupState, Payload};
 use crate::sigver::state::{GroupLimits, PeerId, SignalingId};
-use crate::supervisor::{Attach, Dispose, Occupancy, Room, RoomContext, RoomSupervisor};
 
 /// A decoded event from a peer of a legacy group.
 #[derive(Message, Debug)]
@@ -40,79 +33,45 @@ pub enum FromLegacyPeer {
     },
 }
 
-pub struct LegacyGroup {
-    key: Arc<str>,
-    state: LegacyGroupState,
-    links: HashMap<PeerId, PeerLink>,
-    occupancy: Occupancy,
-    supervisor: Addr<RoomSupervisor>,
-    stats: Arc<Stats>,
-    /// Reused between events so relaying allocates nothing here.
-    actions: Vec<LegacyAction>,
-}
+/// The actor of a key spoken in the legacy dialect.
+pub type LegacyGroup = GroupActor<LegacyGroupState>;
 
-impl LegacyGroup {
-    fn carry_out(&mut self) {
-        for action in self.actions.drain(..) {
-            let (to, out) = match action {
-                LegacyAction::IsFirst { to, first } => {
-                    let frame = if first {
-                        &IS_FIRST_TRUE
-                    } else {
-                        &IS_FIRST_FALSE
-                    };
-                    (to, Outbound::Frame(Bytes::clone(frame)))
-                }
-                LegacyAction::Content { to, id, payload } => {
-                    (to, Outbound::Frame(codec::content(id, payload)))
-                }
-                LegacyAction::Close { to, error } => {
-                    tracing::info!(key = %self.key, peer = to, %error, "closing legacy sigver peer");
-                    (to, Outbound::Close(error))
-                }
-            };
-            if let Some(link) = self.links.get(&to) {
-                link.push(out, &self.stats);
+/// sigver 18.x: a session is answered (`isFirst`) as soon as it attaches.
+impl DialectRules for LegacyGroupState {
+    const KIND: &'static str = "sigver-legacy";
+    type Action = LegacyAction;
+
+    fn with_limits(limits: GroupLimits) -> Self {
+        LegacyGroupState::new(limits)
+    }
+
+    fn attached(&mut self, key: &str, peer: PeerId, favored: bool, out: &mut Vec<LegacyAction>) {
+        self.attach(peer, favored, &mut GlobalIds, out);
+        tracing::debug!(%key, peer, first = self.is_member(peer), "legacy peer attached");
+    }
+
+    fn left(&mut self, peer: PeerId, out: &mut Vec<LegacyAction>) {
+        self.leave(peer, &mut GlobalIds, out);
+    }
+
+    fn outbound(key: &str, action: LegacyAction) -> (PeerId, Outbound) {
+        match action {
+            LegacyAction::IsFirst { to, first } => {
+                let frame = if first {
+                    &IS_FIRST_TRUE
+                } else {
+                    &IS_FIRST_FALSE
+                };
+                (to, Outbound::Frame(Bytes::clone(frame)))
+            }
+            LegacyAction::Content { to, id, payload } => {
+                (to, Outbound::Frame(codec::content(id, payload)))
+            }
+            LegacyAction::Close { to, error } => {
+                tracing::info!(%key, peer = to, %error, "closing legacy sigver peer");
+                (to, Outbound::Close(error))
             }
         }
-    }
-}
-
-impl Actor for LegacyGroup {
-    type Context = Context<Self>;
-}
-
-impl Room for LegacyGroup {
-    const KIND: &'static str = "sigver-legacy";
-    type Member = PeerEntry;
-
-    fn new_room(key: Arc<str>, ctx: RoomContext) -> Self {
-        let limits = GroupLimits {
-            max_members: ctx.settings.limits.max_members_per_room,
-        };
-        Self {
-            key,
-            state: LegacyGroupState::new(limits),
-            links: HashMap::new(),
-            occupancy: Occupancy::default(),
-            supervisor: ctx.supervisor,
-            stats: ctx.stats,
-            actions: Vec::new(),
-        }
-    }
-}
-
-impl Handler<Attach<LegacyGroup>> for LegacyGroup {
-    type Result = ();
-
-    fn handle(&mut self, attach: Attach<LegacyGroup>, _: &mut Context<Self>) {
-        let PeerEntry { id, favored, link } = attach.member;
-        self.occupancy.attached();
-        self.links.insert(id, link);
-        self.state
-            .attach(id, favored, &mut GlobalIds, &mut self.actions);
-        tracing::debug!(key = %self.key, peer = id, first = self.state.is_member(id), "legacy peer attached");
-        self.carry_out();
     }
 }
 
@@ -120,52 +79,18 @@ impl Handler<FromLegacyPeer> for LegacyGroup {
     type Result = ();
 
     fn handle(&mut self, event: FromLegacyPeer, _: &mut Context<Self>) {
-        let peer = match &event {
-            FromLegacyPeer::Stable { peer }
-            | FromLegacyPeer::TryAnother { peer }
-            | FromLegacyPeer::Content { peer, .. } => *peer,
-        };
-        if let Some(link) = self.links.get(&peer) {
-            link.handled();
-        }
         match event {
-            FromLegacyPeer::Stable { peer } => {
-                self.state.stable(peer, &mut GlobalIds, &mut self.actions);
-                tracing::debug!(key = %self.key, peer, "stable");
-            }
-            FromLegacyPeer::TryAnother { peer } => {
-                self.state
-                    .try_another(peer, &mut GlobalIds, &mut self.actions);
-                tracing::debug!(key = %self.key, peer, member = ?self.state.bound_member(peer), "tryAnother");
-            }
-            FromLegacyPeer::Content { peer, id, payload } => {
-                self.state
-                    .content(peer, id, payload, &mut GlobalIds, &mut self.actions)
-            }
+            FromLegacyPeer::Stable { peer } => self.event(peer, |state, key, out| {
+                state.stable(peer, &mut GlobalIds, out);
+                tracing::debug!(%key, peer, "stable");
+            }),
+            FromLegacyPeer::TryAnother { peer } => self.event(peer, |state, key, out| {
+                state.try_another(peer, &mut GlobalIds, out);
+                tracing::debug!(%key, peer, member = ?state.bound_member(peer), "tryAnother");
+            }),
+            FromLegacyPeer::Content { peer, id, payload } => self.event(peer, |state, _, out| {
+                state.content(peer, id, payload, &mut GlobalIds, out)
+            }),
         }
-        self.carry_out();
-    }
-}
-
-impl Handler<Leave> for LegacyGroup {
-    type Result = ();
-
-    fn handle(&mut self, leave: Leave, _: &mut Context<Self>) {
-        self.state
-            .leave(leave.peer, &mut GlobalIds, &mut self.actions);
-        self.carry_out();
-        if self.links.remove(&leave.peer).is_some()
-            && let Some(idle) = self.occupancy.detached::<LegacyGroup>(&self.key)
-        {
-            self.supervisor.do_send(idle);
-        }
-    }
-}
-
-impl Handler<Dispose> for LegacyGroup {
-    type Result = ();
-
-    fn handle(&mut self, _: Dispose, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }

@@ -7,8 +7,9 @@
 //! group actor feeds it events (`attach` when a socket opens, `stable`,
 //! `try_another`, `content`, `leave`) and carries out the [`LegacyAction`]s
 //! it returns. Member selection ([`choose_member`]), route ids
-//! ([`SignalingIds`]) and limits ([`GroupLimits`]) are the current dialect's;
-//! the messages and the moments of decision are this dialect's own.
+//! ([`SignalingIds`]), limits ([`GroupLimits`]) and the binding table
+//! ([`Bindings`]) are shared with the current dialect; the messages and the
+//! moments of decision are this dialect's own.
 //!
 //! Choices where sigver 18.x gives no rule or a wrong one (see the spec's
 //! "Details of the legacy dialect"):
@@ -26,6 +27,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::error::{Refusal, SigverError};
+use crate::sigver::bindings::{Bindings, Hop, Leg};
 use crate::sigver::state::{GroupLimits, PeerId, SignalingId, SignalingIds, choose_member};
 
 /// What a `content` carries. A `content` with nothing set never gets here:
@@ -55,37 +57,6 @@ pub enum LegacyAction {
     Close { to: PeerId, error: SigverError },
 }
 
-/// A joiner's link to the member it connects through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Binding {
-    member: PeerId,
-    /// The route id: how the member sees and addresses this joiner.
-    id: SignalingId,
-    /// joiner → member still relayed.
-    upstream_open: bool,
-    /// member → joiner still relayed.
-    downstream_open: bool,
-}
-
-impl Binding {
-    /// Records what relaying `payload` in one direction ends.
-    fn relayed(&mut self, upstream: bool, payload: &Payload) {
-        match payload {
-            Payload::Data(_) => {}
-            Payload::IsEnd if upstream => self.upstream_open = false,
-            Payload::IsEnd => self.downstream_open = false,
-            Payload::IsError => {
-                self.upstream_open = false;
-                self.downstream_open = false;
-            }
-        }
-    }
-
-    fn finished(&self) -> bool {
-        !self.upstream_open && !self.downstream_open
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 struct Peer {
     favored: bool,
@@ -94,10 +65,6 @@ struct Peer {
     /// connection (sigver 18.x keyed them by the member's own route id,
     /// which first members do not have).
     tried: Vec<PeerId>,
-    /// Set while the peer is bound to a member.
-    binding: Option<Binding>,
-    /// Route ids of the joiners bound to this peer.
-    joiners: Vec<SignalingId>,
 }
 
 #[derive(Debug, Default)]
@@ -105,9 +72,22 @@ pub struct LegacyGroupState {
     peers: HashMap<PeerId, Peer>,
     /// Members in the order they became members; empty means "no group".
     members: Vec<PeerId>,
-    /// Route id → the joiner holding it.
-    routes: HashMap<SignalingId, PeerId>,
+    bindings: Bindings,
     limits: GroupLimits,
+}
+
+/// `content` along a binding: it names the joiner's route id going up to
+/// the member, 0 going down.
+fn relay(leg: Leg, payload: Payload) -> LegacyAction {
+    let id = match leg.hop {
+        Hop::Up => leg.id,
+        Hop::Down => 0,
+    };
+    LegacyAction::Content {
+        to: leg.to,
+        id,
+        payload,
+    }
 }
 
 impl LegacyGroupState {
@@ -177,36 +157,24 @@ impl LegacyGroupState {
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction>,
     ) {
-        if id != 0
-            && let Some(&joiner) = self.routes.get(&id)
-            && let Some(binding) = self.peers.get_mut(&joiner).and_then(|j| j.binding.as_mut())
-            && binding.member == peer
-        {
-            if binding.downstream_open {
-                binding.relayed(false, &payload);
-                out.push(LegacyAction::Content {
-                    to: joiner,
-                    id: 0,
-                    payload,
-                });
-                if binding.finished() {
-                    self.unbind(joiner, ids);
-                }
-            }
+        let Some((leg, binding)) = self.bindings.route(peer, id) else {
+            return;
+        };
+        if !binding.is_open(leg.hop) {
             return;
         }
-        if let Some(binding) = self.peers.get_mut(&peer).and_then(|p| p.binding.as_mut())
-            && binding.upstream_open
-        {
-            binding.relayed(true, &payload);
-            out.push(LegacyAction::Content {
-                to: binding.member,
-                id: binding.id,
-                payload,
-            });
-            if binding.finished() {
-                self.unbind(peer, ids);
+        match payload {
+            Payload::Data(_) => {}
+            Payload::IsEnd => binding.end(leg.hop),
+            Payload::IsError => {
+                binding.end(Hop::Up);
+                binding.end(Hop::Down);
             }
+        }
+        let finished = binding.finished();
+        out.push(relay(leg, payload));
+        if finished && let Some(joiner) = self.bindings.joiner_of(leg.id) {
+            self.bindings.unbind(joiner, ids);
         }
     }
 
@@ -235,12 +203,12 @@ impl LegacyGroupState {
 
     /// The route id of the peer's current binding, if bound.
     pub fn binding_id(&self, peer: PeerId) -> Option<SignalingId> {
-        self.peers.get(&peer)?.binding.as_ref().map(|b| b.id)
+        self.bindings.of(peer).map(|b| b.id)
     }
 
     /// The member the peer is bound to, if bound.
     pub fn bound_member(&self, peer: PeerId) -> Option<PeerId> {
-        self.peers.get(&peer)?.binding.as_ref().map(|b| b.member)
+        self.bindings.of(peer).map(|b| b.member)
     }
 
     /// The decision of sigver 18.x on open and on `tryAnother`, in order:
@@ -299,7 +267,10 @@ impl LegacyGroupState {
         }
         match chosen {
             Some(member) => {
-                self.bind(peer, member, ids);
+                self.bindings.bind(peer, member, ids);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.tried.push(member);
+                }
                 out.push(LegacyAction::IsFirst {
                     to: peer,
                     first: false,
@@ -371,67 +342,12 @@ impl LegacyGroupState {
         true
     }
 
-    /// Binds `joiner` to `member` under a fresh route id, silently dropping
-    /// its previous binding.
-    fn bind(&mut self, joiner: PeerId, member: PeerId, ids: &mut impl SignalingIds) {
-        self.unbind(joiner, ids);
-        let id = ids.allocate();
-        if let Some(m) = self.peers.get_mut(&member) {
-            m.joiners.push(id);
-        }
-        if let Some(j) = self.peers.get_mut(&joiner) {
-            j.tried.push(member);
-            j.binding = Some(Binding {
-                member,
-                id,
-                upstream_open: true,
-                downstream_open: true,
-            });
-        }
-        self.routes.insert(id, joiner);
-    }
-
-    /// Drops the joiner's binding without any notice; returns it.
-    fn unbind(&mut self, joiner: PeerId, ids: &mut impl SignalingIds) -> Option<Binding> {
-        let binding = self.peers.get_mut(&joiner)?.binding.take()?;
-        self.routes.remove(&binding.id);
-        ids.release(binding.id);
-        if let Some(m) = self.peers.get_mut(&binding.member) {
-            m.joiners.retain(|&j| j != binding.id);
-        }
-        Some(binding)
-    }
-
     /// Removes a peer entirely; the other side of each of its bindings gets
     /// `isError` unless that direction was already ended.
     fn remove(&mut self, peer: PeerId, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction>) {
         self.members.retain(|&m| m != peer);
-        if let Some(binding) = self.unbind(peer, ids)
-            && binding.upstream_open
-        {
-            out.push(LegacyAction::Content {
-                to: binding.member,
-                id: binding.id,
-                payload: Payload::IsError,
-            });
-        }
-        let joiners = self
-            .peers
-            .get_mut(&peer)
-            .map(|p| std::mem::take(&mut p.joiners))
-            .unwrap_or_default();
-        for id in joiners {
-            if let Some(&joiner) = self.routes.get(&id)
-                && let Some(binding) = self.unbind(joiner, ids)
-                && binding.downstream_open
-            {
-                out.push(LegacyAction::Content {
-                    to: joiner,
-                    id: 0,
-                    payload: Payload::IsError,
-                });
-            }
-        }
+        let owed = self.bindings.drop_peer(peer, ids);
+        out.extend(owed.into_iter().map(|leg| relay(leg, Payload::IsError)));
         self.peers.remove(&peer);
     }
 }
@@ -439,25 +355,8 @@ impl LegacyGroupState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sigver::bindings::SeqIds;
     use std::collections::HashSet;
-
-    /// Deterministic route ids 1, 2, 3, ... that also check release discipline.
-    #[derive(Default)]
-    struct SeqIds {
-        next: u32,
-        live: HashSet<u32>,
-    }
-
-    impl SignalingIds for SeqIds {
-        fn allocate(&mut self) -> SignalingId {
-            self.next += 1;
-            assert!(self.live.insert(self.next));
-            self.next
-        }
-        fn release(&mut self, id: SignalingId) {
-            assert!(self.live.remove(&id), "released {id} twice");
-        }
-    }
 
     #[derive(Default)]
     struct Fixture {
@@ -871,19 +770,19 @@ mod tests {
                         }
                         Op::Send(p, r, k) => {
                             // Half the time, a route id that is live.
-                            let mut routes: Vec<_> = f.g.routes.keys().copied().collect();
+                            let mut routes: Vec<_> = f.g.bindings.routes().map(|(id, _)| id).collect();
                             routes.sort_unstable();
                             let id = if r < 6 && !routes.is_empty() { routes[r as usize % routes.len()] } else { u32::from(r) };
                             let p = PeerId::from(p);
                             // The model: to the sender's own joiner named by
                             // `id` (if that direction is open), else up to
                             // its member (if open), else nowhere.
-                            let own_joiner = f.g.routes.get(&id).copied().filter(|j| {
-                                id != 0 && f.g.peers[j].binding.as_ref().is_some_and(|b| b.member == p)
+                            let own_joiner = f.g.bindings.joiner_of(id).filter(|&j| {
+                                id != 0 && f.g.bindings.of(j).is_some_and(|b| b.member == p)
                             });
                             let expected = match own_joiner {
-                                Some(j) => f.g.peers[&j].binding.as_ref().filter(|b| b.downstream_open).map(|_| (j, 0)),
-                                None => f.g.peers.get(&p).and_then(|q| q.binding.as_ref()).filter(|b| b.upstream_open).map(|b| (b.member, b.id)),
+                                Some(j) => f.g.bindings.of(j).filter(|b| b.downstream_open).map(|_| (j, 0)),
+                                None => f.g.bindings.of(p).filter(|b| b.upstream_open).map(|b| (b.member, b.id)),
                             };
                             let actions = f.send(p, id, payload(k));
                             let expected: Vec<_> = expected.into_iter().map(|(to, id)| LegacyAction::Content { to, id, payload: payload(k) }).collect();
@@ -924,16 +823,16 @@ mod tests {
                         prop_assert!(alive.contains(m));
                     }
                     prop_assert_eq!(f.g.peers.len(), alive.len(), "state holds exactly the live peers");
-                    let bound = f.g.peers.values().filter(|p| p.binding.is_some()).count();
-                    prop_assert_eq!(bound, f.g.routes.len());
+                    let bound = f.g.peers.keys().filter(|&&p| f.g.bindings.of(p).is_some()).count();
+                    prop_assert_eq!(bound, f.g.bindings.routes().count());
                     prop_assert_eq!(bound, f.ids.live.len(), "route ids held = bindings");
-                    let joiner_ids: usize = f.g.peers.values().map(|p| p.joiners.len()).sum();
+                    let joiner_ids: usize = f.g.peers.keys().map(|&p| f.g.bindings.joiners_of(p).len()).sum();
                     prop_assert_eq!(joiner_ids, bound);
-                    for (id, joiner) in &f.g.routes {
-                        let b = f.g.peers[joiner].binding.as_ref().expect("route has a binding");
-                        prop_assert_eq!(b.id, *id);
-                        prop_assert!(b.member != *joiner, "never bound to itself");
-                        prop_assert!(f.g.peers[&b.member].joiners.contains(id));
+                    for (id, joiner) in f.g.bindings.routes() {
+                        let b = f.g.bindings.of(joiner).expect("route has a binding");
+                        prop_assert_eq!(b.id, id);
+                        prop_assert!(b.member != joiner, "never bound to itself");
+                        prop_assert!(f.g.peers.contains_key(&b.member) && f.g.bindings.joiners_of(b.member).contains(&id));
                         prop_assert!(!b.finished(), "finished bindings are forgotten");
                     }
                     for p in f.g.peers.values() {

@@ -1,0 +1,249 @@
+//! The bindings of one group: which joiner is bound to which member, under
+//! which id, and which of the two directions still relay.
+//!
+//! Both dialects keep exactly this table (sigver 20.x calls the id a
+//! signaling id, sigver 18.x a route id); they differ only in what they tell
+//! peers about it. So the table tells no one anything: it answers where
+//! content goes and whom a departing peer owes an end notice, and each
+//! dialect's state turns that into its own messages. Pure, like the states
+//! that own it.
+
+use std::collections::HashMap;
+
+use crate::sigver::state::{PeerId, SignalingId, SignalingIds};
+
+/// Which way content travels along a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// From the member down to the joiner.
+    Down,
+    /// From the joiner up to its member.
+    Up,
+}
+
+/// A joiner's link to the member it connects through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub member: PeerId,
+    /// How the member sees and addresses the joiner.
+    pub id: SignalingId,
+    /// joiner → member still relayed.
+    pub upstream_open: bool,
+    /// member → joiner still relayed.
+    pub downstream_open: bool,
+}
+
+impl Binding {
+    pub fn is_open(&self, hop: Hop) -> bool {
+        match hop {
+            Hop::Up => self.upstream_open,
+            Hop::Down => self.downstream_open,
+        }
+    }
+
+    /// Stops relaying in one direction.
+    pub fn end(&mut self, hop: Hop) {
+        match hop {
+            Hop::Up => self.upstream_open = false,
+            Hop::Down => self.downstream_open = false,
+        }
+    }
+
+    /// Both directions have ended.
+    pub fn finished(&self) -> bool {
+        !self.upstream_open && !self.downstream_open
+    }
+}
+
+/// One way along a binding: to the peer `to`, going `hop`, on the binding
+/// whose id is `id`. Each dialect writes it as its own message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leg {
+    pub to: PeerId,
+    pub hop: Hop,
+    pub id: SignalingId,
+}
+
+impl Leg {
+    pub fn new(to: PeerId, hop: Hop, id: SignalingId) -> Self {
+        Self { to, hop, id }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Bindings {
+    by_joiner: HashMap<PeerId, Binding>,
+    /// Member → the ids of its joiners, in the order they were bound.
+    joiners: HashMap<PeerId, Vec<SignalingId>>,
+    /// Id → the joiner holding it.
+    routes: HashMap<SignalingId, PeerId>,
+}
+
+impl Bindings {
+    /// Binds `joiner` to `member` under a fresh id, silently dropping its
+    /// previous binding.
+    pub fn bind(&mut self, joiner: PeerId, member: PeerId, ids: &mut impl SignalingIds) {
+        self.unbind(joiner, ids);
+        let id = ids.allocate();
+        self.joiners.entry(member).or_default().push(id);
+        let binding = Binding {
+            member,
+            id,
+            upstream_open: true,
+            downstream_open: true,
+        };
+        self.by_joiner.insert(joiner, binding);
+        self.routes.insert(id, joiner);
+    }
+
+    /// Drops the joiner's binding without any notice and releases its id;
+    /// returns it.
+    pub fn unbind(&mut self, joiner: PeerId, ids: &mut impl SignalingIds) -> Option<Binding> {
+        let binding = self.by_joiner.remove(&joiner)?;
+        self.routes.remove(&binding.id);
+        ids.release(binding.id);
+        if let Some(joiners) = self.joiners.get_mut(&binding.member) {
+            joiners.retain(|&id| id != binding.id);
+            if joiners.is_empty() {
+                self.joiners.remove(&binding.member);
+            }
+        }
+        Some(binding)
+    }
+
+    /// The joiner's current binding.
+    pub fn of(&self, joiner: PeerId) -> Option<&Binding> {
+        self.by_joiner.get(&joiner)
+    }
+
+    /// The joiner holding `id`.
+    pub fn joiner_of(&self, id: SignalingId) -> Option<PeerId> {
+        self.routes.get(&id).copied()
+    }
+
+    /// The ids of the joiners bound to `member`, in the order they were bound.
+    pub fn joiners_of(&self, member: PeerId) -> &[SignalingId] {
+        self.joiners.get(&member).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every live id with the joiner holding it.
+    pub fn routes(&self) -> impl Iterator<Item = (SignalingId, PeerId)> + '_ {
+        self.routes.iter().map(|(&id, &joiner)| (id, joiner))
+    }
+
+    /// Where content `peer` sends naming `id` goes, and the binding it
+    /// travels along: down to the joiner `id` names if it is one of the
+    /// peer's own joiners, else up the peer's own binding.
+    pub fn route(&mut self, peer: PeerId, id: SignalingId) -> Option<(Leg, &mut Binding)> {
+        if id != 0
+            && let Some(joiner) = self.joiner_of(id)
+            && self.of(joiner).is_some_and(|b| b.member == peer)
+        {
+            let binding = self.by_joiner.get_mut(&joiner)?;
+            return Some((Leg::new(joiner, Hop::Down, id), binding));
+        }
+        let binding = self.by_joiner.get_mut(&peer)?;
+        Some((Leg::new(binding.member, Hop::Up, binding.id), binding))
+    }
+
+    /// Drops every binding `peer` is part of, as it leaves; returns the
+    /// legs that owe an end notice, those still open from the peer: up to
+    /// its member first, then down to its joiners in the order they were
+    /// bound.
+    pub fn drop_peer(&mut self, peer: PeerId, ids: &mut impl SignalingIds) -> Vec<Leg> {
+        let mut owed = Vec::new();
+        if let Some(binding) = self.unbind(peer, ids)
+            && binding.upstream_open
+        {
+            owed.push(Leg::new(binding.member, Hop::Up, binding.id));
+        }
+        for id in self.joiners.remove(&peer).unwrap_or_default() {
+            if let Some(joiner) = self.joiner_of(id)
+                && let Some(binding) = self.unbind(joiner, ids)
+                && binding.downstream_open
+            {
+                owed.push(Leg::new(joiner, Hop::Down, id));
+            }
+        }
+        owed
+    }
+}
+
+/// Deterministic ids 1, 2, 3, ... that also check release discipline.
+#[cfg(test)]
+#[derive(Default)]
+pub struct SeqIds {
+    next: u32,
+    pub live: std::collections::HashSet<u32>,
+}
+
+#[cfg(test)]
+impl SignalingIds for SeqIds {
+    fn allocate(&mut self) -> SignalingId {
+        self.next += 1;
+        assert!(self.live.insert(self.next));
+        self.next
+    }
+    fn release(&mut self, id: SignalingId) {
+        assert!(self.live.remove(&id), "released {id} twice");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebinding_drops_the_old_id_everywhere() {
+        let (mut b, mut ids) = (Bindings::default(), SeqIds::default());
+        b.bind(10, 1, &mut ids);
+        b.bind(10, 2, &mut ids);
+        assert_eq!(b.of(10).map(|b| (b.member, b.id)), Some((2, 2)));
+        assert_eq!(b.joiner_of(1), None);
+        assert_eq!(b.joiners_of(1), &[] as &[SignalingId]);
+        assert_eq!(b.joiners_of(2), &[2]);
+        assert_eq!(ids.live.len(), 1);
+        assert_eq!(b.unbind(10, &mut ids).map(|b| b.id), Some(2));
+        assert!(ids.live.is_empty() && b.routes().next().is_none());
+    }
+
+    #[test]
+    fn content_goes_down_to_own_joiners_only_else_up() {
+        let (mut b, mut ids) = (Bindings::default(), SeqIds::default());
+        b.bind(10, 1, &mut ids); // id 1
+        b.bind(1, 2, &mut ids); // id 2: the member 1 is itself bound to 2
+        b.bind(20, 2, &mut ids); // id 3
+        let hop = |b: &mut Bindings, peer, id| b.route(peer, id).map(|(leg, _)| (leg.hop, leg.to));
+        assert_eq!(hop(&mut b, 1, 1), Some((Hop::Down, 10)));
+        assert_eq!(hop(&mut b, 1, 3), Some((Hop::Up, 2)), "not its joiner");
+        assert_eq!(hop(&mut b, 1, 0), Some((Hop::Up, 2)));
+        assert_eq!(hop(&mut b, 2, 3), Some((Hop::Down, 20)));
+        assert_eq!(hop(&mut b, 2, 9), None, "unbound and no such joiner");
+    }
+
+    #[test]
+    fn a_departing_peer_owes_notices_on_open_directions_only() {
+        let (mut b, mut ids) = (Bindings::default(), SeqIds::default());
+        b.bind(1, 9, &mut ids); // id 1: peer 1's own binding
+        b.bind(10, 1, &mut ids); // id 2
+        b.bind(11, 1, &mut ids); // id 3
+        b.bind(12, 1, &mut ids); // id 4
+        b.route(1, 3).expect("joiner 11").1.end(Hop::Down);
+        assert_eq!(
+            b.drop_peer(1, &mut ids),
+            vec![
+                Leg::new(9, Hop::Up, 1),
+                Leg::new(10, Hop::Down, 2),
+                Leg::new(12, Hop::Down, 4),
+            ]
+        );
+        assert!(ids.live.is_empty(), "every id released");
+        assert!(b.by_joiner.is_empty() && b.joiners.is_empty() && b.routes.is_empty());
+        b.bind(2, 9, &mut ids);
+        b.route(2, 0).expect("bound").1.end(Hop::Up);
+        assert!(
+            b.drop_peer(2, &mut ids).is_empty(),
+            "upstream already ended"
+        );
+    }
+}
