@@ -16,7 +16,6 @@
 #   E2E_SCREENSHOTS  folder for screenshots and sigway logs (default tests/e2e/screenshots)
 #   E2E_SIGWAY_BIN   use this sigway binary instead of building one
 #   E2E_TIMEOUT      seconds allowed for the run inside the namespace (default 540)
-#   E2E_STRICT=1     known server issues fail the run (see README.md)
 #   SIGWAY_*         passed on to both sigways (e.g. SIGWAY_SIGVER__HEARTBEAT_MAX_MISSED=1)
 set -euo pipefail
 
