@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
+use crate::observe::Stats;
 use crate::server::Shared;
 use crate::sigver::codec::{self, Inbound};
 use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry, PeerLink, SessionSide};
@@ -282,8 +283,6 @@ pub async fn run<D: Dialect>(
     )
     .await;
 }
-
-use crate::observe::Stats;
 
 enum Ending {
     /// Close with this protocol error's code.
