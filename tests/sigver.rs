@@ -515,3 +515,40 @@ async fn a_client_flooding_requests_is_slowed_down_not_cut_off() {
         assert_eq!(flood.recv().await, Type::Connected(false), "answer {i}");
     }
 }
+
+#[tokio::test]
+async fn a_client_whose_queue_overflowed_is_closed_with_4745_once_it_reads() {
+    let mut settings = test_settings();
+    settings.limits.outbound_queue = 4;
+    // A write may stall for one heartbeat period before the socket is
+    // given up for dead; keep that longer than this test's pause.
+    settings.sigver.heartbeat_interval_ms = 30_000;
+    let server = start(settings);
+    let mut a = Peer::open(&server, "/k").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&server, "/k").await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"hi", false).await;
+    let (s, _, _) = a.recv_content().await;
+    // B does not read while A sends it far more than the socket buffers hold.
+    let chunk = vec![7u8; 256 * 1024];
+    for _ in 0..200 {
+        a.content(0, s, &chunk, false).await;
+    }
+    // When B reads again it finds what was queued, then the close.
+    let mut close = None;
+    for _ in 0..1000 {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut b.ws)).await {
+            Ok(Some(Ok(Ws::Binary(_)))) => {}
+            Ok(Some(Ok(Ws::Close(Some(frame))))) => {
+                close = Some((u16::from(frame.code), frame.reason.to_string()));
+                break;
+            }
+            other => panic!("expected frames then a 4745 close, got {other:?}"),
+        }
+    }
+    let (code, reason) = close.expect("a close within 1000 frames");
+    assert_eq!(code, 4745);
+    assert!(reason.contains("does not read"), "{reason}");
+    assert_eq!(a.recv_content().await, (s, 0, vec![]), "B's binding ended");
+}
