@@ -406,28 +406,42 @@ async fn member_limit_closes_the_extra_member_with_1013() {
     assert!(reason.contains("room full"), "{reason}");
 }
 
+/// A member A and a joiner B bound to it, on a server whose queues hold
+/// A member A and a joiner B bound to it; returns B's signaling id too.
+async fn bound_pair(
+    settings: sigway::config::Settings,
+) -> (sigway::server::BackgroundServer, Peer, Peer, u32) {
+    let server = start(settings);
+    let mut a = Peer::open(&server, "/k").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&server, "/k").await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"hi", false).await;
+    let (s, _, _) = a.recv_content().await;
+    (server, a, b, s)
+}
+
+/// A sends B `chunks` frames of 256 KiB, far more than socket buffers hold.
+async fn flood(a: &mut Peer, s: u32, chunks: usize) {
+    let chunk = vec![7u8; 256 * 1024];
+    let sending = async {
+        for _ in 0..chunks {
+            a.content(0, s, &chunk, false).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), sending)
+        .await
+        .expect("the sender is not blocked by a slow recipient");
+}
+
 #[tokio::test]
 async fn a_client_that_does_not_read_is_cut_off_and_others_continue() {
     let mut settings = test_settings();
     settings.limits.outbound_queue = 4;
     settings.sigver.heartbeat_interval_ms = 1000;
-    let server = start(settings);
-    let mut a = Peer::open(&server, "/k").await;
-    assert!(a.connect(1, &[]).await);
-    let mut reader_less = Peer::open(&server, "/k").await;
-    assert!(!reader_less.connect(2, &[]).await);
-    reader_less.content(0, 0, b"hi", false).await;
-    let (s, _, _) = a.recv_content().await;
-    // A floods B, which never reads: B must be dropped, not buffered forever.
-    let chunk = vec![7u8; 256 * 1024];
-    let flood = async {
-        for _ in 0..400 {
-            a.content(0, s, &chunk, false).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), flood)
-        .await
-        .expect("flood is not blocked by B");
+    let (server, mut a, _reader_less, s) = bound_pair(settings).await;
+    // B never reads: it must be dropped, not buffered forever.
+    flood(&mut a, s, 400).await;
     let stats = reqwest::get(server.http_url("/stats"))
         .await
         .expect("stats")
@@ -523,18 +537,9 @@ async fn a_client_whose_queue_overflowed_is_closed_with_4745_once_it_reads() {
     // A write may stall for one heartbeat period before the socket is
     // given up for dead; keep that longer than this test's pause.
     settings.sigver.heartbeat_interval_ms = 30_000;
-    let server = start(settings);
-    let mut a = Peer::open(&server, "/k").await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&server, "/k").await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"hi", false).await;
-    let (s, _, _) = a.recv_content().await;
-    // B does not read while A sends it far more than the socket buffers hold.
-    let chunk = vec![7u8; 256 * 1024];
-    for _ in 0..200 {
-        a.content(0, s, &chunk, false).await;
-    }
+    let (_server, mut a, mut b, s) = bound_pair(settings).await;
+    // B does not read while A floods it.
+    flood(&mut a, s, 200).await;
     // When B reads again it finds what was queued, then the close.
     let mut close = None;
     for _ in 0..1000 {

@@ -246,6 +246,20 @@ pub fn error_notice(user_id: &str, room_id: &str, error: &VidereError) -> ByteSt
     notice("error", user_id, room_id, &error.reason())
 }
 
+/// A well-formed packet for unit tests of the modules that consume packets.
+#[cfg(test)]
+pub(crate) fn test_packet(event: &str, user: &str, room: &str) -> Packet {
+    let text = serde_json::json!({
+        "Header": {"Event": event, "UserId": user, "RoomId": room},
+        "Payload": "{}",
+    })
+    .to_string();
+    match parse(text.into(), 1 << 20) {
+        Ok(packet) => packet,
+        Err(rejected) => panic!("test packet rejected: {rejected:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

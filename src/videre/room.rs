@@ -292,14 +292,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn packet(event: &str, user: &str, room: &str) -> Packet {
-        let text = serde_json::json!({
-            "Header": {"Event": event, "UserId": user, "RoomId": room},
-            "Payload": "{}",
-        })
-        .to_string();
-        packet::parse(text.into(), 1 << 20).expect("valid packet")
-    }
+    use crate::videre::packet::test_packet as packet;
 
     fn payload(text: &ByteString) -> String {
         let value: serde_json::Value = serde_json::from_str(text).expect("json");

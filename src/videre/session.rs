@@ -342,14 +342,7 @@ impl SockjsSession for VidereSession {
 mod tests {
     use super::*;
 
-    fn packet(event: &str, user: &str, room: &str) -> Packet {
-        let text = serde_json::json!({
-            "Header": {"Event": event, "UserId": user, "RoomId": room},
-            "Payload": "{}",
-        })
-        .to_string();
-        packet::parse(text.into(), 1 << 20).expect("valid packet")
-    }
+    use crate::videre::packet::test_packet as packet;
 
     fn joined(room: &str, user: &str, handle: u32) -> Membership<u32> {
         Membership {
