@@ -17,7 +17,7 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 
 run_sigver_scenarios() { # port label pid
-  local load="target/release/examples/load --url ws://127.0.0.1:$1 --seconds $secs"
+  local load="target/release/examples/load --url ws://127.0.0.1:$1 --seconds $secs --server-pid $3"
   echo "## $2"
   $load relay --pairs 100 --size 100
   $load rtt --pairs 100 --size 100
@@ -32,7 +32,7 @@ pid=$!; pids+=("$pid")
 wait_port "$port"
 echo "# $(target/release/sigway -V), $(nproc) cores, $(date -u +%F)"
 run_sigver_scenarios "$port" "sigway" "$pid"
-target/release/examples/load --url "ws://127.0.0.1:$port" --seconds "$secs" videre --rooms 25 --users 4
+target/release/examples/load --url "ws://127.0.0.1:$port" --seconds "$secs" --server-pid "$pid" videre --rooms 25 --users 4
 kill "$pid"
 
 if [ "$compare" = yes ]; then

@@ -36,6 +36,10 @@ struct Cli {
     /// Measurement window per scenario.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The gateway's process id: throughput scenarios then also report the
+    /// CPU it used over the measurement window (from /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -182,6 +186,7 @@ async fn relay(
     size: usize,
     window: u64,
     seconds: u64,
+    server_pid: Option<u32>,
 ) -> Result<(), Error> {
     let received = Arc::new(AtomicU64::new(0));
     // Every pair is set up before any sends, so set-up is not measured.
@@ -256,13 +261,13 @@ async fn relay(
             ack_task.abort();
         }));
     }
-    // Measure a window in the steady state.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (start_count, start) = (received.load(Ordering::Relaxed), Instant::now());
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let (end_count, elapsed) = (received.load(Ordering::Relaxed), start.elapsed());
-    let rate = (end_count - start_count) as f64 / elapsed.as_secs_f64();
-    println!("relay: pairs={pairs} size={size}B window={window} one-way msgs/s={rate:.0}");
+    measure_rate(
+        &format!("relay: pairs={pairs} size={size}B window={window} one-way msgs/s"),
+        &received,
+        seconds,
+        server_pid,
+    )
+    .await;
     for t in tasks {
         let _ = t.await;
     }
@@ -348,6 +353,43 @@ async fn joins(url: &str, total: usize, concurrency: usize, seconds: u64) -> Res
     Ok(())
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Measures `counter` over `seconds` after a 1 s warm-up; prints the rate
+/// and, with a server pid, the server's CPU use per counted event.
+async fn measure_rate(what: &str, counter: &AtomicU64, seconds: u64, server_pid: Option<u32>) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (start_count, start, start_cpu) = (
+        counter.load(Ordering::Relaxed),
+        Instant::now(),
+        server_pid.and_then(cpu_seconds),
+    );
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (events, elapsed) = (
+        counter.load(Ordering::Relaxed) - start_count,
+        start.elapsed().as_secs_f64(),
+    );
+    let rate = events as f64 / elapsed;
+    let cpu = match (server_pid.and_then(cpu_seconds), start_cpu) {
+        (Some(end), Some(start)) if events > 0 => format!(
+            " server_cpu_cores={:.2} server_cpu_us_per_event={:.2}",
+            (end - start) / elapsed,
+            (end - start) * 1e6 / events as f64
+        ),
+        _ => String::new(),
+    };
+    println!("{what}={rate:.0}{cpu}");
+}
+
 fn rss_kib(pid: u32) -> Result<u64, Error> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
@@ -405,6 +447,7 @@ async fn videre(
     users: usize,
     window: u64,
     seconds: u64,
+    server_pid: Option<u32>,
 ) -> Result<(), Error> {
     let delivered = Arc::new(AtomicU64::new(0));
     let mut ready = Vec::with_capacity(rooms * users);
@@ -460,12 +503,13 @@ async fn videre(
             let _ = reader.await;
         }));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (start_count, start) = (delivered.load(Ordering::Relaxed), Instant::now());
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let rate =
-        (delivered.load(Ordering::Relaxed) - start_count) as f64 / start.elapsed().as_secs_f64();
-    println!("videre: rooms={rooms} users={users} broadcast deliveries/s={rate:.0}");
+    measure_rate(
+        &format!("videre: rooms={rooms} users={users} broadcast deliveries/s"),
+        &delivered,
+        seconds,
+        server_pid,
+    )
+    .await;
     for t in tasks {
         let _ = t.await;
     }
@@ -488,7 +532,7 @@ fn main() -> Result<(), Error> {
                 pairs,
                 size,
                 window,
-            } => relay(&url, pairs, size, window, cli.seconds).await,
+            } => relay(&url, pairs, size, window, cli.seconds, cli.server_pid).await,
             Scenario::Rtt { pairs, size } => rtt(&url, pairs, size, cli.seconds).await,
             Scenario::Joins { total, concurrency } => {
                 joins(&url, total, concurrency, cli.seconds).await
@@ -498,7 +542,7 @@ fn main() -> Result<(), Error> {
                 rooms,
                 users,
                 window,
-            } => videre(&url, rooms, users, window, cli.seconds).await,
+            } => videre(&url, rooms, users, window, cli.seconds, cli.server_pid).await,
         }
     })
 }
