@@ -194,7 +194,7 @@ impl GroupState {
         }
         // 1. No group: the peer founds it.
         if self.members.is_empty() {
-            return self.admit(peer, id, out);
+            return self.admit(peer, id, ids, out);
         }
         // 2. A group of one.
         if let [only] = self.members[..] {
@@ -206,7 +206,7 @@ impl GroupState {
                 return;
             }
             if self.shares_member(view) {
-                return self.admit(peer, id, out);
+                return self.admit(peer, id, ids, out);
             }
             let only_id = self.peers.get(&only).and_then(|m| m.netflux_id);
             let tried_it = only_id.is_some_and(|only_id| {
@@ -216,7 +216,7 @@ impl GroupState {
             });
             if tried_it {
                 // The lone member could not be reached: it blocks the group.
-                self.admit(peer, id, out);
+                self.admit(peer, id, ids, out);
                 if self.is_member(peer) {
                     self.remove(only, ids, out);
                     out.push(Action::Close {
@@ -229,7 +229,7 @@ impl GroupState {
         }
         // 3. The peer's view shares a member with the group.
         if self.shares_member(view) {
-            return self.admit(peer, id, out);
+            return self.admit(peer, id, ids, out);
         }
         // 4. Not (or no longer) a member: bind it to a member.
         self.demote(peer);
@@ -260,7 +260,7 @@ impl GroupState {
                 });
             }
             // Unreachable: the group had members and the peer was not the last.
-            None => self.admit(peer, id, out),
+            None => self.admit(peer, id, ids, out),
         }
     }
 
@@ -295,9 +295,18 @@ impl GroupState {
             })
     }
 
-    fn admit(&mut self, peer: PeerId, id: NetfluxId, out: &mut Vec<Action>) {
+    fn admit(
+        &mut self,
+        peer: PeerId,
+        id: NetfluxId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<Action>,
+    ) {
         let already = self.members.contains(&peer);
         if !already && self.members.len() >= self.limits.max_members {
+            // Refused peers leave at once, as in the legacy dialect: what
+            // they owe (end notices) goes out now, not when the socket ends.
+            self.remove(peer, ids, out);
             out.push(Action::Close {
                 to: peer,
                 error: SigverError::Refused(Refusal::RoomFull(self.limits.max_members)),
@@ -629,6 +638,21 @@ mod tests {
                 error: SigverError::Refused(Refusal::RoomFull(1))
             }]
         ));
+    }
+
+    #[test]
+    fn refused_joiner_leaves_at_once_and_its_member_hears_the_end() {
+        let mut f = Fixture::new();
+        f.g = GroupState::new(GroupLimits { max_members: 1 });
+        f.attach(&[1, 2]);
+        f.connect(1, 100, &[]);
+        f.connect(2, 200, &[]);
+        let s = f.g.binding_id(2).expect("bound");
+        let actions = f.connect(2, 200, &[100]);
+        assert_eq!(actions[0], content(1, s, 0, b""));
+        assert!(matches!(actions[1], Action::Close { to: 2, .. }));
+        assert_eq!(f.g.peer_count(), 1);
+        assert!(f.leave(2).is_empty(), "nothing owed twice");
     }
 
     mod properties {
