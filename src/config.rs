@@ -61,6 +61,8 @@ pub struct Limits {
     pub max_rooms: usize,
     /// Members of one sigver group / users of one videre room.
     pub max_members_per_room: usize,
+    /// Longest videre UserId or RoomId, in bytes (sigver keys: 512 chars).
+    pub max_id_bytes: usize,
     /// Frames waiting to be written to one connection; a connection that lets
     /// more pile up (it does not read) is closed.
     pub outbound_queue: usize,
@@ -154,6 +156,7 @@ impl Default for Limits {
             max_connections_per_ip: 10_000,
             max_rooms: 100_000,
             max_members_per_room: 1_000,
+            max_id_bytes: 512,
             outbound_queue: 1_024,
         }
     }

@@ -146,6 +146,8 @@ pub enum VidereError {
     NotAString(&'static str),
     #[error("packet exceeds the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("Header.{0} exceeds the limit of {1} bytes")]
+    IdTooLong(&'static str, usize),
     #[error("not connected to this room")]
     NotJoined,
     #[error("UserId differs from the one this session connected with")]

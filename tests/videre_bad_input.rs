@@ -255,3 +255,31 @@ async fn sessions_over_the_per_address_limit_are_closed() {
     }
     first.expect_quiet().await;
 }
+
+#[tokio::test]
+async fn ids_over_the_length_limit_are_refused_and_at_the_limit_accepted() {
+    let server = start(settings());
+    let mut client = Client::open(&server, Transport::RawWebsocket).await;
+    let long = "u".repeat(513);
+    let too_long_user = packet("connect", &long, "room", json!("{}")).to_string();
+    expect_error(
+        &mut client,
+        &too_long_user,
+        "",
+        "",
+        "UserId exceeds the limit of 512 bytes",
+    )
+    .await;
+    let too_long_room = packet("connect", "u", &long, json!("{}")).to_string();
+    expect_error(
+        &mut client,
+        &too_long_room,
+        "",
+        "",
+        "RoomId exceeds the limit of 512 bytes",
+    )
+    .await;
+    let at_limit = "r".repeat(512);
+    connect(&mut client, "u", &at_limit).await;
+    expect_packet(&mut client, "connect", "u", &at_limit).await;
+}

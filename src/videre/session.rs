@@ -317,6 +317,14 @@ impl SockjsSession for VidereSession {
                 return self.refuse(&rejected.user_id, &rejected.room_id, rejected.error);
             }
         };
+        // Ids live as long as their room: bound them like sigver's keys. The
+        // notice does not echo an oversized id back.
+        let max_id = self.shared.settings.limits.max_id_bytes;
+        for (field, id) in [("UserId", &packet.user_id), ("RoomId", &packet.room_id)] {
+            if id.len() > max_id {
+                return self.refuse("", "", VidereError::IdTooLong(field, max_id));
+            }
+        }
         tracing::debug!(
             session = %self.info.id, transport = self.info.transport,
             event = %packet.event, user = %preview(&packet.user_id),
