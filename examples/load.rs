@@ -243,20 +243,14 @@ async fn relay(
                     }
                 }
             });
-            let mut sent = 0u64;
-            while Instant::now() < deadline {
-                if sent - acked.load(Ordering::Relaxed) >= window {
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                if joiner_tx.feed(content(0, &payload)).await.is_err() {
-                    break;
-                }
-                sent += 1;
-                if sent.is_multiple_of(16) && joiner_tx.flush().await.is_err() {
-                    break;
-                }
-            }
+            send_windowed(
+                &mut joiner_tx,
+                || content(0, &payload),
+                &acked,
+                window,
+                deadline,
+            )
+            .await;
             let _ = member_task.await;
             ack_task.abort();
         }));
@@ -351,6 +345,33 @@ async fn joins(url: &str, total: usize, concurrency: usize, seconds: u64) -> Res
         samples,
     );
     Ok(())
+}
+
+/// Sends `frame()` until `deadline`, never more than `window` ahead of what
+/// `acked` says arrived, flushing every 16 frames (pipelined, yet bounded).
+async fn send_windowed<S>(
+    tx: &mut S,
+    frame: impl Fn() -> Ws,
+    acked: &AtomicU64,
+    window: u64,
+    deadline: Instant,
+) where
+    S: futures_util::Sink<Ws> + Unpin,
+{
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        if sent.saturating_sub(acked.load(Ordering::Relaxed)) >= window {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        if tx.feed(frame()).await.is_err() {
+            break;
+        }
+        sent += 1;
+        if sent.is_multiple_of(16) && tx.flush().await.is_err() {
+            break;
+        }
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -486,20 +507,7 @@ async fn videre(
                 r#"{{"Header":{{"Event":"broadcast","UserId":"{user}","RoomId":"{room}"}},"Payload":{{"Type":"Ice Candidate","IcePacket":{{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 54321 typ host","sdpMid":"0","sdpMLineIndex":0}}}}}}"#
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let mut sent = 0u64;
-            while Instant::now() < deadline {
-                if sent - own.load(Ordering::Relaxed) >= window {
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                if tx.feed(Ws::Text(packet.clone().into())).await.is_err() {
-                    break;
-                }
-                sent += 1;
-                if sent.is_multiple_of(16) && tx.flush().await.is_err() {
-                    break;
-                }
-            }
+            send_windowed(&mut tx, || Ws::Text(packet.clone().into()), &own, window, deadline).await;
             let _ = reader.await;
         }));
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Peer, WAIT};
+use common::Peer;
 use sigway::proto::sigver::message::Type;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sigway");
@@ -62,12 +62,7 @@ fn run_to_end(args: &[&str], dir: &Path) -> (i32, String, String) {
 
 /// Counts heartbeats a silent peer gets before its 4742 close.
 async fn heartbeat_period(port: u16) -> Duration {
-    let url = format!("ws://127.0.0.1:{port}/k");
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("in time")
-        .expect("ws");
-    let mut peer = Peer { ws, heartbeats: 0 };
+    let mut peer = Peer::open_url(&format!("ws://127.0.0.1:{port}/k")).await;
     let started = Instant::now();
     let (code, _) = peer.closed().await;
     assert_eq!(code, 4742);
@@ -169,12 +164,7 @@ async fn conf_json_in_the_working_directory_is_read_like_videre_server() {
         &[("SIGWAY_LOG__FILE", "")],
     );
     wait_listening(port);
-    let url = format!("ws://127.0.0.1:{port}/room");
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("in time")
-        .expect("ws");
-    let mut peer = Peer { ws, heartbeats: 0 };
+    let mut peer = Peer::open_url(&format!("ws://127.0.0.1:{port}/room")).await;
     assert!(peer.connect(1, &[]).await);
     peer.send(Type::Heartbeat(true)).await;
 }
@@ -190,12 +180,7 @@ async fn sigterm_closes_peers_with_1001_and_exits_cleanly() {
         &[("SIGWAY_LOG__FILE", "")],
     );
     wait_listening(port);
-    let url = format!("ws://127.0.0.1:{port}/room");
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("in time")
-        .expect("ws");
-    let mut peer = Peer { ws, heartbeats: 0 };
+    let mut peer = Peer::open_url(&format!("ws://127.0.0.1:{port}/room")).await;
     assert!(peer.connect(1, &[]).await);
     let pid = gw.0.id().to_string();
     let status = Command::new("kill")

@@ -45,8 +45,12 @@ pub struct Peer {
 
 impl Peer {
     pub async fn open(server: &BackgroundServer, path: &str) -> Peer {
-        let url = server.ws_url(path);
-        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url.as_str()))
+        Peer::open_url(&server.ws_url(path)).await
+    }
+
+    /// Opens a WebSocket to any gateway (e.g. a spawned `sigway` process).
+    pub async fn open_url(url: &str) -> Peer {
+        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
             .await
             .expect("connect in time")
             .expect("websocket upgrade");
