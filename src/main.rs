@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         }
     };
     let _log_guard = sigway::observe::init_logging(&settings.log);
-    match actix_web::rt::System::new().block_on(sigway::server::run(settings)) {
+    match actix_web::rt::System::new().block_on(sigway::app::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sigway: {err}");

@@ -410,7 +410,7 @@ async fn member_limit_closes_the_extra_member_with_1013() {
 /// A member A and a joiner B bound to it; returns B's signaling id too.
 async fn bound_pair(
     settings: sigway::config::Settings,
-) -> (sigway::server::BackgroundServer, Peer, Peer, u32) {
+) -> (sigway::app::BackgroundServer, Peer, Peer, u32) {
     let server = start(settings);
     let mut a = Peer::open(&server, "/k").await;
     assert!(a.connect(1, &[]).await);

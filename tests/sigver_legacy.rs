@@ -11,9 +11,9 @@ use common::{WAIT, start, test_settings};
 
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
+use sigway::app::BackgroundServer;
 use sigway::config::SigverDialect;
 use sigway::proto::legacy::{Content, Message, content, message::Type};
-use sigway::server::BackgroundServer;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{self, Message as Ws};

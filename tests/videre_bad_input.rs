@@ -14,7 +14,7 @@ struct Bystanders {
 }
 
 impl Bystanders {
-    async fn new(server: &sigway::server::BackgroundServer, room: &str) -> Self {
+    async fn new(server: &sigway::app::BackgroundServer, room: &str) -> Self {
         let mut a = Client::open(server, Transport::RawWebsocket).await;
         let mut b = Client::open(server, Transport::XhrPolling).await;
         connect(&mut a, "a", room).await;

@@ -8,7 +8,7 @@ use serde_json::json;
 use videre_support::*;
 
 /// connect, broadcast, ping and disconnect between two clients of `transport`.
-async fn exercise(server: &sigway::server::BackgroundServer, transport: Transport) {
+async fn exercise(server: &sigway::app::BackgroundServer, transport: Transport) {
     let room = format!("events-{transport:?}");
     let mut a = Client::open(server, transport).await;
     let mut b = Client::open(server, transport).await;

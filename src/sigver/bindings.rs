@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use crate::sigver::state::{PeerId, SignalingId, SignalingIds};
+use crate::sigver::state::{PeerId, PeerKey, SignalingId, SignalingIds};
 
 /// Which way content travels along a binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,8 @@ pub enum Hop {
 
 /// A joiner's link to the member it connects through.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binding {
-    pub member: PeerId,
+pub struct Binding<P = PeerId> {
+    pub member: P,
     /// How the member sees and addresses the joiner.
     pub id: SignalingId,
     /// joiner → member still relayed.
@@ -33,7 +33,7 @@ pub struct Binding {
     pub downstream_open: bool,
 }
 
-impl Binding {
+impl<P> Binding<P> {
     pub fn is_open(&self, hop: Hop) -> bool {
         match hop {
             Hop::Up => self.upstream_open,
@@ -58,31 +58,41 @@ impl Binding {
 /// One way along a binding: to the peer `to`, going `hop`, on the binding
 /// whose id is `id`. Each dialect writes it as its own message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Leg {
-    pub to: PeerId,
+pub struct Leg<P = PeerId> {
+    pub to: P,
     pub hop: Hop,
     pub id: SignalingId,
 }
 
-impl Leg {
-    pub fn new(to: PeerId, hop: Hop, id: SignalingId) -> Self {
+impl<P> Leg<P> {
+    pub fn new(to: P, hop: Hop, id: SignalingId) -> Self {
         Self { to, hop, id }
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Bindings {
-    by_joiner: HashMap<PeerId, Binding>,
+#[derive(Debug)]
+pub struct Bindings<P = PeerId> {
+    by_joiner: HashMap<P, Binding<P>>,
     /// Member → the ids of its joiners, in the order they were bound.
-    joiners: HashMap<PeerId, Vec<SignalingId>>,
+    joiners: HashMap<P, Vec<SignalingId>>,
     /// Id → the joiner holding it.
-    routes: HashMap<SignalingId, PeerId>,
+    routes: HashMap<SignalingId, P>,
 }
 
-impl Bindings {
+impl<P: PeerKey> Default for Bindings<P> {
+    fn default() -> Self {
+        Self {
+            by_joiner: HashMap::new(),
+            joiners: HashMap::new(),
+            routes: HashMap::new(),
+        }
+    }
+}
+
+impl<P: PeerKey> Bindings<P> {
     /// Binds `joiner` to `member` under a fresh id, silently dropping its
     /// previous binding.
-    pub fn bind(&mut self, joiner: PeerId, member: PeerId, ids: &mut impl SignalingIds) {
+    pub fn bind(&mut self, joiner: P, member: P, ids: &mut impl SignalingIds) {
         self.unbind(joiner, ids);
         let id = ids.allocate();
         self.joiners.entry(member).or_default().push(id);
@@ -98,7 +108,7 @@ impl Bindings {
 
     /// Drops the joiner's binding without any notice and releases its id;
     /// returns it.
-    pub fn unbind(&mut self, joiner: PeerId, ids: &mut impl SignalingIds) -> Option<Binding> {
+    pub fn unbind(&mut self, joiner: P, ids: &mut impl SignalingIds) -> Option<Binding<P>> {
         let binding = self.by_joiner.remove(&joiner)?;
         self.routes.remove(&binding.id);
         ids.release(binding.id);
@@ -112,29 +122,29 @@ impl Bindings {
     }
 
     /// The joiner's current binding.
-    pub fn of(&self, joiner: PeerId) -> Option<&Binding> {
+    pub fn of(&self, joiner: P) -> Option<&Binding<P>> {
         self.by_joiner.get(&joiner)
     }
 
     /// The joiner holding `id`.
-    pub fn joiner_of(&self, id: SignalingId) -> Option<PeerId> {
+    pub fn joiner_of(&self, id: SignalingId) -> Option<P> {
         self.routes.get(&id).copied()
     }
 
     /// The ids of the joiners bound to `member`, in the order they were bound.
-    pub fn joiners_of(&self, member: PeerId) -> &[SignalingId] {
+    pub fn joiners_of(&self, member: P) -> &[SignalingId] {
         self.joiners.get(&member).map_or(&[], Vec::as_slice)
     }
 
     /// Every live id with the joiner holding it.
-    pub fn routes(&self) -> impl Iterator<Item = (SignalingId, PeerId)> + '_ {
+    pub fn routes(&self) -> impl Iterator<Item = (SignalingId, P)> + '_ {
         self.routes.iter().map(|(&id, &joiner)| (id, joiner))
     }
 
     /// Where content `peer` sends naming `id` goes, and the binding it
     /// travels along: down to the joiner `id` names if it is one of the
     /// peer's own joiners, else up the peer's own binding.
-    pub fn route(&mut self, peer: PeerId, id: SignalingId) -> Option<(Leg, &mut Binding)> {
+    pub fn route(&mut self, peer: P, id: SignalingId) -> Option<(Leg<P>, &mut Binding<P>)> {
         if id != 0
             && let Some(joiner) = self.joiner_of(id)
             && self.of(joiner).is_some_and(|b| b.member == peer)
@@ -150,7 +160,7 @@ impl Bindings {
     /// legs that owe an end notice, those still open from the peer: up to
     /// its member first, then down to its joiners in the order they were
     /// bound.
-    pub fn drop_peer(&mut self, peer: PeerId, ids: &mut impl SignalingIds) -> Vec<Leg> {
+    pub fn drop_peer(&mut self, peer: P, ids: &mut impl SignalingIds) -> Vec<Leg<P>> {
         let mut owed = Vec::new();
         if let Some(binding) = self.unbind(peer, ids)
             && binding.upstream_open

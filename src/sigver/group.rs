@@ -1,10 +1,10 @@
 //! The actor of one sigver key: owns its rules ([`GroupState`] for the
-//! current dialect) and the send handles of every connection under the key.
+//! current dialect), its signaling ids, and the [`Sink`] of every member.
 //!
-//! Sessions attach through the supervisor, then send [`FromPeer`] events and
-//! a final [`Leave`]. The actor runs the pure rules and turns each
-//! [`Action`] into a frame pushed to the target session's bounded queue
-//! without waiting: a full queue means that client does not read, and it is
+//! Sessions join through [`Rooms`](crate::rooms::Rooms), then send
+//! [`FromPeer`] events and a final [`Leave`]. The actor runs the pure rules
+//! and turns each [`Action`] into a frame pushed to the target's sink
+//! without waiting: a full sink means that client does not read, and it is
 //! told to close (4745) instead of making the server grow. Both dialects
 //! use this actor, [`GroupActor`]: a dialect gives it its rules through
 //! [`DialectRules`] and handles its own event message; [`Group`] is the
@@ -12,18 +12,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
 
 use crate::error::SigverError;
 use crate::observe::Stats;
+use crate::rooms::{Attach, MemberId, Occupancy, Room, RoomHome, Sink, SinkError};
 use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE};
-use crate::sigver::ids::GlobalIds;
-use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId, PeerId};
-use crate::supervisor::{Attach, Dispose, Occupancy, Room, RoomContext, RoomSupervisor};
+use crate::sigver::ids::GroupIds;
+use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId};
 
 /// What a group (current or legacy) asks a session to do.
 #[derive(Debug)]
@@ -32,108 +30,11 @@ pub enum Outbound {
     Close(SigverError),
 }
 
-/// A session's sending half, as rooms hold it.
-#[derive(Debug, Clone)]
-pub struct PeerLink {
-    tx: mpsc::Sender<Outbound>,
-    /// Woken when the queue overflowed: the session closes itself.
-    overflow: Arc<Notify>,
-    in_flight: Arc<InFlight>,
-}
-
-/// Flow control from a session to its group: events handed over but not yet
-/// handled. A session stops reading its socket at the limit, so a client
-/// that floods requests is slowed down instead of growing the group's
-/// mailbox or overflowing its own answer queue.
-#[derive(Debug)]
-pub struct InFlight {
-    count: AtomicUsize,
-    limit: usize,
-    drained: Notify,
-}
-
-impl InFlight {
-    fn new(limit: usize) -> Self {
-        Self {
-            count: AtomicUsize::new(0),
-            limit: limit.max(1),
-            drained: Notify::new(),
-        }
-    }
-
-    pub fn has_room(&self) -> bool {
-        self.count.load(Ordering::Acquire) < self.limit
-    }
-
-    /// The session handed one event to the group.
-    pub fn sent(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The group handled one event of this session.
-    pub fn handled(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == self.limit {
-            self.drained.notify_one();
-        }
-    }
-
-    /// Resolves once the count dropped below the limit (or spuriously).
-    pub async fn drained(&self) {
-        self.drained.notified().await;
-    }
-}
-
-/// The session's ends of a [`PeerLink`].
-pub struct SessionSide {
-    pub outbound: mpsc::Receiver<Outbound>,
-    pub overflow: Arc<Notify>,
-    pub in_flight: Arc<InFlight>,
-}
-
-impl PeerLink {
-    /// A link whose queue holds `capacity` frames; a quarter of it (at most
-    /// 64) bounds the events in flight to the group.
-    pub fn new(capacity: usize) -> (Self, SessionSide) {
-        let (tx, outbound) = mpsc::channel(capacity.max(1));
-        let overflow = Arc::new(Notify::new());
-        let in_flight = Arc::new(InFlight::new((capacity / 4).clamp(1, 64)));
-        let link = Self {
-            tx,
-            overflow: overflow.clone(),
-            in_flight: in_flight.clone(),
-        };
-        (
-            link,
-            SessionSide {
-                outbound,
-                overflow,
-                in_flight,
-            },
-        )
-    }
-
-    /// Queues without waiting; on a full queue the session is told to close.
-    pub fn push(&self, out: Outbound, stats: &Stats) {
-        if let Outbound::Frame(frame) = &out {
-            stats.sent(frame.len());
-        }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
-            Stats::count(&stats.slow_consumers);
-            self.overflow.notify_one();
-        }
-    }
-
-    /// The group handled one event this peer sent.
-    pub fn handled(&self) {
-        self.in_flight.handled();
-    }
-}
-
-/// Who attaches: a connection, its link and its `?favored` flag.
+/// Who joins a group: a connection, its sink and its `?favored` flag.
 pub struct PeerEntry {
-    pub id: PeerId,
+    pub id: MemberId,
     pub favored: bool,
-    pub link: PeerLink,
+    pub sink: Sink<Outbound>,
 }
 
 /// A decoded event from a peer of this group.
@@ -141,12 +42,12 @@ pub struct PeerEntry {
 #[rtype(result = "()")]
 pub enum FromPeer {
     Connect {
-        peer: PeerId,
+        peer: MemberId,
         id: NetfluxId,
         members: Vec<NetfluxId>,
     },
     Content {
-        peer: PeerId,
+        peer: MemberId,
         content: ContentIn,
     },
 }
@@ -155,7 +56,7 @@ pub enum FromPeer {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave {
-    pub peer: PeerId,
+    pub peer: MemberId,
 }
 
 /// What a dialect's pure rules give [`GroupActor`]: how they start, what a
@@ -163,48 +64,73 @@ pub struct Leave {
 /// Each dialect's own events get their own `Handler`, which hands them to
 /// the rules through [`GroupActor::event`].
 pub trait DialectRules: Unpin + 'static {
-    /// The room kind: the supervisor's namespace and the metrics label.
+    /// The room kind: the registry's namespace and the metrics label.
     const KIND: &'static str;
     type Action: Unpin;
     fn with_limits(limits: GroupLimits) -> Self;
-    fn attached(&mut self, key: &str, peer: PeerId, favored: bool, out: &mut Vec<Self::Action>);
-    fn left(&mut self, peer: PeerId, out: &mut Vec<Self::Action>);
+    fn attached(
+        &mut self,
+        key: &str,
+        peer: MemberId,
+        favored: bool,
+        ids: &mut GroupIds,
+        out: &mut Vec<Self::Action>,
+    );
+    fn left(&mut self, peer: MemberId, ids: &mut GroupIds, out: &mut Vec<Self::Action>);
     /// Whom the action is for and what to queue for it.
-    fn outbound(key: &str, action: Self::Action) -> (PeerId, Outbound);
+    fn outbound(key: &str, action: Self::Action) -> (MemberId, Outbound);
 }
 
-/// The actor of one key, in either dialect: the rules, and the send handle
-/// of each attached session.
+/// The actor of one key, in either dialect: the rules, the group's
+/// signaling ids, and the sink of each attached session.
 pub struct GroupActor<R: DialectRules> {
     key: Arc<str>,
     rules: R,
-    links: HashMap<PeerId, PeerLink>,
+    ids: GroupIds,
+    sinks: HashMap<MemberId, Sink<Outbound>>,
     occupancy: Occupancy,
-    supervisor: Addr<RoomSupervisor>,
-    stats: Arc<Stats>,
+    home: RoomHome,
     /// Reused between events so relaying allocates nothing here.
     actions: Vec<R::Action>,
 }
 
 /// The actor of a key spoken in the current dialect.
-pub type Group = GroupActor<GroupState>;
+pub type Group = GroupActor<GroupState<MemberId>>;
 
 impl<R: DialectRules> GroupActor<R> {
     /// Runs an event `peer` sent through the rules (`apply` gets them, the
-    /// key and the action list) and carries out what they decide.
-    pub fn event(&mut self, peer: PeerId, apply: impl FnOnce(&mut R, &str, &mut Vec<R::Action>)) {
-        if let Some(link) = self.links.get(&peer) {
-            link.handled();
+    /// key, the ids and the action list) and carries out what they decide.
+    pub fn event(
+        &mut self,
+        peer: MemberId,
+        apply: impl FnOnce(&mut R, &str, &mut GroupIds, &mut Vec<R::Action>),
+    ) {
+        if let Some(sink) = self.sinks.get(&peer) {
+            sink.handled();
         }
-        apply(&mut self.rules, &self.key, &mut self.actions);
+        apply(&mut self.rules, &self.key, &mut self.ids, &mut self.actions);
         self.carry_out();
     }
 
     fn carry_out(&mut self) {
+        let stats: &Stats = &self.home.stats;
         for action in self.actions.drain(..) {
             let (to, out) = R::outbound(&self.key, action);
-            if let Some(link) = self.links.get(&to) {
-                link.push(out, &self.stats);
+            let Some(sink) = self.sinks.get(&to) else {
+                continue;
+            };
+            let bytes = match &out {
+                Outbound::Frame(frame) => Some(frame.len()),
+                Outbound::Close(_) => None,
+            };
+            match sink.push(out) {
+                Ok(()) => {
+                    if let Some(bytes) = bytes {
+                        stats.sent(bytes);
+                    }
+                }
+                Err(SinkError::Full) => Stats::count(&stats.slow_consumers),
+                Err(SinkError::Closed) => {}
             }
         }
     }
@@ -218,17 +144,17 @@ impl<R: DialectRules> Room for GroupActor<R> {
     const KIND: &'static str = R::KIND;
     type Member = PeerEntry;
 
-    fn new_room(key: Arc<str>, ctx: RoomContext) -> Self {
+    fn new_room(key: Arc<str>, home: RoomHome) -> Self {
         let limits = GroupLimits {
-            max_members: ctx.settings.limits.max_members_per_room,
+            max_members: home.settings.limits.max_members_per_room,
         };
         Self {
             key,
             rules: R::with_limits(limits),
-            links: HashMap::new(),
+            ids: GroupIds::default(),
+            sinks: HashMap::new(),
             occupancy: Occupancy::default(),
-            supervisor: ctx.supervisor,
-            stats: ctx.stats,
+            home,
             actions: Vec::new(),
         }
     }
@@ -238,11 +164,11 @@ impl<R: DialectRules> Handler<Attach<Self>> for GroupActor<R> {
     type Result = ();
 
     fn handle(&mut self, attach: Attach<Self>, _: &mut Context<Self>) {
-        let PeerEntry { id, favored, link } = attach.member;
+        let PeerEntry { id, favored, sink } = attach.member;
         self.occupancy.attached();
-        self.links.insert(id, link);
+        self.sinks.insert(id, sink);
         self.rules
-            .attached(&self.key, id, favored, &mut self.actions);
+            .attached(&self.key, id, favored, &mut self.ids, &mut self.actions);
         self.carry_out();
     }
 }
@@ -250,43 +176,47 @@ impl<R: DialectRules> Handler<Attach<Self>> for GroupActor<R> {
 impl<R: DialectRules> Handler<Leave> for GroupActor<R> {
     type Result = ();
 
-    fn handle(&mut self, leave: Leave, _: &mut Context<Self>) {
-        self.rules.left(leave.peer, &mut self.actions);
+    fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) {
+        self.rules
+            .left(leave.peer, &mut self.ids, &mut self.actions);
         self.carry_out();
-        if self.links.remove(&leave.peer).is_some()
-            && let Some(idle) = self.occupancy.detached::<Self>(&self.key)
-        {
-            self.supervisor.do_send(idle);
+        if self.sinks.remove(&leave.peer).is_some() {
+            self.occupancy.detached();
+            if self
+                .home
+                .release_if_idle::<Self>(&self.key, &self.occupancy)
+            {
+                ctx.stop();
+            }
         }
     }
 }
 
-impl<R: DialectRules> Handler<Dispose> for GroupActor<R> {
-    type Result = ();
-
-    fn handle(&mut self, _: Dispose, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
 /// sigver 20.x: a session is answered only when it sends `connect`.
-impl DialectRules for GroupState {
+impl DialectRules for GroupState<MemberId> {
     const KIND: &'static str = "sigver";
-    type Action = Action;
+    type Action = Action<MemberId>;
 
     fn with_limits(limits: GroupLimits) -> Self {
         GroupState::new(limits)
     }
 
-    fn attached(&mut self, _: &str, peer: PeerId, favored: bool, _: &mut Vec<Action>) {
+    fn attached(
+        &mut self,
+        _: &str,
+        peer: MemberId,
+        favored: bool,
+        _: &mut GroupIds,
+        _: &mut Vec<Self::Action>,
+    ) {
         self.attach(peer, favored);
     }
 
-    fn left(&mut self, peer: PeerId, out: &mut Vec<Action>) {
-        self.leave(peer, &mut GlobalIds, out);
+    fn left(&mut self, peer: MemberId, ids: &mut GroupIds, out: &mut Vec<Self::Action>) {
+        self.leave(peer, ids, out);
     }
 
-    fn outbound(key: &str, action: Action) -> (PeerId, Outbound) {
+    fn outbound(key: &str, action: Self::Action) -> (MemberId, Outbound) {
         match action {
             Action::Connected { to, member } => {
                 let frame = if member {
@@ -306,7 +236,7 @@ impl DialectRules for GroupState {
                 Outbound::Frame(codec::content(sender_id, recipient_id, data)),
             ),
             Action::Close { to, error } => {
-                tracing::info!(%key, peer = to, %error, "closing sigver peer");
+                tracing::info!(%key, peer = %to, %error, "closing sigver peer");
                 (to, Outbound::Close(error))
             }
         }
@@ -318,12 +248,12 @@ impl Handler<FromPeer> for Group {
 
     fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
         match event {
-            FromPeer::Connect { peer, id, members } => self.event(peer, |state, key, out| {
-                state.connect(peer, id, &members, &mut GlobalIds, out);
-                tracing::debug!(%key, peer, netflux_id = id, member = state.is_member(peer), "connect");
+            FromPeer::Connect { peer, id, members } => self.event(peer, |state, key, ids, out| {
+                state.connect(peer, id, &members, ids, out);
+                tracing::debug!(%key, %peer, netflux_id = id, member = state.is_member(peer), "connect");
             }),
             FromPeer::Content { peer, content } => {
-                self.event(peer, |state, _, out| state.content(peer, content, out))
+                self.event(peer, |state, _, _, out| state.content(peer, content, out))
             }
         }
     }

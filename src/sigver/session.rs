@@ -1,15 +1,14 @@
 //! One sigver WebSocket connection, from upgrade to close.
 //!
-//! The session checks the key, takes a connection place from the supervisor,
-//! attaches to the key's group, and then only moves messages: frames from the
-//! socket are decoded and sent to the group, frames queued by the group are
-//! written to the socket. It keeps the heartbeat itself (no group round trip)
+//! The session checks the key, takes a connection place from the room
+//! layer, joins the key's group, and then only moves messages: frames from
+//! the socket are decoded and sent to the group, frames the group pushed to
+//! the session's sink are written to the socket. It keeps the heartbeat itself (no group round trip)
 //! and enforces the frame size limit. Both dialects share this code through
 //! [`Dialect`]; they differ in their messages, their group actor and their
 //! close codes. Whatever ends the session, the group hears [`Leave`] once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -22,11 +21,10 @@ use tracing::Instrument;
 use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
 use crate::observe::Stats;
-use crate::server::Shared;
+use crate::rooms::{InFlight, MemberId, Room, RoomRef, Sink, SinkReceiver};
+use crate::services::Services;
 use crate::sigver::codec::{self, Inbound};
-use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry, PeerLink, SessionSide};
-use crate::sigver::state::PeerId;
-use crate::supervisor::{Join, OpenConnection, Room};
+use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry};
 
 /// Longest key accepted, in characters (sigver's limit).
 pub const MAX_KEY_CHARS: usize = 512;
@@ -35,7 +33,8 @@ pub const MAX_KEY_CHARS: usize = 512;
 pub enum Heard {
     /// The peer answered a heartbeat: reset the missed count.
     Heartbeat,
-    /// Handed to the group, which counts it handled through its `PeerLink`.
+    /// Handed to the group (one unit of credit taken), which gives the
+    /// credit back through the sink once it handled it.
     ToGroup,
     /// Nothing to do (e.g. `connected` from a client).
     Ignored,
@@ -46,11 +45,13 @@ pub trait Dialect: 'static {
     type Group: Room<Member = PeerEntry> + Handler<Leave>;
     const DIALECT: SigverDialect;
     fn heartbeat() -> Bytes;
-    /// Decodes one binary frame and hands it to the group.
+    /// Decodes one binary frame and hands it to the group, taking one unit
+    /// of `credit` first (the group may handle it before this returns).
     fn dispatch(
         frame: Bytes,
-        peer: PeerId,
-        group: &Addr<Self::Group>,
+        peer: MemberId,
+        group: &RoomRef<Self::Group>,
+        credit: &InFlight,
     ) -> Result<Heard, SigverError>;
 }
 
@@ -65,15 +66,20 @@ impl Dialect for Current {
         codec::HEARTBEAT.clone()
     }
 
-    fn dispatch(frame: Bytes, peer: PeerId, group: &Addr<Group>) -> Result<Heard, SigverError> {
-        match codec::decode(frame)? {
+    fn dispatch(
+        frame: Bytes,
+        peer: MemberId,
+        group: &RoomRef<Group>,
+        credit: &InFlight,
+    ) -> Result<Heard, SigverError> {
+        let event = match codec::decode(frame)? {
             Inbound::Heartbeat => return Ok(Heard::Heartbeat),
-            Inbound::Connect { id, members } => {
-                group.do_send(FromPeer::Connect { peer, id, members })
-            }
-            Inbound::Content(content) => group.do_send(FromPeer::Content { peer, content }),
+            Inbound::Connect { id, members } => FromPeer::Connect { peer, id, members },
+            Inbound::Content(content) => FromPeer::Content { peer, content },
             Inbound::Connected => return Ok(Heard::Ignored),
-        }
+        };
+        credit.sent();
+        group.tell(event);
         Ok(Heard::ToGroup)
     }
 }
@@ -103,34 +109,32 @@ pub fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
-static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
-
 /// Everything a session task needs, taken from the request.
 pub struct Opening {
     pub key: Result<Arc<str>, SigverError>,
     pub favored: bool,
     pub ip: Option<std::net::IpAddr>,
-    pub shared: web::Data<Shared>,
+    pub services: web::Data<Services>,
 }
 
 /// The upgrade handler for every path outside the SockJS prefix.
 pub async fn entry(
     req: HttpRequest,
     body: web::Payload,
-    shared: web::Data<Shared>,
+    services: web::Data<Services>,
 ) -> actix_web::Result<HttpResponse> {
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let query = req.uri().query().unwrap_or("");
     let dialect = match query_value(query, "protocol") {
         Some("legacy") => SigverDialect::Legacy,
         Some("current") => SigverDialect::Current,
-        _ => shared.settings.sigver.protocol,
+        _ => services.settings.sigver.protocol,
     };
     let opening = Opening {
         key: key_of(req.uri().path()).map(Arc::from),
         favored: has_query_flag(query, "favored"),
         ip: req.peer_addr().map(|a| a.ip()),
-        shared,
+        services,
     };
     let span = tracing::info_span!("sigver", key = %req.uri().path(), ?dialect, peer = tracing::field::Empty);
     match dialect {
@@ -154,41 +158,36 @@ pub async fn run<D: Dialect>(
         key,
         favored,
         ip,
-        shared,
+        services,
     } = opening;
-    let settings = &shared.settings;
-    let stats = &shared.stats;
+    let settings = &services.settings;
+    let stats = &services.stats;
+    let rooms = &services.rooms;
     let key = match key {
         Ok(key) => key,
         Err(error) => return refuse(session, &error, D::DIALECT, stats).await,
     };
-    let _ticket = match shared.supervisor.send(OpenConnection { ip }).await {
-        Ok(Ok(ticket)) => ticket,
-        Ok(Err(refusal)) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
-        Err(_) => return,
+    let _ticket = match rooms.admit(ip) {
+        Ok(ticket) => ticket,
+        Err(refusal) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
     };
-    let peer = NEXT_PEER.fetch_add(1, Ordering::Relaxed);
-    tracing::Span::current().record("peer", peer);
+    let peer = rooms.member_id();
+    tracing::Span::current().record("peer", tracing::field::display(peer));
     let queue = settings.limits.outbound_queue;
-    let (link, side) = PeerLink::new(queue);
-    let SessionSide {
-        mut outbound,
+    let (sink, receiver) = Sink::new(queue);
+    let SinkReceiver {
+        outbox: mut outbound,
         overflow,
         in_flight,
-    } = side;
+    } = receiver;
     let entry = PeerEntry {
         id: peer,
         favored,
-        link,
+        sink,
     };
-    let group = match shared
-        .supervisor
-        .send(Join::<D::Group>::here(key, entry))
-        .await
-    {
-        Ok(Ok(group)) => group,
-        Ok(Err(refusal)) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
-        Err(_) => return,
+    let group = match rooms.join::<D::Group>(key, entry) {
+        Ok(group) => group,
+        Err(refusal) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
     };
     tracing::debug!(favored, "sigver peer opened");
 
@@ -203,7 +202,7 @@ pub async fn run<D: Dialect>(
     let mut heartbeat = interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut missed = 0u32;
-    let mut shutdown = shared.shutdown.clone();
+    let mut shutdown = services.shutdown.clone();
 
     let ending: Ending = loop {
         // Read the socket only while the group keeps up and our own queue
@@ -212,8 +211,8 @@ pub async fn run<D: Dialect>(
         let readable = group_keeps_up && outbound.len() < queue.div_ceil(2);
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break Ending::Close(Close::going_away()),
-            _ = overflow.notified() => {
+            _ = shutdown.wait() => break Ending::Close(Close::going_away()),
+            _ = overflow.raised() => {
                 break Ending::Error(SigverError::SendFailed("client does not read: outbound queue full".into()));
             }
             out = outbound.recv() => match out {
@@ -229,10 +228,9 @@ pub async fn run<D: Dialect>(
             message = stream.recv(), if readable => match message {
                 Some(Ok(AggregatedMessage::Binary(frame))) => {
                     stats.received(frame.len());
-                    match D::dispatch(frame, peer, &group) {
+                    match D::dispatch(frame, peer, &group, &in_flight) {
                         Ok(Heard::Heartbeat) => missed = 0,
-                        Ok(Heard::ToGroup) => in_flight.sent(),
-                        Ok(Heard::Ignored) => {}
+                        Ok(Heard::ToGroup | Heard::Ignored) => {}
                         Err(error) => break Ending::Error(error),
                     }
                 }
@@ -258,7 +256,7 @@ pub async fn run<D: Dialect>(
         }
     };
 
-    group.do_send(Leave { peer });
+    group.tell(Leave { peer });
     let close = match ending {
         Ending::Error(error) => {
             if matches!(

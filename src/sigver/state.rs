@@ -21,6 +21,12 @@ use crate::sigver::bindings::{Bindings, Hop, Leg};
 
 /// A connection, as numbered by the server (never sent on the wire).
 pub type PeerId = u64;
+
+/// How the rules name a connection: any small copyable key. The gateway
+/// uses its rooms' member ids; tests use plain numbers ([`PeerId`]).
+pub trait PeerKey: Copy + Eq + std::hash::Hash + std::fmt::Debug {}
+
+impl<T: Copy + Eq + std::hash::Hash + std::fmt::Debug> PeerKey for T {}
 /// The id a member uses to address a joiner (`senderId`/`recipientId`).
 pub type SignalingId = u32;
 /// The id a peer has inside its Netflux group (`GroupData.id`).
@@ -35,19 +41,19 @@ pub trait SignalingIds {
 
 /// What the caller must do after an event, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<P = PeerId> {
     /// Answer a `connect`.
-    Connected { to: PeerId, member: bool },
+    Connected { to: P, member: bool },
     /// Send `content {senderId, recipientId, data}`; empty `data` with a
     /// zero id on one side is an end-of-binding notice.
     Content {
-        to: PeerId,
+        to: P,
         sender_id: SignalingId,
         recipient_id: SignalingId,
         data: Bytes,
     },
     /// Close the peer's connection (it has already been removed from the state).
-    Close { to: PeerId, error: SigverError },
+    Close { to: P, error: SigverError },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,12 +89,12 @@ pub struct ContentIn {
     pub data: Bytes,
 }
 
-#[derive(Debug, Default)]
-pub struct GroupState {
-    peers: HashMap<PeerId, Peer>,
+#[derive(Debug)]
+pub struct GroupState<P = PeerId> {
+    peers: HashMap<P, Peer>,
     /// Members in the order they became members.
-    members: Vec<PeerId>,
-    bindings: Bindings,
+    members: Vec<P>,
+    bindings: Bindings<P>,
     limits: GroupLimits,
 }
 
@@ -123,7 +129,7 @@ pub fn choose_member<M: Copy, K: PartialEq>(
 
 /// `content` along a binding: the member side's id is 0, the joiner's is
 /// the binding's. Empty `data` makes it an end-of-binding notice.
-fn relay(leg: Leg, data: Bytes) -> Action {
+fn relay<P>(leg: Leg<P>, data: Bytes) -> Action<P> {
     let (sender_id, recipient_id) = match leg.hop {
         Hop::Up => (leg.id, 0),
         Hop::Down => (0, leg.id),
@@ -136,23 +142,31 @@ fn relay(leg: Leg, data: Bytes) -> Action {
     }
 }
 
-impl GroupState {
+impl<P: PeerKey> Default for GroupState<P> {
+    fn default() -> Self {
+        Self::new(GroupLimits::default())
+    }
+}
+
+impl<P: PeerKey> GroupState<P> {
     pub fn new(limits: GroupLimits) -> Self {
         Self {
+            peers: HashMap::new(),
+            members: Vec::new(),
+            bindings: Bindings::default(),
             limits,
-            ..Self::default()
         }
     }
 
     /// A connection opened under this key.
-    pub fn attach(&mut self, peer: PeerId, favored: bool) {
+    pub fn attach(&mut self, peer: P, favored: bool) {
         self.peers.entry(peer).or_insert_with(|| Peer {
             favored,
             ..Peer::default()
         });
     }
 
-    pub fn is_member(&self, peer: PeerId) -> bool {
+    pub fn is_member(&self, peer: P) -> bool {
         self.peers
             .get(&peer)
             .is_some_and(|p| p.netflux_id.is_some())
@@ -171,23 +185,23 @@ impl GroupState {
     }
 
     /// The signaling id of the peer's current binding, if bound.
-    pub fn binding_id(&self, peer: PeerId) -> Option<SignalingId> {
+    pub fn binding_id(&self, peer: P) -> Option<SignalingId> {
         self.bindings.of(peer).map(|b| b.id)
     }
 
     /// The member the peer is bound to, if bound.
-    pub fn bound_member(&self, peer: PeerId) -> Option<PeerId> {
+    pub fn bound_member(&self, peer: P) -> Option<P> {
         self.bindings.of(peer).map(|b| b.member)
     }
 
     /// `connect {id, members}`: the four rules of the spec, in order.
     pub fn connect(
         &mut self,
-        peer: PeerId,
+        peer: P,
         id: NetfluxId,
         view: &[NetfluxId],
         ids: &mut impl SignalingIds,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Action<P>>,
     ) {
         if !self.peers.contains_key(&peer) {
             return;
@@ -268,7 +282,7 @@ impl GroupState {
     /// the peer is bound to, else nowhere. Addressed to one of the peer's
     /// joiners, it goes to that joiner only (the Node server also copied it
     /// up to the peer's own member; we do not).
-    pub fn content(&mut self, peer: PeerId, content: ContentIn, out: &mut Vec<Action>) {
+    pub fn content(&mut self, peer: P, content: ContentIn, out: &mut Vec<Action<P>>) {
         let Some((leg, binding)) = self.bindings.route(peer, content.recipient_id) else {
             return;
         };
@@ -281,7 +295,7 @@ impl GroupState {
     }
 
     /// The peer's connection is gone (closed, dropped or closed by us).
-    pub fn leave(&mut self, peer: PeerId, ids: &mut impl SignalingIds, out: &mut Vec<Action>) {
+    pub fn leave(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<Action<P>>) {
         self.remove(peer, ids, out);
     }
 
@@ -297,10 +311,10 @@ impl GroupState {
 
     fn admit(
         &mut self,
-        peer: PeerId,
+        peer: P,
         id: NetfluxId,
         ids: &mut impl SignalingIds,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Action<P>>,
     ) {
         let already = self.members.contains(&peer);
         if !already && self.members.len() >= self.limits.max_members {
@@ -326,7 +340,7 @@ impl GroupState {
         }
     }
 
-    fn demote(&mut self, peer: PeerId) {
+    fn demote(&mut self, peer: P) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.netflux_id = None;
         }
@@ -334,7 +348,7 @@ impl GroupState {
     }
 
     /// Removes a peer entirely, sending the end-of-binding notices it owes.
-    fn remove(&mut self, peer: PeerId, ids: &mut impl SignalingIds, out: &mut Vec<Action>) {
+    fn remove(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<Action<P>>) {
         if !self.peers.contains_key(&peer) {
             return;
         }

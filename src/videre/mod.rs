@@ -15,63 +15,47 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use actix_web::web;
 
-use crate::server::Shared;
+use crate::services::Services;
 use crate::sockjs::{self, SessionInfo, SessionLink, SockjsApp};
-use crate::supervisor::OpenConnection;
 
 pub use room::VidereRoom;
 pub use session::VidereSession;
 
 /// The SockJS application serving videre packets.
 pub struct VidereApp {
-    pub shared: web::Data<Shared>,
+    pub services: web::Data<Services>,
 }
 
 impl SockjsApp for VidereApp {
     type Session = VidereSession;
-    fn open(&self, link: SessionLink, info: SessionInfo) -> VidereSession {
-        let place = session::Place::default();
-        self.ask_for_place(&place, &link, &info);
-        VidereSession::new(link, info, self.shared.clone(), place)
-    }
-}
 
-impl VidereApp {
-    /// Asks the supervisor for this session's place under the connection
-    /// limits (global and per address). `open` cannot wait, so the answer
-    /// lands in `place` later; a refused session is closed with the
-    /// refusal's code and reason and its packets are ignored.
-    fn ask_for_place(&self, place: &session::Place, link: &SessionLink, info: &SessionInfo) {
-        let request = self.shared.supervisor.send(OpenConnection {
-            ip: info.remote.map(|addr| addr.ip()),
-        });
-        let (place, link, stats) = (place.clone(), link.clone(), self.shared.stats.clone());
-        let session_id = info.id.clone();
-        actix_web::rt::spawn(async move {
-            match request.await {
-                Ok(Ok(ticket)) => place.hold(ticket),
-                Ok(Err(refusal)) => {
-                    stats.refusals.fetch_add(1, Relaxed);
-                    tracing::warn!(session = %session_id, "videre session refused: {refusal}");
-                    place.refuse();
-                    let close = refusal.close();
-                    link.close(close.code, &close.reason);
-                }
-                Err(_) => place.refuse(),
+    /// Takes the session's place under the connection limits (in all and
+    /// per address) before any of its packets runs; a refused session is
+    /// closed with the refusal's code and reason and its packets ignored.
+    fn open(&self, link: SessionLink, info: SessionInfo) -> VidereSession {
+        let ticket = match self.services.rooms.admit(info.remote.map(|addr| addr.ip())) {
+            Ok(ticket) => Some(ticket),
+            Err(refusal) => {
+                self.services.stats.refusals.fetch_add(1, Relaxed);
+                tracing::warn!(session = %info.id, "videre session refused: {refusal}");
+                let close = refusal.close();
+                link.close(close.code, &close.reason);
+                None
             }
-        });
+        };
+        VidereSession::new(link, info, self.services.clone(), ticket)
     }
 }
 
 /// The videre SockJS endpoint, built once and shared by every worker.
-pub fn endpoint(shared: &web::Data<Shared>) -> Arc<sockjs::Server<VidereApp>> {
+pub fn endpoint(services: &web::Data<Services>) -> Arc<sockjs::Server<VidereApp>> {
     let server = sockjs::Server::new(
-        sockjs::Options::from_settings(&shared.settings),
+        sockjs::Options::from_settings(&services.settings),
         VidereApp {
-            shared: shared.clone(),
+            services: services.clone(),
         },
     );
     // On shutdown every SockJS session closes with 1001, like sigver peers.
-    server.shutdown_on(shared.shutdown.clone());
+    server.shutdown_on(services.shutdown.watch());
     server
 }

@@ -5,11 +5,11 @@
 //! announced to every member (the newcomer included) with `"true"` when the
 //! room was empty, a broadcast goes to every member unchanged, a ping is
 //! answered with the user ids in join order, a leave is announced to the
-//! remaining members. The core is generic over the link so tests drive it
-//! with plain ids. The actor owns one core, is created and disposed by the
-//! [`RoomSupervisor`](crate::supervisor::RoomSupervisor), and only moves
-//! messages: sessions reach it through the supervisor's `Join` (which
-//! forwards an [`Attach`]) and then directly by its address.
+//! remaining members. The core is generic over the session key and the link
+//! so tests drive it with plain numbers. The actor owns one core, is created
+//! by the room layer ([`Rooms::join`](crate::rooms::Rooms::join) forwards an
+//! [`Attach`]) and releases itself when its last member left; it only moves
+//! messages, and gives each sender's [`InFlight`] credit back per event.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,18 +20,18 @@ use tokio::sync::oneshot;
 
 use crate::error::{Refusal, VidereError};
 use crate::observe::Stats;
+use crate::rooms::{Attach, InFlight, MemberId, Occupancy, Room, RoomHome};
 use crate::sockjs::SessionLink;
-use crate::supervisor::{Attach, Dispose, Occupancy, Room, RoomContext};
 
 use super::packet::{self, Packet};
 
-/// Identifies one videre session in the process (unique, never reused).
+/// How tests name sessions; the actor uses [`MemberId`]s.
 pub type SessionId = u64;
 
 /// One user in a room.
 #[derive(Debug, Clone)]
-pub struct Member<L> {
-    pub session: SessionId,
+pub struct Member<L, S = SessionId> {
+    pub session: S,
     pub user_id: Arc<str>,
     pub link: L,
 }
@@ -45,13 +45,13 @@ pub struct Joined {
 
 /// The rules of one room, free of I/O.
 #[derive(Debug)]
-pub struct RoomCore<L> {
+pub struct RoomCore<L, S = SessionId> {
     room_id: Arc<str>,
-    members: Vec<Member<L>>,
+    members: Vec<Member<L, S>>,
     max_members: usize,
 }
 
-impl<L> RoomCore<L> {
+impl<L, S: Copy + PartialEq> RoomCore<L, S> {
     pub fn new(room_id: Arc<str>, max_members: usize) -> Self {
         Self {
             room_id,
@@ -65,7 +65,7 @@ impl<L> RoomCore<L> {
     }
 
     /// Members in join order.
-    pub fn members(&self) -> &[Member<L>] {
+    pub fn members(&self) -> &[Member<L, S>] {
         &self.members
     }
 
@@ -73,7 +73,7 @@ impl<L> RoomCore<L> {
         self.members.is_empty()
     }
 
-    pub fn contains(&self, session: SessionId) -> bool {
+    pub fn contains(&self, session: S) -> bool {
         self.members.iter().any(|m| m.session == session)
     }
 
@@ -82,7 +82,7 @@ impl<L> RoomCore<L> {
     /// first if it is already in (see [`RoomCore::leave`]).
     pub fn join(
         &mut self,
-        session: SessionId,
+        session: S,
         user_id: Arc<str>,
         link: L,
         connect: &Packet,
@@ -104,7 +104,7 @@ impl<L> RoomCore<L> {
 
     /// `session` leaves; the returned notice goes to every remaining member.
     /// `None` when it was not in the room.
-    pub fn leave(&mut self, session: SessionId) -> Option<(Member<L>, ByteString)> {
+    pub fn leave(&mut self, session: S) -> Option<(Member<L, S>, ByteString)> {
         let index = self.members.iter().position(|m| m.session == session)?;
         let member = self.members.remove(index);
         let notice = packet::disconnect_notice(&member.user_id, &self.room_id);
@@ -124,7 +124,7 @@ impl<L> RoomCore<L> {
 
 /// What a session hands the room when it joins.
 pub struct Joiner {
-    pub session: SessionId,
+    pub session: MemberId,
     pub user_id: Arc<str>,
     pub link: SessionLink,
     pub connect: Packet,
@@ -136,51 +136,45 @@ pub struct Joiner {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave {
-    pub session: SessionId,
+    pub session: MemberId,
 }
 
-/// A broadcast packet for every member.
+/// A broadcast packet for every member; `credit` is the sender's.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Broadcast {
     pub packet: Packet,
+    pub credit: Arc<InFlight>,
 }
 
-/// A ping; the answer goes to `reply`.
+/// A ping; the answer goes to `reply`; `credit` is the sender's.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Ping {
     pub packet: Packet,
     pub reply: SessionLink,
+    pub credit: Arc<InFlight>,
 }
 
 /// The actor of one videre room.
 pub struct VidereRoom {
-    core: RoomCore<SessionLink>,
+    core: RoomCore<SessionLink, MemberId>,
     occupancy: Occupancy,
-    ctx: RoomContext,
+    home: RoomHome,
 }
-
-/// Messages a room queues before senders wait (actix's default is 16); a
-/// busy call room absorbs bursts of candidates without slowing senders.
-const MAILBOX: usize = 1024;
 
 impl Actor for VidereRoom {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(MAILBOX);
-    }
 }
 
 impl Room for VidereRoom {
     const KIND: &'static str = "videre";
     type Member = Joiner;
-    fn new_room(key: Arc<str>, ctx: RoomContext) -> Self {
+    fn new_room(key: Arc<str>, home: RoomHome) -> Self {
         Self {
-            core: RoomCore::new(key, ctx.settings.limits.max_members_per_room),
+            core: RoomCore::new(key, home.settings.limits.max_members_per_room),
             occupancy: Occupancy::default(),
-            ctx,
+            home,
         }
     }
 }
@@ -188,18 +182,27 @@ impl Room for VidereRoom {
 impl VidereRoom {
     fn send_to_all(&self, text: &ByteString) {
         for member in self.core.members() {
-            send(&self.ctx.stats, &member.link, text.clone());
+            send(&self.home.stats, &member.link, text.clone());
         }
     }
 
-    fn remove(&mut self, session: SessionId) {
+    /// `session` leaves (if it is in); the room stops once it is released.
+    fn remove(&mut self, session: MemberId, ctx: &mut Context<Self>) {
         let Some((member, notice)) = self.core.leave(session) else {
             return;
         };
-        tracing::info!(room = %self.core.room_id(), user = %member.user_id, session, "videre leave");
+        tracing::info!(room = %self.core.room_id(), user = %member.user_id, %session, "videre leave");
         self.send_to_all(&notice);
-        if let Some(idle) = self.occupancy.detached::<Self>(self.core.room_id()) {
-            self.ctx.supervisor.do_send(idle);
+        self.detach(ctx);
+    }
+
+    fn detach(&mut self, ctx: &mut Context<Self>) {
+        self.occupancy.detached();
+        if self
+            .home
+            .release_if_idle::<Self>(self.core.room_id(), &self.occupancy)
+        {
+            ctx.stop();
         }
     }
 }
@@ -222,7 +225,7 @@ fn send(stats: &Stats, link: &SessionLink, text: ByteString) {
 impl Handler<Attach<VidereRoom>> for VidereRoom {
     type Result = ();
 
-    fn handle(&mut self, attach: Attach<VidereRoom>, _: &mut Context<Self>) {
+    fn handle(&mut self, attach: Attach<VidereRoom>, ctx: &mut Context<Self>) {
         self.occupancy.attached();
         let Joiner {
             session,
@@ -233,11 +236,11 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
         } = attach.member;
         // A session is never twice in a room: a repeated join moves it to
         // the end (sessions leave first, this only guards the invariant).
-        self.remove(session);
+        self.remove(session, ctx);
         match self.core.join(session, user_id.clone(), link, &connect) {
             Ok(joined) => {
                 tracing::info!(
-                    room = %self.core.room_id(), user = %user_id, session,
+                    room = %self.core.room_id(), user = %user_id, %session,
                     initiator = joined.initiator, members = self.core.members().len(),
                     "videre join"
                 );
@@ -245,11 +248,9 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
                 let _ = outcome.send(Ok(()));
             }
             Err(error) => {
-                // Count the refused attach as gone, so idle reports stay exact.
-                if let Some(idle) = self.occupancy.detached::<Self>(self.core.room_id()) {
-                    self.ctx.supervisor.do_send(idle);
-                }
+                // The refused attach is gone at once, so release stays exact.
                 let _ = outcome.send(Err(error));
+                self.detach(ctx);
             }
         }
     }
@@ -258,8 +259,8 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
 impl Handler<Leave> for VidereRoom {
     type Result = ();
 
-    fn handle(&mut self, leave: Leave, _: &mut Context<Self>) {
-        self.remove(leave.session);
+    fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) {
+        self.remove(leave.session, ctx);
     }
 }
 
@@ -267,6 +268,7 @@ impl Handler<Broadcast> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, broadcast: Broadcast, _: &mut Context<Self>) {
+        broadcast.credit.handled();
         let text = self.core.broadcast(&broadcast.packet);
         self.send_to_all(&text);
     }
@@ -276,14 +278,8 @@ impl Handler<Ping> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, ping: Ping, _: &mut Context<Self>) {
-        send(&self.ctx.stats, &ping.reply, self.core.ping(&ping.packet));
-    }
-}
-
-impl Handler<Dispose> for VidereRoom {
-    type Result = ();
-    fn handle(&mut self, _msg: Dispose, ctx: &mut Context<Self>) {
-        ctx.stop();
+        ping.credit.handled();
+        send(&self.home.stats, &ping.reply, self.core.ping(&ping.packet));
     }
 }
 

@@ -3,31 +3,28 @@
 //!
 //! The session parses every message on its own (a bad one costs only an
 //! error notice), keeps the rooms it joined with the UserId it used
-//! ([`Memberships`], pure, where strict mode is decided) and talks to room
-//! actors: `connect` leaves every room and joins through the supervisor,
-//! awaiting the room's answer so later packets queue behind the join;
-//! `broadcast` and `ping` go straight to the room; `disconnect` and the
-//! session's close leave. Nothing here blocks other sessions: rooms are
-//! reached by message, and client input never panics.
+//! ([`Memberships`], pure, where strict mode is decided) and talks to rooms
+//! through the room layer: `connect` leaves every room and joins, awaiting
+//! the room's answer so later packets queue behind the join; `broadcast`
+//! and `ping` go straight to the room, each taking one unit of the
+//! session's in-flight credit (a flooding client waits instead of growing a
+//! room's mailbox); `disconnect` and the session's close leave. Nothing here
+//! blocks other sessions, and client input never panics.
 
-use std::cell::RefCell;
-use std::marker::PhantomData;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
-use actix::prelude::*;
 use actix_web::web;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
 use crate::error::{Refusal, VidereError};
-use crate::server::Shared;
+use crate::rooms::{InFlight, MemberId, RoomRef, Ticket};
+use crate::services::Services;
 use crate::sockjs::{SessionInfo, SessionLink, SockjsSession};
-use crate::supervisor::{ConnectionTicket, Find, Join};
 
 use super::packet::{self, Event, Packet};
-use super::room::{Broadcast, Joiner, Leave, Ping, SessionId, VidereRoom};
+use super::room::{Broadcast, Joiner, Leave, Ping, VidereRoom};
 
 /// A room this session is in, and the UserId it joined with.
 #[derive(Debug, Clone)]
@@ -95,83 +92,52 @@ impl<H> Memberships<H> {
     }
 }
 
-/// A session's place under the connection limits, granted after `open`.
-/// Shared with the task that asks the supervisor; dropping the last holder
-/// drops the ticket, which frees the place.
-#[derive(Clone, Default)]
-pub struct Place(Rc<RefCell<PlaceState>>);
-
-#[derive(Default)]
-enum PlaceState {
-    #[default]
-    Pending,
-    Held(#[allow(dead_code)] ConnectionTicket),
-    Refused,
-}
-
-impl Place {
-    pub fn hold(&self, ticket: ConnectionTicket) {
-        let mut state = self.0.borrow_mut();
-        if matches!(*state, PlaceState::Pending) {
-            *state = PlaceState::Held(ticket);
-        }
-    }
-
-    pub fn refuse(&self) {
-        *self.0.borrow_mut() = PlaceState::Refused;
-    }
-
-    pub fn is_refused(&self) -> bool {
-        matches!(*self.0.borrow(), PlaceState::Refused)
-    }
-
-    /// Gives the place up (the session closed).
-    fn release(&self) {
-        *self.0.borrow_mut() = PlaceState::Refused;
-    }
-}
-
-/// Process-wide session numbering; room members are keyed by it.
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
-
 /// The videre side of one SockJS session.
 pub struct VidereSession {
-    id: SessionId,
+    id: MemberId,
     link: SessionLink,
     info: SessionInfo,
-    shared: web::Data<Shared>,
-    rooms: Memberships<Addr<VidereRoom>>,
-    /// This session's place under the connection limits.
-    place: Place,
+    services: web::Data<Services>,
+    rooms: Memberships<RoomRef<VidereRoom>>,
+    /// Events handed to rooms and not yet handled.
+    credit: Arc<InFlight>,
+    /// This session's place under the connection limits; `None`: refused,
+    /// its packets are ignored (it has been told to close).
+    ticket: Option<Ticket>,
 }
 
 impl VidereSession {
+    /// A session that holds `ticket` (or was refused one and is closing).
     pub fn new(
         link: SessionLink,
         info: SessionInfo,
-        shared: web::Data<Shared>,
-        place: Place,
+        services: web::Data<Services>,
+        ticket: Option<Ticket>,
     ) -> Self {
-        let id = NEXT_SESSION.fetch_add(1, Relaxed);
+        let id = services.rooms.member_id();
         let remote = info.remote.map(|addr| addr.to_string()).unwrap_or_default();
         tracing::debug!(session = %info.id, transport = info.transport, %remote, "videre session open");
+        let credit = Arc::new(InFlight::for_outbox(
+            services.settings.limits.outbound_queue,
+        ));
         Self {
             id,
             link,
             info,
-            shared,
+            services,
             rooms: Memberships::default(),
-            place,
+            credit,
+            ticket,
         }
     }
 
     fn strict(&self) -> bool {
-        self.shared.settings.videre.strict
+        self.services.settings.videre.strict
     }
 
     /// Sends the error notice for a refused packet and counts it.
     fn refuse(&self, user_id: &str, room_id: &str, error: VidereError) {
-        let stats = &self.shared.stats;
+        let stats = &self.services.stats;
         if error.is_refusal() {
             stats.refusals.fetch_add(1, Relaxed);
         } else {
@@ -188,14 +154,14 @@ impl VidereSession {
     fn send(&self, text: ByteString) {
         let bytes = text.len();
         if self.link.send(text).is_ok() {
-            self.shared.stats.sent(bytes);
+            self.services.stats.sent(bytes);
         }
     }
 
     /// Leaves every room; each one tells its remaining members.
     fn leave_all(&mut self) {
         for membership in self.rooms.take_all() {
-            membership.room.do_send(Leave { session: self.id });
+            membership.room.tell(Leave { session: self.id });
         }
     }
 
@@ -204,28 +170,26 @@ impl VidereSession {
         let room_id: Arc<str> = connect.room_id.as_str().into();
         let user_id: Arc<str> = connect.user_id.as_str().into();
         let (outcome, joined) = oneshot::channel();
-        // A new room starts on this session's thread: a call's first member
-        // then relays to the room without crossing threads.
-        let join = Join::<VidereRoom>::here(
-            room_id.clone(),
-            Joiner {
-                session: self.id,
-                user_id: user_id.clone(),
-                link: self.link.clone(),
-                connect,
-                outcome,
-            },
-        );
+        let joiner = Joiner {
+            session: self.id,
+            user_id: user_id.clone(),
+            link: self.link.clone(),
+            connect,
+            outcome,
+        };
         // Awaiting the room's answer orders every later packet of this
         // session after the join.
-        let result = match self.shared.supervisor.send(join).await {
-            Ok(Ok(room)) => match joined.await {
+        let result = match self
+            .services
+            .rooms
+            .join::<VidereRoom>(room_id.clone(), joiner)
+        {
+            Ok(room) => match joined.await {
                 Ok(Ok(())) => Ok(room),
                 Ok(Err(error)) => Err(error),
                 Err(_) => Err(Refusal::Internal.into()),
             },
-            Ok(Err(refusal)) => Err(refusal.into()),
-            Err(_) => Err(Refusal::Internal.into()),
+            Err(refusal) => Err(refusal.into()),
         };
         match result {
             Ok(room) => self.rooms.add(Membership {
@@ -239,7 +203,7 @@ impl VidereSession {
 
     async fn disconnect(&mut self, packet: Packet) {
         match self.rooms.take(&packet.room_id) {
-            Some(membership) => membership.room.do_send(Leave { session: self.id }),
+            Some(membership) => membership.room.tell(Leave { session: self.id }),
             None => self.refuse(&packet.user_id, &packet.room_id, VidereError::NotJoined),
         }
     }
@@ -249,13 +213,9 @@ impl VidereSession {
         let room = match self.rooms.target(&packet, self.strict()) {
             Ok(Target::Joined(room)) => room.clone(),
             Ok(Target::Elsewhere) => {
-                let find = Find::<VidereRoom> {
-                    key: packet.room_id.as_str().into(),
-                    kind: PhantomData,
-                };
-                match self.shared.supervisor.send(find).await {
-                    Ok(Some(room)) => room,
-                    _ => {
+                match self.services.rooms.find::<VidereRoom>(&packet.room_id) {
+                    Some(room) => room,
+                    None => {
                         return self.refuse(
                             &packet.user_id,
                             &packet.room_id,
@@ -266,31 +226,22 @@ impl VidereSession {
             }
             Err(error) => return self.refuse(&packet.user_id, &packet.room_id, error),
         };
+        // One unit of credit per event: a client that sends faster than its
+        // rooms handle waits here (its transport stops reading) instead of
+        // growing a room's mailbox.
+        self.credit.acquire().await;
+        let credit = self.credit.clone();
         match packet.event {
             Event::Ping => {
                 let reply = self.link.clone();
-                deliver(&room, Ping { packet, reply }).await;
+                room.tell(Ping {
+                    packet,
+                    reply,
+                    credit,
+                });
             }
-            _ => deliver(&room, Broadcast { packet }).await,
+            _ => room.tell(Broadcast { packet, credit }),
         }
-    }
-}
-
-/// Queues `message` for `room` without waiting for it, unless the room's
-/// mailbox is full: then the session waits, so a flooding client slows down
-/// instead of growing the room's queue without bound.
-async fn deliver<M>(room: &Addr<VidereRoom>, message: M)
-where
-    M: Message<Result = ()> + Send + 'static,
-    VidereRoom: Handler<M>,
-{
-    match room.try_send(message) {
-        Ok(()) => {}
-        Err(SendError::Full(message)) => {
-            let _ = room.send(message).await;
-        }
-        // The room is gone: it was disposed after this session left it.
-        Err(SendError::Closed(_)) => {}
     }
 }
 
@@ -305,12 +256,12 @@ fn preview(text: &str) -> &str {
 
 impl SockjsSession for VidereSession {
     async fn on_message(&mut self, text: String) {
-        if self.place.is_refused() {
+        if self.ticket.is_none() {
             return;
         }
         let bytes = text.len();
-        self.shared.stats.received(bytes);
-        let max = self.shared.settings.limits.max_frame_bytes;
+        self.services.stats.received(bytes);
+        let max = self.services.settings.limits.max_frame_bytes;
         let packet = match packet::parse(ByteString::from(text), max) {
             Ok(packet) => packet,
             Err(rejected) => {
@@ -319,7 +270,7 @@ impl SockjsSession for VidereSession {
         };
         // Ids live as long as their room: bound them like sigver's keys. The
         // notice does not echo an oversized id back.
-        let max_id = self.shared.settings.limits.max_id_bytes;
+        let max_id = self.services.settings.limits.max_id_bytes;
         for (field, id) in [("UserId", &packet.user_id), ("RoomId", &packet.room_id)] {
             if id.len() > max_id {
                 return self.refuse("", "", VidereError::IdTooLong(field, max_id));
@@ -342,7 +293,7 @@ impl SockjsSession for VidereSession {
     async fn on_close(&mut self) {
         tracing::debug!(session = %self.info.id, transport = self.info.transport, rooms = self.rooms.len(), "videre session closed");
         self.leave_all();
-        self.place.release();
+        self.ticket = None;
     }
 }
 
@@ -407,25 +358,26 @@ mod tests {
         use super::super::*;
         use crate::config::Settings;
         use crate::observe::Stats;
+        use crate::rooms::Rooms;
+        use crate::shutdown::ShutdownTrigger;
         use crate::sockjs::Outgoing;
-        use crate::supervisor::RoomSupervisor;
         use std::time::Duration;
-        use tokio::sync::{mpsc, watch};
+        use tokio::sync::mpsc;
 
-        fn shared(settings: Settings) -> web::Data<Shared> {
+        fn shared(settings: Settings) -> web::Data<Services> {
             let settings = Arc::new(settings);
             let stats = Arc::new(Stats::default());
-            let supervisor = RoomSupervisor::new(settings.clone(), stats.clone(), vec![]).start();
-            let (_, shutdown) = watch::channel(false);
-            web::Data::new(Shared {
+            let rooms = Rooms::new(settings.clone(), stats.clone());
+            let (_, shutdown) = ShutdownTrigger::new();
+            web::Data::new(Services {
                 settings,
-                supervisor,
                 stats,
+                rooms,
                 shutdown,
             })
         }
 
-        fn session(shared: &web::Data<Shared>) -> (VidereSession, mpsc::Receiver<Outgoing>) {
+        fn session(shared: &web::Data<Services>) -> (VidereSession, mpsc::Receiver<Outgoing>) {
             let (link, rx) = SessionLink::channel(64);
             let info = SessionInfo {
                 id: "test".into(),
@@ -433,7 +385,7 @@ mod tests {
                 transport: "test",
             };
             (
-                VidereSession::new(link, info, shared.clone(), Place::default()),
+                VidereSession::new(link, info, shared.clone(), shared.rooms.admit(None).ok()),
                 rx,
             )
         }

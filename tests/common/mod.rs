@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
+use sigway::app::BackgroundServer;
 use sigway::config::Settings;
 use sigway::proto::sigver::{Content, GroupData, Message, message::Type};
-use sigway::server::BackgroundServer;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;

@@ -5,7 +5,7 @@
 //! `sigver.protocol = "legacy"` and the query does not say
 //! `?protocol=current` (see [`crate::sigver::session::entry`]). Everything
 //! but the messages is shared with the current dialect: the session loop
-//! (key check, heartbeat, frame size, closing), the supervisor, signaling
+//! (key check, heartbeat, frame size, closing), the room layer, signaling
 //! ids and member selection. Here live the dialect's pieces: [`codec`]
 //! (bytes ↔ messages), [`state`] (the pure rules), [`group`] (the actor of
 //! one key) and [`Legacy`], the [`Dialect`] that ties them to the session.
@@ -15,13 +15,12 @@ pub mod codec;
 pub mod group;
 pub mod state;
 
-use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::config::SigverDialect;
 use crate::error::SigverError;
+use crate::rooms::{InFlight, MemberId, RoomRef};
 use crate::sigver::session::{Dialect, Heard};
-use crate::sigver::state::PeerId;
 
 pub use group::{FromLegacyPeer, LegacyGroup};
 
@@ -40,8 +39,9 @@ impl Dialect for Legacy {
 
     fn dispatch(
         frame: Bytes,
-        peer: PeerId,
-        group: &Addr<LegacyGroup>,
+        peer: MemberId,
+        group: &RoomRef<LegacyGroup>,
+        credit: &InFlight,
     ) -> Result<Heard, SigverError> {
         let event = match codec::decode(frame)? {
             LegacyInbound::Heartbeat => return Ok(Heard::Heartbeat),
@@ -50,7 +50,8 @@ impl Dialect for Legacy {
             LegacyInbound::TryAnother => FromLegacyPeer::TryAnother { peer },
             LegacyInbound::Content { id, payload } => FromLegacyPeer::Content { peer, id, payload },
         };
-        group.do_send(event);
+        credit.sent();
+        group.tell(event);
         Ok(Heard::ToGroup)
     }
 }

@@ -28,7 +28,9 @@ use bytes::Bytes;
 
 use crate::error::{Refusal, SigverError};
 use crate::sigver::bindings::{Bindings, Hop, Leg};
-use crate::sigver::state::{GroupLimits, PeerId, SignalingId, SignalingIds, choose_member};
+use crate::sigver::state::{
+    GroupLimits, PeerId, PeerKey, SignalingId, SignalingIds, choose_member,
+};
 
 /// What a `content` carries. A `content` with nothing set never gets here:
 /// the codec refuses it (close 4003).
@@ -43,42 +45,52 @@ pub enum Payload {
 
 /// What the caller must do after an event, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegacyAction {
+pub enum LegacyAction<P = PeerId> {
     /// Send `isFirst`: `true` when the peer is (now) a member, `false` when
     /// it has been bound to a member.
-    IsFirst { to: PeerId, first: bool },
+    IsFirst { to: P, first: bool },
     /// Send `content {id, payload}`; `id` is 0 towards a joiner.
     Content {
-        to: PeerId,
+        to: P,
         id: SignalingId,
         payload: Payload,
     },
     /// Close the peer's connection; it is already gone from the state.
-    Close { to: PeerId, error: SigverError },
+    Close { to: P, error: SigverError },
 }
 
-#[derive(Debug, Clone, Default)]
-struct Peer {
+#[derive(Debug, Clone)]
+struct Peer<P> {
     favored: bool,
     member: bool,
     /// Members this peer was bound to since it last became a member, by
     /// connection (sigver 18.x keyed them by the member's own route id,
     /// which first members do not have).
-    tried: Vec<PeerId>,
+    tried: Vec<P>,
 }
 
-#[derive(Debug, Default)]
-pub struct LegacyGroupState {
-    peers: HashMap<PeerId, Peer>,
+impl<P> Default for Peer<P> {
+    fn default() -> Self {
+        Self {
+            favored: false,
+            member: false,
+            tried: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LegacyGroupState<P = PeerId> {
+    peers: HashMap<P, Peer<P>>,
     /// Members in the order they became members; empty means "no group".
-    members: Vec<PeerId>,
-    bindings: Bindings,
+    members: Vec<P>,
+    bindings: Bindings<P>,
     limits: GroupLimits,
 }
 
 /// `content` along a binding: it names the joiner's route id going up to
 /// the member, 0 going down.
-fn relay(leg: Leg, payload: Payload) -> LegacyAction {
+fn relay<P>(leg: Leg<P>, payload: Payload) -> LegacyAction<P> {
     let id = match leg.hop {
         Hop::Up => leg.id,
         Hop::Down => 0,
@@ -90,11 +102,19 @@ fn relay(leg: Leg, payload: Payload) -> LegacyAction {
     }
 }
 
-impl LegacyGroupState {
+impl<P: PeerKey> Default for LegacyGroupState<P> {
+    fn default() -> Self {
+        Self::new(GroupLimits::default())
+    }
+}
+
+impl<P: PeerKey> LegacyGroupState<P> {
     pub fn new(limits: GroupLimits) -> Self {
         Self {
+            peers: HashMap::new(),
+            members: Vec::new(),
+            bindings: Bindings::default(),
             limits,
-            ..Self::default()
         }
     }
 
@@ -102,10 +122,10 @@ impl LegacyGroupState {
     /// as the group's first member or bound to a member.
     pub fn attach(
         &mut self,
-        peer: PeerId,
+        peer: P,
         favored: bool,
         ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
+        out: &mut Vec<LegacyAction<P>>,
     ) {
         if self.peers.contains_key(&peer) {
             return;
@@ -122,12 +142,7 @@ impl LegacyGroupState {
 
     /// `stable`: the peer has joined the group and becomes a member. Its
     /// binding, if any, stays usable.
-    pub fn stable(
-        &mut self,
-        peer: PeerId,
-        ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
-    ) {
+    pub fn stable(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
         if self.peers.contains_key(&peer) {
             self.make_member(peer, ids, out);
         }
@@ -137,9 +152,9 @@ impl LegacyGroupState {
     /// another one (the old member is told nothing) and answer `isFirst`.
     pub fn try_another(
         &mut self,
-        peer: PeerId,
+        peer: P,
         ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
+        out: &mut Vec<LegacyAction<P>>,
     ) {
         if self.peers.contains_key(&peer) {
             self.seek_member(peer, ids, out);
@@ -151,11 +166,11 @@ impl LegacyGroupState {
     /// bound to (whatever `id` it wrote), else nowhere.
     pub fn content(
         &mut self,
-        peer: PeerId,
+        peer: P,
         id: SignalingId,
         payload: Payload,
         ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
+        out: &mut Vec<LegacyAction<P>>,
     ) {
         let Some((leg, binding)) = self.bindings.route(peer, id) else {
             return;
@@ -179,21 +194,16 @@ impl LegacyGroupState {
     }
 
     /// The peer's connection is gone (closed, dropped or closed by us).
-    pub fn leave(
-        &mut self,
-        peer: PeerId,
-        ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
-    ) {
+    pub fn leave(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
         self.remove(peer, ids, out);
     }
 
-    pub fn is_member(&self, peer: PeerId) -> bool {
+    pub fn is_member(&self, peer: P) -> bool {
         self.peers.get(&peer).is_some_and(|p| p.member)
     }
 
     /// Members in membership order.
-    pub fn members(&self) -> &[PeerId] {
+    pub fn members(&self) -> &[P] {
         &self.members
     }
 
@@ -202,12 +212,12 @@ impl LegacyGroupState {
     }
 
     /// The route id of the peer's current binding, if bound.
-    pub fn binding_id(&self, peer: PeerId) -> Option<SignalingId> {
+    pub fn binding_id(&self, peer: P) -> Option<SignalingId> {
         self.bindings.of(peer).map(|b| b.id)
     }
 
     /// The member the peer is bound to, if bound.
-    pub fn bound_member(&self, peer: PeerId) -> Option<PeerId> {
+    pub fn bound_member(&self, peer: P) -> Option<P> {
         self.bindings.of(peer).map(|b| b.member)
     }
 
@@ -217,9 +227,9 @@ impl LegacyGroupState {
     /// otherwise → bound to a member chosen by [`choose_member`].
     fn seek_member(
         &mut self,
-        peer: PeerId,
+        peer: P,
         ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
+        out: &mut Vec<LegacyAction<P>>,
     ) {
         match self.members[..] {
             [] => {
@@ -293,10 +303,10 @@ impl LegacyGroupState {
     /// member count is unchanged, so no limit applies) and it is closed.
     fn replace_blocking_member(
         &mut self,
-        blocking: PeerId,
-        peer: PeerId,
+        blocking: P,
+        peer: P,
         ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
+        out: &mut Vec<LegacyAction<P>>,
     ) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.member = true;
@@ -318,9 +328,9 @@ impl LegacyGroupState {
     /// peer is removed and closed. Returns whether it is a member.
     fn make_member(
         &mut self,
-        peer: PeerId,
+        peer: P,
         ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction>,
+        out: &mut Vec<LegacyAction<P>>,
     ) -> bool {
         if self.is_member(peer) {
             return true;
@@ -344,7 +354,7 @@ impl LegacyGroupState {
 
     /// Removes a peer entirely; the other side of each of its bindings gets
     /// `isError` unless that direction was already ended.
-    fn remove(&mut self, peer: PeerId, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction>) {
+    fn remove(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
         self.members.retain(|&m| m != peer);
         let owed = self.bindings.drop_peer(peer, ids);
         out.extend(owed.into_iter().map(|leg| relay(leg, Payload::IsError)));

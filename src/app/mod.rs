@@ -1,46 +1,38 @@
-//! The HTTP server: one port, TLS or not, every route, and shutdown.
+//! The composition root: builds the [`Services`] (settings, counters, the
+//! room layer, the shutdown signal), mounts the two protocol adapters on one
+//! port, TLS or not, and runs until a signal. Nothing else in the crate
+//! imports it.
 //!
-//! [`start`] binds the listener (port 0 works, for tests), starts the
-//! [`RoomSupervisor`] and the arbiters that run room actors, and mounts:
-//! the SockJS/videre endpoint under its prefix, the sigver WebSocket on any
-//! other path that asks for an upgrade, and plain pages (`/`, `/healthz`,
-//! `/metrics`, `/stats`, the demo) for everything else. On SIGTERM/SIGINT it
-//! stops accepting, tells every session to close with 1001 and waits
-//! `shutdown_timeout_secs` for them.
+//! [`start`] binds the listener (port 0 works, for tests); [`routes`] says
+//! what is served where; [`tls`] builds the openssl acceptor. On
+//! SIGTERM/SIGINT the server stops accepting, tells every session to close
+//! with 1001 and waits `shutdown_timeout_secs` for them.
+//! [`BackgroundServer`] runs one on its own thread for tests and tools.
+
+mod routes;
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, web};
-use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod};
-use openssl::x509::X509;
-use serde_json::json;
-use tokio::sync::watch;
+use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
-use crate::observe::{self, Stats};
-use crate::supervisor::RoomSupervisor;
-
-/// What every request handler and session can reach.
-pub struct Shared {
-    pub settings: Arc<Settings>,
-    pub supervisor: Addr<RoomSupervisor>,
-    pub stats: Arc<Stats>,
-    /// Flips to `true` when the server shuts down; sessions then close with 1001.
-    pub shutdown: watch::Receiver<bool>,
-}
+use crate::observe::Stats;
+use crate::rooms::Rooms;
+use crate::services::Services;
+use crate::shutdown::ShutdownTrigger;
 
 /// A started server: where it listens and how to stop it.
 pub struct Running {
     pub addr: SocketAddr,
     pub tls: bool,
     pub handle: ServerHandle,
-    shutdown: watch::Sender<bool>,
+    shutdown: ShutdownTrigger,
     server: actix_web::dev::Server,
 }
 
@@ -60,17 +52,17 @@ impl Running {
     }
 
     /// Graceful stop: sessions are told to close, then workers stop.
-    pub async fn stop(handle: &ServerHandle, shutdown: &watch::Sender<bool>) {
-        let _ = shutdown.send(true);
+    pub async fn stop(handle: &ServerHandle, shutdown: &ShutdownTrigger) {
+        shutdown.fire();
         handle.stop(true).await;
     }
 
-    pub fn shutdown_sender(&self) -> watch::Sender<bool> {
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
         self.shutdown.clone()
     }
 }
 
-async fn shutdown_on_signal(shutdown: watch::Sender<bool>, handle: ServerHandle) {
+async fn shutdown_on_signal(shutdown: ShutdownTrigger, handle: ServerHandle) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -99,27 +91,25 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let arbiters: Vec<ArbiterHandle> = (0..workers).map(|_| Arbiter::new().handle()).collect();
-    let supervisor = RoomSupervisor::new(settings.clone(), stats.clone(), arbiters).start();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shared = web::Data::new(Shared {
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let services = web::Data::new(Services {
         settings: settings.clone(),
-        supervisor,
+        rooms: Rooms::new(settings.clone(), stats.clone()),
         stats: stats.clone(),
-        shutdown: shutdown_rx,
+        shutdown,
     });
     let stats_data = web::Data::from(stats);
-    let videre = crate::videre::endpoint(&shared);
+    let videre = crate::videre::endpoint(&services);
 
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(shared.clone())
+            .app_data(services.clone())
             .app_data(stats_data.clone())
             .app_data(web::PayloadConfig::new(
-                shared.settings.limits.max_frame_bytes,
+                services.settings.limits.max_frame_bytes,
             ))
             .wrap(TracingLogger::default())
-            .configure(|cfg| routes(cfg, &videre))
+            .configure(|cfg| routes::routes(cfg, &videre))
     })
     .workers(workers)
     .backlog(settings.backlog)
@@ -134,7 +124,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     let host = settings.host.as_str();
     let tls_files = settings.tls_files().map_err(io::Error::other)?;
     let server = match tls_files {
-        Some(_) => server.bind_openssl((host, settings.port), tls_acceptor(&settings)?)?,
+        Some(_) => server.bind_openssl((host, settings.port), tls::acceptor(&settings)?)?,
         None => server.bind((host, settings.port))?,
     };
     let addr = *server
@@ -146,7 +136,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         addr,
         tls: tls_files.is_some(),
         handle: server.handle(),
-        shutdown: shutdown_tx,
+        shutdown: trigger,
         server,
     })
 }
@@ -162,101 +152,12 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     running.wait().await
 }
 
-fn tls_acceptor(settings: &Settings) -> io::Result<SslAcceptorBuilder> {
-    let tls = &settings.tls;
-    let (cert, key) = settings
-        .tls_files()
-        .map_err(io::Error::other)?
-        .ok_or_else(|| io::Error::other("TLS requested without files"))?;
-    let mut builder =
-        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(io::Error::other)?;
-    let context = |what: &str, path: &std::path::Path, e: openssl::error::ErrorStack| {
-        io::Error::other(format!("TLS {what} {}: {e}", path.display()))
-    };
-    builder
-        .set_private_key_file(key, SslFiletype::PEM)
-        .map_err(|e| context("key", key, e))?;
-    builder
-        .set_certificate_chain_file(cert)
-        .map_err(|e| context("certificate", cert, e))?;
-    if let Some(ca) = &tls.ca {
-        let pem = std::fs::read(ca)?;
-        for extra in X509::stack_from_pem(&pem).map_err(|e| context("CA chain", ca, e))? {
-            builder
-                .add_extra_chain_cert(extra)
-                .map_err(|e| context("CA chain", ca, e))?;
-        }
-    }
-    builder
-        .check_private_key()
-        .map_err(|e| context("key (does not match the certificate)", key, e))?;
-    Ok(builder)
-}
-
-fn is_websocket_upgrade(ctx: &guard::GuardContext<'_>) -> bool {
-    ctx.head().upgrade()
-        || ctx
-            .head()
-            .headers()
-            .get(actix_web::http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-fn routes(
-    cfg: &mut web::ServiceConfig,
-    videre: &Arc<crate::sockjs::Server<crate::videre::VidereApp>>,
-) {
-    videre.configure(cfg);
-    cfg.service(
-        web::resource("/{any:.*}")
-            .guard(guard::fn_guard(is_websocket_upgrade))
-            .to(crate::sigver::session::entry),
-    )
-    .route("/", web::get().to(landing))
-    .route("/demo", web::get().to(demo))
-    .route("/healthz", web::get().to(observe::healthz))
-    .route("/metrics", web::get().to(observe::metrics))
-    .route("/stats", web::get().to(observe::stats))
-    .default_service(web::to(not_a_websocket));
-}
-
-const LANDING_PAGE: &str = include_str!("../static/index.html");
-const DEMO_PAGE: &str = include_str!("../static/demo.html");
-
-async fn landing() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(LANDING_PAGE)
-}
-
-async fn demo() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(DEMO_PAGE)
-}
-
-/// Any other plain request: say what this server is instead of hanging.
-async fn not_a_websocket(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
-    let path = req.uri().path();
-    HttpResponse::UpgradeRequired()
-        .insert_header(("Upgrade", "websocket"))
-        .json(json!({
-            "server": "sigway",
-            "version": env!("CARGO_PKG_VERSION"),
-            "error": "this path is a sigver signaling endpoint: open a WebSocket to it",
-            "sigver": { "key": path.strip_prefix('/').unwrap_or(path), "url": format!("ws(s)://HOST{path}") },
-            "videre": { "sockjs": shared.settings.sockjs.prefix },
-            "endpoints": ["/", "/demo", "/healthz", "/metrics", "/stats"],
-        }))
-}
-
 /// A server on its own thread and actix system, for tests and tools.
 pub struct BackgroundServer {
     pub addr: SocketAddr,
     pub tls: bool,
     handle: ServerHandle,
-    shutdown: watch::Sender<bool>,
+    shutdown: ShutdownTrigger,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -275,7 +176,7 @@ impl BackgroundServer {
                                 running.addr,
                                 running.tls,
                                 running.handle.clone(),
-                                running.shutdown_sender(),
+                                running.shutdown_trigger(),
                             );
                             let _ = ready_tx.send(Ok(info));
                             let _ = running.server.await;

@@ -1,0 +1,71 @@
+//! Every route of the one port: the SockJS/videre endpoint under its prefix,
+//! the sigver WebSocket on any other path that asks for an upgrade, and
+//! plain pages (`/`, `/demo`, `/healthz`, `/metrics`, `/stats`) for the rest.
+//! A plain request to any other path gets a JSON answer saying what this
+//! server is, never a hang.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, guard, web};
+use serde_json::json;
+
+use crate::observe;
+use crate::services::Services;
+
+fn is_websocket_upgrade(ctx: &guard::GuardContext<'_>) -> bool {
+    ctx.head().upgrade()
+        || ctx
+            .head()
+            .headers()
+            .get(actix_web::http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+pub(super) fn routes(
+    cfg: &mut web::ServiceConfig,
+    videre: &Arc<crate::sockjs::Server<crate::videre::VidereApp>>,
+) {
+    videre.configure(cfg);
+    cfg.service(
+        web::resource("/{any:.*}")
+            .guard(guard::fn_guard(is_websocket_upgrade))
+            .to(crate::sigver::session::entry),
+    )
+    .route("/", web::get().to(landing))
+    .route("/demo", web::get().to(demo))
+    .route("/healthz", web::get().to(observe::healthz))
+    .route("/metrics", web::get().to(observe::metrics))
+    .route("/stats", web::get().to(observe::stats))
+    .default_service(web::to(not_a_websocket));
+}
+
+const LANDING_PAGE: &str = include_str!("../../static/index.html");
+const DEMO_PAGE: &str = include_str!("../../static/demo.html");
+
+async fn landing() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(LANDING_PAGE)
+}
+
+async fn demo() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(DEMO_PAGE)
+}
+
+/// Any other plain request: say what this server is instead of hanging.
+async fn not_a_websocket(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
+    let path = req.uri().path();
+    HttpResponse::UpgradeRequired()
+        .insert_header(("Upgrade", "websocket"))
+        .json(json!({
+            "server": "sigway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "error": "this path is a sigver signaling endpoint: open a WebSocket to it",
+            "sigver": { "key": path.strip_prefix('/').unwrap_or(path), "url": format!("ws(s)://HOST{path}") },
+            "videre": { "sockjs": services.settings.sockjs.prefix },
+            "endpoints": ["/", "/demo", "/healthz", "/metrics", "/stats"],
+        }))
+}

@@ -1,0 +1,173 @@
+//! Admission: a place for every connection under the connection limits
+//! (in all, and per client address), taken and given back without a round
+//! trip through any actor.
+//!
+//! The total is one atomic; per-address counts live in a small sharded map.
+//! A [`Ticket`] holds the place and frees it when dropped, so a session
+//! cannot forget to give it back, whatever ends it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Refusal;
+use crate::config::Limits;
+use crate::observe::Stats;
+
+const SHARDS: usize = 16;
+
+pub struct Admission {
+    open: AtomicUsize,
+    max_connections: usize,
+    max_per_ip: usize,
+    per_ip: Vec<Mutex<HashMap<IpAddr, usize>>>,
+    hasher: RandomState,
+    stats: Arc<Stats>,
+}
+
+/// A connection's place; dropping it frees the place.
+#[must_use = "dropping the ticket frees the place at once"]
+pub struct Ticket {
+    ip: Option<IpAddr>,
+    admission: Arc<Admission>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("ip", &self.ip).finish()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.admission.give_back(self.ip);
+    }
+}
+
+impl Admission {
+    pub fn new(limits: &Limits, stats: Arc<Stats>) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            max_connections: limits.max_connections,
+            max_per_ip: limits.max_connections_per_ip,
+            per_ip: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            stats,
+        }
+    }
+
+    fn shard(&self, ip: &IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        let index = self.hasher.hash_one(ip) as usize % SHARDS;
+        // Every update is a single insert, add or remove: a poisoned shard
+        // still holds consistent counts.
+        self.per_ip[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a place for a connection from `ip` (unknown: counted in the
+    /// total only).
+    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Ticket, Refusal> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max_connections).then_some(open + 1)
+            })
+            .map_err(|_| Refusal::TooManyConnections(self.max_connections))?;
+        if let Some(ip) = ip {
+            let mut shard = self.shard(&ip);
+            let from_ip = shard.entry(ip).or_default();
+            if *from_ip >= self.max_per_ip {
+                if *from_ip == 0 {
+                    shard.remove(&ip);
+                }
+                drop(shard);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refusal::TooManyFromAddress(self.max_per_ip));
+            }
+            *from_ip += 1;
+        }
+        self.stats.connection_opened();
+        Ok(Ticket {
+            ip,
+            admission: self.clone(),
+        })
+    }
+
+    fn give_back(&self, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            let mut shard = self.shard(&ip);
+            if let Some(n) = shard.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    shard.remove(&ip);
+                }
+            }
+        }
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.stats.connection_closed();
+    }
+
+    /// Connections holding a place.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Addresses holding at least one place.
+    pub fn addresses(&self) -> usize {
+        self.per_ip
+            .iter()
+            .map(|shard| shard.lock().map_or(0, |s| s.len()))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(max: usize, per_ip: usize) -> Arc<Admission> {
+        let limits = Limits {
+            max_connections: max,
+            max_connections_per_ip: per_ip,
+            ..Limits::default()
+        };
+        Arc::new(Admission::new(&limits, Arc::new(Stats::default())))
+    }
+
+    #[test]
+    fn places_are_limited_in_all_and_per_address_and_come_back_on_drop() {
+        let a = admission(3, 2);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let other: IpAddr = [10, 0, 0, 2].into();
+        let t1 = a.admit(Some(ip)).expect("first");
+        let t2 = a.admit(Some(ip)).expect("second");
+        assert_eq!(
+            a.admit(Some(ip)).expect_err("third from ip"),
+            Refusal::TooManyFromAddress(2)
+        );
+        assert_eq!(a.open(), 2, "a refused connection holds no place");
+        let t3 = a.admit(Some(other)).expect("other address");
+        assert_eq!(
+            a.admit(None).expect_err("full"),
+            Refusal::TooManyConnections(3)
+        );
+        drop(t1);
+        let t4 = a.admit(Some(ip)).expect("a place came back");
+        drop((t2, t3, t4));
+        assert_eq!((a.open(), a.addresses()), (0, 0));
+    }
+
+    #[test]
+    fn a_zero_per_address_limit_refuses_without_leaving_an_entry() {
+        let a = admission(10, 0);
+        assert!(a.admit(Some([1, 2, 3, 4].into())).is_err());
+        assert_eq!((a.open(), a.addresses()), (0, 0));
+        drop(
+            a.admit(None)
+                .expect("unknown address counts in the total only"),
+        );
+        assert_eq!(a.open(), 0);
+    }
+}

@@ -1,0 +1,135 @@
+//! The rooms of this process: one actor per room, found by `(kind, key)` in
+//! a registry sharded by key hash, so joins on different keys do not meet on
+//! one lock and no global actor sits on the join path.
+//!
+//! Disposal is race-free without a round trip: the registry counts the
+//! attaches it forwards to each room, and a room that counts no members
+//! asks [`LocalRooms::release`] with the number of attaches it has seen.
+//! Both happen under the shard's lock, so a join that found the room before
+//! the release keeps it alive (its attach is on its way and the counts
+//! differ), and a join after the release starts a fresh room.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::prelude::*;
+
+use super::{Attach, Refusal, Room, RoomHome};
+use crate::observe::Stats;
+
+/// Shards of the registry: a few per core is plenty for map operations
+/// that take well under a microsecond.
+const SHARDS: usize = 32;
+
+struct Entry {
+    /// The room's `Addr<R>`, type-erased so that one map holds every kind.
+    addr: Box<dyn Any + Send>,
+    attaches_forwarded: u64,
+}
+
+type Shard = HashMap<(&'static str, Arc<str>), Entry>;
+
+pub(super) struct LocalRooms {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    open: AtomicUsize,
+    max_rooms: usize,
+    stats: Arc<Stats>,
+}
+
+impl LocalRooms {
+    pub(super) fn new(max_rooms: usize, stats: Arc<Stats>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            open: AtomicUsize::new(0),
+            max_rooms,
+            stats,
+        }
+    }
+
+    fn shard(&self, kind: &'static str, key: &str) -> MutexGuard<'_, Shard> {
+        let index = self.hasher.hash_one((kind, key)) as usize % SHARDS;
+        // A panic while holding a shard cannot leave a map half-updated
+        // (every update is one insert or remove), so poisoning is ignored.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn join<R: Room>(
+        &self,
+        key: Arc<str>,
+        member: R::Member,
+        home: RoomHome,
+    ) -> Result<Addr<R>, Refusal> {
+        let mut shard = self.shard(R::KIND, &key);
+        let map_key = (R::KIND, key);
+        if !shard.contains_key(&map_key) {
+            self.reserve_room()?;
+            // A new room starts on the joining session's arbiter (its HTTP
+            // worker): a room and its first members then share a thread, so
+            // relaying between them crosses none. Rooms spread over the
+            // workers as their sessions do.
+            let addr = R::new_room(map_key.1.clone(), home).start();
+            shard.insert(
+                map_key.clone(),
+                Entry {
+                    addr: Box::new(addr),
+                    attaches_forwarded: 0,
+                },
+            );
+            self.stats.room_opened(R::KIND);
+        }
+        let entry = shard.get_mut(&map_key).ok_or(Refusal::Internal)?;
+        let addr = entry
+            .addr
+            .downcast_ref::<Addr<R>>()
+            .ok_or(Refusal::Internal)?
+            .clone();
+        entry.attaches_forwarded += 1;
+        // Sent under the lock: a release racing with this join sees the
+        // new count and keeps the room.
+        addr.do_send(Attach::<R> { member });
+        Ok(addr)
+    }
+
+    pub(super) fn find<R: Room>(&self, key: &str) -> Option<Addr<R>> {
+        let shard = self.shard(R::KIND, key);
+        shard
+            .get(&(R::KIND, Arc::from(key)))
+            .and_then(|entry| entry.addr.downcast_ref::<Addr<R>>())
+            .cloned()
+    }
+
+    /// Removes the room if every attach forwarded to it was seen by it.
+    pub(super) fn release(&self, kind: &'static str, key: &Arc<str>, attaches_seen: u64) -> bool {
+        let mut shard = self.shard(kind, key);
+        let map_key = (kind, key.clone());
+        match shard.get(&map_key) {
+            Some(entry) if entry.attaches_forwarded == attaches_seen => {
+                shard.remove(&map_key);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                self.stats.room_closed(kind);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn reserve_room(&self) -> Result<(), Refusal> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max_rooms).then_some(open + 1)
+            })
+            .map(drop)
+            .map_err(|_| Refusal::TooManyRooms(self.max_rooms))
+    }
+}

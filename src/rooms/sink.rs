@@ -1,0 +1,219 @@
+//! How a room reaches a member, and how a member keeps up with its room.
+//!
+//! A [`Sink`] is the room's end of one member: a bounded outbox the room
+//! pushes to without ever waiting (a full outbox means the client does not
+//! read: the member is told to close instead of making the server grow),
+//! and the member's [`InFlight`] credit, which the room gives back for each
+//! event of the member it handled. The member's end is a [`SinkReceiver`]:
+//! the session drains the outbox to its socket, closes when the overflow
+//! fires, and stops reading its socket while its credit is used up, so a
+//! client that floods a room is slowed down instead of growing the room's
+//! mailbox. Today a sink is local; in cluster mode a member on another node
+//! is reached through a forwarder with the same face.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, mpsc};
+
+/// The room's end of one member: push without waiting, give back credit.
+#[derive(Debug)]
+pub struct Sink<T> {
+    tx: mpsc::Sender<T>,
+    overflow: Arc<Overflow>,
+    in_flight: Arc<InFlight>,
+}
+
+impl<T> Clone for Sink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            overflow: self.overflow.clone(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
+/// Raised when a push finds the outbox full; the member's end waits on it.
+#[derive(Debug, Default)]
+pub struct Overflow {
+    raised: AtomicBool,
+    notify: Notify,
+}
+
+impl Overflow {
+    /// Resolves once a push found the outbox full (at once if one did).
+    pub async fn raised(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.raised.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Why a push did not queue its item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The member does not read: it has been told to close.
+    #[error("member outbox full")]
+    Full,
+    /// The member is gone.
+    #[error("member gone")]
+    Closed,
+}
+
+/// The member's end: its outbox, the overflow alarm and its credit.
+#[derive(Debug)]
+pub struct SinkReceiver<T> {
+    pub outbox: mpsc::Receiver<T>,
+    pub overflow: Arc<Overflow>,
+    pub in_flight: Arc<InFlight>,
+}
+
+impl<T> Sink<T> {
+    /// A sink whose outbox holds `capacity` items; a quarter of it (at most
+    /// 64) bounds the member's events in flight to its room.
+    pub fn new(capacity: usize) -> (Self, SinkReceiver<T>) {
+        let (tx, outbox) = mpsc::channel(capacity.max(1));
+        let overflow = Arc::new(Overflow::default());
+        let in_flight = Arc::new(InFlight::for_outbox(capacity));
+        let sink = Self {
+            tx,
+            overflow: overflow.clone(),
+            in_flight: in_flight.clone(),
+        };
+        (
+            sink,
+            SinkReceiver {
+                outbox,
+                overflow,
+                in_flight,
+            },
+        )
+    }
+
+    /// Queues `item` without waiting. On a full outbox the member is told
+    /// to close (once) and the item is dropped.
+    pub fn push(&self, item: T) -> Result<(), SinkError> {
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.raised.store(true, Ordering::Release);
+                self.overflow.notify.notify_one();
+                Err(SinkError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SinkError::Closed),
+        }
+    }
+
+    /// The room handled one event this member sent.
+    pub fn handled(&self) {
+        self.in_flight.handled();
+    }
+}
+
+/// Flow control from a member to its room: events handed over but not yet
+/// handled, up to a limit.
+#[derive(Debug)]
+pub struct InFlight {
+    count: AtomicUsize,
+    limit: usize,
+    drained: Notify,
+}
+
+impl InFlight {
+    /// The credit that suits an outbox of `capacity` items: a quarter of it,
+    /// at most 64, so the answers to what is in flight fit the outbox.
+    pub fn for_outbox(capacity: usize) -> Self {
+        Self::new((capacity / 4).clamp(1, 64))
+    }
+
+    /// Credit for `limit` events in flight (at least one).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            limit: limit.max(1),
+            drained: Notify::new(),
+        }
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.count.load(Ordering::Acquire) < self.limit
+    }
+
+    /// The member is handing one event to its room: count it before the
+    /// room can see it, so the room's `handled` never comes first.
+    pub fn sent(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The room handled one event of this member.
+    pub fn handled(&self) {
+        let before = self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(self.limit) {
+            self.drained.notify_one();
+        }
+    }
+
+    /// Resolves once the count dropped below the limit (or spuriously).
+    pub async fn drained(&self) {
+        self.drained.notified().await;
+    }
+
+    /// Waits until one more event may be handed over, then counts it.
+    pub async fn acquire(&self) {
+        while !self.has_room() {
+            let drained = self.drained.notified();
+            if self.has_room() {
+                break;
+            }
+            drained.await;
+        }
+        self.sent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_full_outbox_raises_the_overflow_and_drops_the_item() {
+        let (sink, mut rx) = Sink::new(1);
+        assert_eq!(sink.push(1), Ok(()));
+        assert_eq!(sink.push(2), Err(SinkError::Full));
+        tokio::time::timeout(Duration::from_secs(1), rx.overflow.raised())
+            .await
+            .expect("overflow fires");
+        assert_eq!(rx.outbox.recv().await, Some(1));
+        drop(rx);
+        assert_eq!(sink.push(3), Err(SinkError::Closed));
+    }
+
+    #[tokio::test]
+    async fn credit_runs_out_at_the_limit_and_comes_back_when_handled() {
+        let (sink, rx) = Sink::<()>::new(8);
+        let credit = rx.in_flight.clone();
+        credit.acquire().await;
+        credit.acquire().await;
+        assert!(!credit.has_room(), "limit is a quarter of 8");
+        let waiter = tokio::spawn(async move { credit.acquire().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "no credit left");
+        sink.handled();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("credit came back")
+            .expect("task");
+        sink.handled();
+        sink.handled();
+        sink.handled();
+        assert!(rx.in_flight.has_room(), "extra handled never underflows");
+    }
+}
