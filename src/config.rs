@@ -68,14 +68,7 @@ pub struct Limits {
     pub outbound_queue: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum SigverDialect {
-    /// sigver 20.x: `connect` / `connected`, close codes 4741-4745.
-    Current,
-    /// sigver 18.x: `isFirst` / `stable` / `tryAnother`, close codes 4001-4004.
-    Legacy,
-}
+pub use sigway_core::error::SigverDialect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -1,16 +1,14 @@
 //! The sigver adapter: Netflux peers over WebSocket at `/<key>`.
 //!
-//! [`session`] owns one WebSocket (key check, heartbeat, decoding, limits),
-//! [`group`] is the actor of one key that runs the pure rules of [`state`]
-//! and moves their frames to sessions, [`codec`] maps bytes to messages and
-//! [`ids`] hands out signaling ids. [`legacy`] serves the sigver 18.x dialect
-//! on the same URL; both dialects keep their joiner–member links in the same
-//! [`bindings`] table and their actors share [`group`]'s plumbing.
+//! [`session`] owns one WebSocket (handshake checks, heartbeat, decoding,
+//! limits), [`group`] is the actor of one key that runs the pure rules and
+//! moves their frames to sessions. The rules, codecs, binding table and id
+//! allocator live in `sigway_core::sigver` and are re-exported here under
+//! their usual names. [`legacy`] serves the sigver 18.x dialect on the same
+//! URL; both dialects' actors share [`group`]'s plumbing.
 
-pub mod bindings;
-pub mod codec;
 pub mod group;
-pub mod ids;
 pub mod legacy;
 pub mod session;
-pub mod state;
+
+pub use sigway_core::sigver::{bindings, codec, handshake, heartbeat, ids, state};

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
 use bytes::Bytes;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio::time::timeout;
 use tracing::Instrument;
 
 use crate::config::SigverDialect;
@@ -25,9 +25,8 @@ use crate::rooms::{InFlight, MemberId, Room, RoomRef, Sink, SinkReceiver};
 use crate::services::Services;
 use crate::sigver::codec::{self, Inbound};
 use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry};
-
-/// Longest key accepted, in characters (sigver's limit).
-pub const MAX_KEY_CHARS: usize = 512;
+use crate::sigver::handshake::{dialect_of, has_query_flag, key_of};
+use crate::sigver::heartbeat::{Beat, Heartbeat};
 
 /// A frame from the socket, as far as the session cares.
 pub enum Heard {
@@ -84,31 +83,6 @@ impl Dialect for Current {
     }
 }
 
-/// The key (raw path without its leading `/`, escapes kept) or why it is refused.
-pub fn key_of(path: &str) -> Result<&str, SigverError> {
-    let key = path.strip_prefix('/').unwrap_or(path);
-    if key.is_empty() {
-        return Err(SigverError::EmptyKey);
-    }
-    if key.chars().count() > MAX_KEY_CHARS {
-        return Err(SigverError::KeyTooLong(MAX_KEY_CHARS));
-    }
-    Ok(key)
-}
-
-/// Whether the query string carries `name` (with any value, or none).
-pub fn has_query_flag(query: &str, name: &str) -> bool {
-    query_value(query, name).is_some()
-}
-
-/// The value of `name` in a query string (`""` for a bare flag).
-pub fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
-}
-
 /// Everything a session task needs, taken from the request.
 pub struct Opening {
     pub key: Result<Arc<str>, SigverError>,
@@ -125,11 +99,7 @@ pub async fn entry(
 ) -> actix_web::Result<HttpResponse> {
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let query = req.uri().query().unwrap_or("");
-    let dialect = match query_value(query, "protocol") {
-        Some("legacy") => SigverDialect::Legacy,
-        Some("current") => SigverDialect::Current,
-        _ => services.settings.sigver.protocol,
-    };
+    let dialect = dialect_of(query, services.settings.sigver.protocol);
     let opening = Opening {
         key: key_of(req.uri().path()).map(Arc::from),
         favored: has_query_flag(query, "favored"),
@@ -199,9 +169,13 @@ pub async fn run<D: Dialect>(
     let period = settings.heartbeat_interval();
     // A write that cannot go out for this long means the client stopped reading.
     let send_stall = period.max(Duration::from_secs(1));
-    let mut heartbeat = interval_at(Instant::now() + period, period);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut missed = 0u32;
+    let mut heartbeat = Heartbeat::new(
+        std::time::Instant::now(),
+        period,
+        settings.sigver.heartbeat_max_missed,
+    );
+    let beat = tokio::time::sleep_until(heartbeat.deadline().into());
+    tokio::pin!(beat);
     let mut shutdown = services.shutdown.clone();
 
     let ending: Ending = loop {
@@ -229,7 +203,7 @@ pub async fn run<D: Dialect>(
                 Some(Ok(AggregatedMessage::Binary(frame))) => {
                     stats.received(frame.len());
                     match D::dispatch(frame, peer, &group, &in_flight) {
-                        Ok(Heard::Heartbeat) => missed = 0,
+                        Ok(Heard::Heartbeat) => heartbeat.heard(),
                         Ok(Heard::ToGroup | Heard::Ignored) => {}
                         Err(error) => break Ending::Error(error),
                     }
@@ -244,13 +218,17 @@ pub async fn run<D: Dialect>(
                 Some(Ok(AggregatedMessage::Close(_))) | None => break Ending::ClientClosed,
                 Some(Err(error)) => break read_failure(error, max_frame),
             },
-            _ = heartbeat.tick() => {
-                missed += 1;
-                if missed >= settings.sigver.heartbeat_max_missed {
-                    break Ending::Error(SigverError::HeartbeatMissed);
-                }
-                if !matches!(timeout(send_stall, session.binary(D::heartbeat())).await, Ok(Ok(()))) {
-                    break Ending::Dropped;
+            _ = &mut beat => {
+                let verdict = heartbeat.on_deadline(std::time::Instant::now());
+                beat.as_mut().reset(heartbeat.deadline().into());
+                match verdict {
+                    Some(Beat::Expired) => break Ending::Error(SigverError::HeartbeatMissed),
+                    Some(Beat::Send)
+                        if !matches!(timeout(send_stall, session.binary(D::heartbeat())).await, Ok(Ok(()))) =>
+                    {
+                        break Ending::Dropped;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -277,7 +255,7 @@ pub async fn run<D: Dialect>(
     };
     let _ = timeout(
         Duration::from_secs(1),
-        session.close(close.map(|c| c.to_ws())),
+        session.close(close.map(|c| crate::error::ws_close(&c))),
     )
     .await;
 }
@@ -323,34 +301,7 @@ async fn refuse(session: Session, error: &SigverError, dialect: SigverDialect, s
     }
     let _ = timeout(
         Duration::from_secs(1),
-        session.close(Some(error.close(dialect).to_ws())),
+        session.close(Some(crate::error::ws_close(&error.close(dialect)))),
     )
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_is_the_raw_path_without_its_slash() {
-        assert_eq!(key_of("/a%20b/c"), Ok("a%20b/c"));
-        assert_eq!(key_of("/"), Err(SigverError::EmptyKey));
-        assert!(key_of(&format!("/{}", "k".repeat(512))).is_ok());
-        assert_eq!(
-            key_of(&format!("/{}", "k".repeat(513))),
-            Err(SigverError::KeyTooLong(512))
-        );
-    }
-
-    #[test]
-    fn query_flags_accept_any_value() {
-        assert!(has_query_flag("favored", "favored"));
-        assert!(has_query_flag("a=1&favored=0", "favored"));
-        assert!(!has_query_flag("unfavored", "favored"));
-        assert_eq!(
-            query_value("protocol=legacy&favored", "protocol"),
-            Some("legacy")
-        );
-    }
 }

@@ -1,14 +1,16 @@
 //! The videre adapter: videre-client's JSON packets over the SockJS layer.
 //!
-//! [`packet`] parses and builds packets (pure), [`room`] holds a room's rules
-//! and the actor that applies them, [`session`] maps one SockJS session's
+//! [`packet`] parses and builds packets and [`memberships`] keeps a
+//! session's rooms (both pure, from `sigway_core::videre`), [`room`] is the
+//! actor that applies a room's rules, [`session`] maps one SockJS session's
 //! messages onto rooms. [`VidereApp`] is what the SockJS layer mounts under
 //! the configured prefix (`/echo`): every session it opens becomes a
 //! [`VidereSession`].
 
-pub mod packet;
 pub mod room;
 pub mod session;
+
+pub use sigway_core::videre::{memberships, packet};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

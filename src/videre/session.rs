@@ -22,75 +22,10 @@ use crate::error::{Refusal, VidereError};
 use crate::rooms::{InFlight, MemberId, RoomRef, Ticket};
 use crate::services::Services;
 use crate::sockjs::{SessionInfo, SessionLink, SockjsSession};
+use sigway_core::videre::memberships::{Membership, Memberships, Target};
 
 use super::packet::{self, Event, Packet};
 use super::room::{Broadcast, Joiner, Leave, Ping, VidereRoom};
-
-/// A room this session is in, and the UserId it joined with.
-#[derive(Debug, Clone)]
-pub struct Membership<H> {
-    pub room_id: Arc<str>,
-    pub user_id: Arc<str>,
-    pub room: H,
-}
-
-/// Where a broadcast or ping goes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Target<'a, H> {
-    /// A room this session joined.
-    Joined(&'a H),
-    /// Non-strict mode: a room the session is not in, to look up.
-    Elsewhere,
-}
-
-/// The rooms of one session (in practice at most one: connect leaves first).
-#[derive(Debug)]
-pub struct Memberships<H> {
-    joined: Vec<Membership<H>>,
-}
-
-impl<H> Default for Memberships<H> {
-    fn default() -> Self {
-        Self { joined: Vec::new() }
-    }
-}
-
-impl<H> Memberships<H> {
-    pub fn add(&mut self, membership: Membership<H>) {
-        self.joined.retain(|m| m.room_id != membership.room_id);
-        self.joined.push(membership);
-    }
-
-    /// Leaves `room_id`; `None` when the session was not in it.
-    pub fn take(&mut self, room_id: &str) -> Option<Membership<H>> {
-        let index = self.joined.iter().position(|m| &*m.room_id == room_id)?;
-        Some(self.joined.remove(index))
-    }
-
-    /// Leaves every room.
-    pub fn take_all(&mut self) -> Vec<Membership<H>> {
-        std::mem::take(&mut self.joined)
-    }
-
-    pub fn len(&self) -> usize {
-        self.joined.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.joined.is_empty()
-    }
-
-    /// Where `packet` (a broadcast or ping) may go. In strict mode only to a
-    /// room this session joined, and only under the UserId it joined with.
-    pub fn target(&self, packet: &Packet, strict: bool) -> Result<Target<'_, H>, VidereError> {
-        match self.joined.iter().find(|m| *m.room_id == packet.room_id) {
-            Some(m) if !strict || *m.user_id == packet.user_id => Ok(Target::Joined(&m.room)),
-            Some(_) => Err(VidereError::WrongUser),
-            None if strict => Err(VidereError::NotJoined),
-            None => Ok(Target::Elsewhere),
-        }
-    }
-}
 
 /// The videre side of one SockJS session.
 pub struct VidereSession {
@@ -300,59 +235,6 @@ impl SockjsSession for VidereSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use crate::videre::packet::test_packet as packet;
-
-    fn joined(room: &str, user: &str, handle: u32) -> Membership<u32> {
-        Membership {
-            room_id: room.into(),
-            user_id: user.into(),
-            room: handle,
-        }
-    }
-
-    #[test]
-    fn strict_mode_accepts_only_the_joined_room_under_the_joined_user() {
-        let mut rooms = Memberships::default();
-        rooms.add(joined("r", "a", 7));
-        let ok = rooms.target(&packet("broadcast", "a", "r"), true);
-        assert_eq!(ok, Ok(Target::Joined(&7)));
-        assert_eq!(
-            rooms.target(&packet("broadcast", "b", "r"), true),
-            Err(VidereError::WrongUser)
-        );
-        assert_eq!(
-            rooms.target(&packet("ping", "a", "other"), true),
-            Err(VidereError::NotJoined)
-        );
-    }
-
-    #[test]
-    fn lenient_mode_accepts_any_user_and_looks_up_other_rooms() {
-        let mut rooms = Memberships::default();
-        rooms.add(joined("r", "a", 7));
-        assert_eq!(
-            rooms.target(&packet("broadcast", "b", "r"), false),
-            Ok(Target::Joined(&7))
-        );
-        assert_eq!(
-            rooms.target(&packet("ping", "a", "other"), false),
-            Ok(Target::Elsewhere)
-        );
-    }
-
-    #[test]
-    fn memberships_leave_by_room_and_all_at_once() {
-        let mut rooms = Memberships::default();
-        rooms.add(joined("r", "a", 1));
-        rooms.add(joined("r", "b", 2));
-        assert_eq!(rooms.len(), 1, "one membership per room");
-        rooms.add(joined("", "a", 3));
-        assert!(rooms.take("nope").is_none());
-        assert_eq!(rooms.take("").map(|m| m.room), Some(3));
-        assert_eq!(rooms.take_all().len(), 1);
-        assert!(rooms.is_empty());
-    }
 
     mod with_actors {
         use super::super::*;

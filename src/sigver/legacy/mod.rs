@@ -11,9 +11,9 @@
 //! one key) and [`Legacy`], the [`Dialect`] that ties them to the session.
 //! Its close codes are 4001-4004 (mapped in [`crate::error`]).
 
-pub mod codec;
 pub mod group;
-pub mod state;
+
+pub use sigway_core::sigver::legacy::{codec, state};
 
 use bytes::Bytes;
 

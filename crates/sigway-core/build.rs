@@ -2,7 +2,10 @@
 //! using protox as the parser so that no `protoc` binary is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/sigver.proto", "proto/sigver_legacy.proto"];
+    let protos = [
+        "../../proto/sigver.proto",
+        "../../proto/sigver_legacy.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
@@ -10,10 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // compiled separately into modules of their own.
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     for (proto, module) in [
-        ("proto/sigver.proto", "sigver"),
-        ("proto/sigver_legacy.proto", "sigver_legacy"),
+        ("../../proto/sigver.proto", "sigver"),
+        ("../../proto/sigver_legacy.proto", "sigver_legacy"),
     ] {
-        let fds = protox::compile([proto], ["proto"])?;
+        let fds = protox::compile([proto], ["../../proto"])?;
         let dir = out_dir.join(module);
         std::fs::create_dir_all(&dir)?;
         prost_build::Config::new()

@@ -1,0 +1,208 @@
+//! The protocols' errors as plain data, and the close each one means.
+//!
+//! Rules and sessions never pick a close code themselves: they build a
+//! [`Refusal`] (a limit said no) or a [`SigverError`] (a peer broke the
+//! protocol or must go) and ask it for its [`Close`] (WebSocket close code
+//! and reason), which is protocol knowledge (the spec's tables) and so lives
+//! here; turning a `Close` into a frame or a refusal into an HTTP status is
+//! the gateway's. The sigver dialects differ only in their code numbers, so
+//! the mapping takes the [`SigverDialect`]. videre never closes for bad
+//! packets: a [`VidereError`] becomes an error notice packet.
+
+use std::borrow::Cow;
+
+/// Which sigver protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SigverDialect {
+    /// sigver 20.x: `connect` / `connected`, close codes 4741-4745.
+    Current,
+    /// sigver 18.x: `isFirst` / `stable` / `tryAnother`, close codes 4001-4004.
+    Legacy,
+}
+
+/// A WebSocket close code with its reason text (at most 123 bytes on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: Cow<'static, str>,
+}
+
+impl Close {
+    pub const fn new(code: u16, reason: &'static str) -> Self {
+        Self {
+            code,
+            reason: Cow::Borrowed(reason),
+        }
+    }
+
+    pub fn owned(code: u16, reason: String) -> Self {
+        Self {
+            code,
+            reason: Cow::Owned(reason),
+        }
+    }
+
+    pub fn going_away() -> Self {
+        Self::new(CLOSE_GOING_AWAY, "server shutting down")
+    }
+}
+
+/// Standard WebSocket codes the gateway uses besides the protocol ones.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+
+/// A configured limit refused a connection, a room or a member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("server full: {0} connections open")]
+    TooManyConnections(usize),
+    #[error("too many connections from this address (limit {0})")]
+    TooManyFromAddress(usize),
+    #[error("too many rooms (limit {0})")]
+    TooManyRooms(usize),
+    #[error("room full (limit {0} members)")]
+    RoomFull(usize),
+    #[error("server unavailable")]
+    Internal,
+}
+
+impl Refusal {
+    pub fn close(&self) -> Close {
+        let code = match self {
+            Refusal::TooManyFromAddress(_) => CLOSE_POLICY,
+            _ => CLOSE_TRY_AGAIN_LATER,
+        };
+        Close::owned(code, self.to_string())
+    }
+}
+
+/// Why a sigver connection is closed by the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigverError {
+    #[error("The key is an empty string")]
+    EmptyKey,
+    #[error("The key length exceeds the limit of {0} characters")]
+    KeyTooLong(usize),
+    #[error("Too many missed heartbeats")]
+    HeartbeatMissed,
+    #[error("{0}")]
+    BadMessage(Cow<'static, str>),
+    #[error("replaced by a peer as prevented him from joining the group")]
+    BlockingMember,
+    #[error("failed to send: {0}")]
+    SendFailed(Cow<'static, str>),
+    #[error("frame exceeds the limit of {0} bytes")]
+    FrameTooLarge(usize),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl SigverError {
+    /// The close frame a client of `dialect` receives for this error.
+    pub fn close(&self, dialect: SigverDialect) -> Close {
+        use SigverDialect::{Current, Legacy};
+        let code = match (self, dialect) {
+            (SigverError::EmptyKey | SigverError::KeyTooLong(_), Current) => 4741,
+            (SigverError::HeartbeatMissed, Current) => 4742,
+            (SigverError::BadMessage(_), Current) => 4743,
+            (SigverError::BlockingMember, Current) => 4744,
+            (SigverError::SendFailed(_), Current) => 4745,
+            (SigverError::EmptyKey | SigverError::KeyTooLong(_), Legacy) => 4001,
+            (SigverError::HeartbeatMissed, Legacy) => 4002,
+            (SigverError::BadMessage(_), Legacy) => 4003,
+            (SigverError::BlockingMember, Legacy) => 4004,
+            // sigver 18.x had no code for a failed send; 1011 is "server error".
+            (SigverError::SendFailed(_), Legacy) => 1011,
+            (SigverError::FrameTooLarge(_), _) => CLOSE_TOO_BIG,
+            (SigverError::Refused(refusal), _) => return refusal.close(),
+        };
+        Close::owned(code, self.to_string())
+    }
+}
+
+/// Why a videre packet was refused. The sender gets an error notice whose
+/// `Payload` is [`VidereError::reason`]; the session stays open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VidereError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("a packet must be a JSON object")]
+    NotAnObject,
+    #[error("a packet needs a Header object")]
+    NoHeader,
+    #[error("Header.Event must be one of connect, broadcast, ping, disconnect")]
+    UnknownEvent,
+    #[error("Header.{0} must be a string")]
+    NotAString(&'static str),
+    #[error("packet exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("Header.{0} exceeds the limit of {1} bytes")]
+    IdTooLong(&'static str, usize),
+    #[error("not connected to this room")]
+    NotJoined,
+    #[error("UserId differs from the one this session connected with")]
+    WrongUser,
+    #[error("no such room")]
+    NoSuchRoom,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl VidereError {
+    /// The `Payload` of the error notice sent back to the client.
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+
+    /// A configured limit said no (as opposed to a client sending bad input).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, VidereError::Refused(_) | VidereError::TooLarge(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigver_codes_follow_the_spec_tables() {
+        use SigverDialect::{Current, Legacy};
+        let cases = [
+            (SigverError::EmptyKey, 4741, 4001),
+            (SigverError::KeyTooLong(512), 4741, 4001),
+            (SigverError::HeartbeatMissed, 4742, 4002),
+            (SigverError::BadMessage("x".into()), 4743, 4003),
+            (SigverError::BlockingMember, 4744, 4004),
+            (SigverError::SendFailed("queue full".into()), 4745, 1011),
+            (SigverError::FrameTooLarge(10), 1009, 1009),
+        ];
+        for (err, current, legacy) in cases {
+            assert_eq!(err.close(Current).code, current, "{err}");
+            assert_eq!(err.close(Legacy).code, legacy, "{err}");
+        }
+    }
+
+    #[test]
+    fn videre_errors_name_their_reason_and_whether_a_limit_refused() {
+        assert_eq!(
+            VidereError::NotJoined.reason(),
+            "not connected to this room"
+        );
+        assert_eq!(
+            VidereError::from(Refusal::RoomFull(2)).reason(),
+            "room full (limit 2 members)"
+        );
+        assert!(VidereError::from(Refusal::TooManyRooms(1)).is_refusal());
+        assert!(VidereError::TooLarge(1).is_refusal());
+        assert!(!VidereError::UnknownEvent.is_refusal());
+    }
+
+    #[test]
+    fn refusals_map_to_close_codes() {
+        assert_eq!(Refusal::TooManyFromAddress(1).close().code, 1008);
+        assert_eq!(Refusal::RoomFull(1).close().code, 1013);
+    }
+}

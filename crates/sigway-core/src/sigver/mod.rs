@@ -1,0 +1,15 @@
+//! sigver, the Netflux signaling protocol, both dialects.
+//!
+//! [`state`] holds the current dialect's group rules, [`legacy`] the sigver
+//! 18.x ones; both keep their joiner–member links in one [`bindings`] table
+//! and draw signaling ids from a per-group [`ids`] allocator. [`codec`]
+//! maps bytes to messages; [`handshake`] checks what the upgrade request
+//! says (key, flags, dialect); [`heartbeat`] is the missed-heartbeat rule.
+
+pub mod bindings;
+pub mod codec;
+pub mod handshake;
+pub mod heartbeat;
+pub mod ids;
+pub mod legacy;
+pub mod state;
