@@ -1,14 +1,15 @@
-//! The actor of one sigver key: owns its rules ([`GroupState`] for the
-//! current dialect), its signaling ids, and the [`Sink`] of every member.
+//! The actor of one sigver key, in either dialect: [`GroupActor`] owns the
+//! dialect's rules, the group's signaling ids and the [`Sink`] of every
+//! member.
 //!
-//! Sessions join through [`Rooms`](crate::rooms::Rooms), then send
-//! [`FromPeer`] events and a final [`Leave`]. The actor runs the pure rules
-//! and turns each [`Action`] into a frame pushed to the target's sink
-//! without waiting: a full sink means that client does not read, and it is
-//! told to close (4745) instead of making the server grow. Both dialects
-//! use this actor, [`GroupActor`]: a dialect gives it its rules through
-//! [`DialectRules`] and handles its own event message; [`Group`] is the
-//! current dialect's.
+//! Sessions join through [`Rooms`](crate::rooms::Rooms), then send their
+//! dialect's events and a final [`Leave`]. The actor runs the pure rules and
+//! turns each action into a frame pushed to the target's sink without
+//! waiting: a full sink means that client does not read, and it is told to
+//! close (4745) instead of making the server grow. What a dialect is to the
+//! session and to the actor is one trait, [`Dialect`], implemented by each
+//! dialect's rules (in [`current`](super::current) and
+//! [`legacy`](super::legacy)).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,12 +17,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::error::SigverError;
+use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
-use crate::rooms::{Attach, MemberId, Occupancy, Room, RoomHome, Sink, SinkError};
-use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE};
+use crate::rooms::{
+    Attach, InFlight, MemberId, Occupancy, Room, RoomHome, RoomRef, Sink, SinkError,
+};
 use crate::sigver::ids::GroupIds;
-use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId};
+use crate::sigver::state::GroupLimits;
 
 /// What a group (current or legacy) asks a session to do.
 #[derive(Debug)]
@@ -37,19 +39,15 @@ pub struct PeerEntry {
     pub sink: Sink<Outbound>,
 }
 
-/// A decoded event from a peer of this group.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum FromPeer {
-    Connect {
-        peer: MemberId,
-        id: NetfluxId,
-        members: Vec<NetfluxId>,
-    },
-    Content {
-        peer: MemberId,
-        content: ContentIn,
-    },
+/// A frame from the socket, as far as the session cares.
+pub enum Heard {
+    /// The peer answered a heartbeat: reset the missed count.
+    Heartbeat,
+    /// Handed to the group (one unit of credit taken), which gives the
+    /// credit back through the sink once it handled it.
+    ToGroup,
+    /// Nothing to do (e.g. `connected` from a client).
+    Ignored,
 }
 
 /// The peer's connection is gone.
@@ -59,11 +57,14 @@ pub struct Leave {
     pub peer: MemberId,
 }
 
-/// What a dialect's pure rules give [`GroupActor`]: how they start, what a
-/// session attaching or leaving does, and what each of their actions sends.
-/// Each dialect's own events get their own `Handler`, which hands them to
-/// the rules through [`GroupActor::event`].
-pub trait DialectRules: Unpin + 'static {
+/// A sigver dialect, implemented by its pure rules: what the session needs
+/// (its heartbeat frame, how a frame becomes an event for the group) and
+/// what [`GroupActor`] needs (how the rules start, what a member attaching
+/// or leaving does, what each action sends). Each dialect's events get
+/// their own `Handler`, which hands them to the rules through
+/// [`GroupActor::event`].
+pub trait Dialect: Unpin + Sized + 'static {
+    const DIALECT: SigverDialect;
     /// The room kind: the registry's namespace and the metrics label.
     const KIND: &'static str;
     type Action: Unpin;
@@ -79,11 +80,21 @@ pub trait DialectRules: Unpin + 'static {
     fn left(&mut self, peer: MemberId, ids: &mut GroupIds, out: &mut Vec<Self::Action>);
     /// Whom the action is for and what to queue for it.
     fn outbound(key: &str, action: Self::Action) -> (MemberId, Outbound);
+    /// The server's heartbeat frame.
+    fn heartbeat() -> Bytes;
+    /// Decodes one binary frame and hands it to the group, taking one unit
+    /// of `credit` first (the group may handle it before this returns).
+    fn dispatch(
+        frame: Bytes,
+        peer: MemberId,
+        group: &RoomRef<GroupActor<Self>>,
+        credit: &InFlight,
+    ) -> Result<Heard, SigverError>;
 }
 
 /// The actor of one key, in either dialect: the rules, the group's
 /// signaling ids, and the sink of each attached session.
-pub struct GroupActor<R: DialectRules> {
+pub struct GroupActor<R: Dialect> {
     key: Arc<str>,
     rules: R,
     ids: GroupIds,
@@ -94,10 +105,7 @@ pub struct GroupActor<R: DialectRules> {
     actions: Vec<R::Action>,
 }
 
-/// The actor of a key spoken in the current dialect.
-pub type Group = GroupActor<GroupState<MemberId>>;
-
-impl<R: DialectRules> GroupActor<R> {
+impl<R: Dialect> GroupActor<R> {
     /// Runs an event `peer` sent through the rules (`apply` gets them, the
     /// key, the ids and the action list) and carries out what they decide.
     pub fn event(
@@ -136,11 +144,11 @@ impl<R: DialectRules> GroupActor<R> {
     }
 }
 
-impl<R: DialectRules> Actor for GroupActor<R> {
+impl<R: Dialect> Actor for GroupActor<R> {
     type Context = Context<Self>;
 }
 
-impl<R: DialectRules> Room for GroupActor<R> {
+impl<R: Dialect> Room for GroupActor<R> {
     const KIND: &'static str = R::KIND;
     type Member = PeerEntry;
 
@@ -160,7 +168,7 @@ impl<R: DialectRules> Room for GroupActor<R> {
     }
 }
 
-impl<R: DialectRules> Handler<Attach<Self>> for GroupActor<R> {
+impl<R: Dialect> Handler<Attach<Self>> for GroupActor<R> {
     type Result = ();
 
     fn handle(&mut self, attach: Attach<Self>, _: &mut Context<Self>) {
@@ -173,7 +181,7 @@ impl<R: DialectRules> Handler<Attach<Self>> for GroupActor<R> {
     }
 }
 
-impl<R: DialectRules> Handler<Leave> for GroupActor<R> {
+impl<R: Dialect> Handler<Leave> for GroupActor<R> {
     type Result = ();
 
     fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) {
@@ -187,73 +195,6 @@ impl<R: DialectRules> Handler<Leave> for GroupActor<R> {
                 .release_if_idle::<Self>(&self.key, &self.occupancy)
             {
                 ctx.stop();
-            }
-        }
-    }
-}
-
-/// sigver 20.x: a session is answered only when it sends `connect`.
-impl DialectRules for GroupState<MemberId> {
-    const KIND: &'static str = "sigver";
-    type Action = Action<MemberId>;
-
-    fn with_limits(limits: GroupLimits) -> Self {
-        GroupState::new(limits)
-    }
-
-    fn attached(
-        &mut self,
-        _: &str,
-        peer: MemberId,
-        favored: bool,
-        _: &mut GroupIds,
-        _: &mut Vec<Self::Action>,
-    ) {
-        self.attach(peer, favored);
-    }
-
-    fn left(&mut self, peer: MemberId, ids: &mut GroupIds, out: &mut Vec<Self::Action>) {
-        self.leave(peer, ids, out);
-    }
-
-    fn outbound(key: &str, action: Self::Action) -> (MemberId, Outbound) {
-        match action {
-            Action::Connected { to, member } => {
-                let frame = if member {
-                    &CONNECTED_TRUE
-                } else {
-                    &CONNECTED_FALSE
-                };
-                (to, Outbound::Frame(Bytes::clone(frame)))
-            }
-            Action::Content {
-                to,
-                sender_id,
-                recipient_id,
-                data,
-            } => (
-                to,
-                Outbound::Frame(codec::content(sender_id, recipient_id, data)),
-            ),
-            Action::Close { to, error } => {
-                tracing::info!(%key, peer = %to, %error, "closing sigver peer");
-                (to, Outbound::Close(error))
-            }
-        }
-    }
-}
-
-impl Handler<FromPeer> for Group {
-    type Result = ();
-
-    fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
-        match event {
-            FromPeer::Connect { peer, id, members } => self.event(peer, |state, key, ids, out| {
-                state.connect(peer, id, &members, ids, out);
-                tracing::debug!(%key, %peer, netflux_id = id, member = state.is_member(peer), "connect");
-            }),
-            FromPeer::Content { peer, content } => {
-                self.event(peer, |state, _, _, out| state.content(peer, content, out))
             }
         }
     }

@@ -7,6 +7,7 @@
 //! their usual names. [`legacy`] serves the sigver 18.x dialect on the same
 //! URL; both dialects' actors share [`group`]'s plumbing.
 
+pub mod current;
 pub mod group;
 pub mod legacy;
 pub mod session;

@@ -5,83 +5,27 @@
 //! the socket are decoded and sent to the group, frames the group pushed to
 //! the session's sink are written to the socket. It keeps the heartbeat itself (no group round trip)
 //! and enforces the frame size limit. Both dialects share this code through
-//! [`Dialect`]; they differ in their messages, their group actor and their
-//! close codes. Whatever ends the session, the group hears [`Leave`] once.
+//! [`Dialect`]; they differ in their messages, their rules and their close
+//! codes. Whatever ends the session, the group hears [`Leave`] once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
-use bytes::Bytes;
 use tokio::time::timeout;
 use tracing::Instrument;
 
 use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
 use crate::observe::Stats;
-use crate::rooms::{InFlight, MemberId, Room, RoomRef, Sink, SinkReceiver};
+use crate::rooms::{MemberId, Sink, SinkReceiver};
 use crate::services::Services;
-use crate::sigver::codec::{self, Inbound};
-use crate::sigver::group::{FromPeer, Group, Leave, Outbound, PeerEntry};
+use crate::sigver::group::{Dialect, GroupActor, Heard, Leave, Outbound, PeerEntry};
 use crate::sigver::handshake::{dialect_of, has_query_flag, key_of};
 use crate::sigver::heartbeat::{Beat, Heartbeat};
-
-/// A frame from the socket, as far as the session cares.
-pub enum Heard {
-    /// The peer answered a heartbeat: reset the missed count.
-    Heartbeat,
-    /// Handed to the group (one unit of credit taken), which gives the
-    /// credit back through the sink once it handled it.
-    ToGroup,
-    /// Nothing to do (e.g. `connected` from a client).
-    Ignored,
-}
-
-/// What differs between the current and the legacy sigver protocol.
-pub trait Dialect: 'static {
-    type Group: Room<Member = PeerEntry> + Handler<Leave>;
-    const DIALECT: SigverDialect;
-    fn heartbeat() -> Bytes;
-    /// Decodes one binary frame and hands it to the group, taking one unit
-    /// of `credit` first (the group may handle it before this returns).
-    fn dispatch(
-        frame: Bytes,
-        peer: MemberId,
-        group: &RoomRef<Self::Group>,
-        credit: &InFlight,
-    ) -> Result<Heard, SigverError>;
-}
-
-/// sigver 20.x.
-pub struct Current;
-
-impl Dialect for Current {
-    type Group = Group;
-    const DIALECT: SigverDialect = SigverDialect::Current;
-
-    fn heartbeat() -> Bytes {
-        codec::HEARTBEAT.clone()
-    }
-
-    fn dispatch(
-        frame: Bytes,
-        peer: MemberId,
-        group: &RoomRef<Group>,
-        credit: &InFlight,
-    ) -> Result<Heard, SigverError> {
-        let event = match codec::decode(frame)? {
-            Inbound::Heartbeat => return Ok(Heard::Heartbeat),
-            Inbound::Connect { id, members } => FromPeer::Connect { peer, id, members },
-            Inbound::Content(content) => FromPeer::Content { peer, content },
-            Inbound::Connected => return Ok(Heard::Ignored),
-        };
-        credit.sent();
-        group.tell(event);
-        Ok(Heard::ToGroup)
-    }
-}
+use crate::sigver::legacy::state::LegacyGroupState;
+use crate::sigver::state::GroupState;
 
 /// Everything a session task needs, taken from the request.
 pub struct Opening {
@@ -108,11 +52,11 @@ pub async fn entry(
     };
     let span = tracing::info_span!("sigver", key = %req.uri().path(), ?dialect, peer = tracing::field::Empty);
     match dialect {
-        SigverDialect::Current => {
-            actix_web::rt::spawn(run::<Current>(opening, session, stream).instrument(span))
-        }
+        SigverDialect::Current => actix_web::rt::spawn(
+            run::<GroupState<MemberId>>(opening, session, stream).instrument(span),
+        ),
         SigverDialect::Legacy => actix_web::rt::spawn(
-            run::<crate::sigver::legacy::Legacy>(opening, session, stream).instrument(span),
+            run::<LegacyGroupState<MemberId>>(opening, session, stream).instrument(span),
         ),
     };
     Ok(response)
@@ -155,7 +99,7 @@ pub async fn run<D: Dialect>(
         favored,
         sink,
     };
-    let group = match rooms.join::<D::Group>(key, entry) {
+    let group = match rooms.join::<GroupActor<D>>(key, entry) {
         Ok(group) => group,
         Err(refusal) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
     };

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use crate::sigver::state::{PeerId, PeerKey, SignalingId, SignalingIds};
+use crate::sigver::types::{PeerId, PeerKey, SignalingId, SignalingIds};
 
 /// Which way content travels along a binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

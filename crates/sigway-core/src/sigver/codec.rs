@@ -12,7 +12,7 @@ use prost::Message as _;
 
 use crate::error::SigverError;
 use crate::proto::sigver::{Content, GroupData, Message, message::Type};
-use crate::sigver::state::{ContentIn, NetfluxId, SignalingId};
+use crate::sigver::types::{ContentIn, NetfluxId, SignalingId};
 
 /// What a peer can say, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use rand::Rng;
 
-use crate::sigver::state::{SignalingId, SignalingIds};
+use crate::sigver::types::{SignalingId, SignalingIds};
 
 const MAX_ID: u32 = 0x7fff_ffff;
 

@@ -12,4 +12,6 @@ pub mod handshake;
 pub mod heartbeat;
 pub mod ids;
 pub mod legacy;
+pub mod membership;
 pub mod state;
+pub mod types;

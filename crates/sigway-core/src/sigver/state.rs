@@ -19,25 +19,8 @@ use bytes::Bytes;
 use crate::error::{Refusal, SigverError};
 use crate::sigver::bindings::{Bindings, Hop, Leg};
 
-/// A connection, as numbered by the server (never sent on the wire).
-pub type PeerId = u64;
-
-/// How the rules name a connection: any small copyable key. The gateway
-/// uses its rooms' member ids; tests use plain numbers ([`PeerId`]).
-pub trait PeerKey: Copy + Eq + std::hash::Hash + std::fmt::Debug {}
-
-impl<T: Copy + Eq + std::hash::Hash + std::fmt::Debug> PeerKey for T {}
-/// The id a member uses to address a joiner (`senderId`/`recipientId`).
-pub type SignalingId = u32;
-/// The id a peer has inside its Netflux group (`GroupData.id`).
-pub type NetfluxId = u32;
-
-/// Where signaling ids come from: random, non-zero, 31 bits, unique among
-/// live bindings for as long as they are held.
-pub trait SignalingIds {
-    fn allocate(&mut self) -> SignalingId;
-    fn release(&mut self, id: SignalingId);
-}
+pub use crate::sigver::membership::{GroupLimits, choose_member};
+pub use crate::sigver::types::{ContentIn, NetfluxId, PeerId, PeerKey, SignalingId, SignalingIds};
 
 /// What the caller must do after an event, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,29 +49,6 @@ struct Peer {
     tried: Vec<NetfluxId>,
 }
 
-/// Limits the rules enforce.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupLimits {
-    pub max_members: usize,
-}
-
-impl Default for GroupLimits {
-    fn default() -> Self {
-        Self {
-            max_members: usize::MAX,
-        }
-    }
-}
-
-/// An incoming `content` message.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ContentIn {
-    pub sender_id: SignalingId,
-    pub recipient_id: SignalingId,
-    pub last_data: bool,
-    pub data: Bytes,
-}
-
 #[derive(Debug)]
 pub struct GroupState<P = PeerId> {
     peers: HashMap<P, Peer>,
@@ -96,35 +56,6 @@ pub struct GroupState<P = PeerId> {
     members: Vec<P>,
     bindings: Bindings<P>,
     limits: GroupLimits,
-}
-
-/// Picks the member a joiner is bound to: among members it has not tried (in
-/// membership order) the first favored one, else the first one; when it has
-/// tried them all, its tried list is forgotten and the choice made again.
-/// Shared with the legacy dialect, which has no Netflux ids and so keys its
-/// tried lists by connection: `K` is whatever a dialect remembers a tried
-/// member by. `None` only when `members` is empty.
-pub fn choose_member<M: Copy, K: PartialEq>(
-    members: impl Iterator<Item = (M, K, bool)> + Clone,
-    tried: &mut Vec<K>,
-) -> Option<M> {
-    for _ in 0..2 {
-        let mut first = None;
-        for (member, netflux_id, favored) in members.clone() {
-            if tried.contains(&netflux_id) {
-                continue;
-            }
-            if favored {
-                return Some(member);
-            }
-            first.get_or_insert(member);
-        }
-        if first.is_some() {
-            return first;
-        }
-        tried.clear();
-    }
-    None
 }
 
 /// `content` along a binding: the member side's id is 0, the joiner's is

@@ -15,7 +15,7 @@ use prost::Message as _;
 use crate::error::SigverError;
 use crate::proto::legacy::{Content, Message, content, message::Type};
 use crate::sigver::legacy::state::Payload;
-use crate::sigver::state::SignalingId;
+use crate::sigver::types::SignalingId;
 
 /// What a legacy peer can say, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,21 +1,29 @@
-//! The legacy dialect's side of the group actor: [`LegacyGroup`] is the
-//! shared [`GroupActor`] running [`LegacyGroupState`].
+//! The legacy sigver dialect (sigver 18.x, early-2018 Netflux releases),
+//! served on the same URL as the current one.
 //!
-//! Sessions join through the room layer, send [`FromLegacyPeer`] events
-//! and a final `Leave`; the actor pushes frames to each session's sink and
-//! releases itself when the last one left. What
-//! is this dialect's own is here: its events, its frames, and that a peer is
-//! answered (`isFirst`) as soon as it attaches rather than when it asks.
+//! A connection speaks it when the query says `?protocol=legacy`, or when
+//! `sigver.protocol = "legacy"` and the query does not say
+//! `?protocol=current` (see [`crate::sigver::session::entry`]). Everything
+//! but the messages is shared with the current dialect: the session loop
+//! (key check, heartbeat, frame size, closing), the room layer, signaling
+//! ids and member selection. Here lives the dialect's [`Dialect`]: its
+//! events ([`FromLegacyPeer`]), its frames, and that a peer is answered
+//! (`isFirst`) as soon as it attaches rather than when it asks. Its codec
+//! and rules are `sigway_core`'s ([`codec`], [`state`]); its close codes are
+//! 4001-4004 (mapped in `sigway_core::error`).
+
+pub use sigway_core::sigver::legacy::{codec, state};
 
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::rooms::MemberId;
-use crate::sigver::group::{DialectRules, GroupActor, Outbound};
+use crate::error::{SigverDialect, SigverError};
+use crate::rooms::{InFlight, MemberId, RoomRef};
+use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
-use crate::sigver::legacy::codec::{self, IS_FIRST_FALSE, IS_FIRST_TRUE};
-use crate::sigver::legacy::state::{LegacyAction, LegacyGroupState, Payload};
 use crate::sigver::state::{GroupLimits, SignalingId};
+use codec::{IS_FIRST_FALSE, IS_FIRST_TRUE, LegacyInbound};
+use state::{LegacyAction, LegacyGroupState, Payload};
 
 /// A decoded event from a peer of a legacy group.
 #[derive(Message, Debug)]
@@ -38,7 +46,8 @@ pub enum FromLegacyPeer {
 pub type LegacyGroup = GroupActor<LegacyGroupState<MemberId>>;
 
 /// sigver 18.x: a session is answered (`isFirst`) as soon as it attaches.
-impl DialectRules for LegacyGroupState<MemberId> {
+impl Dialect for LegacyGroupState<MemberId> {
+    const DIALECT: SigverDialect = SigverDialect::Legacy;
     const KIND: &'static str = "sigver-legacy";
     type Action = LegacyAction<MemberId>;
 
@@ -80,6 +89,28 @@ impl DialectRules for LegacyGroupState<MemberId> {
                 (to, Outbound::Close(error))
             }
         }
+    }
+
+    fn heartbeat() -> Bytes {
+        codec::HEARTBEAT.clone()
+    }
+
+    fn dispatch(
+        frame: Bytes,
+        peer: MemberId,
+        group: &RoomRef<LegacyGroup>,
+        credit: &InFlight,
+    ) -> Result<Heard, SigverError> {
+        let event = match codec::decode(frame)? {
+            LegacyInbound::Heartbeat => return Ok(Heard::Heartbeat),
+            LegacyInbound::IsFirst => return Ok(Heard::Ignored),
+            LegacyInbound::Stable => FromLegacyPeer::Stable { peer },
+            LegacyInbound::TryAnother => FromLegacyPeer::TryAnother { peer },
+            LegacyInbound::Content { id, payload } => FromLegacyPeer::Content { peer, id, payload },
+        };
+        credit.sent();
+        group.tell(event);
+        Ok(Heard::ToGroup)
     }
 }
 

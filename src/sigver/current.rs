@@ -1,0 +1,120 @@
+//! The current sigver dialect (sigver 20.x) in the group actor: its events
+//! ([`FromPeer`]), its frames, and that a peer is answered only when it
+//! sends `connect`. The rules are `sigway_core`'s [`GroupState`].
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use crate::error::{SigverDialect, SigverError};
+use crate::rooms::{InFlight, MemberId, RoomRef};
+use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE, Inbound};
+use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
+use crate::sigver::ids::GroupIds;
+use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId};
+
+/// The actor of a key spoken in the current dialect.
+pub type Group = GroupActor<GroupState<MemberId>>;
+
+/// A decoded event from a peer of this group.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum FromPeer {
+    Connect {
+        peer: MemberId,
+        id: NetfluxId,
+        members: Vec<NetfluxId>,
+    },
+    Content {
+        peer: MemberId,
+        content: ContentIn,
+    },
+}
+
+/// sigver 20.x: a session is answered only when it sends `connect`.
+impl Dialect for GroupState<MemberId> {
+    const DIALECT: SigverDialect = SigverDialect::Current;
+    const KIND: &'static str = "sigver";
+    type Action = Action<MemberId>;
+
+    fn with_limits(limits: GroupLimits) -> Self {
+        GroupState::new(limits)
+    }
+
+    fn attached(
+        &mut self,
+        _: &str,
+        peer: MemberId,
+        favored: bool,
+        _: &mut GroupIds,
+        _: &mut Vec<Self::Action>,
+    ) {
+        self.attach(peer, favored);
+    }
+
+    fn left(&mut self, peer: MemberId, ids: &mut GroupIds, out: &mut Vec<Self::Action>) {
+        self.leave(peer, ids, out);
+    }
+
+    fn outbound(key: &str, action: Self::Action) -> (MemberId, Outbound) {
+        match action {
+            Action::Connected { to, member } => {
+                let frame = if member {
+                    &CONNECTED_TRUE
+                } else {
+                    &CONNECTED_FALSE
+                };
+                (to, Outbound::Frame(Bytes::clone(frame)))
+            }
+            Action::Content {
+                to,
+                sender_id,
+                recipient_id,
+                data,
+            } => (
+                to,
+                Outbound::Frame(codec::content(sender_id, recipient_id, data)),
+            ),
+            Action::Close { to, error } => {
+                tracing::info!(%key, peer = %to, %error, "closing sigver peer");
+                (to, Outbound::Close(error))
+            }
+        }
+    }
+
+    fn heartbeat() -> Bytes {
+        codec::HEARTBEAT.clone()
+    }
+
+    fn dispatch(
+        frame: Bytes,
+        peer: MemberId,
+        group: &RoomRef<Group>,
+        credit: &InFlight,
+    ) -> Result<Heard, SigverError> {
+        let event = match codec::decode(frame)? {
+            Inbound::Heartbeat => return Ok(Heard::Heartbeat),
+            Inbound::Connect { id, members } => FromPeer::Connect { peer, id, members },
+            Inbound::Content(content) => FromPeer::Content { peer, content },
+            Inbound::Connected => return Ok(Heard::Ignored),
+        };
+        credit.sent();
+        group.tell(event);
+        Ok(Heard::ToGroup)
+    }
+}
+
+impl Handler<FromPeer> for Group {
+    type Result = ();
+
+    fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
+        match event {
+            FromPeer::Connect { peer, id, members } => self.event(peer, |state, key, ids, out| {
+                state.connect(peer, id, &members, ids, out);
+                tracing::debug!(%key, %peer, netflux_id = id, member = state.is_member(peer), "connect");
+            }),
+            FromPeer::Content { peer, content } => {
+                self.event(peer, |state, _, _, out| state.content(peer, content, out))
+            }
+        }
+    }
+}
