@@ -131,11 +131,16 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
             connect,
             outcome,
         } = attach.member;
-        // A session is never twice in a room: a repeated join moves it to
-        // the end (sessions leave first, this only guards the invariant).
-        self.remove(session, ctx);
         match self.core.join(session, user_id.clone(), link, &connect) {
             Ok(joined) => {
+                if let Some(notice) = &joined.moved {
+                    // Sessions leave before they join again; should one not,
+                    // the others still see the leave, and it counts once.
+                    self.occupancy.detached();
+                    for member in self.core.members().iter().filter(|m| m.session != session) {
+                        send(&self.home.stats, &member.link, notice.clone());
+                    }
+                }
                 tracing::info!(
                     room = %self.core.room_id(), user = %user_id, %session,
                     initiator = joined.initiator, members = self.core.members().len(),

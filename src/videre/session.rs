@@ -197,20 +197,15 @@ impl SockjsSession for VidereSession {
         let bytes = text.len();
         self.services.stats.received(bytes);
         let max = self.services.settings.limits.max_frame_bytes;
-        let packet = match packet::parse(ByteString::from(text), max) {
+        let max_id = self.services.settings.limits.max_id_bytes;
+        let packet = match packet::parse(ByteString::from(text), max)
+            .and_then(|packet| packet.check_ids(max_id).map(|()| packet))
+        {
             Ok(packet) => packet,
             Err(rejected) => {
                 return self.refuse(&rejected.user_id, &rejected.room_id, rejected.error);
             }
         };
-        // Ids live as long as their room: bound them like sigver's keys. The
-        // notice does not echo an oversized id back.
-        let max_id = self.services.settings.limits.max_id_bytes;
-        for (field, id) in [("UserId", &packet.user_id), ("RoomId", &packet.room_id)] {
-            if id.len() > max_id {
-                return self.refuse("", "", VidereError::IdTooLong(field, max_id));
-            }
-        }
         tracing::debug!(
             session = %self.info.id, transport = self.info.transport,
             event = %packet.event, user = %preview(&packet.user_id),

@@ -158,6 +158,22 @@ fn span_in(whole: &str, part: &str) -> Range<usize> {
 }
 
 impl Packet {
+    /// Ids live as long as their room, so they are bounded like sigver's
+    /// keys: `max_bytes` each. The refusal does not echo an oversized id
+    /// back (its notice names no user and no room).
+    pub fn check_ids(&self, max_bytes: usize) -> Result<(), Rejected> {
+        for (field, id) in [("UserId", &self.user_id), ("RoomId", &self.room_id)] {
+            if id.len() > max_bytes {
+                return Err(Rejected {
+                    user_id: String::new(),
+                    room_id: String::new(),
+                    error: VidereError::IdTooLong(field, max_bytes),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The packet exactly as the client sent it (what a broadcast forwards).
     pub fn text(&self) -> &ByteString {
         &self.text
@@ -395,6 +411,22 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&r.notice()).expect("json");
         assert_eq!(value["Header"]["UserId"], "a\"b");
         assert_eq!(value["Header"]["Event"], "error");
+    }
+
+    #[test]
+    fn ids_over_the_limit_are_refused_without_echoing_them() {
+        let p = test_packet("broadcast", "user", "room");
+        assert!(p.check_ids(4).is_ok(), "4 bytes is the limit itself");
+        let rejected = p.check_ids(3).expect_err("user is 4 bytes");
+        assert_eq!(rejected.error, VidereError::IdTooLong("UserId", 3));
+        assert_eq!(
+            (rejected.user_id.as_str(), rejected.room_id.as_str()),
+            ("", "")
+        );
+        let rejected = test_packet("ping", "u", "roomy")
+            .check_ids(4)
+            .expect_err("room");
+        assert_eq!(rejected.error, VidereError::IdTooLong("RoomId", 4));
     }
 
     proptest! {

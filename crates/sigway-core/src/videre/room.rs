@@ -33,6 +33,9 @@ pub struct Member<L, S = SessionId> {
 pub struct Joined {
     pub initiator: bool,
     pub announce: ByteString,
+    /// The session was already in and moved to the end: the disconnect
+    /// notice every other member receives first.
+    pub moved: Option<ByteString>,
 }
 
 /// The rules of one room, free of I/O.
@@ -70,8 +73,9 @@ impl<L, S: Copy + PartialEq> RoomCore<L, S> {
     }
 
     /// `session` enters under `user_id`; its `connect` packet is announced to
-    /// every member (itself included). The caller makes the session leave
-    /// first if it is already in (see [`RoomCore::leave`]).
+    /// every member (itself included). A session already in leaves first
+    /// (the others are told, as for a disconnect) and moves to the end of
+    /// the join order; it keeps its place under the member limit.
     pub fn join(
         &mut self,
         session: S,
@@ -79,6 +83,7 @@ impl<L, S: Copy + PartialEq> RoomCore<L, S> {
         link: L,
         connect: &Packet,
     ) -> Result<Joined, VidereError> {
+        let moved = self.leave(session).map(|(_, notice)| notice);
         if self.members.len() >= self.max_members {
             return Err(Refusal::RoomFull(self.max_members).into());
         }
@@ -91,6 +96,7 @@ impl<L, S: Copy + PartialEq> RoomCore<L, S> {
         Ok(Joined {
             initiator,
             announce: connect.connect_answer(initiator),
+            moved,
         })
     }
 
@@ -180,6 +186,25 @@ mod tests {
         assert!(!again.initiator, "b is still there");
         let order: Vec<&str> = core.members().iter().map(|m| &*m.user_id).collect();
         assert_eq!(order, ["b", "a"]);
+    }
+
+    #[test]
+    fn joining_again_moves_to_the_end_after_a_notice_and_keeps_the_place() {
+        let mut core = room(2);
+        for (session, user) in [(1, "a"), (2, "b")] {
+            core.join(session, user.into(), (), &packet("connect", user, "r"))
+                .expect("join");
+        }
+        let again = core
+            .join(1, "a2".into(), (), &packet("connect", "a2", "r"))
+            .expect("a full room still takes back its own member");
+        assert_eq!(
+            again.moved.as_deref(),
+            Some(r#"{"Header":{"Event":"disconnect","UserId":"a","RoomId":"r"},"Payload":""}"#)
+        );
+        assert!(!again.initiator);
+        let order: Vec<&str> = core.members().iter().map(|m| &*m.user_id).collect();
+        assert_eq!(order, ["b", "a2"]);
     }
 
     #[test]
