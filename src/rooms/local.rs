@@ -133,3 +133,103 @@ impl LocalRooms {
             .map_err(|_| Refusal::TooManyRooms(self.max_rooms))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::rooms::{Occupancy, Rooms};
+
+    /// A room that only counts who attached, and leaves on request.
+    struct Counter {
+        key: Arc<str>,
+        home: RoomHome,
+        occupancy: Occupancy,
+    }
+
+    impl Actor for Counter {
+        type Context = Context<Self>;
+    }
+
+    impl Room for Counter {
+        const KIND: &'static str = "test";
+        type Member = ();
+        fn new_room(key: Arc<str>, home: RoomHome) -> Self {
+            Self {
+                key,
+                home,
+                occupancy: Occupancy::default(),
+            }
+        }
+    }
+
+    impl Handler<Attach<Self>> for Counter {
+        type Result = ();
+        fn handle(&mut self, _: Attach<Self>, _: &mut Context<Self>) {
+            self.occupancy.attached();
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "bool")]
+    struct LeaveOne;
+
+    impl Handler<LeaveOne> for Counter {
+        type Result = bool;
+        fn handle(&mut self, _: LeaveOne, ctx: &mut Context<Self>) -> bool {
+            self.occupancy.detached();
+            let released = self
+                .home
+                .release_if_idle::<Self>(&self.key, &self.occupancy);
+            if released {
+                ctx.stop();
+            }
+            released
+        }
+    }
+
+    fn rooms(max_rooms: usize) -> Rooms {
+        let mut settings = Settings::default();
+        settings.limits.max_rooms = max_rooms;
+        Rooms::new(Arc::new(settings), Arc::new(Stats::default()))
+    }
+
+    #[actix_web::test]
+    async fn a_room_is_released_only_when_every_forwarded_attach_was_seen() {
+        let rooms = rooms(10);
+        let first = rooms.join::<Counter>("k".into(), ()).expect("join");
+        // A second member is on its way when the first leaves: the room
+        // has seen one attach of two, so it must stay.
+        let second = rooms.join::<Counter>("k".into(), ()).expect("join");
+        assert_eq!(rooms.len(), 1, "one key, one room");
+        assert!(!first.addr.send(LeaveOne).await.expect("alive"));
+        assert!(second.addr.send(LeaveOne).await.expect("alive"));
+        assert_eq!(rooms.len(), 0);
+        assert!(rooms.find::<Counter>("k").is_none());
+        let again = rooms.join::<Counter>("k".into(), ()).expect("a fresh room");
+        assert_eq!(rooms.len(), 1);
+        assert!(
+            again.addr.send(LeaveOne).await.expect("alive"),
+            "the fresh room counts only its own attach"
+        );
+    }
+
+    #[actix_web::test]
+    async fn the_room_limit_counts_every_kind_and_frees_on_release() {
+        let rooms = rooms(2);
+        let a = rooms.join::<Counter>("a".into(), ()).expect("a");
+        rooms.join::<Counter>("b".into(), ()).expect("b");
+        assert_eq!(
+            rooms.join::<Counter>("c".into(), ()).expect_err("full"),
+            Refusal::TooManyRooms(2)
+        );
+        rooms
+            .join::<Counter>("a".into(), ())
+            .expect("an open room takes members");
+        assert!(!a.addr.send(LeaveOne).await.expect("alive"));
+        assert!(a.addr.send(LeaveOne).await.expect("alive"));
+        rooms
+            .join::<Counter>("c".into(), ())
+            .expect("a place came back");
+    }
+}
