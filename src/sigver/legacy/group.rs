@@ -31,6 +31,11 @@ pub enum FromLegacyPeer {
         id: SignalingId,
         payload: Payload,
     },
+    /// A `content` with no type.
+    UntypedContent {
+        peer: PeerId,
+        id: SignalingId,
+    },
 }
 
 /// The actor of a key spoken in the legacy dialect.
@@ -45,8 +50,9 @@ impl DialectRules for LegacyGroupState {
         LegacyGroupState::new(limits)
     }
 
-    fn attached(&mut self, key: &str, peer: PeerId, favored: bool, out: &mut Vec<LegacyAction>) {
-        self.attach(peer, favored, &mut GlobalIds, out);
+    /// `?favored` is ignored: sigver 18 had no favored peers.
+    fn attached(&mut self, key: &str, peer: PeerId, _favored: bool, out: &mut Vec<LegacyAction>) {
+        self.attach(peer, &mut GlobalIds, out);
         tracing::debug!(%key, peer, first = self.is_member(peer), "legacy peer attached");
     }
 
@@ -90,6 +96,9 @@ impl Handler<FromLegacyPeer> for LegacyGroup {
             }),
             FromLegacyPeer::Content { peer, id, payload } => self.event(peer, |state, _, out| {
                 state.content(peer, id, payload, &mut GlobalIds, out)
+            }),
+            FromLegacyPeer::UntypedContent { peer, id } => self.event(peer, |state, _, out| {
+                state.untyped_content(peer, id, &mut GlobalIds, out)
             }),
         }
     }

@@ -7,12 +7,16 @@
 //! but the messages is shared with the current dialect: the session loop
 //! (key check, heartbeat, frame size, closing), the supervisor, signaling
 //! ids and member selection. Here live the dialect's pieces: [`codec`]
-//! (bytes ↔ messages), [`state`] (the pure rules), [`group`] (the actor of
-//! one key) and [`Legacy`], the [`Dialect`] that ties them to the session.
-//! Its close codes are 4001-4004 (mapped in [`crate::error`]).
+//! (bytes ↔ messages), read the way sigver 18.0.0 read them by
+//! [`protobufjs`], [`state`] (the pure rules), [`group`] (the actor of one
+//! key) and [`Legacy`], the [`Dialect`] that ties them to the session. Its
+//! close codes and reason texts are sigver 18's (mapped in
+//! [`crate::error`]). `tests/node_conformance_legacy.rs` compares the whole
+//! with the real sigver 18.0.0.
 
 pub mod codec;
 pub mod group;
+pub mod protobufjs;
 pub mod state;
 
 use actix::prelude::*;
@@ -45,10 +49,11 @@ impl Dialect for Legacy {
     ) -> Result<Heard, SigverError> {
         let event = match codec::decode(frame)? {
             LegacyInbound::Heartbeat => return Ok(Heard::Heartbeat),
-            LegacyInbound::IsFirst => return Ok(Heard::Ignored),
+            LegacyInbound::Nothing => return Ok(Heard::Ignored),
             LegacyInbound::Stable => FromLegacyPeer::Stable { peer },
             LegacyInbound::TryAnother => FromLegacyPeer::TryAnother { peer },
             LegacyInbound::Content { id, payload } => FromLegacyPeer::Content { peer, id, payload },
+            LegacyInbound::UntypedContent { id } => FromLegacyPeer::UntypedContent { peer, id },
         };
         group.do_send(event);
         Ok(Heard::ToGroup)
