@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -52,8 +52,18 @@ fn on_path(program: &str) -> bool {
 /// The Node 8 binary and sigver 18's entry script, installed if needed;
 /// `None` (after one line on stdout) when node/npm are not installed.
 fn reference() -> Option<(PathBuf, PathBuf)> {
-    if !on_path("node") || !on_path("npm") {
+    // The tests of this file run in parallel: one of them installs, the
+    // others wait for it (two `npm ci` in one folder would trip each other).
+    static INSTALLED: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
+    let found = INSTALLED.get_or_init(install).clone();
+    if found.is_none() {
         println!("skipped: node/npm not found");
+    }
+    found
+}
+
+fn install() -> Option<(PathBuf, PathBuf)> {
+    if !on_path("node") || !on_path("npm") {
         return None;
     }
     let dir = reference_dir();
@@ -181,8 +191,8 @@ enum Step {
     Leave(&'static str),
     /// Drop TCP without a close frame.
     Vanish(&'static str),
-    /// Only read, for this long.
-    Wait(Duration),
+    /// Only read, until this long after the script started.
+    Until(Duration),
 }
 
 fn open(peer: &'static str, path: &str) -> Step {
@@ -369,6 +379,9 @@ fn describe(bytes: &[u8], names: &mut Names) -> String {
         Some(Type::Content(Content { id, r#type })) => {
             let route = names.name(u64::from(id));
             match r#type {
+                Some(content::Type::Data(data)) if data.len() > 64 => {
+                    format!("data {route} <{} bytes>", data.len())
+                }
                 Some(content::Type::Data(data)) => {
                     format!("data {route} {:?}", String::from_utf8_lossy(&data))
                 }
@@ -440,6 +453,7 @@ type Transcripts = Vec<(String, Vec<String>)>;
 async fn run(base: &str, script: Vec<Step>, heartbeats: Heartbeats) -> Transcripts {
     let mut peers: Vec<Peer> = Vec::new();
     let mut names = Names::default();
+    let started = tokio::time::Instant::now();
     for step in script {
         match step {
             Step::Open(peer, path) => {
@@ -479,8 +493,8 @@ async fn run(base: &str, script: Vec<Step>, heartbeats: Heartbeats) -> Transcrip
                 }
             }
             Step::Vanish(peer) => drop(slot(&mut peers, peer).take()),
-            Step::Wait(duration) => {
-                let until = tokio::time::Instant::now() + duration;
+            Step::Until(elapsed) => {
+                let until = started + elapsed;
                 drain(&mut peers, &mut names, QUIET, Some(until), heartbeats).await;
                 continue;
             }
@@ -545,6 +559,8 @@ fn shared_behaviour() -> Vec<Script> {
                 send("a", Data(Route("r1"), b"answer")),
                 send("b", Data(Zero, b"cand-b")),
                 send("a", Data(Route("r1"), b"cand-a")),
+                send("b", Data(Zero, &[b'x'; 70_000])),
+                send("a", Data(Route("r1"), &[b'y'; 70_000])),
                 send("b", IsEnd(Zero)),
                 send("b", Data(Zero, b"after end")),
                 send("a", IsEnd(Route("r1"))),
@@ -1116,7 +1132,9 @@ async fn deliberate_differences_from_node_sigver_18_are_what_the_spec_says() {
 
 /// Heartbeats on sigver 18's fixed timing: every 5 s, closed at the third
 /// missed one. Steps fall between ticks (opens take about 1 s, ticks come
-/// at 5, 10 and 15 s after each open), so order does not hang on jitter.
+/// 5, 10 and 15 s after each open; sends at 7.5 and 12.5 s, the end at
+/// 18.5 s, all counted from the first open), so order does not hang on
+/// jitter.
 fn heartbeat_scripts() -> Vec<Script> {
     use Part::*;
     use To::Zero;
@@ -1130,21 +1148,21 @@ fn heartbeat_scripts() -> Vec<Script> {
             open("isfirst", "/hb-isfirst"),
             open("untyped", "/hb-untyped"),
             open("joiner", "/hb"),
-            Step::Wait(Duration::from_millis(6500)),
+            Step::Until(Duration::from_millis(7500)),
             send("answering", Heartbeat),
             send("empty", Empty),
             Step::Raw("unknown", Ws::Binary(vec![0x30, 0x01].into())),
             send("isfirst", IsFirst),
             send("untyped", Untyped(Zero)),
             send("joiner", Heartbeat),
-            Step::Wait(Duration::from_millis(4000)),
+            Step::Until(Duration::from_millis(12_500)),
             send("answering", HeartbeatFalse),
             send("empty", Empty),
             Step::Raw("unknown", Ws::Binary(vec![0x30, 0x01].into())),
             send("isfirst", IsFirst),
             send("untyped", Untyped(Zero)),
             send("joiner", Heartbeat),
-            Step::Wait(Duration::from_millis(4500)),
+            Step::Until(Duration::from_millis(18_500)),
         ],
     )]
 }
