@@ -395,12 +395,14 @@ async fn blocking_lone_member_is_replaced_and_closed_with_4004() {
     let (mut b, first) = LegacyPeer::open(&server, "block").await;
     assert!(!first);
     route_id(&mut b, &mut a).await;
-    // B could not reach A, the only member: B takes its place.
-    assert!(b.try_another().await, "the replacing peer is first");
+    // B could not reach A, the only member: B takes its place. As sigver 18
+    // does, A is closed first, so B hears its binding end before the answer.
+    b.send(Type::TryAnother(true)).await;
     assert_eq!(b.recv().await, Got::IsError(0), "its binding to A ends");
+    assert!(b.is_first().await, "the replacing peer is first");
     let (code, reason) = a.closed().await;
     assert_eq!(code, 4004);
-    assert!(!reason.is_empty());
+    assert_eq!(reason, "prevent other peers from joining the group");
     // The group now goes through B.
     let (mut c, first) = LegacyPeer::open(&server, "block").await;
     assert!(!first);
@@ -440,19 +442,37 @@ async fn bad_frames_close_with_4003_and_harm_no_one_else() {
         })),
     }
     .encode_to_vec();
+    // Reasons are sigver 18's: protobufjs's error texts for bytes it cannot
+    // read, its own words for a content with no type from a bound joiner.
     let bad_frames = [
-        Ws::Text("hello".into()),
-        Ws::Binary(vec![0xff, 0xff, 0xff].into()),
-        Ws::Binary(vec![0x0a, 0x0a, 0x08].into()), // truncated content
-        Ws::Binary(Vec::new().into()),             // a Message with no type
-        Ws::Binary(untyped_content.into()),        // a content with no type
+        (
+            Ws::Text("hello".into()),
+            "text frames are not sigver messages",
+        ),
+        (
+            Ws::Binary(vec![0xff, 0xff, 0xff].into()),
+            "index out of range: 3 + 10 > 3",
+        ),
+        (
+            Ws::Binary(vec![0x0a, 0x0a, 0x08].into()), // truncated content
+            "index out of range: 3 + 10 > 3",
+        ),
+        (
+            Ws::Binary(untyped_content.into()),
+            "from the {s} joining peer",
+        ),
     ];
-    for frame in bad_frames {
+    for (frame, reason) in bad_frames {
         let (mut bad, first) = LegacyPeer::open(&server, "bad").await;
         assert!(!first);
         let s = route_id(&mut bad, &mut a).await;
         bad.ws.send(frame.clone()).await.expect("send");
-        assert_eq!(bad.closed().await.0, 4003, "{frame:?}");
+        let (code, got) = bad.closed().await;
+        assert_eq!(code, 4003, "{frame:?}");
+        assert!(
+            got.ends_with(&reason.replace("{s}", &s.to_string())),
+            "{got}"
+        );
         assert_eq!(a.recv().await, Got::IsError(s), "its member hears isError");
     }
     let (mut b, _) = LegacyPeer::open(&server, "bad").await;
@@ -460,13 +480,63 @@ async fn bad_frames_close_with_4003_and_harm_no_one_else() {
 }
 
 #[tokio::test]
+async fn frames_with_nothing_to_act_on_are_ignored() {
+    let server = start(test_settings());
+    let (mut a, _) = LegacyPeer::open(&server, "nothing").await;
+    let (mut b, _) = LegacyPeer::open(&server, "nothing").await;
+    let s = route_id(&mut b, &mut a).await;
+    let untyped_content = Message {
+        r#type: Some(Type::Content(Content {
+            id: 0,
+            r#type: None,
+        })),
+    }
+    .encode_to_vec();
+    let nothing = [
+        Vec::new(),       // a Message with no type
+        vec![0x30, 0x01], // an unknown field only
+        vec![0x00, 0x00], // field number 0, which protobufjs skips
+        Message {
+            r#type: Some(Type::IsFirst(true)),
+        }
+        .encode_to_vec(), // server-to-client
+    ];
+    for frame in nothing.iter().cloned() {
+        a.ws.send(Ws::Binary(frame.clone().into()))
+            .await
+            .expect("send");
+        b.ws.send(Ws::Binary(frame.into())).await.expect("send");
+    }
+    // From a peer no binding listens to (A is bound to no one), a content
+    // with no type is nothing either.
+    a.ws.send(Ws::Binary(untyped_content.into()))
+        .await
+        .expect("send");
+    a.silent().await;
+    b.silent().await;
+    b.data(0, b"still here").await;
+    assert_eq!(a.recv_data().await, (s, b"still here".to_vec()));
+    a.data(s, b"and here").await;
+    assert_eq!(b.recv_data().await, (0, b"and here".to_vec()));
+}
+
+#[tokio::test]
 async fn empty_and_overlong_keys_close_with_4001() {
     let server = start(test_settings());
     let mut empty = LegacyPeer::open_raw(&server, "/?protocol=legacy").await;
-    assert_eq!(empty.closed().await.0, 4001);
+    assert_eq!(
+        empty.closed().await,
+        (4001, "4001: The key  is an empty string".into())
+    );
     let long = format!("/{}?protocol=legacy", "k".repeat(513));
     let mut long = LegacyPeer::open_raw(&server, &long).await;
-    assert_eq!(long.closed().await.0, 4001);
+    assert_eq!(
+        long.closed().await,
+        (
+            4001,
+            "4001: The key length exceeds the limit of 512 characters".into()
+        )
+    );
     let (_ok, first) = LegacyPeer::open(&server, &"k".repeat(512)).await;
     assert!(first, "512 characters are accepted");
 }
@@ -506,8 +576,12 @@ async fn silent_peer_gets_heartbeats_then_4002_and_an_answering_one_stays() {
         }
         (answered, is_error)
     };
-    let ((code, _), (answered, is_error)) = tokio::join!(silent.closed(), answering);
+    let ((code, reason), (answered, is_error)) = tokio::join!(silent.closed(), answering);
     assert_eq!(code, 4002);
+    assert_eq!(
+        reason, "Too many missed hearbeats",
+        "sigver 18's words, typo included"
+    );
     assert_eq!(silent.heartbeats, 2, "two heartbeats before the third miss");
     assert!(answered >= 5, "heartbeats kept coming: {answered}");
     assert!(is_error, "the silent member's closing ended the binding");

@@ -10,7 +10,9 @@
 //! events ([`FromLegacyPeer`]), its frames, and that a peer is answered
 //! (`isFirst`) as soon as it attaches rather than when it asks. Its codec
 //! and rules are `sigway_core`'s ([`codec`], [`state`]); its close codes are
-//! 4001-4004 (mapped in `sigway_core::error`).
+//! 4001-4004 with sigver 18's reason texts (mapped in
+//! `sigway_core::error`). `tests/node_conformance_legacy.rs` compares the
+//! whole with the real sigver 18.0.0.
 
 pub use sigway_core::sigver::legacy::{codec, state};
 
@@ -40,6 +42,11 @@ pub enum FromLegacyPeer {
         id: SignalingId,
         payload: Payload,
     },
+    /// A `content` with no type.
+    UntypedContent {
+        peer: MemberId,
+        id: SignalingId,
+    },
 }
 
 /// The actor of a key spoken in the legacy dialect.
@@ -59,11 +66,12 @@ impl Dialect for LegacyGroupState<MemberId> {
         &mut self,
         key: &str,
         peer: MemberId,
-        favored: bool,
+        // sigver 18 had no favored peers: `?favored` means nothing here.
+        _favored: bool,
         ids: &mut GroupIds,
         out: &mut Vec<Self::Action>,
     ) {
-        self.attach(peer, favored, ids, out);
+        self.attach(peer, ids, out);
         tracing::debug!(%key, %peer, first = self.is_member(peer), "legacy peer attached");
     }
 
@@ -103,10 +111,11 @@ impl Dialect for LegacyGroupState<MemberId> {
     ) -> Result<Heard, SigverError> {
         let event = match codec::decode(frame)? {
             LegacyInbound::Heartbeat => return Ok(Heard::Heartbeat),
-            LegacyInbound::IsFirst => return Ok(Heard::Ignored),
+            LegacyInbound::Nothing => return Ok(Heard::Ignored),
             LegacyInbound::Stable => FromLegacyPeer::Stable { peer },
             LegacyInbound::TryAnother => FromLegacyPeer::TryAnother { peer },
             LegacyInbound::Content { id, payload } => FromLegacyPeer::Content { peer, id, payload },
+            LegacyInbound::UntypedContent { id } => FromLegacyPeer::UntypedContent { peer, id },
         };
         credit.sent();
         group.tell(event);
@@ -130,6 +139,10 @@ impl Handler<FromLegacyPeer> for LegacyGroup {
             FromLegacyPeer::Content { peer, id, payload } => self
                 .event(peer, |state, _, ids, out| {
                     state.content(peer, id, payload, ids, out)
+                }),
+            FromLegacyPeer::UntypedContent { peer, id } => self
+                .event(peer, |state, _, ids, out| {
+                    state.untyped_content(peer, id, ids, out)
                 }),
         }
     }

@@ -119,7 +119,29 @@ impl SigverError {
             (SigverError::FrameTooLarge(_), _) => CLOSE_TOO_BIG,
             (SigverError::Refused(refusal), _) => return refusal.close(),
         };
-        Close::owned(code, self.to_string())
+        Close::owned(code, self.reason(dialect))
+    }
+
+    /// The close reason text: sigver 18.x's own words in the legacy
+    /// dialect (its typo included), ours otherwise. A `BadMessage` already
+    /// carries the text its dialect gives it.
+    fn reason(&self, dialect: SigverDialect) -> String {
+        match (self, dialect) {
+            // sigver 18 prints the empty key between two spaces.
+            (SigverError::EmptyKey, SigverDialect::Legacy) => {
+                "4001: The key  is an empty string".into()
+            }
+            (SigverError::KeyTooLong(limit), SigverDialect::Legacy) => {
+                format!("4001: The key length exceeds the limit of {limit} characters")
+            }
+            (SigverError::HeartbeatMissed, SigverDialect::Legacy) => {
+                "Too many missed hearbeats".into()
+            }
+            (SigverError::BlockingMember, SigverDialect::Legacy) => {
+                "prevent other peers from joining the group".into()
+            }
+            _ => self.to_string(),
+        }
     }
 }
 
@@ -183,6 +205,39 @@ mod tests {
             assert_eq!(err.close(Current).code, current, "{err}");
             assert_eq!(err.close(Legacy).code, legacy, "{err}");
         }
+    }
+
+    #[test]
+    fn legacy_reasons_are_sigver_18s_words() {
+        use SigverDialect::{Current, Legacy};
+        let reason = |err: SigverError, dialect| err.close(dialect).reason.into_owned();
+        assert_eq!(
+            reason(SigverError::EmptyKey, Legacy),
+            "4001: The key  is an empty string"
+        );
+        assert_eq!(
+            reason(SigverError::KeyTooLong(512), Legacy),
+            "4001: The key length exceeds the limit of 512 characters"
+        );
+        assert_eq!(
+            reason(SigverError::HeartbeatMissed, Legacy),
+            "Too many missed hearbeats"
+        );
+        assert_eq!(
+            reason(SigverError::BlockingMember, Legacy),
+            "prevent other peers from joining the group"
+        );
+        assert_eq!(
+            reason(
+                SigverError::BadMessage("index out of range: 1 + 1 > 1".into()),
+                Legacy
+            ),
+            "index out of range: 1 + 1 > 1"
+        );
+        assert_eq!(
+            reason(SigverError::EmptyKey, Current),
+            "The key is an empty string"
+        );
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! content goes and whom a departing peer owes an end notice, and each
 //! dialect's state turns that into its own messages. Pure, like the states
 //! that own it.
+//!
+//! The dialects part on what a departure leaves behind: sigver 20.x drops
+//! every binding of the departed peer ([`Bindings::drop_peer`]); sigver 18.x
+//! ends only the directions the departed peer fed, and a direction towards
+//! it lives on until its sender ends it ([`Bindings::depart`]).
 
 use std::collections::HashMap;
 
@@ -31,6 +36,9 @@ pub struct Binding<P = PeerId> {
     pub upstream_open: bool,
     /// member → joiner still relayed.
     pub downstream_open: bool,
+    /// Bindings are numbered as they are made: sigver 18.x hands a message
+    /// to the bindings it concerns in that order.
+    pub order: u64,
 }
 
 impl<P> Binding<P> {
@@ -77,6 +85,8 @@ pub struct Bindings<P = PeerId> {
     joiners: HashMap<P, Vec<SignalingId>>,
     /// Id → the joiner holding it.
     routes: HashMap<SignalingId, P>,
+    /// Bindings made so far.
+    made: u64,
 }
 
 impl<P: PeerKey> Default for Bindings<P> {
@@ -85,6 +95,7 @@ impl<P: PeerKey> Default for Bindings<P> {
             by_joiner: HashMap::new(),
             joiners: HashMap::new(),
             routes: HashMap::new(),
+            made: 0,
         }
     }
 }
@@ -96,11 +107,13 @@ impl<P: PeerKey> Bindings<P> {
         self.unbind(joiner, ids);
         let id = ids.allocate();
         self.joiners.entry(member).or_default().push(id);
+        self.made += 1;
         let binding = Binding {
             member,
             id,
             upstream_open: true,
             downstream_open: true,
+            order: self.made,
         };
         self.by_joiner.insert(joiner, binding);
         self.routes.insert(id, joiner);
@@ -176,6 +189,42 @@ impl<P: PeerKey> Bindings<P> {
             }
         }
         owed
+    }
+
+    /// The peer is gone, as sigver 18.x sees it: the directions it fed (up
+    /// to its member, down to its joiners) end and owe an end notice, as in
+    /// [`Bindings::drop_peer`]; a direction towards it stays open until its
+    /// sender ends it, rebinds or leaves too. A binding with both directions
+    /// ended is dropped and its id released.
+    pub fn depart(&mut self, peer: P, ids: &mut impl SignalingIds) -> Vec<Leg<P>> {
+        let mut owed = Vec::new();
+        if let Some(binding) = self.by_joiner.get_mut(&peer)
+            && binding.upstream_open
+        {
+            binding.upstream_open = false;
+            owed.push(Leg::new(binding.member, Hop::Up, binding.id));
+        }
+        self.forget_if_finished(peer, ids);
+        for id in self.joiners_of(peer).to_vec() {
+            let Some(joiner) = self.joiner_of(id) else {
+                continue;
+            };
+            if let Some(binding) = self.by_joiner.get_mut(&joiner)
+                && binding.downstream_open
+            {
+                binding.downstream_open = false;
+                owed.push(Leg::new(joiner, Hop::Down, id));
+            }
+            self.forget_if_finished(joiner, ids);
+        }
+        owed
+    }
+
+    /// Drops the joiner's binding if both its directions have ended.
+    pub fn forget_if_finished(&mut self, joiner: P, ids: &mut impl SignalingIds) {
+        if self.of(joiner).is_some_and(Binding::finished) {
+            self.unbind(joiner, ids);
+        }
     }
 }
 
@@ -255,5 +304,48 @@ mod tests {
             b.drop_peer(2, &mut ids).is_empty(),
             "upstream already ended"
         );
+    }
+
+    #[test]
+    fn bindings_are_numbered_as_they_are_made() {
+        let (mut b, mut ids) = (Bindings::default(), SeqIds::default());
+        b.bind(10, 1, &mut ids);
+        b.bind(11, 1, &mut ids);
+        b.bind(10, 2, &mut ids);
+        let order = |b: &Bindings, joiner| b.of(joiner).map(|b| b.order);
+        assert_eq!((order(&b, 11), order(&b, 10)), (Some(2), Some(3)));
+    }
+
+    #[test]
+    fn a_departure_ends_what_the_peer_fed_and_keeps_what_was_sent_to_it() {
+        let (mut b, mut ids) = (Bindings::default(), SeqIds::default());
+        b.bind(1, 9, &mut ids); // id 1: peer 1 joined through 9
+        b.bind(10, 1, &mut ids); // id 2
+        b.bind(11, 1, &mut ids); // id 3
+        b.route(1, 3).expect("joiner 11").1.end(Hop::Down);
+        b.route(11, 0).expect("bound").1.end(Hop::Up);
+        assert_eq!(
+            b.depart(1, &mut ids),
+            vec![Leg::new(9, Hop::Up, 1), Leg::new(10, Hop::Down, 2)]
+        );
+        // 9 can still end its direction towards 1, and 10 its own up to 1.
+        let (leg, binding) = b.route(9, 1).expect("9 → 1 stays open");
+        assert_eq!(
+            (leg.to, leg.hop, binding.upstream_open),
+            (1, Hop::Down, false)
+        );
+        let (leg, binding) = b.route(10, 0).expect("10 → 1 stays open");
+        assert_eq!(
+            (leg.to, leg.hop, binding.downstream_open),
+            (1, Hop::Up, false)
+        );
+        assert!(b.of(11).is_none(), "both directions had ended: dropped");
+        assert_eq!(ids.live.len(), 2);
+        // When the other side leaves too, nothing is owed to 1 any more
+        // than it was (the caller skips departed peers) and all is dropped.
+        assert_eq!(b.depart(9, &mut ids), vec![Leg::new(1, Hop::Down, 1)]);
+        assert_eq!(b.depart(10, &mut ids), vec![Leg::new(1, Hop::Up, 2)]);
+        assert!(ids.live.is_empty() && b.routes().next().is_none());
+        assert!(b.by_joiner.is_empty() && b.joiners.is_empty());
     }
 }

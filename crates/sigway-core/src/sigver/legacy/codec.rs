@@ -1,11 +1,15 @@
 //! Bytes ↔ legacy sigver messages (`sigver-legacy.proto`), and the constant
 //! frames built once.
 //!
-//! Decoding turns one binary frame into a [`LegacyInbound`] or a
-//! [`SigverError::BadMessage`] (close 4003): bytes that are not a `Message`,
-//! a `Message` with no type, and a `content` with no type (sigver 18.x
-//! closed its sender for the last one). The booleans' values are not
-//! inspected: `stable: false` is a `stable`.
+//! Decoding reads a frame as sigver 18.0.0 did ([`super::protobufjs`]) and
+//! turns it into a [`LegacyInbound`], or into a [`SigverError::BadMessage`]
+//! (close 4003) carrying protobufjs's error text when sigver 18 could not
+//! read it. What sigver 18 read but had nothing to act on (no type, only
+//! unknown fields, `isFirst` from a client) is [`LegacyInbound::Nothing`]:
+//! ignored, and not a heartbeat either. A `content` with no type is passed
+//! on: whether it closes its sender depends on the bindings (see
+//! [`super::state`]). The booleans' values are not inspected: `stable:
+//! false` is a `stable`. Encoding (server to client) uses prost.
 
 use std::sync::LazyLock;
 
@@ -14,6 +18,7 @@ use prost::Message as _;
 
 use crate::error::SigverError;
 use crate::proto::legacy::{Content, Message, content, message::Type};
+use crate::sigver::legacy::protobufjs::{self, ContentType, MessageType};
 use crate::sigver::legacy::state::Payload;
 use crate::sigver::types::SignalingId;
 
@@ -27,35 +32,34 @@ pub enum LegacyInbound {
         id: SignalingId,
         payload: Payload,
     },
-    /// `isFirst` from a client: meaningless, ignored (as sigver 18.x did).
-    IsFirst,
+    /// A `content` with none of data, isEnd, isError.
+    UntypedContent {
+        id: SignalingId,
+    },
+    /// Read, and nothing to act on: a `Message` with no type (or only
+    /// unknown fields), or `isFirst`, which only servers send.
+    Nothing,
 }
 
 pub fn decode(frame: Bytes) -> Result<LegacyInbound, SigverError> {
-    let message = Message::decode(frame)
-        .map_err(|e| SigverError::BadMessage(format!("invalid message: {e}").into()))?;
-    Ok(match message.r#type {
-        None => {
-            return Err(SigverError::BadMessage(
-                "Wrong message format or unknown message".into(),
-            ));
-        }
-        Some(Type::Heartbeat(_)) => LegacyInbound::Heartbeat,
-        Some(Type::Stable(_)) => LegacyInbound::Stable,
-        Some(Type::TryAnother(_)) => LegacyInbound::TryAnother,
-        Some(Type::IsFirst(_)) => LegacyInbound::IsFirst,
-        Some(Type::Content(Content { id, r#type })) => {
-            let payload = match r#type {
-                Some(content::Type::Data(data)) => Payload::Data(data),
-                Some(content::Type::IsEnd(_)) => Payload::IsEnd,
-                Some(content::Type::IsError(_)) => Payload::IsError,
-                None => {
-                    return Err(SigverError::BadMessage(
-                        "Unknown content type: neither data, isEnd nor isError".into(),
-                    ));
-                }
+    let message = protobufjs::decode_message(&frame)
+        .map_err(|reason| SigverError::BadMessage(reason.into()))?;
+    Ok(match message {
+        None | Some(MessageType::IsFirst) => LegacyInbound::Nothing,
+        Some(MessageType::Heartbeat) => LegacyInbound::Heartbeat,
+        Some(MessageType::Stable) => LegacyInbound::Stable,
+        Some(MessageType::TryAnother) => LegacyInbound::TryAnother,
+        Some(MessageType::Content(content)) => {
+            let payload = match content.r#type {
+                Some(ContentType::Data(data)) => Payload::Data(data),
+                Some(ContentType::IsEnd) => Payload::IsEnd,
+                Some(ContentType::IsError) => Payload::IsError,
+                None => return Ok(LegacyInbound::UntypedContent { id: content.id }),
             };
-            LegacyInbound::Content { id, payload }
+            LegacyInbound::Content {
+                id: content.id,
+                payload,
+            }
         }
     })
 }
@@ -119,22 +123,41 @@ mod tests {
     }
 
     #[test]
-    fn garbage_empty_messages_and_untyped_content_are_bad_messages() {
+    fn undecodable_frames_are_bad_messages_with_protobufjs_reasons() {
+        for (frame, reason) in [
+            (&[0xff, 0xff, 0xff][..], "index out of range: 3 + 10 > 3"),
+            (&[0x0a, 0x0a, 0x08], "index out of range: 3 + 10 > 3"), // truncated content
+            (&[0x37], "invalid wire type 7 at offset 1"),
+        ] {
+            assert_eq!(
+                decode(Bytes::copy_from_slice(frame)),
+                Err(SigverError::BadMessage(reason.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn empty_unknown_and_server_only_messages_are_nothing_to_act_on() {
+        for frame in [
+            Bytes::new(),
+            Bytes::from_static(&[0x30, 0x01]), // an unknown field only
+            encode(Type::IsFirst(true)),
+        ] {
+            assert_eq!(
+                decode(frame.clone()),
+                Ok(LegacyInbound::Nothing),
+                "{frame:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn untyped_content_is_passed_on_with_its_id() {
         let untyped = encode(Type::Content(Content {
             id: 7,
             r#type: None,
         }));
-        for frame in [
-            Bytes::new(),
-            Bytes::from_static(&[0xff, 0xff, 0xff]),
-            Bytes::from_static(&[0x0a, 0x0a, 0x08]), // truncated content
-            untyped,
-        ] {
-            assert!(
-                matches!(decode(frame.clone()), Err(SigverError::BadMessage(_))),
-                "{frame:?}"
-            );
-        }
+        assert_eq!(decode(untyped), Ok(LegacyInbound::UntypedContent { id: 7 }));
     }
 
     proptest! {

@@ -5,22 +5,37 @@
 //! members (in the order they became members), each peer's tried list, and
 //! the bindings between joiners and members with their route ids. The legacy
 //! group actor feeds it events (`attach` when a socket opens, `stable`,
-//! `try_another`, `content`, `leave`) and carries out the [`LegacyAction`]s
-//! it returns. Member selection ([`choose_member`]), route ids
-//! ([`SignalingIds`]), limits ([`GroupLimits`]) and the binding table
+//! `try_another`, `content`, `untyped_content`, `leave`) and carries out the
+//! [`LegacyAction`]s it returns. Member selection ([`choose_member`]), route
+//! ids ([`SignalingIds`]), limits ([`GroupLimits`]) and the binding table
 //! ([`Bindings`]) are shared with the current dialect; the messages and the
 //! moments of decision are this dialect's own.
 //!
-//! Choices where sigver 18.x gives no rule or a wrong one (see the spec's
-//! "Details of the legacy dialect"):
+//! These are the rules of sigver 18.0.0 as `tests/node_conformance_legacy.rs`
+//! observes them on the real server, down to what follows from how it is
+//! built: each direction of a binding is an RxJS subscription, so
+//! - a direction towards a peer that left stays open until its sender ends
+//!   it ([`Bindings::depart`]); it matters to a `content` with no type;
+//! - a `content` with no type closes its sender (4003) when one of those
+//!   subscriptions sees it: the sender's own binding up to its member, or
+//!   the binding of its joiner the id names; the older one names the reason;
+//! - a peer gets a new route id each time it is bound, and tried members are
+//!   remembered by the route id they had, so a member that has since been
+//!   rebound counts as untried; a tried list is never emptied but when every
+//!   member has been tried;
+//! - `?favored` means nothing.
+//!
+//! Where sigver 18.x is wrong, and we are not (the spec's list; the
+//! differential test shows each side by side):
 //! - a peer is never bound to itself: a member that sends `tryAnother` is
 //!   bound to another member if there is one (it stays a member, as in
 //!   sigver 18.x); the lone member sending it is answered `isFirst: true`
 //!   and nothing changes;
 //! - what a member sends to one of its joiners goes to that joiner only,
-//!   never also up to the member it is itself bound to;
-//! - a binding whose two directions have both ended is forgotten (its route
-//!   id is released), which no client can tell apart from keeping it.
+//!   never also up to the member it is itself bound to.
+//!
+//! A binding whose two directions have both ended is forgotten (its route id
+//! is released), which no client can tell apart from keeping it.
 
 use std::collections::HashMap;
 
@@ -28,12 +43,11 @@ use bytes::Bytes;
 
 use crate::error::{Refusal, SigverError};
 use crate::sigver::bindings::{Bindings, Hop, Leg};
-use crate::sigver::state::{
-    GroupLimits, PeerId, PeerKey, SignalingId, SignalingIds, choose_member,
-};
+use crate::sigver::membership::{GroupLimits, choose_member};
+use crate::sigver::types::{PeerId, PeerKey, SignalingId, SignalingIds};
 
-/// What a `content` carries. A `content` with nothing set never gets here:
-/// the codec refuses it (close 4003).
+/// What a `content` carries. A `content` with nothing set is not a payload:
+/// it is [`LegacyGroupState::untyped_content`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     Data(Bytes),
@@ -59,21 +73,24 @@ pub enum LegacyAction<P = PeerId> {
     Close { to: P, error: SigverError },
 }
 
+/// A peer as tried members remember it: the connection and how many times
+/// it had been bound (sigver 18.x's id for it changed at each binding).
+type Identity<P> = (P, u32);
+
 #[derive(Debug, Clone)]
 struct Peer<P> {
-    favored: bool,
     member: bool,
-    /// Members this peer was bound to since it last became a member, by
-    /// connection (sigver 18.x keyed them by the member's own route id,
-    /// which first members do not have).
-    tried: Vec<P>,
+    /// Bindings made for this peer so far.
+    bound: u32,
+    /// Members tried since the list was last reset, as they were then.
+    tried: Vec<Identity<P>>,
 }
 
 impl<P> Default for Peer<P> {
     fn default() -> Self {
         Self {
-            favored: false,
             member: false,
+            bound: 0,
             tried: Vec::new(),
         }
     }
@@ -102,6 +119,16 @@ fn relay<P>(leg: Leg<P>, payload: Payload) -> LegacyAction<P> {
     }
 }
 
+/// sigver 18's reasons for a `content` with no type, as the binding that saw
+/// it words them.
+fn untyped_from_joiner(id: SignalingId) -> SigverError {
+    SigverError::BadMessage(
+        format!("4003: Unknown message type \"undefined\" from the {id} joining peer").into(),
+    )
+}
+
+const UNTYPED_FROM_MEMBER: &str = "4003: Unknown message type \"undefined\" from a group member";
+
 impl<P: PeerKey> Default for LegacyGroupState<P> {
     fn default() -> Self {
         Self::new(GroupLimits::default())
@@ -120,23 +147,11 @@ impl<P: PeerKey> LegacyGroupState<P> {
 
     /// A connection opened under this key: it is answered at once, either
     /// as the group's first member or bound to a member.
-    pub fn attach(
-        &mut self,
-        peer: P,
-        favored: bool,
-        ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction<P>>,
-    ) {
+    pub fn attach(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
         if self.peers.contains_key(&peer) {
             return;
         }
-        self.peers.insert(
-            peer,
-            Peer {
-                favored,
-                ..Peer::default()
-            },
-        );
+        self.peers.insert(peer, Peer::default());
         self.seek_member(peer, ids, out);
     }
 
@@ -163,7 +178,8 @@ impl<P: PeerKey> LegacyGroupState<P> {
 
     /// `content {id, payload}` from `peer`: to the joiner `id` names if it
     /// is one of the peer's own joiners, else up to the member the peer is
-    /// bound to (whatever `id` it wrote), else nowhere.
+    /// bound to (whatever `id` it wrote), else nowhere. A direction towards
+    /// a peer that left relays nothing but can still be ended.
     pub fn content(
         &mut self,
         peer: P,
@@ -172,6 +188,9 @@ impl<P: PeerKey> LegacyGroupState<P> {
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction<P>>,
     ) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
         let Some((leg, binding)) = self.bindings.route(peer, id) else {
             return;
         };
@@ -186,16 +205,53 @@ impl<P: PeerKey> LegacyGroupState<P> {
                 binding.end(Hop::Down);
             }
         }
-        let finished = binding.finished();
-        out.push(relay(leg, payload));
-        if finished && let Some(joiner) = self.bindings.joiner_of(leg.id) {
-            self.bindings.unbind(joiner, ids);
+        if self.peers.contains_key(&leg.to) {
+            out.push(relay(leg, payload));
         }
+        if let Some(joiner) = self.bindings.joiner_of(leg.id) {
+            self.bindings.forget_if_finished(joiner, ids);
+        }
+    }
+
+    /// A `content` with no type from `peer`. sigver 18 closes the peer
+    /// (4003) if an open direction sees it: the peer's own binding up to its
+    /// member (whatever `id` says), or the binding down to the peer's joiner
+    /// `id` names. When both do, the older binding words the reason.
+    /// Otherwise it is ignored.
+    pub fn untyped_content(
+        &mut self,
+        peer: P,
+        id: SignalingId,
+        ids: &mut impl SignalingIds,
+        out: &mut Vec<LegacyAction<P>>,
+    ) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        let up = self
+            .bindings
+            .of(peer)
+            .filter(|b| b.upstream_open)
+            .map(|b| (b.order, untyped_from_joiner(b.id)));
+        let down = self
+            .bindings
+            .joiner_of(id)
+            .filter(|_| id != 0)
+            .and_then(|joiner| self.bindings.of(joiner))
+            .filter(|b| b.member == peer && b.downstream_open)
+            .map(|b| (b.order, SigverError::BadMessage(UNTYPED_FROM_MEMBER.into())));
+        let Some((_, error)) = up.into_iter().chain(down).min_by_key(|(order, _)| *order) else {
+            return;
+        };
+        self.remove(peer, ids, out);
+        out.push(LegacyAction::Close { to: peer, error });
     }
 
     /// The peer's connection is gone (closed, dropped or closed by us).
     pub fn leave(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
-        self.remove(peer, ids, out);
+        if self.peers.contains_key(&peer) {
+            self.remove(peer, ids, out);
+        }
     }
 
     pub fn is_member(&self, peer: P) -> bool {
@@ -221,10 +277,24 @@ impl<P: PeerKey> LegacyGroupState<P> {
         self.bindings.of(peer).map(|b| b.member)
     }
 
+    fn identity(&self, peer: P) -> Option<Identity<P>> {
+        self.peers.get(&peer).map(|p| (peer, p.bound))
+    }
+
+    fn has_tried(&self, peer: P, member: P) -> bool {
+        let Some(member) = self.identity(member) else {
+            return false;
+        };
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.tried.contains(&member))
+    }
+
     /// The decision of sigver 18.x on open and on `tryAnother`, in order:
     /// no group → first member; the peer is the lone member → stays so; the
     /// lone member was already tried → it is replaced by the peer (4004);
-    /// otherwise → bound to a member chosen by [`choose_member`].
+    /// otherwise → bound to the first member it has not tried, in
+    /// membership order (after a reset if it has tried them all).
     fn seek_member(
         &mut self,
         peer: P,
@@ -248,38 +318,37 @@ impl<P: PeerKey> LegacyGroupState<P> {
                 });
                 return;
             }
-            [only]
-                if self
-                    .peers
-                    .get(&peer)
-                    .is_some_and(|p| p.tried.contains(&only)) =>
-            {
+            [only] if self.has_tried(peer, only) => {
                 return self.replace_blocking_member(only, peer, ids, out);
             }
             _ => {}
         }
+        let candidates: Vec<(P, Identity<P>, bool)> = self
+            .members
+            .iter()
+            .filter(|&&m| m != peer)
+            .filter_map(|&m| Some((m, self.identity(m)?, false)))
+            .collect();
         let mut tried = self
             .peers
             .get_mut(&peer)
             .map(|p| std::mem::take(&mut p.tried))
             .unwrap_or_default();
-        // Departed members can never match again: forgetting them keeps the
-        // list no longer than the member list without changing any choice.
-        tried.retain(|t| self.members.contains(t));
-        let candidates = self
-            .members
-            .iter()
-            .filter(|&&m| m != peer)
-            .filter_map(|&m| Some((m, m, self.peers.get(&m)?.favored)));
-        let chosen = choose_member(candidates, &mut tried);
+        // A member that left or has been rebound since can never match
+        // again: forgetting it keeps the list no longer than the member list
+        // without changing any choice.
+        tried.retain(|t| candidates.iter().any(|(_, identity, _)| identity == t));
+        let chosen = choose_member(candidates.iter().copied(), &mut tried);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.tried = tried;
         }
         match chosen {
             Some(member) => {
                 self.bindings.bind(peer, member, ids);
+                let member = self.identity(member);
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.tried.push(member);
+                    p.bound += 1;
+                    p.tried.extend(member);
                 }
                 out.push(LegacyAction::IsFirst {
                     to: peer,
@@ -301,6 +370,8 @@ impl<P: PeerKey> LegacyGroupState<P> {
 
     /// The lone member could not be reached: the peer takes its place (the
     /// member count is unchanged, so no limit applies) and it is closed.
+    /// sigver 18 closes it first, so its notices (an `isError` to the peer,
+    /// among others) go out before the peer's `isFirst: true`.
     fn replace_blocking_member(
         &mut self,
         blocking: P,
@@ -310,17 +381,16 @@ impl<P: PeerKey> LegacyGroupState<P> {
     ) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.member = true;
-            p.tried.clear();
             self.members.push(peer);
         }
-        out.push(LegacyAction::IsFirst {
-            to: peer,
-            first: true,
-        });
         self.remove(blocking, ids, out);
         out.push(LegacyAction::Close {
             to: blocking,
             error: SigverError::BlockingMember,
+        });
+        out.push(LegacyAction::IsFirst {
+            to: peer,
+            first: true,
         });
     }
 
@@ -347,18 +417,20 @@ impl<P: PeerKey> LegacyGroupState<P> {
             return false;
         };
         p.member = true;
-        p.tried.clear();
         self.members.push(peer);
         true
     }
 
-    /// Removes a peer entirely; the other side of each of its bindings gets
-    /// `isError` unless that direction was already ended.
+    /// Removes a peer: the peers on the other side of the directions it fed
+    /// get `isError` (see [`Bindings::depart`]).
     fn remove(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
         self.members.retain(|&m| m != peer);
-        let owed = self.bindings.drop_peer(peer, ids);
-        out.extend(owed.into_iter().map(|leg| relay(leg, Payload::IsError)));
         self.peers.remove(&peer);
+        for leg in self.bindings.depart(peer, ids) {
+            if self.peers.contains_key(&leg.to) {
+                out.push(relay(leg, Payload::IsError));
+            }
+        }
     }
 }
 
@@ -383,7 +455,7 @@ mod tests {
         }
         fn open(&mut self, peer: PeerId) -> Vec<LegacyAction> {
             let mut out = Vec::new();
-            self.g.attach(peer, false, &mut self.ids, &mut out);
+            self.g.attach(peer, &mut self.ids, &mut out);
             out
         }
         fn stable(&mut self, peer: PeerId) -> Vec<LegacyAction> {
@@ -399,6 +471,11 @@ mod tests {
         fn send(&mut self, peer: PeerId, id: u32, payload: Payload) -> Vec<LegacyAction> {
             let mut out = Vec::new();
             self.g.content(peer, id, payload, &mut self.ids, &mut out);
+            out
+        }
+        fn untyped(&mut self, peer: PeerId, id: u32) -> Vec<LegacyAction> {
+            let mut out = Vec::new();
+            self.g.untyped_content(peer, id, &mut self.ids, &mut out);
             out
         }
         fn leave(&mut self, peer: PeerId) -> Vec<LegacyAction> {
@@ -606,19 +683,181 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                is_first(2, true),
                 signal(2, 0, Payload::IsError),
                 signal(3, 0, Payload::IsError),
                 LegacyAction::Close {
                     to: 1,
                     error: SigverError::BlockingMember
                 },
-            ]
+                is_first(2, true),
+            ],
+            "sigver 18 closes the blocking member before it answers"
         );
         assert_eq!(f.g.members(), &[2]);
         assert!(f.leave(1).is_empty(), "the replaced member owes nothing");
         assert_eq!(f.try_another(3), vec![is_first(3, false)]);
         assert_eq!(f.g.bound_member(3), Some(2));
+    }
+
+    #[test]
+    fn a_rebound_member_counts_as_untried() {
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2);
+        f.member(3); // joined through 1: has tried 1
+        f.open(4);
+        f.try_another(4);
+        f.try_another(4);
+        assert_eq!(f.g.bound_member(4), Some(3), "4 has tried 1, 2 and 3");
+        assert_eq!(f.try_another(3), vec![is_first(3, false)]);
+        assert_eq!(f.g.bound_member(3), Some(2), "3 had tried 1 only");
+        // 3 has a new route id since 4 tried it: sigver 18 sees a new member.
+        f.try_another(4);
+        assert_eq!(f.g.bound_member(4), Some(3));
+    }
+
+    #[test]
+    fn stable_does_not_empty_the_tried_list() {
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2);
+        f.member(3); // joined through 1
+        f.try_another(3);
+        assert_eq!(f.g.bound_member(3), Some(2), "1 is still tried");
+    }
+
+    #[test]
+    fn untyped_content_from_a_bound_joiner_closes_it_with_its_route_id() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        let s = f.g.binding_id(2).expect("bound");
+        assert_eq!(
+            f.untyped(2, 12345),
+            vec![
+                signal(1, s, Payload::IsError),
+                LegacyAction::Close {
+                    to: 2,
+                    error: untyped_from_joiner(s)
+                }
+            ]
+        );
+        assert_eq!(
+            untyped_from_joiner(7),
+            SigverError::BadMessage(
+                "4003: Unknown message type \"undefined\" from the 7 joining peer".into()
+            )
+        );
+        assert_eq!(f.g.peer_count(), 1);
+    }
+
+    #[test]
+    fn untyped_content_from_a_member_to_its_joiner_closes_the_member() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        f.open(3);
+        let s2 = f.g.binding_id(2).expect("bound");
+        let actions = f.untyped(1, s2);
+        assert_eq!(
+            actions,
+            vec![
+                signal(2, 0, Payload::IsError),
+                signal(3, 0, Payload::IsError),
+                LegacyAction::Close {
+                    to: 1,
+                    error: SigverError::BadMessage(UNTYPED_FROM_MEMBER.into())
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn untyped_content_seen_by_two_bindings_is_worded_by_the_older_one() {
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2); // bound to 1
+        f.open(3); // bound to 1
+        f.try_another(3); // bound to 2, after 2's own binding
+        let s3 = f.g.binding_id(3).expect("bound");
+        let s2 = f.g.binding_id(2).expect("bound");
+        let closed = |actions: Vec<LegacyAction>| {
+            actions.into_iter().find_map(|a| match a {
+                LegacyAction::Close { error, .. } => Some(error),
+                _ => None,
+            })
+        };
+        assert_eq!(closed(f.untyped(2, s3)), Some(untyped_from_joiner(s2)));
+
+        let mut f = Fixture::default();
+        f.member(1);
+        f.member(2); // bound to 1
+        f.open(3); // bound to 1
+        f.try_another(3); // bound to 2
+        f.try_another(2); // 2 rebinds (to 1): now younger than 3's binding
+        let s3 = f.g.binding_id(3).expect("bound");
+        assert_eq!(
+            closed(f.untyped(2, s3)),
+            Some(SigverError::BadMessage(UNTYPED_FROM_MEMBER.into()))
+        );
+    }
+
+    #[test]
+    fn untyped_content_no_open_direction_sees_is_ignored() {
+        let mut f = Fixture::default();
+        f.open(1);
+        assert!(f.untyped(1, 0).is_empty(), "unbound, no joiner");
+        f.open(2);
+        let s = f.g.binding_id(2).expect("bound");
+        assert!(f.untyped(1, 0).is_empty(), "0 names no joiner");
+        assert!(f.untyped(1, s + 1).is_empty(), "nor does an unknown id");
+        f.send(2, 0, Payload::IsEnd);
+        assert!(f.untyped(2, 0).is_empty(), "2 ended its direction");
+        f.send(1, s, d(b"x"));
+        f.send(1, s, Payload::IsEnd);
+        assert!(f.untyped(1, s).is_empty(), "1 ended its direction");
+        assert!(f.untyped(9, 0).is_empty(), "unknown peer");
+        assert_eq!(f.g.peer_count(), 2);
+    }
+
+    #[test]
+    fn a_direction_towards_a_departed_peer_stays_open_until_ended() {
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        f.open(3);
+        let s2 = f.g.binding_id(2).expect("bound");
+        f.leave(2);
+        // 1 → 2 is still open: data goes nowhere, no type closes 1.
+        assert!(f.send(1, s2, d(b"x")).is_empty());
+        assert_eq!(
+            f.untyped(1, s2).last(),
+            Some(&LegacyAction::Close {
+                to: 1,
+                error: SigverError::BadMessage(UNTYPED_FROM_MEMBER.into())
+            })
+        );
+        // 3 → 1 is still open after 1 left: no type closes 3.
+        let s3 = f.g.binding_id(3).expect("bound");
+        assert!(f.send(3, 0, d(b"x")).is_empty());
+        assert_eq!(
+            f.untyped(3, 0),
+            vec![LegacyAction::Close {
+                to: 3,
+                error: untyped_from_joiner(s3)
+            }]
+        );
+        assert!(f.ids.live.is_empty(), "all ended, all ids released");
+
+        // isEnd towards a departed peer ends that direction.
+        let mut f = Fixture::default();
+        f.open(1);
+        f.open(2);
+        let s2 = f.g.binding_id(2).expect("bound");
+        f.leave(2);
+        assert!(f.send(1, s2, Payload::IsEnd).is_empty());
+        assert!(f.untyped(1, s2).is_empty());
+        assert!(f.ids.live.is_empty());
     }
 
     #[test]
@@ -714,22 +953,28 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Peers are named by slot; a slot opened again is a new connection
+        /// (the server never reuses a `PeerId`, and a departed peer's
+        /// bindings may outlive it).
         #[derive(Debug, Clone)]
         enum Op {
-            Open(u8, bool),
+            Open(u8),
             Stable(u8),
             TryAnother(u8),
-            /// peer, route id (index into live route ids, or raw), payload kind
+            /// slot, route id (index into live route ids, or raw), payload kind
             Send(u8, u8, u8),
+            /// slot, route id as for `Send`
+            Untyped(u8, u8),
             Leave(u8),
         }
 
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                (0u8..6, any::<bool>()).prop_map(|(p, f)| Op::Open(p, f)),
+                (0u8..6).prop_map(Op::Open),
                 (0u8..6).prop_map(Op::Stable),
                 (0u8..6).prop_map(Op::TryAnother),
                 (0u8..6, 0u8..12, 0u8..3).prop_map(|(p, r, k)| Op::Send(p, r, k)),
+                (0u8..6, 0u8..12).prop_map(|(p, r)| Op::Untyped(p, r)),
                 (0u8..6).prop_map(Op::Leave),
             ]
         }
@@ -750,23 +995,39 @@ mod tests {
             }
         }
 
+        /// Half the time a route id that is live, else a raw small one.
+        fn route_id(g: &LegacyGroupState, r: u8) -> u32 {
+            let mut routes: Vec<_> = g.bindings.routes().map(|(id, _)| id).collect();
+            routes.sort_unstable();
+            if r < 6 && !routes.is_empty() {
+                routes[r as usize % routes.len()]
+            } else {
+                u32::from(r)
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
             #[test]
             fn random_sequences_keep_the_group_consistent(ops in prop::collection::vec(op(), 1..80)) {
                 let mut f = Fixture::with_limit(4);
                 let mut alive: HashSet<PeerId> = HashSet::new();
+                let mut slots: [PeerId; 6] = [0, 1, 2, 3, 4, 5];
+                let mut next_peer: PeerId = 6;
                 for op in ops {
                     let (asked, actions) = match op {
-                        Op::Open(p, fav) => {
-                            let p = PeerId::from(p);
+                        Op::Open(slot) => {
+                            let slot = usize::from(slot);
+                            if !alive.contains(&slots[slot]) {
+                                slots[slot] = next_peer;
+                                next_peer += 1;
+                            }
+                            let p = slots[slot];
                             let fresh = alive.insert(p);
-                            let mut out = Vec::new();
-                            f.g.attach(p, fav, &mut f.ids, &mut out);
-                            (fresh.then_some(p), out)
+                            (fresh.then_some(p), f.open(p))
                         }
-                        Op::Stable(p) => {
-                            let p = PeerId::from(p);
+                        Op::Stable(slot) => {
+                            let p = slots[usize::from(slot)];
                             let actions = f.stable(p);
                             if alive.contains(&p) && !actions.iter().any(|a| matches!(a, LegacyAction::Close { to, .. } if *to == p)) {
                                 prop_assert!(f.g.is_member(p), "stable makes a member");
@@ -774,19 +1035,17 @@ mod tests {
                             prop_assert!(!actions.iter().any(|a| matches!(a, LegacyAction::IsFirst { .. })), "stable is not answered");
                             (None, actions)
                         }
-                        Op::TryAnother(p) => {
-                            let p = PeerId::from(p);
+                        Op::TryAnother(slot) => {
+                            let p = slots[usize::from(slot)];
                             (alive.contains(&p).then_some(p), f.try_another(p))
                         }
-                        Op::Send(p, r, k) => {
-                            // Half the time, a route id that is live.
-                            let mut routes: Vec<_> = f.g.bindings.routes().map(|(id, _)| id).collect();
-                            routes.sort_unstable();
-                            let id = if r < 6 && !routes.is_empty() { routes[r as usize % routes.len()] } else { u32::from(r) };
-                            let p = PeerId::from(p);
+                        Op::Send(slot, r, k) => {
+                            let id = route_id(&f.g, r);
+                            let p = slots[usize::from(slot)];
                             // The model: to the sender's own joiner named by
                             // `id` (if that direction is open), else up to
-                            // its member (if open), else nowhere.
+                            // its member (if open), else nowhere; and only
+                            // to a peer still there.
                             let own_joiner = f.g.bindings.joiner_of(id).filter(|&j| {
                                 id != 0 && f.g.bindings.of(j).is_some_and(|b| b.member == p)
                             });
@@ -794,13 +1053,35 @@ mod tests {
                                 Some(j) => f.g.bindings.of(j).filter(|b| b.downstream_open).map(|_| (j, 0)),
                                 None => f.g.bindings.of(p).filter(|b| b.upstream_open).map(|b| (b.member, b.id)),
                             };
+                            let expected: Vec<_> = expected
+                                .into_iter()
+                                .filter(|(to, _)| alive.contains(&p) && alive.contains(to))
+                                .map(|(to, id)| LegacyAction::Content { to, id, payload: payload(k) })
+                                .collect();
                             let actions = f.send(p, id, payload(k));
-                            let expected: Vec<_> = expected.into_iter().map(|(to, id)| LegacyAction::Content { to, id, payload: payload(k) }).collect();
                             prop_assert_eq!(&actions, &expected);
                             (None, actions)
                         }
-                        Op::Leave(p) => {
-                            let p = PeerId::from(p);
+                        Op::Untyped(slot, r) => {
+                            let id = route_id(&f.g, r);
+                            let p = slots[usize::from(slot)];
+                            // The model: the open directions that see it,
+                            // the older naming the reason.
+                            let up = f.g.bindings.of(p).filter(|b| b.upstream_open).map(|b| (b.order, untyped_from_joiner(b.id)));
+                            let down = f.g.bindings.joiner_of(id)
+                                .filter(|_| id != 0)
+                                .and_then(|j| f.g.bindings.of(j))
+                                .filter(|b| b.member == p && b.downstream_open)
+                                .map(|b| (b.order, SigverError::BadMessage(UNTYPED_FROM_MEMBER.into())));
+                            let expected = up.into_iter().chain(down).min_by_key(|(order, _)| *order)
+                                .filter(|_| alive.contains(&p))
+                                .map(|(_, error)| LegacyAction::Close { to: p, error });
+                            let actions = f.untyped(p, id);
+                            prop_assert_eq!(actions.last().filter(|a| matches!(a, LegacyAction::Close { .. })), expected.as_ref());
+                            (None, actions)
+                        }
+                        Op::Leave(slot) => {
+                            let p = slots[usize::from(slot)];
                             alive.remove(&p);
                             (None, f.leave(p))
                         }
@@ -833,23 +1114,32 @@ mod tests {
                         prop_assert!(alive.contains(m));
                     }
                     prop_assert_eq!(f.g.peers.len(), alive.len(), "state holds exactly the live peers");
-                    let bound = f.g.peers.keys().filter(|&&p| f.g.bindings.of(p).is_some()).count();
-                    prop_assert_eq!(bound, f.g.bindings.routes().count());
-                    prop_assert_eq!(bound, f.ids.live.len(), "route ids held = bindings");
-                    let joiner_ids: usize = f.g.peers.keys().map(|&p| f.g.bindings.joiners_of(p).len()).sum();
-                    prop_assert_eq!(joiner_ids, bound);
-                    for (id, joiner) in f.g.bindings.routes() {
+                    let routes: Vec<_> = f.g.bindings.routes().collect();
+                    prop_assert_eq!(routes.len(), f.ids.live.len(), "route ids held = bindings");
+                    let mut bound_to: HashSet<PeerId> = HashSet::new();
+                    for &(id, joiner) in &routes {
                         let b = f.g.bindings.of(joiner).expect("route has a binding");
                         prop_assert_eq!(b.id, id);
                         prop_assert!(b.member != joiner, "never bound to itself");
-                        prop_assert!(f.g.peers.contains_key(&b.member) && f.g.bindings.joiners_of(b.member).contains(&id));
+                        prop_assert!(f.g.bindings.joiners_of(b.member).contains(&id));
                         prop_assert!(!b.finished(), "finished bindings are forgotten");
+                        prop_assert!(alive.contains(&joiner) || !b.upstream_open, "what a departed joiner fed has ended");
+                        prop_assert!(alive.contains(&b.member) || !b.downstream_open, "what a departed member fed has ended");
+                        prop_assert!(alive.contains(&joiner) || alive.contains(&b.member), "a binding needs one side alive");
+                        bound_to.insert(b.member);
                     }
+                    let joiner_ids: usize = bound_to.iter().map(|&m| f.g.bindings.joiners_of(m).len()).sum();
+                    prop_assert_eq!(joiner_ids, routes.len());
                     for p in f.g.peers.values() {
                         let distinct: HashSet<_> = p.tried.iter().collect();
                         prop_assert_eq!(distinct.len(), p.tried.len(), "no member tried twice in a round");
                     }
                 }
+                // Everyone leaves: every route id comes back.
+                for p in alive.clone() {
+                    f.leave(p);
+                }
+                prop_assert!(f.ids.live.is_empty(), "ids released when all left");
             }
 
             #[test]
@@ -865,7 +1155,7 @@ mod tests {
                     let actions = f.try_another(joiner);
                     if n == 1 {
                         // The lone member was tried: it is replaced.
-                        prop_assert_eq!(&actions[0], &is_first(joiner, true));
+                        prop_assert_eq!(actions.last(), Some(&is_first(joiner, true)));
                         prop_assert_eq!(f.g.members(), &[joiner][..]);
                         return Ok(());
                     }
