@@ -6,7 +6,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
-use crate::rooms::{InFlight, MemberId, RoomRef};
+use crate::rooms::{MemberId, RoomRef};
 use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE, Inbound};
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
@@ -34,6 +34,7 @@ pub enum FromPeer {
 impl Dialect for GroupState<MemberId> {
     const DIALECT: SigverDialect = SigverDialect::Current;
     const KIND: &'static str = "sigver";
+    type Event = FromPeer;
     type Action = Action<MemberId>;
 
     fn with_limits(limits: GroupLimits) -> Self {
@@ -85,21 +86,19 @@ impl Dialect for GroupState<MemberId> {
         codec::HEARTBEAT.clone()
     }
 
-    fn dispatch(
-        frame: Bytes,
-        peer: MemberId,
-        group: &RoomRef<Group>,
-        credit: &InFlight,
-    ) -> Result<Heard, SigverError> {
-        let event = match codec::decode(frame)? {
-            Inbound::Heartbeat => return Ok(Heard::Heartbeat),
-            Inbound::Connect { id, members } => FromPeer::Connect { peer, id, members },
-            Inbound::Content(content) => FromPeer::Content { peer, content },
-            Inbound::Connected => return Ok(Heard::Ignored),
-        };
-        credit.sent();
+    fn decode(frame: Bytes, peer: MemberId) -> Result<Heard<FromPeer>, SigverError> {
+        Ok(match codec::decode(frame)? {
+            Inbound::Heartbeat => Heard::Heartbeat,
+            Inbound::Connect { id, members } => {
+                Heard::Event(FromPeer::Connect { peer, id, members })
+            }
+            Inbound::Content(content) => Heard::Event(FromPeer::Content { peer, content }),
+            Inbound::Connected => Heard::Ignored,
+        })
+    }
+
+    fn tell(group: &RoomRef<Group>, event: FromPeer) {
         group.tell(event);
-        Ok(Heard::ToGroup)
     }
 }
 

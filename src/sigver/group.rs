@@ -19,9 +19,7 @@ use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
-use crate::rooms::{
-    Attach, InFlight, MemberId, Occupancy, Room, RoomHome, RoomRef, Sink, SinkError,
-};
+use crate::rooms::{Attach, MemberId, Occupancy, Room, RoomHome, RoomRef, Sink, SinkError};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::state::GroupLimits;
 
@@ -40,12 +38,12 @@ pub struct PeerEntry {
 }
 
 /// A frame from the socket, as far as the session cares.
-pub enum Heard {
+pub enum Heard<E> {
     /// The peer answered a heartbeat: reset the missed count.
     Heartbeat,
-    /// Handed to the group (one unit of credit taken), which gives the
-    /// credit back through the sink once it handled it.
-    ToGroup,
+    /// An event for the group (the session takes one unit of credit for
+    /// it, which the group gives back through the sink once handled).
+    Event(E),
     /// Nothing to do (e.g. `connected` from a client).
     Ignored,
 }
@@ -80,16 +78,14 @@ pub trait Dialect: Unpin + Sized + 'static {
     fn left(&mut self, peer: MemberId, ids: &mut GroupIds, out: &mut Vec<Self::Action>);
     /// Whom the action is for and what to queue for it.
     fn outbound(key: &str, action: Self::Action) -> (MemberId, Outbound);
+    /// What a peer's frame becomes for the group.
+    type Event;
     /// The server's heartbeat frame.
     fn heartbeat() -> Bytes;
-    /// Decodes one binary frame and hands it to the group, taking one unit
-    /// of `credit` first (the group may handle it before this returns).
-    fn dispatch(
-        frame: Bytes,
-        peer: MemberId,
-        group: &RoomRef<GroupActor<Self>>,
-        credit: &InFlight,
-    ) -> Result<Heard, SigverError>;
+    /// Decodes one binary frame from `peer`.
+    fn decode(frame: Bytes, peer: MemberId) -> Result<Heard<Self::Event>, SigverError>;
+    /// Hands an event to the group (this dialect's `Handler` takes it).
+    fn tell(group: &RoomRef<GroupActor<Self>>, event: Self::Event);
 }
 
 /// The actor of one key, in either dialect: the rules, the group's

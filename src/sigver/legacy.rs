@@ -20,7 +20,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
-use crate::rooms::{InFlight, MemberId, RoomRef};
+use crate::rooms::{MemberId, RoomRef};
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::state::{GroupLimits, SignalingId};
@@ -56,6 +56,7 @@ pub type LegacyGroup = GroupActor<LegacyGroupState<MemberId>>;
 impl Dialect for LegacyGroupState<MemberId> {
     const DIALECT: SigverDialect = SigverDialect::Legacy;
     const KIND: &'static str = "sigver-legacy";
+    type Event = FromLegacyPeer;
     type Action = LegacyAction<MemberId>;
 
     fn with_limits(limits: GroupLimits) -> Self {
@@ -103,23 +104,19 @@ impl Dialect for LegacyGroupState<MemberId> {
         codec::HEARTBEAT.clone()
     }
 
-    fn dispatch(
-        frame: Bytes,
-        peer: MemberId,
-        group: &RoomRef<LegacyGroup>,
-        credit: &InFlight,
-    ) -> Result<Heard, SigverError> {
-        let event = match codec::decode(frame)? {
+    fn decode(frame: Bytes, peer: MemberId) -> Result<Heard<FromLegacyPeer>, SigverError> {
+        Ok(Heard::Event(match codec::decode(frame)? {
             LegacyInbound::Heartbeat => return Ok(Heard::Heartbeat),
             LegacyInbound::Nothing => return Ok(Heard::Ignored),
             LegacyInbound::Stable => FromLegacyPeer::Stable { peer },
             LegacyInbound::TryAnother => FromLegacyPeer::TryAnother { peer },
             LegacyInbound::Content { id, payload } => FromLegacyPeer::Content { peer, id, payload },
             LegacyInbound::UntypedContent { id } => FromLegacyPeer::UntypedContent { peer, id },
-        };
-        credit.sent();
+        }))
+    }
+
+    fn tell(group: &RoomRef<LegacyGroup>, event: FromLegacyPeer) {
         group.tell(event);
-        Ok(Heard::ToGroup)
     }
 }
 

@@ -146,9 +146,15 @@ pub async fn run<D: Dialect>(
             message = stream.recv(), if readable => match message {
                 Some(Ok(AggregatedMessage::Binary(frame))) => {
                     stats.received(frame.len());
-                    match D::dispatch(frame, peer, &group, &in_flight) {
+                    match D::decode(frame, peer) {
                         Ok(Heard::Heartbeat) => heartbeat.heard(),
-                        Ok(Heard::ToGroup | Heard::Ignored) => {}
+                        Ok(Heard::Event(event)) => {
+                            // Counted before the group can see it, so its
+                            // `handled` never comes first.
+                            in_flight.sent();
+                            D::tell(&group, event);
+                        }
+                        Ok(Heard::Ignored) => {}
                         Err(error) => break Ending::Error(error),
                     }
                 }
