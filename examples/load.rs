@@ -358,9 +358,17 @@ async fn send_windowed<S>(
 ) where
     S: futures_util::Sink<Ws> + Unpin,
 {
-    let mut sent = 0u64;
+    let (mut sent, mut unflushed) = (0u64, 0u64);
     while Instant::now() < deadline {
         if sent.saturating_sub(acked.load(Ordering::Relaxed)) >= window {
+            // The window is full: what was fed must go out before any ack
+            // can come back (with a window under 16 it never would).
+            if unflushed > 0 {
+                if tx.flush().await.is_err() {
+                    break;
+                }
+                unflushed = 0;
+            }
             tokio::task::yield_now().await;
             continue;
         }
@@ -368,8 +376,12 @@ async fn send_windowed<S>(
             break;
         }
         sent += 1;
-        if sent.is_multiple_of(16) && tx.flush().await.is_err() {
-            break;
+        unflushed += 1;
+        if unflushed >= 16 {
+            if tx.flush().await.is_err() {
+                break;
+            }
+            unflushed = 0;
         }
     }
 }
