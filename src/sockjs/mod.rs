@@ -259,17 +259,10 @@ impl<A: SockjsApp> Server<A> {
         } else {
             self.options.prefix.clone()
         };
-        cfg.service(
-            web::scope(&prefix)
-                .wrap_fn(|mut req, srv| {
-                    websocket::accept_old_hybi_versions(&mut req);
-                    actix_web::dev::Service::call(srv, req)
-                })
-                .default_service(web::to(
-                    move |req: actix_web::HttpRequest, body: web::Payload| {
-                        http::dispatch(server.clone(), req, body)
-                    },
-                )),
-        );
+        cfg.service(web::scope(&prefix).default_service(web::to(
+            move |req: actix_web::HttpRequest, body: web::Payload| {
+                http::dispatch(server.clone(), req, body)
+            },
+        )));
     }
 }
