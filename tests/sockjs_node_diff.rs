@@ -32,7 +32,10 @@
 //!   always says HTTP/1.1) is read as HTTP/1.1 with `Connection: close`,
 //!   which is what it means; and `Connection: close` on the last answer of
 //!   a connection that then closes is dropped (the close says it).
-//! - The `Date` of a 101 handshake answer.
+//! - The `Date` of a 101 handshake answer, and the TCP close after a
+//!   WebSocket close frame: who tears the connection down, and when, is
+//!   connection-level (RFC 6455 7.1.1 lets either side); sigway's comes
+//!   a little later than Node's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,7 +64,7 @@ const MAX_SETTLE: Duration = Duration::from_secs(10);
 const PARALLEL: usize = 6;
 /// Timings of the second server pair, for heartbeats and expiry.
 const SHORT_HEARTBEAT_MS: u64 = 1500;
-const SHORT_DISCONNECT_MS: u64 = 1000;
+const SHORT_DISCONNECT_MS: u64 = 2500;
 
 // ---------------------------------------------------------------------------
 // The Node reference server
@@ -1280,8 +1283,9 @@ fn timed_cases() -> Vec<Case> {
             vec![
                 Http("a", post("/echo/000/{s}/xhr", "")),
                 wait_ms(SHORT_DISCONNECT_MS * 2),
-                Http("a", post("/echo/000/{s}/xhr_send", r#"["x"]"#)),
-                Http("a", post("/echo/000/{s}/xhr", "")),
+                // A new connection: the first has idled past keep-alive.
+                Http("b", post("/echo/000/{s}/xhr_send", r#"["x"]"#)),
+                Http("b", post("/echo/000/{s}/xhr", "")),
             ],
         ),
         case(
@@ -1290,7 +1294,7 @@ fn timed_cases() -> Vec<Case> {
                 Http("a", post("/close/000/{s}/xhr", "")),
                 Http("a", post("/close/000/{s}/xhr", "")),
                 wait_ms(SHORT_DISCONNECT_MS * 2),
-                Http("a", post("/close/000/{s}/xhr", "")),
+                Http("b", post("/close/000/{s}/xhr", "")),
             ],
         ),
     ]
@@ -1320,7 +1324,122 @@ struct Deliberate {
     sigway_only: &'static [&'static str],
 }
 
-const DELIBERATE: &[Deliberate] = &[];
+const DELIBERATE: &[Deliberate] = &[
+    Deliberate {
+        case: "heartbeat on framed websocket",
+        why: "the framed WebSocket's heartbeat is an `h` frame in sigway (videre.md allows either; every SockJS client reads it), a WebSocket ping in sockjs-node 0.3.24 (which also closes the session when no pong comes within 10 s)",
+        node_only: &["a: ping "],
+        sigway_only: &["a: text h"],
+    },
+    Deliberate {
+        case: r#"HTTP/1.0 keep-alive"#,
+        why: "connection-level: an HTTP/1.0 client asking for keep-alive gets it from sigway, whose answer has a Content-Length; Node closes instead (its body is delimited by the close)",
+        node_only: &[r#"a: closed"#],
+        sigway_only: &[
+            r#"a: HTTP/1.1 200 OK"#,
+            r#"a:   access-control-allow-origin: *"#,
+            r#"a:   cache-control: no-store, no-cache, no-transform, must-revalidate, max-age=0"#,
+            r#"a:   content-type: application/json; charset=UTF-8"#,
+            r#"a:   date: <time>"#,
+            r#"a:   vary: Origin"#,
+            r#"a: data {\"websocket\":true,\"origins\":[\"*:*\"],\"cookie_needed\":false,\"entropy\":<random>}"#,
+            r#"a: end"#,
+        ],
+    },
+    Deliberate {
+        case: r#"escaping over htmlfile: script end"#,
+        why: "harmful sockjs-node bug: in htmlfile pages it leaves `<` raw, so a message holding `</script>` ends the script element and runs as HTML on the server's origin; sigway sends `<` as \\u003c (same string once decoded)",
+        node_only: &[
+            r#"a: data <script>\np(\"a[\\\"</script><script>alert(1)</script><!--\\\"]\");\n</script>\r\n"#,
+        ],
+        sigway_only: &[
+            r#"a: data <script>\np(\"a[\\\"\\u003c/script>\\u003cscript>alert(1)\\u003c/script>\\u003c!--\\\"]\");\n</script>\r\n"#,
+        ],
+    },
+    Deliberate {
+        case: r#"htmlfile"#,
+        why: "harmful sockjs-node bug: in htmlfile pages it leaves `<` raw, so a message holding `</script>` ends the script element and runs as HTML on the server's origin; sigway sends `<` as \\u003c (same string once decoded)",
+        node_only: &[r#"a: data <script>\np(\"a[\\\"</script>\\\"]\");\n</script>\r\n"#],
+        sigway_only: &[r#"a: data <script>\np(\"a[\\\"\\u003c/script>\\\"]\");\n</script>\r\n"#],
+    },
+    Deliberate {
+        case: r#"lone surrogates over eventsource"#,
+        why: "messages are UTF-8 strings in sigway, which cannot hold a lone UTF-16 surrogate: an escaped one (`\\ud800`) becomes U+FFFD (sockjs-node passes it through); the session and the rest of the payload are kept",
+        node_only: &[
+            r#"a: data data: a[\"\\ud800\"]\r\n\r\n"#,
+            r#"a: data data: a[\"x\\udfffy\"]\r\n\r\n"#,
+            r#"a: data data: a[\"\\ud83d\"]\r\n\r\n"#,
+            r#"a: data data: a[\"\\ude00\\ud83d\"]\r\n\r\n"#,
+        ],
+        sigway_only: &[
+            r#"a: data data: a[\"\\ufffd\"]\r\n\r\n"#,
+            r#"a: data data: a[\"x\\ufffdy\"]\r\n\r\n"#,
+            r#"a: data data: a[\"\\ufffd\"]\r\n\r\n"#,
+            r#"a: data data: a[\"\\ufffd\\ufffd\"]\r\n\r\n"#,
+        ],
+    },
+    Deliberate {
+        case: r#"lone surrogates over websocket"#,
+        why: "messages are UTF-8 strings in sigway, which cannot hold a lone UTF-16 surrogate: an escaped one (`\\ud800`) becomes U+FFFD (sockjs-node passes it through); the session and the rest of the payload are kept",
+        node_only: &[
+            r#"a: text a[\"\\ud800\"]"#,
+            r#"a: text a[\"x\\udfffy\"]"#,
+            r#"a: text a[\"\\ud83d\"]"#,
+            r#"a: text a[\"\\ude00\\ud83d\"]"#,
+        ],
+        sigway_only: &[
+            r#"a: text a[\"\\ufffd\"]"#,
+            r#"a: text a[\"x\\ufffdy\"]"#,
+            r#"a: text a[\"\\ufffd\"]"#,
+            r#"a: text a[\"\\ufffd\\ufffd\"]"#,
+        ],
+    },
+    Deliberate {
+        case: r#"lone surrogates over xhr"#,
+        why: "messages are UTF-8 strings in sigway, which cannot hold a lone UTF-16 surrogate: an escaped one (`\\ud800`) becomes U+FFFD (sockjs-node passes it through); the session and the rest of the payload are kept",
+        node_only: &[r#"a: data a[\"\\ud800\",\"x\\udfffy\",\"\\ud83d\",\"\\ude00\\ud83d\"]\n"#],
+        sigway_only: &[r#"a: data a[\"\\ufffd\",\"x\\ufffdy\",\"\\ufffd\",\"\\ufffd\\ufffd\"]\n"#],
+    },
+    Deliberate {
+        case: r#"websocket disabled"#,
+        why: "connection-level: the 404 to a WebSocket upgrade on a disabled endpoint carries a Date header; sockjs-node writes that answer by hand on the raw socket, without one",
+        node_only: &[],
+        sigway_only: &[r#"a:   date: <time>"#, r#"b:   date: <time>"#],
+    },
+    Deliberate {
+        case: r#"websocket framed echo"#,
+        why: "non-string elements of a client batch: sockjs-node hands the echo app a JavaScript value whose String() is `[object Object]`; sigway hands apps the element's JSON text (sockjs-client only sends strings).",
+        node_only: &[r#"a: text a[\"[object Object]\"]"#],
+        sigway_only: &[r#"a: text a[\"{\\\"k\\\":1}\"]"#],
+    },
+    Deliberate {
+        case: r#"websocket versions"#,
+        why: "connection-level: the 400 to an unsupported WebSocket version carries a Date header; websocket-driver writes that answer by hand on the raw socket, without one",
+        node_only: &[],
+        sigway_only: &[r#"a:   date: <time>"#, r#"b:   date: <time>"#],
+    },
+    Deliberate {
+        case: r#"websocket without upgrade"#,
+        why: "connection-level: a plain GET that carries `Connection: Upgrade` but no `Upgrade: websocket` gets the same 400 from both, but actix then closes the connection (it took the request for an upgrade) where Node serves the next request on it",
+        node_only: &[
+            r#"a: HTTP/1.1 400 Bad Request"#,
+            r#"a:   date: <time>"#,
+            r#"a: data Not a valid websocket request"#,
+            r#"a: end"#,
+        ],
+        sigway_only: &[r#"a: closed"#],
+    },
+    Deliberate {
+        case: r#"xhr_send non-string elements"#,
+        why: "non-string elements of a client batch: sockjs-node hands the echo app a JavaScript value whose String() is `[object Object]` or `1,2,x`; sigway hands apps the element's JSON text (sockjs-client only sends strings)",
+        node_only: &[
+            r#"a: data a[\"1\",\"2.5\",\"null\",\"true\",\"[object Object]\",\"1,2,x\"]\n"#,
+        ],
+        sigway_only: &[
+            r#"a: data a[\"1\",\"2.5\",\"null\",\"true\",\"{\\\"k\\\":1}\",\"[1,[2,\\\"x\\\"]]\"]\n"#,
+        ],
+    },
+];
 
 // ---------------------------------------------------------------------------
 // Running a case
@@ -1356,6 +1475,9 @@ struct Conn {
     received: Arc<AtomicU64>,
     writer: Writer,
     reader: tokio::task::JoinHandle<()>,
+    /// Lines recorded when the client dropped the connection: what the
+    /// reader saw after that (a race with its abort) is not kept.
+    cut: Option<usize>,
 }
 
 struct Run {
@@ -1418,6 +1540,7 @@ impl Run {
             received,
             writer: Writer::Tcp(write),
             reader,
+            cut: None,
         });
         self.conns.len() - 1
     }
@@ -1472,8 +1595,9 @@ impl Run {
             }
             Step::Drop(name) => {
                 if let Some(conn) = self.conns.iter_mut().find(|c| c.name == *name) {
-                    conn.writer = Writer::Gone;
                     conn.reader.abort();
+                    conn.cut = Some(conn.lines.take().len());
+                    conn.writer = Writer::Gone;
                 }
             }
             Step::Wait(pause) => tokio::time::sleep(*pause).await,
@@ -1553,6 +1677,7 @@ impl Run {
             received,
             writer,
             reader,
+            cut: None,
         });
     }
 
@@ -1562,6 +1687,9 @@ impl Run {
             .iter()
             .flat_map(|conn| {
                 let mut lines = conn.lines.take();
+                if let Some(cut) = conn.cut {
+                    lines.truncate(cut);
+                }
                 if lines.last().is_some_and(|l| l == "closed")
                     && let Some(head) = lines.iter().rposition(|l| l.starts_with("HTTP/"))
                     && let Some(at) = lines[head..]
@@ -1597,6 +1725,8 @@ async fn run_case(addr: String, index: usize, case: &Case) -> Vec<String> {
     for step in &case.steps {
         run.step(step).await;
     }
+    // Late closes and last frames.
+    run.settle().await;
     run.transcript()
 }
 
@@ -1876,6 +2006,7 @@ async fn read_ws(
     activity: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
 ) {
+    let mut closed_by_frame = false;
     loop {
         let line = match source.next().await {
             Some(Ok(Ws::Text(text))) => format!("text {}", show(text.as_bytes())),
@@ -1896,10 +2027,13 @@ async fn read_ws(
                 return;
             }
             None => {
-                lines.push(&activity, "closed".into());
+                if !closed_by_frame {
+                    lines.push(&activity, "closed".into());
+                }
                 return;
             }
         };
+        closed_by_frame = line.starts_with("close");
         received.fetch_add(1, Ordering::SeqCst);
         lines.push(&activity, line);
     }
