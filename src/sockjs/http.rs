@@ -741,6 +741,9 @@ async fn serve(
     let Some(outgoing) = attached.outgoing.as_mut() else {
         return Ok(());
     };
+    if session.link.overflowed() {
+        return Err(Stop::Overflow);
+    }
     if let Ok(first) = outgoing.try_recv() {
         let (batch, close) = match first {
             Outgoing::Message(first) => drain_batch(first, outgoing),
