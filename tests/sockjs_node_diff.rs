@@ -294,6 +294,7 @@ fn cases() -> Vec<Case> {
     http10_cases(&mut cases);
     websocket_cases(&mut cases);
     escaping_cases(&mut cases);
+    limit_cases(&mut cases);
     cases
 }
 
@@ -1134,6 +1135,28 @@ fn websocket_cases(cases: &mut Vec<Case>) {
     ));
 }
 
+/// sigway bounds what one message may weigh (`limits.max_frame_bytes`,
+/// 1 MiB by default); sockjs-node does not.
+fn limit_cases(cases: &mut Vec<Case>) {
+    use Step::*;
+    let huge = serde_json::to_string(&["x".repeat(1_100_000)]).expect("json");
+    cases.push(case(
+        "xhr_send over the size limit",
+        vec![
+            Http("a", post("/echo/000/{s}/xhr", "")),
+            Http("b", post("/echo/000/{s}/xhr_send", &huge)),
+            Pending("c", post("/echo/000/{s}/xhr", "")),
+        ],
+    ));
+    cases.push(case(
+        "websocket message over the size limit",
+        vec![
+            WsOpen("a", ws_handshake("/echo/000/{s}/websocket", &[])),
+            ws_text("a", &huge),
+        ],
+    ));
+}
+
 fn ws_handshake_version(path: &str, version: &str) -> Vec<u8> {
     let headers = [
         ("Upgrade", "websocket"),
@@ -1326,10 +1349,34 @@ struct Deliberate {
 
 const DELIBERATE: &[Deliberate] = &[
     Deliberate {
-        case: "heartbeat on framed websocket",
-        why: "the framed WebSocket's heartbeat is an `h` frame in sigway (videre.md allows either; every SockJS client reads it), a WebSocket ping in sockjs-node 0.3.24 (which also closes the session when no pong comes within 10 s)",
-        node_only: &["a: ping "],
-        sigway_only: &["a: text h"],
+        case: r#"websocket message over the size limit"#,
+        why: "videre.md: sigway bounds a message (limits.max_frame_bytes, 1 MiB by default) and closes a framed WebSocket that sends more with c[1009,...]; sockjs-node has no limit",
+        node_only: &[r#"a: text a[\"x{x1100000}\"]"#],
+        sigway_only: &[
+            r#"a: text c[1009,\"Message too big (limit 1048576 bytes)\"]"#,
+            r#"a: close 1000 Normal closure"#,
+        ],
+    },
+    Deliberate {
+        case: r#"xhr_send over the size limit"#,
+        why: "videre.md: sigway bounds a message (limits.max_frame_bytes, 1 MiB by default) and refuses a larger xhr_send with 413 (then closes the connection, whose body it does not read); sockjs-node has no limit",
+        node_only: &[
+            r#"b: HTTP/1.1 204 No Content"#,
+            r#"b:   content-type: text/plain; charset=UTF-8"#,
+            r#"c: HTTP/1.1 200 OK"#,
+            r#"c:   access-control-allow-origin: *"#,
+            r#"c:   cache-control: no-store, no-cache, no-transform, must-revalidate, max-age=0"#,
+            r#"c:   content-type: application/javascript; charset=UTF-8"#,
+            r#"c:   date: <time>"#,
+            r#"c:   vary: Origin"#,
+            r#"c: data a[\"x{x1100000}\"]\n"#,
+            r#"c: end"#,
+        ],
+        sigway_only: &[
+            r#"b: HTTP/1.1 413 Payload Too Large"#,
+            r#"b: data Payload too large (limit 1048576 bytes)"#,
+            r#"b: closed"#,
+        ],
     },
     Deliberate {
         case: r#"HTTP/1.0 keep-alive"#,

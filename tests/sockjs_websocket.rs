@@ -131,15 +131,71 @@ async fn raw_websocket_carries_plain_text_both_ways() {
 }
 
 #[tokio::test]
-async fn framed_websocket_sends_heartbeats() {
+async fn an_unanswered_heartbeat_ping_ends_the_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(Options {
+        heartbeat: Duration::from_millis(200),
+        ..options()
+    });
+    // A client that never reads after the handshake, so never pongs.
+    let mut stream = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /echo/000/{:x}/websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\n\r\n",
+        rand_id(),
+        server.addr()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    tokio::time::sleep(sigway::sockjs::PONG_WAIT).await;
+    // Then everything the server sent: the ping(s), and after the wait
+    // the close frame sockjs-node sends in that case.
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut chunk = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&chunk[..n]);
+        if find(&received, br#"c[3000,"No response from heartbeat"]"#).is_some() {
+            break;
+        }
+    }
+    assert!(
+        find(&received, br#"c[3000,"No response from heartbeat"]"#).is_some(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[tokio::test]
+async fn framed_websocket_heartbeats_are_pings() {
     let server = start(Options {
         heartbeat: Duration::from_millis(150),
         ..options()
     });
     let mut ws = connect(&framed_url(&server, "/echo")).await;
     assert_eq!(text(&mut ws).await, "o");
-    assert_eq!(text(&mut ws).await, "h");
-    assert_eq!(text(&mut ws).await, "h");
+    // WebSocket pings, as sockjs-node 0.3.24 sends (the client answers).
+    for _ in 0..2 {
+        let frame = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("frame in time");
+        assert!(
+            matches!(frame, Some(Ok(Message::Ping(ref p))) if p.is_empty()),
+            "{frame:?}"
+        );
+    }
+    // Still open: the pongs were taken.
+    ws.send(Message::text(r#"["x"]"#)).await.expect("send");
+    assert_eq!(text(&mut ws).await, r#"a["x"]"#);
 }
 
 #[tokio::test]

@@ -30,6 +30,8 @@ use tokio::sync::{Notify, mpsc};
 /// `c[3000,"Go away!"]`: the usual close of a session.
 pub const CLOSE_GO_AWAY: u16 = crate::error::SOCKJS_GO_AWAY;
 
+pub use websocket::PONG_WAIT;
+
 /// Settings of one mounted SockJS endpoint.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -1,6 +1,8 @@
 //! The WebSocket transports: raw (`prefix/websocket`, one text frame per
 //! message, nothing else) and framed (`prefix/<server>/<session>/websocket`,
-//! SockJS frames: `o`, `h`, `a[...]`, `c[...]`).
+//! SockJS frames: `o`, `a[...]`, `c[...]`; its heartbeat is a WebSocket
+//! ping, as in sockjs-node 0.3.24, and a ping left unanswered for
+//! [`PONG_WAIT`] ends the session).
 //!
 //! A WebSocket session lives exactly as long as its connection and is never
 //! registered by id (two connections may share an id). One local task per
@@ -125,6 +127,7 @@ fn start<A: SockjsApp>(
         app,
         framed,
         heartbeat: options.heartbeat,
+        pong_due: None,
         max_message_bytes: max,
         shutdown: Box::pin(server.shutdown_signal()),
     };
@@ -140,6 +143,8 @@ struct Connection {
     app: AppHandle,
     framed: bool,
     heartbeat: Duration,
+    /// When the oldest unanswered heartbeat ping runs out of time.
+    pong_due: Option<tokio::time::Instant>,
     max_message_bytes: usize,
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 }
@@ -154,6 +159,9 @@ enum Ending {
     Close { close: Close, with_frame: bool },
 }
 
+/// How long a heartbeat ping may stay unanswered (sockjs-node's 10 s).
+pub const PONG_WAIT: Duration = Duration::from_secs(10);
+
 /// How long the last frames (close) may wait for a client that does not read.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
 
@@ -165,6 +173,14 @@ fn overflowed() -> Ending {
     Ending::Close {
         close: SockjsError::OutboundQueueFull.close(),
         with_frame: true,
+    }
+}
+
+/// Sleeps until `due` (forever when there is none).
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -243,9 +259,17 @@ impl Connection {
                     }
                 },
                 _ = heartbeat.tick(), if self.framed => {
-                    if let Some(ending) = self.send_text(frame::HEARTBEAT.into()).await {
-                        return ending;
+                    if self.ws.ping(b"").await.is_err() {
+                        return Ending::Gone;
                     }
+                    self.pong_due.get_or_insert(tokio::time::Instant::now() + PONG_WAIT);
+                }
+                _ = sleep_until(self.pong_due), if self.pong_due.is_some() => {
+                    tracing::debug!("sockjs websocket: no pong to the heartbeat, closing");
+                    return Ending::Close {
+                        close: Close::new(crate::error::SOCKJS_GO_AWAY, "No response from heartbeat"),
+                        with_frame: true,
+                    };
                 }
             }
         }
@@ -281,7 +305,10 @@ impl Connection {
             Some(Ok(AggregatedMessage::Ping(bytes))) => {
                 return self.ws.pong(&bytes).await.is_err().then_some(Ending::Gone);
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => return None,
+            Some(Ok(AggregatedMessage::Pong(_))) => {
+                self.pong_due = None;
+                return None;
+            }
             Some(Ok(AggregatedMessage::Text(text))) => text,
             Some(Ok(AggregatedMessage::Binary(bytes))) => {
                 match bytestring::ByteString::try_from(bytes) {
