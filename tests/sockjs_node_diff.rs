@@ -63,7 +63,7 @@ const MAX_SETTLE: Duration = Duration::from_secs(10);
 /// Cases run at once (per server).
 const PARALLEL: usize = 6;
 /// Timings of the second server pair, for heartbeats and expiry.
-const SHORT_HEARTBEAT_MS: u64 = 1500;
+const SHORT_HEARTBEAT_MS: u64 = 2500;
 const SHORT_DISCONNECT_MS: u64 = 2500;
 
 // ---------------------------------------------------------------------------
@@ -1264,7 +1264,9 @@ fn escaping_cases(cases: &mut Vec<Case>) {
 /// Heartbeats and expiry, on the server pair with short timings.
 fn timed_cases() -> Vec<Case> {
     use Step::*;
-    let beat = SHORT_HEARTBEAT_MS + 400;
+    // Past the first heartbeat, and (with the settling that follows) well
+    // before the second.
+    let beat = SHORT_HEARTBEAT_MS + 300;
     vec![
         case(
             "heartbeat on xhr_streaming",
@@ -1617,10 +1619,15 @@ impl Run {
 
     /// Waits until no connection received anything for `QUIET`.
     async fn settle(&self) {
+        self.settle_for(QUIET).await;
+    }
+
+    /// Waits until no connection received anything for `quiet`.
+    async fn settle_for(&self, quiet: Duration) {
         let deadline = Instant::now() + MAX_SETTLE;
         loop {
             let before = self.activity.load(Ordering::SeqCst);
-            tokio::time::sleep(QUIET).await;
+            tokio::time::sleep(quiet).await;
             if self.activity.load(Ordering::SeqCst) == before || Instant::now() > deadline {
                 return;
             }
@@ -1772,8 +1779,9 @@ async fn run_case(addr: String, index: usize, case: &Case) -> Vec<String> {
     for step in &case.steps {
         run.step(step).await;
     }
-    // Late closes and last frames.
-    run.settle().await;
+    // Late closes and last frames (a loaded machine may be slow to send
+    // them): a longer quiet period before the transcript is read.
+    run.settle_for(QUIET * 2).await;
     run.transcript()
 }
 
