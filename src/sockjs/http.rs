@@ -833,4 +833,24 @@ mod tests {
         assert_ne!(page.etag, IframePage::new("/other.js").etag);
         assert!(page.etag.starts_with('"') && page.etag.ends_with('"'));
     }
+
+    #[test]
+    fn the_default_iframe_page_is_sockjs_node_s_with_its_etag() {
+        let page =
+            IframePage::new("https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js");
+        // The MD5 sockjs-node 0.3.24 gives the same page.
+        assert_eq!(page.etag, "\"08c88a6396a2481f245d665a53d9dc14\"");
+        assert!(page.body.contains("    SockJS.bootstrap_iframe();\n"));
+    }
+
+    #[test]
+    fn jsessionid_is_read_as_sockjs_node_parse_cookie_reads_it() {
+        assert_eq!(jsessionid("JSESSIONID=abc"), Some("abc"));
+        assert_eq!(jsessionid("a=1; JSESSIONID= x.y ; b=2"), Some("x.y"));
+        // The last one wins; the value stops at a second `=`.
+        assert_eq!(jsessionid("JSESSIONID=one; JSESSIONID=two"), Some("two"));
+        assert_eq!(jsessionid("JSESSIONID=a=b"), Some("a"));
+        assert_eq!(jsessionid("JSESSIONID"), Some(""));
+        assert_eq!(jsessionid("jsessionid=x; other=y"), None);
+    }
 }

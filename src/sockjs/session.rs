@@ -451,6 +451,18 @@ mod tests {
     }
 
     #[test]
+    fn removing_forgets_only_that_very_session() {
+        let registry = Registry::default();
+        let first = open(&registry, "s");
+        registry.remove(&first);
+        assert!(registry.get("s").is_none());
+        // A newer session under the same id is not removed by the old one.
+        let second = open(&registry, "s");
+        registry.remove(&first);
+        assert!(registry.get("s").is_some_and(|s| Arc::ptr_eq(&s, &second)));
+    }
+
+    #[test]
     fn the_same_id_finds_the_same_session() {
         let registry = Registry::default();
         let first = open(&registry, "s");
