@@ -30,6 +30,8 @@ use tokio::sync::{Notify, mpsc};
 /// `c[3000,"Go away!"]`: the usual close of a session.
 pub const CLOSE_GO_AWAY: u16 = crate::error::SOCKJS_GO_AWAY;
 
+pub use websocket::PONG_WAIT;
+
 /// Settings of one mounted SockJS endpoint.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -259,17 +261,10 @@ impl<A: SockjsApp> Server<A> {
         } else {
             self.options.prefix.clone()
         };
-        cfg.service(
-            web::scope(&prefix)
-                .wrap_fn(|mut req, srv| {
-                    websocket::accept_old_hybi_versions(&mut req);
-                    actix_web::dev::Service::call(srv, req)
-                })
-                .default_service(web::to(
-                    move |req: actix_web::HttpRequest, body: web::Payload| {
-                        http::dispatch(server.clone(), req, body)
-                    },
-                )),
-        );
+        cfg.service(web::scope(&prefix).default_service(web::to(
+            move |req: actix_web::HttpRequest, body: web::Payload| {
+                http::dispatch(server.clone(), req, body)
+            },
+        )));
     }
 }

@@ -4,7 +4,9 @@
 //! Every path ends in at most one optional slash. Session URLs are
 //! `/<server>/<session>/<transport>` where server and session are non-empty
 //! segments without dots. A path that names a route with another method is
-//! a 405 with an `Allow` list; anything else under the prefix is a 404.
+//! a 405 whose `Allow` lists the methods in sockjs-node's dispatcher order
+//! (`POST, OPTIONS` for the xhr transports); anything else under the prefix
+//! is a 404.
 
 use actix_web::http::Method;
 
@@ -63,11 +65,12 @@ impl Transport {
         }
     }
 
-    /// Methods the transport answers (OPTIONS is the CORS preflight).
+    /// Methods the transport answers (OPTIONS is the CORS preflight), in
+    /// sockjs-node's dispatcher order.
     fn methods(self) -> &'static [Method] {
         const GET: &[Method] = &[Method::GET];
         const POST: &[Method] = &[Method::POST];
-        const CORS_POST: &[Method] = &[Method::OPTIONS, Method::POST];
+        const CORS_POST: &[Method] = &[Method::POST, Method::OPTIONS];
         match self {
             Transport::Websocket
             | Transport::EventSource
@@ -86,6 +89,11 @@ pub enum Route<'a> {
     Info,
     InfoOptions,
     Iframe,
+    /// `chunking_test` (POST), which old SockJS clients use to probe
+    /// whether streaming works through the proxies in between.
+    ChunkingTest,
+    /// Its CORS preflight.
+    ChunkingTestOptions,
     RawWebsocket,
     /// A session transport; `preflight` for OPTIONS.
     Session {
@@ -101,21 +109,28 @@ fn allow_header(methods: &[Method]) -> &'static str {
     match methods {
         [Method::GET] => "GET",
         [Method::POST] => "POST",
+        [Method::POST, Method::OPTIONS] => "POST, OPTIONS",
         [Method::OPTIONS, Method::POST] => "OPTIONS, POST",
         [Method::OPTIONS, Method::GET] => "OPTIONS, GET",
         _ => "GET",
     }
 }
 
-/// `iframe.html` and versioned variants like `iframe-0.3.4.html`.
+/// `iframe.html` and versioned variants like `iframe-0.3.4.html`: sockjs-node's
+/// `iframe[0-9-.a-z_]*.html`, whose dot before `html` is a regex wildcard
+/// (so `iframexhtml` is the page too).
 fn is_iframe(segment: &str) -> bool {
-    segment
-        .strip_prefix("iframe")
-        .and_then(|rest| rest.strip_suffix(".html"))
-        .is_some_and(|version| {
-            version.bytes().all(|b| {
-                b.is_ascii_digit() || b.is_ascii_lowercase() || matches!(b, b'-' | b'.' | b'_')
-            })
+    let Some(rest) = segment.strip_prefix("iframe") else {
+        return false;
+    };
+    let Some(before_html) = rest.strip_suffix("html") else {
+        return false;
+    };
+    // One character of any kind, after any number of version characters.
+    let mut chars = before_html.chars();
+    chars.next_back().is_some()
+        && chars.as_str().bytes().all(|b| {
+            b.is_ascii_digit() || b.is_ascii_lowercase() || matches!(b, b'-' | b'.' | b'_')
         })
 }
 
@@ -145,6 +160,14 @@ pub fn route<'a>(rest: &'a str, method: &Method) -> Route<'a> {
             (found, &[Method::OPTIONS, Method::GET])
         }
         ["websocket"] => (Route::RawWebsocket, &[Method::GET]),
+        ["chunking_test"] => {
+            let found = if method == Method::OPTIONS {
+                Route::ChunkingTestOptions
+            } else {
+                Route::ChunkingTest
+            };
+            (found, &[Method::OPTIONS, Method::POST])
+        }
         [file] if is_iframe(file) => (Route::Iframe, &[Method::GET]),
         [server, session, transport] if valid_id(server) && valid_id(session) => {
             let Some(transport) = Transport::from_segment(transport) else {
@@ -196,6 +219,8 @@ mod tests {
             "/iframe-.html",
             "/iframe-0.1.2.html",
             "/iframe-0.1.2abc-dirty.2144.html",
+            "/iframexhtml",
+            "/iframe-1_html",
         ] {
             assert_eq!(get(path), Route::Iframe, "{path}");
         }
@@ -206,7 +231,8 @@ mod tests {
             "/IFRAME",
             "/iframe.HTML",
             "/iframe.xml",
-            "/iframe-/.html",
+            "/iframe-/x.html",
+            "/iframehtml",
         ] {
             assert_eq!(get(path), Route::NotFound, "{path}");
         }
@@ -249,7 +275,12 @@ mod tests {
             route("/0/0/websocket", &Method::POST),
             Route::MethodNotAllowed("GET")
         );
-        assert_eq!(get("/0/0/xhr"), Route::MethodNotAllowed("OPTIONS, POST"));
+        assert_eq!(get("/0/0/xhr"), Route::MethodNotAllowed("POST, OPTIONS"));
+        assert_eq!(
+            get("/chunking_test"),
+            Route::MethodNotAllowed("OPTIONS, POST")
+        );
+        assert_eq!(route("/chunking_test", &Method::POST), Route::ChunkingTest);
         assert_eq!(
             route("/info", &Method::POST),
             Route::MethodNotAllowed("OPTIONS, GET")

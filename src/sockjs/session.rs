@@ -36,8 +36,15 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// The app side of one session, usable from any thread.
 #[derive(Clone)]
 pub(crate) struct AppHandle {
-    inbound: mpsc::Sender<String>,
+    inbound: mpsc::Sender<Inbound>,
     closed: Arc<CloseSignal>,
+}
+
+/// What the app task takes from its queue.
+enum Inbound {
+    Message(String),
+    /// Answered once every message queued before it has been handled.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 struct CloseSignal {
@@ -49,7 +56,23 @@ impl AppHandle {
     /// Hands one message to the app, waiting while its queue is full.
     /// Returns false once the app side is gone.
     pub async fn deliver(&self, message: String) -> bool {
-        !self.closed.fired.load(Ordering::Acquire) && self.inbound.send(message).await.is_ok()
+        !self.closed.fired.load(Ordering::Acquire)
+            && self.inbound.send(Inbound::Message(message)).await.is_ok()
+    }
+
+    /// Hands `messages` to the app in order and waits until it has handled
+    /// them (or is gone): what the app sends in answer is queued by then, as
+    /// it is when sockjs-node's synchronous handlers return.
+    pub async fn deliver_all(&self, messages: Vec<String>) {
+        for message in messages {
+            if !self.deliver(message).await {
+                return;
+            }
+        }
+        let (done, handled) = tokio::sync::oneshot::channel();
+        if self.inbound.send(Inbound::Barrier(done)).await.is_ok() {
+            let _ = handled.await;
+        }
     }
 
     /// Ends the session for the app: messages already queued are handled,
@@ -64,7 +87,7 @@ impl AppHandle {
 /// Opens an app session on the current worker and runs its callbacks in
 /// order on a local task.
 pub(crate) fn spawn_app<A: SockjsApp>(app: &A, link: SessionLink, info: SessionInfo) -> AppHandle {
-    let (inbound, mut queue) = mpsc::channel::<String>(INBOUND_QUEUE);
+    let (inbound, mut queue) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
     let closed = Arc::new(CloseSignal {
         fired: AtomicBool::new(false),
         notify: Notify::new(),
@@ -76,14 +99,22 @@ pub(crate) fn spawn_app<A: SockjsApp>(app: &A, link: SessionLink, info: SessionI
             tokio::select! {
                 biased;
                 message = queue.recv() => match message {
-                    Some(message) => handle(&mut session, message).await,
+                    Some(Inbound::Message(message)) => handle(&mut session, message).await,
+                    Some(Inbound::Barrier(done)) => {
+                        let _ = done.send(());
+                    }
                     None => break,
                 },
                 _ = signal.notify.notified() => {
                     // Handle what was accepted before the close, then stop.
                     queue.close();
-                    while let Ok(message) = queue.try_recv() {
-                        handle(&mut session, message).await;
+                    while let Ok(item) = queue.try_recv() {
+                        match item {
+                            Inbound::Message(message) => handle(&mut session, message).await,
+                            Inbound::Barrier(done) => {
+                                let _ = done.send(());
+                            }
+                        }
                     }
                     break;
                 }
@@ -304,6 +335,17 @@ impl Registry {
         self.map().len()
     }
 
+    /// Forgets `session` (if it is still the one under its id).
+    pub fn remove(&self, session: &Arc<PollingSession>) {
+        let mut map = self.map();
+        if map
+            .get(&session.id)
+            .is_some_and(|found| Arc::ptr_eq(found, session))
+        {
+            map.remove(&session.id);
+        }
+    }
+
     /// Closes and forgets every session detached for longer than `delay`.
     fn sweep(&self, delay: Duration) {
         let now = Instant::now();
@@ -406,6 +448,18 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn removing_forgets_only_that_very_session() {
+        let registry = Registry::default();
+        let first = open(&registry, "s");
+        registry.remove(&first);
+        assert!(registry.get("s").is_none());
+        // A newer session under the same id is not removed by the old one.
+        let second = open(&registry, "s");
+        registry.remove(&first);
+        assert!(registry.get("s").is_some_and(|s| Arc::ptr_eq(&s, &second)));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The WebSocket transports: raw (`prefix/websocket`, one text frame per
 //! message, nothing else) and framed (`prefix/<server>/<session>/websocket`,
-//! SockJS frames: `o`, `h`, `a[...]`, `c[...]`).
+//! SockJS frames: `o`, `a[...]`, `c[...]`; its heartbeat is a WebSocket
+//! ping, as in sockjs-node 0.3.24, and a ping left unanswered for
+//! [`PONG_WAIT`] ends the session).
 //!
 //! A WebSocket session lives exactly as long as its connection and is never
 //! registered by id (two connections may share an id). One local task per
@@ -9,53 +11,56 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::ServiceRequest;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use tokio::sync::mpsc;
 
-use super::session::{AppHandle, drain_batch, spawn_app};
+use super::session::{AppHandle, spawn_app};
 use super::{Outgoing, Server, SessionInfo, SessionLink, SockjsApp, frame};
 use crate::error::{Close, SockjsError};
 
-/// sockjs-protocol checks that hybi-07 and -08 clients (old Firefox) get in:
-/// their framing is that of version 13, so they are treated as such.
-pub(crate) fn accept_old_hybi_versions(req: &mut ServiceRequest) {
-    let old = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v.as_bytes() == b"7" || v.as_bytes() == b"8");
-    if old {
-        req.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-    }
-}
-
-/// sockjs-node's answers to plain HTTP on a WebSocket URL.
-fn refuse_non_upgrade(req: &HttpRequest) -> Option<HttpResponse> {
-    let has = |name: header::HeaderName, token: &str| {
-        req.headers().get_all(name).any(|value| {
-            value.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|part| part.trim().eq_ignore_ascii_case(token))
-            })
-        })
+/// sockjs-node's answers to a request on a WebSocket URL that it cannot
+/// upgrade: plain HTTP (faye-websocket's `isWebSocket`: a GET whose
+/// `Connection` lists `upgrade` and whose `Upgrade` is `websocket`), a raw
+/// WebSocket of another version than 8 or 13, or any version but 13
+/// (websocket-driver's hybi).
+fn refuse_handshake(req: &HttpRequest, raw: bool) -> Option<HttpResponse> {
+    let value = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
     };
-    let body = if !has(header::UPGRADE, "websocket") {
-        r#"Can "Upgrade" only to "WebSocket"."#
-    } else if !has(header::CONNECTION, "upgrade") {
-        r#""Connection" must be "Upgrade"."#
+    let is_websocket = req.method() == actix_web::http::Method::GET
+        && value(header::CONNECTION)
+            .split(',')
+            .any(|token| token.trim() == "upgrade")
+        && value(header::UPGRADE) == "websocket";
+    if !is_websocket {
+        let mut refusal = HttpResponse::BadRequest().body("Not a valid websocket request");
+        // A stray `Upgrade` or `Connection: upgrade` must not cost the
+        // connection: Node keeps it for the next request.
+        refusal
+            .head_mut()
+            .set_connection_type(actix_http::ConnectionType::KeepAlive);
+        return Some(refusal);
+    }
+    let version = value(header::SEC_WEBSOCKET_VERSION);
+    let refusal = if raw && version != "8" && version != "13" {
+        HttpResponse::BadRequest()
+            .force_close()
+            .body("Only supported WebSocket protocol is RFC 6455.")
+    } else if version != "13" {
+        HttpResponse::BadRequest()
+            .force_close()
+            .content_type("text/plain")
+            .body(format!("Unsupported WebSocket version: {version}"))
     } else {
         return None;
     };
-    Some(
-        HttpResponse::BadRequest()
-            .content_type("text/plain; charset=UTF-8")
-            .body(body),
-    )
+    Some(refusal)
 }
 
 /// `prefix/websocket`.
@@ -90,7 +95,7 @@ fn start<A: SockjsApp>(
     id: Arc<str>,
     framed: bool,
 ) -> HttpResponse {
-    if let Some(refusal) = refuse_non_upgrade(req) {
+    if let Some(refusal) = refuse_handshake(req, !framed) {
         return refusal;
     }
     let (response, ws, stream) = match actix_ws::handle(req, body) {
@@ -122,6 +127,7 @@ fn start<A: SockjsApp>(
         app,
         framed,
         heartbeat: options.heartbeat,
+        pong_due: None,
         max_message_bytes: max,
         shutdown: Box::pin(server.shutdown_signal()),
     };
@@ -137,6 +143,8 @@ struct Connection {
     app: AppHandle,
     framed: bool,
     heartbeat: Duration,
+    /// When the oldest unanswered heartbeat ping runs out of time.
+    pong_due: Option<tokio::time::Instant>,
     max_message_bytes: usize,
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 }
@@ -151,6 +159,9 @@ enum Ending {
     Close { close: Close, with_frame: bool },
 }
 
+/// How long a heartbeat ping may stay unanswered (sockjs-node's 10 s).
+pub const PONG_WAIT: Duration = Duration::from_secs(10);
+
 /// How long the last frames (close) may wait for a client that does not read.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
 
@@ -162,6 +173,14 @@ fn overflowed() -> Ending {
     Ending::Close {
         close: SockjsError::OutboundQueueFull.close(),
         with_frame: true,
+    }
+}
+
+/// Sleeps until `due` (forever when there is none).
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -179,20 +198,29 @@ impl Connection {
         self.app.close();
         let reason = match ending {
             Ending::Gone => return,
-            Ending::ClientClosed(reason) => reason,
-            Ending::Close { close, with_frame } => {
-                if with_frame && self.framed {
-                    let text = frame::close(close.code, &close.reason);
-                    let _ = tokio::time::timeout(FINAL_WRITE, self.ws.text(text)).await;
-                    // Some clients (ws4py, used by sockjs-protocol) drop a
-                    // message that arrives in the same read as the close.
-                    tokio::time::sleep(CLOSE_FRAME_GAP).await;
-                }
+            // Answered with the client's code and reason, 1000 when it gave
+            // none (faye-websocket's answer).
+            Ending::ClientClosed(reason) => Some(reason.unwrap_or(CloseReason {
+                code: CloseCode::Normal,
+                description: None,
+            })),
+            Ending::Close { close, with_frame } if with_frame && self.framed => {
+                let text = frame::close(close.code, &close.reason);
+                let _ = tokio::time::timeout(FINAL_WRITE, self.ws.text(text)).await;
+                // Some clients (ws4py, used by sockjs-protocol) drop a
+                // message that arrives in the same read as the close.
+                tokio::time::sleep(CLOSE_FRAME_GAP).await;
+                // The `c` frame said why; the WebSocket itself closes
+                // normally, as sockjs-node's receiver does.
                 Some(CloseReason {
-                    code: CloseCode::from(sendable_code(close.code)),
-                    description: Some(close.reason.into_owned()),
+                    code: CloseCode::Normal,
+                    description: Some("Normal closure".into()),
                 })
             }
+            Ending::Close { close, .. } => Some(CloseReason {
+                code: CloseCode::from(sendable_code(close.code)),
+                description: Some(close.reason.into_owned()),
+            }),
         };
         // A client that does not read must not keep this task forever.
         let _ = tokio::time::timeout(FINAL_WRITE, self.ws.close(reason)).await;
@@ -231,9 +259,17 @@ impl Connection {
                     }
                 },
                 _ = heartbeat.tick(), if self.framed => {
-                    if let Some(ending) = self.send_text(frame::HEARTBEAT.into()).await {
-                        return ending;
+                    if self.ws.ping(b"").await.is_err() {
+                        return Ending::Gone;
                     }
+                    self.pong_due.get_or_insert(tokio::time::Instant::now() + PONG_WAIT);
+                }
+                _ = sleep_until(self.pong_due), if self.pong_due.is_some() => {
+                    tracing::debug!("sockjs websocket: no pong to the heartbeat, closing");
+                    return Ending::Close {
+                        close: Close::new(crate::error::SOCKJS_GO_AWAY, "No response from heartbeat"),
+                        with_frame: true,
+                    };
                 }
             }
         }
@@ -253,14 +289,8 @@ impl Connection {
         if !self.framed {
             return self.send_text(first).await;
         }
-        let (batch, close) = drain_batch(first, &mut self.outgoing);
-        if let Some(ending) = self.send_text(frame::messages(&batch).into()).await {
-            return Some(ending);
-        }
-        close.map(|(code, reason)| Ending::Close {
-            close: Close::owned(code, reason.to_string()),
-            with_frame: true,
-        })
+        // One frame per message, as sockjs-node sends them.
+        self.send_text(frame::messages(&[first]).into()).await
     }
 
     async fn incoming(
@@ -275,7 +305,10 @@ impl Connection {
             Some(Ok(AggregatedMessage::Ping(bytes))) => {
                 return self.ws.pong(&bytes).await.is_err().then_some(Ending::Gone);
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => return None,
+            Some(Ok(AggregatedMessage::Pong(_))) => {
+                self.pong_due = None;
+                return None;
+            }
             Some(Ok(AggregatedMessage::Text(text))) => text,
             Some(Ok(AggregatedMessage::Binary(bytes))) => {
                 match bytestring::ByteString::try_from(bytes) {
@@ -307,17 +340,15 @@ impl Connection {
                 });
             }
         };
+        // Each frame is handled before the next is read, as sockjs-node's
+        // synchronous handlers are, so answers keep their order.
         if !self.framed {
-            self.app.deliver(text.to_string()).await;
+            self.app.deliver_all(vec![text.to_string()]).await;
             return None;
         }
         match frame::parse_websocket_frame(&text) {
             Ok(messages) => {
-                for message in messages {
-                    if !self.app.deliver(message).await {
-                        break;
-                    }
-                }
+                self.app.deliver_all(messages).await;
                 None
             }
             Err(error) => {
