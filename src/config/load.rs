@@ -1,0 +1,202 @@
+//! Reading the layers into [`Settings`]: defaults < one settings file
+//! (sigway TOML, or videre-server's `conf.json`) < `SIGWAY_…` environment <
+//! command-line flags, and the checks that refuse a bad combination.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+use super::Settings;
+
+/// Why the settings could not be used. Each is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("cannot read settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("cannot read {path}: {source}")]
+    ConfJson {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub key: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+/// videre-server's `conf.json`, key for key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VidereConf {
+    #[serde(rename = "Port")]
+    port: Option<u16>,
+    #[serde(rename = "TLS")]
+    tls: Option<bool>,
+    #[serde(rename = "Cert")]
+    cert: Option<String>,
+    #[serde(rename = "Key")]
+    key: Option<String>,
+}
+
+/// The file videre-server users keep beside the binary, read when no
+/// `--config` is given.
+pub const DEFAULT_CONF_JSON: &str = "conf.json";
+
+impl Settings {
+    /// Builds settings from every layer, reading the environment of this
+    /// process and the working directory.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(overrides, environment())
+    }
+
+    /// [`Settings::load`] with an explicit environment source (tests pass a
+    /// fixed map instead of the process environment).
+    pub fn load_with_env(overrides: &Overrides, env: Environment) -> Result<Self, ConfigError> {
+        let mut builder = Config::builder().add_source(Config::try_from(&Settings::default())?);
+
+        let file = match &overrides.config_file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.clone())),
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(DEFAULT_CONF_JSON)).filter(|p| p.is_file()),
+        };
+        if let Some(path) = file {
+            builder = if is_conf_json(&path) {
+                apply_conf_json(builder, &path)?
+            } else {
+                builder.add_source(File::from(path.as_path()).format(FileFormat::Toml))
+            };
+        }
+
+        builder = builder.add_source(env.try_parsing(true));
+        builder = builder
+            .set_override_option("host", overrides.host.clone())?
+            .set_override_option("port", overrides.port)?
+            .set_override_option("tls.key", path_string(&overrides.key))?
+            .set_override_option("tls.cert", path_string(&overrides.cert))?
+            .set_override_option("tls.ca", path_string(&overrides.ca))?;
+
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rejects combinations the server cannot run with. TLS files are opened
+    /// here so that a bad path fails at start-up, not at the first client.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
+            return invalid(format!("host {:?} is not an IP address", self.host));
+        }
+        if let Some((cert, key)) = self.tls_files()? {
+            for (what, path) in [("certificate", cert), ("key", key)] {
+                readable(what, path)?;
+            }
+            if let Some(ca) = &self.tls.ca {
+                readable("CA chain", ca)?;
+            }
+        }
+        if self.sigver.heartbeat_interval_ms == 0 || self.sigver.heartbeat_max_missed == 0 {
+            return invalid("sigver heartbeat interval and max missed must be > 0".into());
+        }
+        if self.sockjs.heartbeat_ms == 0 || self.sockjs.disconnect_delay_ms == 0 {
+            return invalid("sockjs heartbeat and disconnect delay must be > 0".into());
+        }
+        if !self.sockjs.prefix.starts_with('/') || self.sockjs.prefix.len() < 2 {
+            return invalid(format!(
+                "sockjs prefix {:?} must start with '/' and name a path",
+                self.sockjs.prefix
+            ));
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.outbound_queue == 0 {
+            return invalid("limits.max_frame_bytes >= 1024 and limits.outbound_queue > 0".into());
+        }
+        if !["minutely", "hourly", "daily", "never"].contains(&self.log.rotation.as_str()) {
+            return invalid(format!(
+                "log rotation {:?} is not one of minutely, hourly, daily, never",
+                self.log.rotation
+            ));
+        }
+        Ok(())
+    }
+
+    /// The certificate and key to serve TLS with, or `None` for plain HTTP.
+    pub fn tls_files(&self) -> Result<Option<(&Path, &Path)>, ConfigError> {
+        let tls = &self.tls;
+        let wanted = tls
+            .enabled
+            .unwrap_or(tls.cert.is_some() || tls.key.is_some());
+        if !wanted {
+            return Ok(None);
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, Some(_)) => Err(ConfigError::Invalid(
+                "a TLS key was given without a certificate (--cert)".into(),
+            )),
+            (Some(_), None) => Err(ConfigError::Invalid(
+                "a TLS certificate was given without its key (--key)".into(),
+            )),
+            (None, None) => Err(ConfigError::Invalid(
+                "TLS is on but no certificate and key are set".into(),
+            )),
+        }
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.sigver.heartbeat_interval_ms)
+    }
+}
+
+/// `SIGWAY_PORT`, `SIGWAY_SIGVER__HEARTBEAT_INTERVAL_MS`, ...
+pub fn environment() -> Environment {
+    Environment::with_prefix("SIGWAY")
+        .prefix_separator("_")
+        .separator("__")
+}
+
+fn readable(what: &str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| ConfigError::Invalid(format!("TLS {what} {}: {e}", path.display())))
+}
+
+fn path_string(path: &Option<PathBuf>) -> Option<String> {
+    path.as_ref().map(|p| p.to_string_lossy().into_owned())
+}
+
+fn is_conf_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+fn apply_conf_json(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    path: &Path,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+    let conf_err = |source: Box<dyn std::error::Error + Send + Sync>| ConfigError::ConfJson {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| conf_err(e.into()))?;
+    let conf: VidereConf = serde_json::from_str(&text).map_err(|e| conf_err(e.into()))?;
+    // Relative Cert/Key paths in conf.json are relative to the working
+    // directory, as they were for videre-server.
+    Ok(builder
+        .set_override_option("port", conf.port)?
+        .set_override_option("tls.enabled", conf.tls)?
+        .set_override_option("tls.cert", conf.cert)?
+        .set_override_option("tls.key", conf.key)?)
+}
