@@ -228,29 +228,10 @@ impl<P: PeerKey> Bindings<P> {
     }
 }
 
-/// Deterministic ids 1, 2, 3, ... that also check release discipline.
-#[cfg(test)]
-#[derive(Default)]
-pub struct SeqIds {
-    next: u32,
-    pub live: std::collections::HashSet<u32>,
-}
-
-#[cfg(test)]
-impl SignalingIds for SeqIds {
-    fn allocate(&mut self) -> SignalingId {
-        self.next += 1;
-        assert!(self.live.insert(self.next));
-        self.next
-    }
-    fn release(&mut self, id: SignalingId) {
-        assert!(self.live.remove(&id), "released {id} twice");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sigver::testkit::SeqIds;
 
     #[test]
     fn rebinding_drops_the_old_id_everywhere() {
