@@ -29,6 +29,7 @@ pub enum Hop {
 /// A joiner's link to the member it connects through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding<P = PeerId> {
+    /// The member the joiner connects through.
     pub member: P,
     /// How the member sees and addresses the joiner.
     pub id: SignalingId,
@@ -42,6 +43,7 @@ pub struct Binding<P = PeerId> {
 }
 
 impl<P> Binding<P> {
+    /// Content going `hop` is still relayed.
     pub fn is_open(&self, hop: Hop) -> bool {
         match hop {
             Hop::Up => self.upstream_open,
@@ -67,17 +69,22 @@ impl<P> Binding<P> {
 /// whose id is `id`. Each dialect writes it as its own message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leg<P = PeerId> {
+    /// The peer at the end of the leg.
     pub to: P,
+    /// Which way it goes.
     pub hop: Hop,
+    /// The binding's id.
     pub id: SignalingId,
 }
 
 impl<P> Leg<P> {
+    /// The leg to `to`, going `hop`, on the binding `id`.
     pub fn new(to: P, hop: Hop, id: SignalingId) -> Self {
         Self { to, hop, id }
     }
 }
 
+/// Every binding of one group, found by joiner, by member and by id.
 #[derive(Debug)]
 pub struct Bindings<P = PeerId> {
     by_joiner: HashMap<P, Binding<P>>,

@@ -29,17 +29,31 @@ pub use crate::sigver::types::{ContentIn, NetfluxId, PeerId, PeerKey, SignalingI
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<P = PeerId> {
     /// Answer a `connect`.
-    Connected { to: P, member: bool },
+    Connected {
+        /// The peer that asked.
+        to: P,
+        /// `true`: it is a member; `false`: it is bound to one.
+        member: bool,
+    },
     /// Send `content {senderId, recipientId, data}`; empty `data` with a
     /// zero id on one side is an end-of-binding notice.
     Content {
+        /// The peer to send it to.
         to: P,
+        /// The joiner's signaling id going up to its member, else 0.
         sender_id: SignalingId,
+        /// The joiner's signaling id going down to it, else 0.
         recipient_id: SignalingId,
+        /// The bytes relayed (none on an end-of-binding notice).
         data: Bytes,
     },
     /// Close the peer's connection (it has already been removed from the state).
-    Close { to: P, error: SigverError },
+    Close {
+        /// The peer to close.
+        to: P,
+        /// Why: it names the close code and reason.
+        error: SigverError,
+    },
 }
 
 /// The rules of one key in sigver 20.x, on the shared membership core: a

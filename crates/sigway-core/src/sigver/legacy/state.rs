@@ -38,39 +38,12 @@
 //! A binding whose two directions have both ended is forgotten (its route id
 //! is released), which no client can tell apart from keeping it.
 
-use bytes::Bytes;
-
 use crate::error::SigverError;
 use crate::sigver::bindings::{Bindings, Hop, Leg};
 use crate::sigver::membership::{GroupCore, GroupLimits, MembershipRules, Record};
 use crate::sigver::types::{PeerId, PeerKey, SignalingId, SignalingIds};
 
-/// What a `content` carries. A `content` with nothing set is not a payload:
-/// it is [`LegacyGroupState::untyped_content`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    Data(Bytes),
-    /// This direction is finished.
-    IsEnd,
-    /// The binding failed: both directions are finished.
-    IsError,
-}
-
-/// What the caller must do after an event, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegacyAction<P = PeerId> {
-    /// Send `isFirst`: `true` when the peer is (now) a member, `false` when
-    /// it has been bound to a member.
-    IsFirst { to: P, first: bool },
-    /// Send `content {id, payload}`; `id` is 0 towards a joiner.
-    Content {
-        to: P,
-        id: SignalingId,
-        payload: Payload,
-    },
-    /// Close the peer's connection; it is already gone from the state.
-    Close { to: P, error: SigverError },
-}
+pub use crate::sigver::legacy::action::{LegacyAction, Payload};
 
 /// A peer as tried members remember it: the connection and how many times
 /// it had been bound (sigver 18.x's id for it changed at each binding).
@@ -82,20 +55,6 @@ type Identity<P> = (P, u32);
 #[derive(Debug)]
 pub struct LegacyGroupState<P: PeerKey = PeerId> {
     core: GroupCore<P, Self>,
-}
-
-/// `content` along a binding: it names the joiner's route id going up to
-/// the member, 0 going down.
-fn relay<P>(leg: Leg<P>, payload: Payload) -> LegacyAction<P> {
-    let id = match leg.hop {
-        Hop::Up => leg.id,
-        Hop::Down => 0,
-    };
-    LegacyAction::Content {
-        to: leg.to,
-        id,
-        payload,
-    }
 }
 
 /// sigver 18's reasons for a `content` with no type, as the binding that saw
@@ -129,7 +88,7 @@ impl<P: PeerKey> MembershipRules<P> for LegacyGroupState<P> {
     }
 
     fn end_notice(leg: Leg<P>) -> LegacyAction<P> {
-        relay(leg, Payload::IsError)
+        LegacyAction::relay(leg, Payload::IsError)
     }
 
     fn close(to: P, error: SigverError) -> LegacyAction<P> {
@@ -209,7 +168,7 @@ impl<P: PeerKey> LegacyGroupState<P> {
             }
         }
         if self.core.is_attached(leg.to) {
-            out.push(relay(leg, payload));
+            out.push(LegacyAction::relay(leg, payload));
         }
         let bindings = self.core.bindings_mut();
         if let Some(joiner) = bindings.joiner_of(leg.id) {
@@ -364,6 +323,7 @@ mod tests {
     use super::*;
     use crate::error::Refusal;
     use crate::sigver::testkit::{self, Said, SeqIds, UnderTest};
+    use bytes::Bytes;
     use std::collections::HashSet;
 
     impl Said for LegacyAction {
