@@ -339,3 +339,132 @@ impl<P: PeerKey, R: MembershipRules<P>> GroupCore<P, R> {
         out.push(R::close(peer, error));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sigver::testkit::SeqIds;
+    use crate::sigver::types::PeerId;
+
+    /// A dialect cut down to what the core asks: members hold a number,
+    /// are tried by connection, and a departure keeps the directions
+    /// towards the departed peer (so notices to it must be skipped).
+    #[derive(Debug)]
+    struct Toy;
+
+    #[derive(Debug, PartialEq)]
+    enum Said {
+        End(PeerId, SignalingId),
+        Close(PeerId, SigverError),
+    }
+
+    impl MembershipRules<PeerId> for Toy {
+        type Member = u32;
+        type Tried = PeerId;
+        type Extra = ();
+        type Action = Said;
+
+        fn tried_key(peer: PeerId, record: &Record<PeerId, Self>) -> Option<PeerId> {
+            record.member.map(|_| peer)
+        }
+        fn part(
+            b: &mut Bindings<PeerId>,
+            peer: PeerId,
+            ids: &mut impl SignalingIds,
+        ) -> Vec<Leg<PeerId>> {
+            b.depart(peer, ids)
+        }
+        fn end_notice(leg: Leg<PeerId>) -> Said {
+            Said::End(leg.to, leg.id)
+        }
+        fn close(to: PeerId, error: SigverError) -> Said {
+            Said::Close(to, error)
+        }
+    }
+
+    fn core(max_members: usize, peers: &[PeerId]) -> GroupCore<PeerId, Toy> {
+        let mut core = GroupCore::new(GroupLimits { max_members });
+        for &p in peers {
+            core.attach(p, false, ());
+        }
+        core
+    }
+
+    #[test]
+    fn admission_past_the_limit_removes_the_peer_with_what_it_owes_then_closes_it() {
+        let (mut g, mut ids, mut out) = (core(1, &[1, 2]), SeqIds::default(), vec![]);
+        assert!(g.admit(1, 10, &mut ids, &mut out));
+        assert_eq!(g.bind_to_untried(2, &mut ids), Some(1));
+        let id = g.binding_id(2).expect("bound");
+        assert!(!g.admit(2, 20, &mut ids, &mut out));
+        let refusal = SigverError::Refused(Refusal::RoomFull(1));
+        assert_eq!(out, vec![Said::End(1, id), Said::Close(2, refusal)]);
+        assert!(!g.is_attached(2));
+        assert_eq!(g.members(), &[1]);
+    }
+
+    #[test]
+    fn a_member_admitted_again_keeps_its_place_and_its_new_data_even_when_full() {
+        let (mut g, mut ids, mut out) = (core(2, &[1, 2]), SeqIds::default(), vec![]);
+        assert!(g.admit(1, 10, &mut ids, &mut out));
+        assert!(g.admit(2, 20, &mut ids, &mut out));
+        assert!(g.admit(1, 11, &mut ids, &mut out));
+        assert_eq!(g.members(), &[1, 2]);
+        assert_eq!(g.member(1), Some(&11));
+        assert!(out.is_empty());
+        assert!(!g.admit(9, 90, &mut ids, &mut out), "not attached");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_blocking_member_is_replaced_whatever_the_limit_and_closed_after_its_notices() {
+        let (mut g, mut ids, mut out) = (core(1, &[1, 2]), SeqIds::default(), vec![]);
+        g.admit(1, 10, &mut ids, &mut out);
+        g.bind_to_untried(2, &mut ids);
+        let id = g.binding_id(2).expect("bound");
+        assert!(g.has_tried(2, 1));
+        g.replace_blocking(1, 2, 20, &mut ids, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                Said::End(2, id),
+                Said::Close(1, SigverError::BlockingMember)
+            ]
+        );
+        assert_eq!(g.members(), &[2]);
+        assert!(!g.is_attached(1));
+    }
+
+    #[test]
+    fn member_choice_skips_the_peer_itself_prefers_favored_and_starts_over() {
+        let mut g: GroupCore<PeerId, Toy> = GroupCore::new(GroupLimits::default());
+        let (mut ids, mut out) = (SeqIds::default(), vec![]);
+        for (p, favored) in [(1, false), (2, false), (3, true)] {
+            g.attach(p, favored, ());
+            g.admit(p, 0, &mut ids, &mut out);
+        }
+        let chosen: Vec<_> = (0..3).map(|_| g.bind_to_untried(1, &mut ids)).collect();
+        assert_eq!(chosen, vec![Some(3), Some(2), Some(3)]);
+        assert_eq!(g.record_mut(1).map(|r| r.tried.clone()), Some(vec![3]));
+        assert!(g.is_member(1), "binding a member does not demote it");
+        g.demote(2);
+        g.demote(3);
+        assert_eq!(g.bind_to_untried(1, &mut ids), None, "no other member");
+    }
+
+    #[test]
+    fn notices_owed_by_a_departure_go_to_attached_peers_only() {
+        let (mut g, mut ids, mut out) = (core(9, &[1, 2]), SeqIds::default(), vec![]);
+        g.admit(1, 10, &mut ids, &mut out);
+        g.bind_to_untried(2, &mut ids);
+        let id = g.binding_id(2).expect("bound");
+        g.remove(2, &mut ids, &mut out);
+        assert_eq!(out, vec![Said::End(1, id)]);
+        // 1 → 2 stayed open (this dialect keeps it), but 2 is gone.
+        g.remove(1, &mut ids, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(ids.live.is_empty() && g.members().is_empty());
+        g.remove(1, &mut ids, &mut out);
+        assert_eq!(out.len(), 1, "removing twice owes nothing");
+    }
+}
