@@ -7,10 +7,10 @@
 //! each peer has tried, the [`Bindings`] between joiners and members, the
 //! member limit and the refusal past it, what a peer owes when it goes, the
 //! closing of a blocking member, and which member a joiner is bound to
-//! ([`choose_member`]). That is [`GroupCore`]. Each dialect's rules own one,
-//! answer in their own messages and keep their own moments of decision; the
-//! few things the core cannot know it asks them through
-//! [`MembershipRules`]: what a member and a tried member are, what a
+//! ([`choose_member`]). That is `GroupCore` (crate-private). Each dialect's
+//! rules own one, answer in their own messages and keep their own moments
+//! of decision; the few things the core cannot know it asks them through
+//! `MembershipRules`: what a member and a tried member are, what a
 //! departure does to bindings, and how an end notice and a close are worded.
 
 use std::collections::HashMap;

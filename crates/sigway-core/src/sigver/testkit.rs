@@ -3,13 +3,16 @@
 //! A [`Fixture`] holds a dialect's rules with [`SeqIds`] (ids 1, 2, 3, ...
 //! that also check each id is released exactly once) and returns what each
 //! event decided. A [`Model`] is the test's own view of the peers (which
-//! are open, which ever were); its [`Model::observe`] runs, after every
-//! event of a proptest, the invariants both dialects share: members unique
-//! and live, actions only for live peers, a close removes its peer, every
-//! request answered once, bound peers = routes = ids held, every route with
-//! its binding known to its member, nobody bound to itself, nobody trying a
-//! member twice in a round. Each dialect's own tests add only what is its
-//! own: its messages, its moments of decision, its model of relaying.
+//! are open, which ever were); [`Model::step`] runs one event of a proptest
+//! and checks the invariants both dialects share: members unique, live and
+//! within the limit; an event from a peer that is not open does nothing;
+//! actions only for live peers; a close removes its peer; every request
+//! answered once (or refused when full), and truthfully; bound peers =
+//! routes = ids held; every route with its binding, known to its member;
+//! nobody bound to itself; nobody trying a member twice in a round; and,
+//! at the end ([`Model::everyone_leaves`]), every id released. Each
+//! dialect's own tests add only what is its own: its messages, its moments
+//! of decision, its model of relaying.
 
 use std::collections::{BTreeSet, HashSet};
 
