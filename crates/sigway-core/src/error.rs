@@ -24,11 +24,14 @@ pub enum SigverDialect {
 /// A WebSocket close code with its reason text (at most 123 bytes on the wire).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
+    /// The close code (a protocol's 4xxx or a standard 1xxx one).
     pub code: u16,
+    /// The reason text the client sees.
     pub reason: Cow<'static, str>,
 }
 
 impl Close {
+    /// A close with a fixed reason text.
     pub const fn new(code: u16, reason: &'static str) -> Self {
         Self {
             code,
@@ -36,6 +39,7 @@ impl Close {
         }
     }
 
+    /// A close with a reason text built at run time.
     pub fn owned(code: u16, reason: String) -> Self {
         Self {
             code,
@@ -43,33 +47,45 @@ impl Close {
         }
     }
 
+    /// The close every client gets when the server shuts down (1001).
     pub fn going_away() -> Self {
         Self::new(CLOSE_GOING_AWAY, "server shutting down")
     }
 }
 
-/// Standard WebSocket codes the gateway uses besides the protocol ones.
+// Standard WebSocket codes the gateway uses besides the protocol ones.
+/// 1001: the server is going away (shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// 1008: a policy says no (too many connections from one address).
 pub const CLOSE_POLICY: u16 = 1008;
+/// 1009: a frame or message is larger than the configured limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// 1013: the server is full for now (connections, rooms, members).
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 
 /// A configured limit refused a connection, a room or a member.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The server holds its maximum of connections (the limit).
     #[error("server full: {0} connections open")]
     TooManyConnections(usize),
+    /// The client's address holds its maximum of connections (the limit).
     #[error("too many connections from this address (limit {0})")]
     TooManyFromAddress(usize),
+    /// A new key or room would exceed the server's maximum (the limit).
     #[error("too many rooms (limit {0})")]
     TooManyRooms(usize),
+    /// The group or room holds its maximum of members (the limit).
     #[error("room full (limit {0} members)")]
     RoomFull(usize),
+    /// The room layer failed to hand out the room (an internal error).
     #[error("server unavailable")]
     Internal,
 }
 
 impl Refusal {
+    /// The close a WebSocket client gets for this refusal (1008 for its
+    /// address's limit, 1013 "try again later" for the others).
     pub fn close(&self) -> Close {
         let code = match self {
             Refusal::TooManyFromAddress(_) => CLOSE_POLICY,
@@ -82,20 +98,30 @@ impl Refusal {
 /// Why a sigver connection is closed by the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigverError {
+    /// The request path names no key.
     #[error("The key is an empty string")]
     EmptyKey,
+    /// The key is longer than the limit (512 characters in sigver).
     #[error("The key length exceeds the limit of {0} characters")]
     KeyTooLong(usize),
+    /// The client missed too many heartbeats in a row.
     #[error("Too many missed heartbeats")]
     HeartbeatMissed,
+    /// A frame the dialect cannot take (text, undecodable, no type); the
+    /// text is the close reason.
     #[error("{0}")]
     BadMessage(Cow<'static, str>),
+    /// The lone member a joiner could not reach is replaced by it.
     #[error("replaced by a peer as prevented him from joining the group")]
     BlockingMember,
+    /// The server could not queue a frame for the client (it does not
+    /// read); the text says why.
     #[error("failed to send: {0}")]
     SendFailed(Cow<'static, str>),
+    /// A frame is larger than the configured limit.
     #[error("frame exceeds the limit of {0} bytes")]
     FrameTooLarge(usize),
+    /// A limit refused the connection or its membership.
     #[error(transparent)]
     Refused(#[from] Refusal),
 }
@@ -149,26 +175,37 @@ impl SigverError {
 /// `Payload` is [`VidereError::reason`]; the session stays open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VidereError {
+    /// The text is not JSON (the parser's message).
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    /// The JSON is not an object.
     #[error("a packet must be a JSON object")]
     NotAnObject,
+    /// The object has no `Header` object.
     #[error("a packet needs a Header object")]
     NoHeader,
+    /// `Header.Event` is missing or not one of the four events.
     #[error("Header.Event must be one of connect, broadcast, ping, disconnect")]
     UnknownEvent,
+    /// The named header field is not a string.
     #[error("Header.{0} must be a string")]
     NotAString(&'static str),
+    /// The packet is larger than the configured limit.
     #[error("packet exceeds the limit of {0} bytes")]
     TooLarge(usize),
+    /// The named header id is longer than the limit.
     #[error("Header.{0} exceeds the limit of {1} bytes")]
     IdTooLong(&'static str, usize),
+    /// The session sent to a room it has not joined.
     #[error("not connected to this room")]
     NotJoined,
+    /// The packet names another user than the one the session joined as.
     #[error("UserId differs from the one this session connected with")]
     WrongUser,
+    /// The room named does not exist.
     #[error("no such room")]
     NoSuchRoom,
+    /// A limit refused the join.
     #[error(transparent)]
     Refused(#[from] Refusal),
 }

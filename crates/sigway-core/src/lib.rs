@@ -10,6 +10,7 @@
 //! Time, where a rule needs it, is an argument.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod error;
 pub mod proto;

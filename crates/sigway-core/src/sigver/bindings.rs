@@ -29,6 +29,7 @@ pub enum Hop {
 /// A joiner's link to the member it connects through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding<P = PeerId> {
+    /// The member the joiner connects through.
     pub member: P,
     /// How the member sees and addresses the joiner.
     pub id: SignalingId,
@@ -42,6 +43,7 @@ pub struct Binding<P = PeerId> {
 }
 
 impl<P> Binding<P> {
+    /// Content going `hop` is still relayed.
     pub fn is_open(&self, hop: Hop) -> bool {
         match hop {
             Hop::Up => self.upstream_open,
@@ -67,17 +69,22 @@ impl<P> Binding<P> {
 /// whose id is `id`. Each dialect writes it as its own message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leg<P = PeerId> {
+    /// The peer at the end of the leg.
     pub to: P,
+    /// Which way it goes.
     pub hop: Hop,
+    /// The binding's id.
     pub id: SignalingId,
 }
 
 impl<P> Leg<P> {
+    /// The leg to `to`, going `hop`, on the binding `id`.
     pub fn new(to: P, hop: Hop, id: SignalingId) -> Self {
         Self { to, hop, id }
     }
 }
 
+/// Every binding of one group, found by joiner, by member and by id.
 #[derive(Debug)]
 pub struct Bindings<P = PeerId> {
     by_joiner: HashMap<P, Binding<P>>,
@@ -228,29 +235,10 @@ impl<P: PeerKey> Bindings<P> {
     }
 }
 
-/// Deterministic ids 1, 2, 3, ... that also check release discipline.
-#[cfg(test)]
-#[derive(Default)]
-pub struct SeqIds {
-    next: u32,
-    pub live: std::collections::HashSet<u32>,
-}
-
-#[cfg(test)]
-impl SignalingIds for SeqIds {
-    fn allocate(&mut self) -> SignalingId {
-        self.next += 1;
-        assert!(self.live.insert(self.next));
-        self.next
-    }
-    fn release(&mut self, id: SignalingId) {
-        assert!(self.live.remove(&id), "released {id} twice");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sigver::testkit::SeqIds;
 
     #[test]
     fn rebinding_drops_the_old_id_everywhere() {

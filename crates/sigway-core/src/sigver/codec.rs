@@ -17,16 +17,23 @@ use crate::sigver::types::{ContentIn, NetfluxId, SignalingId};
 /// What a peer can say, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
+    /// `heartbeat`: the peer is alive (its value is not inspected).
     Heartbeat,
+    /// `connect {id, members}`: let me in, or am I still in?
     Connect {
+        /// The peer's Netflux id in its group.
         id: NetfluxId,
+        /// The peer's view of the group's members (may be empty).
         members: Vec<NetfluxId>,
     },
+    /// `content`: to relay along a binding.
     Content(ContentIn),
     /// `connected` from a client: meaningless, ignored.
     Connected,
 }
 
+/// One binary frame as a message, or why it closes its peer (4743): bytes
+/// that are not a `Message`, or a `Message` with no type.
 pub fn decode(frame: Bytes) -> Result<Inbound, SigverError> {
     let message = Message::decode(frame)
         .map_err(|e| SigverError::BadMessage(format!("invalid message: {e}").into()))?;
@@ -69,8 +76,11 @@ pub fn content(sender_id: SignalingId, recipient_id: SignalingId, data: Bytes) -
     }))
 }
 
+/// `heartbeat: true`, the server's heartbeat frame.
 pub static HEARTBEAT: LazyLock<Bytes> = LazyLock::new(|| encode(Type::Heartbeat(true)));
+/// `connected: true`: the peer is (now) a member.
 pub static CONNECTED_TRUE: LazyLock<Bytes> = LazyLock::new(|| encode(Type::Connected(true)));
+/// `connected: false`: the peer is bound to a member it must connect through.
 pub static CONNECTED_FALSE: LazyLock<Bytes> = LazyLock::new(|| encode(Type::Connected(false)));
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub enum Beat {
     Expired,
 }
 
+/// One peer's heartbeat: the missed count and when the next beat is due.
 #[derive(Debug, Clone)]
 pub struct Heartbeat {
     period: Duration,

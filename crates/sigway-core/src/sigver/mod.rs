@@ -1,10 +1,13 @@
 //! sigver, the Netflux signaling protocol, both dialects.
 //!
 //! [`state`] holds the current dialect's group rules, [`legacy`] the sigver
-//! 18.x ones; both keep their joiner–member links in one [`bindings`] table
-//! and draw signaling ids from a per-group [`ids`] allocator. [`codec`]
-//! maps bytes to messages; [`handshake`] checks what the upgrade request
-//! says (key, flags, dialect); [`heartbeat`] is the missed-heartbeat rule.
+//! 18.x ones; both are built on one [`membership`] core (peers, members,
+//! the member limit, departures, member choice), keep their joiner–member
+//! links in one [`bindings`] table and draw signaling ids from a per-group
+//! [`ids`] allocator; one test kit (`testkit`) checks the invariants they
+//! share. [`codec`] maps bytes to messages; [`handshake`] checks what the
+//! upgrade request says (key, flags, dialect); [`heartbeat`] is the
+//! missed-heartbeat rule; [`types`] names what they all share.
 
 pub mod bindings;
 pub mod codec;
@@ -14,4 +17,6 @@ pub mod ids;
 pub mod legacy;
 pub mod membership;
 pub mod state;
+#[cfg(test)]
+mod testkit;
 pub mod types;

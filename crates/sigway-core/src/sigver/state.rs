@@ -1,23 +1,26 @@
-//! The sigver group rules as a pure state machine (no sockets, no clocks).
+//! The sigver 20.x group rules as a pure state machine (no sockets, no clocks).
 //!
-//! One [`GroupState`] holds everything sigver 20.x knows about the peers
-//! connected under one key: who is a member (in the order they became one),
-//! each peer's Netflux id, tried members and favored flag, and the bindings
-//! between joiners and members with their signaling ids (a [`Bindings`]
-//! table, which the legacy dialect keeps too). The group actor
-//! feeds it events (`attach`, `connect`, `content`, `leave`) and carries out
-//! the [`Action`]s it returns. Every rule of `spec/sigver.md` is here, so
-//! each is a unit test and the whole is property-tested.
+//! One [`GroupState`] holds what sigver 20.x knows about the peers connected
+//! under one key. It is built on the membership core both dialects share
+//! ([`membership`](crate::sigver::membership): peers, members in order,
+//! bindings, the member limit, departures, member choice) and keeps what is
+//! this dialect's own: a member is known by the Netflux id it sent in
+//! `connect`, and so are the members a joiner tried; a new member forgets
+//! what it tried; `?favored` peers are chosen first; a departure drops every
+//! binding of the departed peer; and the four rules of `connect`, answered
+//! with `connected`. The group actor feeds it events (`attach`, `connect`,
+//! `content`, `leave`) and carries out the [`Action`]s it returns. Every rule
+//! of `spec/sigver.md` is here, so each is a unit test and the whole is
+//! property-tested (with the invariants of the shared test kit).
 //!
 //! "The group" of the spec is the member list: when it empties, the group is
 //! gone and the next `connect` makes its sender first again.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
-use crate::error::{Refusal, SigverError};
+use crate::error::SigverError;
 use crate::sigver::bindings::{Bindings, Hop, Leg};
+use crate::sigver::membership::{GroupCore, MembershipRules, Record};
 
 pub use crate::sigver::membership::{GroupLimits, choose_member};
 pub use crate::sigver::types::{ContentIn, NetfluxId, PeerId, PeerKey, SignalingId, SignalingIds};
@@ -26,36 +29,38 @@ pub use crate::sigver::types::{ContentIn, NetfluxId, PeerId, PeerKey, SignalingI
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<P = PeerId> {
     /// Answer a `connect`.
-    Connected { to: P, member: bool },
+    Connected {
+        /// The peer that asked.
+        to: P,
+        /// `true`: it is a member; `false`: it is bound to one.
+        member: bool,
+    },
     /// Send `content {senderId, recipientId, data}`; empty `data` with a
     /// zero id on one side is an end-of-binding notice.
     Content {
+        /// The peer to send it to.
         to: P,
+        /// The joiner's signaling id going up to its member, else 0.
         sender_id: SignalingId,
+        /// The joiner's signaling id going down to it, else 0.
         recipient_id: SignalingId,
+        /// The bytes relayed (none on an end-of-binding notice).
         data: Bytes,
     },
     /// Close the peer's connection (it has already been removed from the state).
-    Close { to: P, error: SigverError },
+    Close {
+        /// The peer to close.
+        to: P,
+        /// Why: it names the close code and reason.
+        error: SigverError,
+    },
 }
 
-#[derive(Debug, Clone, Default)]
-struct Peer {
-    favored: bool,
-    /// Set while the peer is a member.
-    netflux_id: Option<NetfluxId>,
-    /// Netflux ids of members this peer was bound to since it last became a
-    /// member (sigver keys them by Netflux id, and so do we).
-    tried: Vec<NetfluxId>,
-}
-
+/// The rules of one key in sigver 20.x, on the shared membership core: a
+/// member is known by its Netflux id, and so is a member its joiners tried.
 #[derive(Debug)]
-pub struct GroupState<P = PeerId> {
-    peers: HashMap<P, Peer>,
-    /// Members in the order they became members.
-    members: Vec<P>,
-    bindings: Bindings<P>,
-    limits: GroupLimits,
+pub struct GroupState<P: PeerKey = PeerId> {
+    core: GroupCore<P, Self>,
 }
 
 /// `content` along a binding: the member side's id is 0, the joiner's is
@@ -73,6 +78,33 @@ fn relay<P>(leg: Leg<P>, data: Bytes) -> Action<P> {
     }
 }
 
+/// What sigver 20.x tells the membership core.
+impl<P: PeerKey> MembershipRules<P> for GroupState<P> {
+    /// A member's Netflux id.
+    type Member = NetfluxId;
+    /// sigver keys tried members by Netflux id, and so do we.
+    type Tried = NetfluxId;
+    type Extra = ();
+    type Action = Action<P>;
+
+    fn tried_key(_: P, record: &Record<P, Self>) -> Option<NetfluxId> {
+        record.member
+    }
+
+    /// A departed peer's bindings are all dropped, both ways.
+    fn part(bindings: &mut Bindings<P>, peer: P, ids: &mut impl SignalingIds) -> Vec<Leg<P>> {
+        bindings.drop_peer(peer, ids)
+    }
+
+    fn end_notice(leg: Leg<P>) -> Action<P> {
+        relay(leg, Bytes::new())
+    }
+
+    fn close(to: P, error: SigverError) -> Action<P> {
+        Action::Close { to, error }
+    }
+}
+
 impl<P: PeerKey> Default for GroupState<P> {
     fn default() -> Self {
         Self::new(GroupLimits::default())
@@ -80,49 +112,41 @@ impl<P: PeerKey> Default for GroupState<P> {
 }
 
 impl<P: PeerKey> GroupState<P> {
+    /// An empty group (no peers yet) under `limits`.
     pub fn new(limits: GroupLimits) -> Self {
         Self {
-            peers: HashMap::new(),
-            members: Vec::new(),
-            bindings: Bindings::default(),
-            limits,
+            core: GroupCore::new(limits),
         }
     }
 
-    /// A connection opened under this key.
+    /// A connection opened under this key; `favored` is its `?favored` flag.
     pub fn attach(&mut self, peer: P, favored: bool) {
-        self.peers.entry(peer).or_insert_with(|| Peer {
-            favored,
-            ..Peer::default()
-        });
+        self.core.attach(peer, favored, ());
     }
 
+    /// The peer is a member of the group.
     pub fn is_member(&self, peer: P) -> bool {
-        self.peers
-            .get(&peer)
-            .is_some_and(|p| p.netflux_id.is_some())
+        self.core.is_member(peer)
     }
 
     /// Members' Netflux ids in membership order.
     pub fn member_ids(&self) -> Vec<NetfluxId> {
-        self.members
-            .iter()
-            .filter_map(|m| self.peers.get(m)?.netflux_id)
-            .collect()
+        self.member_netflux_ids().collect()
     }
 
+    /// Connections attached under this key, members or not.
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.core.peer_count()
     }
 
     /// The signaling id of the peer's current binding, if bound.
     pub fn binding_id(&self, peer: P) -> Option<SignalingId> {
-        self.bindings.of(peer).map(|b| b.id)
+        self.core.binding_id(peer)
     }
 
     /// The member the peer is bound to, if bound.
     pub fn bound_member(&self, peer: P) -> Option<P> {
-        self.bindings.of(peer).map(|b| b.member)
+        self.core.bound_member(peer)
     }
 
     /// `connect {id, members}`: the four rules of the spec, in order.
@@ -134,15 +158,16 @@ impl<P: PeerKey> GroupState<P> {
         ids: &mut impl SignalingIds,
         out: &mut Vec<Action<P>>,
     ) {
-        if !self.peers.contains_key(&peer) {
+        if !self.core.is_attached(peer) {
             return;
         }
         // 1. No group: the peer founds it.
-        if self.members.is_empty() {
-            return self.admit(peer, id, ids, out);
+        if self.core.members().is_empty() {
+            self.admit(peer, id, ids, out);
+            return;
         }
         // 2. A group of one.
-        if let [only] = self.members[..] {
+        if let [only] = self.core.members()[..] {
             if only == peer {
                 out.push(Action::Connected {
                     to: peer,
@@ -151,61 +176,35 @@ impl<P: PeerKey> GroupState<P> {
                 return;
             }
             if self.shares_member(view) {
-                return self.admit(peer, id, ids, out);
-            }
-            let only_id = self.peers.get(&only).and_then(|m| m.netflux_id);
-            let tried_it = only_id.is_some_and(|only_id| {
-                self.peers
-                    .get(&peer)
-                    .is_some_and(|p| p.tried.contains(&only_id))
-            });
-            if tried_it {
-                // The lone member could not be reached: it blocks the group.
                 self.admit(peer, id, ids, out);
-                if self.is_member(peer) {
-                    self.remove(only, ids, out);
-                    out.push(Action::Close {
-                        to: only,
-                        error: SigverError::BlockingMember,
-                    });
+                return;
+            }
+            if self.core.has_tried(peer, only) {
+                // The lone member could not be reached: it blocks the group.
+                // sigver 20 admits the peer first, as any member (under the
+                // limit, answered at once), and closes the blocking one after.
+                if self.admit(peer, id, ids, out) {
+                    self.core.expel(only, SigverError::BlockingMember, ids, out);
                 }
                 return;
             }
         }
         // 3. The peer's view shares a member with the group.
         if self.shares_member(view) {
-            return self.admit(peer, id, ids, out);
+            self.admit(peer, id, ids, out);
+            return;
         }
         // 4. Not (or no longer) a member: bind it to a member.
-        self.demote(peer);
-        let mut tried = self
-            .peers
-            .get_mut(&peer)
-            .map(|p| std::mem::take(&mut p.tried))
-            .unwrap_or_default();
-        let candidates = self.members.iter().filter_map(|&m| {
-            self.peers
-                .get(&m)
-                .and_then(|p| Some((m, p.netflux_id?, p.favored)))
-        });
-        let chosen = choose_member(candidates, &mut tried);
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.tried = tried;
-        }
-        match chosen {
-            Some(member) => {
-                self.bindings.bind(peer, member, ids);
-                let member_id = self.peers.get(&member).and_then(|m| m.netflux_id);
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.tried.extend(member_id);
-                }
-                out.push(Action::Connected {
-                    to: peer,
-                    member: false,
-                });
-            }
+        self.core.demote(peer);
+        match self.core.bind_to_untried(peer, ids) {
+            Some(_) => out.push(Action::Connected {
+                to: peer,
+                member: false,
+            }),
             // Unreachable: the group had members and the peer was not the last.
-            None => self.admit(peer, id, ids, out),
+            None => {
+                self.admit(peer, id, ids, out);
+            }
         }
     }
 
@@ -214,7 +213,8 @@ impl<P: PeerKey> GroupState<P> {
     /// joiners, it goes to that joiner only (the Node server also copied it
     /// up to the peer's own member; we do not).
     pub fn content(&mut self, peer: P, content: ContentIn, out: &mut Vec<Action<P>>) {
-        let Some((leg, binding)) = self.bindings.route(peer, content.recipient_id) else {
+        let Some((leg, binding)) = self.core.bindings_mut().route(peer, content.recipient_id)
+        else {
             return;
         };
         if binding.is_open(leg.hop) {
@@ -225,99 +225,89 @@ impl<P: PeerKey> GroupState<P> {
         }
     }
 
-    /// The peer's connection is gone (closed, dropped or closed by us).
+    /// The peer's connection is gone (closed, dropped or closed by us): it
+    /// leaves, and the other side of each of its bindings hears the end.
     pub fn leave(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<Action<P>>) {
-        self.remove(peer, ids, out);
+        self.core.remove(peer, ids, out);
+    }
+
+    fn member_netflux_ids(&self) -> impl Iterator<Item = NetfluxId> + '_ {
+        let members = self.core.members().iter();
+        members.filter_map(|&m| self.core.member(m).copied())
     }
 
     fn shares_member(&self, view: &[NetfluxId]) -> bool {
-        !view.is_empty()
-            && self.members.iter().any(|m| {
-                self.peers
-                    .get(m)
-                    .and_then(|p| p.netflux_id)
-                    .is_some_and(|id| view.contains(&id))
-            })
+        !view.is_empty() && self.member_netflux_ids().any(|id| view.contains(&id))
     }
 
+    /// Admits the peer as a member known by `id` and answers it, unless the
+    /// limit refuses it. A member forgets the members it tried. Returns
+    /// whether it is a member.
     fn admit(
         &mut self,
         peer: P,
         id: NetfluxId,
         ids: &mut impl SignalingIds,
         out: &mut Vec<Action<P>>,
-    ) {
-        let already = self.members.contains(&peer);
-        if !already && self.members.len() >= self.limits.max_members {
-            // Refused peers leave at once, as in the legacy dialect: what
-            // they owe (end notices) goes out now, not when the socket ends.
-            self.remove(peer, ids, out);
-            out.push(Action::Close {
-                to: peer,
-                error: SigverError::Refused(Refusal::RoomFull(self.limits.max_members)),
-            });
-            return;
+    ) -> bool {
+        if !self.core.admit(peer, id, ids, out) {
+            return false;
         }
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.netflux_id = Some(id);
-            p.tried.clear();
-            if !already {
-                self.members.push(peer);
-            }
-            out.push(Action::Connected {
-                to: peer,
-                member: true,
-            });
+        if let Some(record) = self.core.record_mut(peer) {
+            record.tried.clear();
         }
-    }
-
-    fn demote(&mut self, peer: P) {
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.netflux_id = None;
-        }
-        self.members.retain(|&m| m != peer);
-    }
-
-    /// Removes a peer entirely, sending the end-of-binding notices it owes.
-    fn remove(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<Action<P>>) {
-        if !self.peers.contains_key(&peer) {
-            return;
-        }
-        self.demote(peer);
-        let owed = self.bindings.drop_peer(peer, ids);
-        out.extend(owed.into_iter().map(|leg| relay(leg, Bytes::new())));
-        self.peers.remove(&peer);
+        out.push(Action::Connected {
+            to: peer,
+            member: true,
+        });
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sigver::bindings::SeqIds;
-    use std::collections::HashSet;
+    use crate::error::Refusal;
+    use crate::sigver::testkit::{self, Said, SeqIds, UnderTest};
 
-    struct Fixture {
-        g: GroupState,
-        ids: SeqIds,
-        out: Vec<Action>,
-    }
-
-    impl Fixture {
-        fn new() -> Self {
-            Self {
-                g: GroupState::default(),
-                ids: SeqIds::default(),
-                out: vec![],
+    impl Said for Action {
+        fn to(&self) -> PeerId {
+            match self {
+                Action::Connected { to, .. }
+                | Action::Content { to, .. }
+                | Action::Close { to, .. } => *to,
             }
         }
+        fn answer(&self) -> Option<bool> {
+            match self {
+                Action::Connected { member, .. } => Some(*member),
+                _ => None,
+            }
+        }
+        fn is_close(&self) -> bool {
+            matches!(self, Action::Close { .. })
+        }
+    }
+
+    impl UnderTest for GroupState {
+        fn core(&self) -> &GroupCore<PeerId, Self> {
+            &self.core
+        }
+        fn leave(&mut self, peer: PeerId, ids: &mut SeqIds, out: &mut Vec<Action>) {
+            GroupState::leave(self, peer, ids, out);
+        }
+    }
+
+    type Fixture = testkit::Fixture<GroupState>;
+
+    impl Fixture {
         fn attach(&mut self, peers: &[PeerId]) {
             for &p in peers {
                 self.g.attach(p, false);
             }
         }
         fn connect(&mut self, peer: PeerId, id: u32, view: &[u32]) -> Vec<Action> {
-            self.g.connect(peer, id, view, &mut self.ids, &mut self.out);
-            std::mem::take(&mut self.out)
+            self.run(|g, ids, out| g.connect(peer, id, view, ids, out))
         }
         fn send(
             &mut self,
@@ -332,12 +322,7 @@ mod tests {
                 last_data,
                 data: Bytes::from_static(data),
             };
-            self.g.content(peer, c, &mut self.out);
-            std::mem::take(&mut self.out)
-        }
-        fn leave(&mut self, peer: PeerId) -> Vec<Action> {
-            self.g.leave(peer, &mut self.ids, &mut self.out);
-            std::mem::take(&mut self.out)
+            self.run(|g, _, out| g.content(peer, c, out))
         }
     }
 
@@ -356,7 +341,7 @@ mod tests {
 
     #[test]
     fn first_peer_founds_the_group() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1]);
         assert_eq!(f.connect(1, 100, &[]), vec![connected(1, true)]);
         assert_eq!(f.g.member_ids(), vec![100]);
@@ -364,7 +349,7 @@ mod tests {
 
     #[test]
     fn lone_member_asking_again_is_still_in() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1]);
         f.connect(1, 100, &[]);
         assert_eq!(f.connect(1, 100, &[]), vec![connected(1, true)]);
@@ -372,7 +357,7 @@ mod tests {
 
     #[test]
     fn joiner_is_bound_to_the_member_then_admitted_with_its_view() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2]);
         f.connect(1, 100, &[]);
         assert_eq!(f.connect(2, 200, &[]), vec![connected(2, false)]);
@@ -397,7 +382,7 @@ mod tests {
 
     #[test]
     fn blocking_lone_member_is_replaced_and_closed() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[]);
@@ -423,7 +408,7 @@ mod tests {
 
     #[test]
     fn view_sharing_a_member_admits_in_a_larger_group() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2, 3]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[100]);
@@ -433,7 +418,7 @@ mod tests {
 
     #[test]
     fn member_whose_view_shares_nothing_is_demoted_and_bound() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2, 3]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[100]);
@@ -444,7 +429,7 @@ mod tests {
 
     #[test]
     fn favored_member_is_preferred_then_untried_members_rotate() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.g.attach(1, false);
         f.g.attach(2, false);
         f.g.attach(3, true);
@@ -464,7 +449,7 @@ mod tests {
 
     #[test]
     fn rebinding_gives_a_fresh_id_and_drops_the_old_binding_silently() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2, 3]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[100]);
@@ -485,7 +470,7 @@ mod tests {
 
     #[test]
     fn last_data_ends_one_direction_and_its_notice() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[]);
@@ -504,7 +489,7 @@ mod tests {
 
     #[test]
     fn member_leaving_notifies_each_joiner_and_the_group_survives() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2, 3]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[]);
@@ -525,7 +510,7 @@ mod tests {
 
     #[test]
     fn joiner_leaving_notifies_its_member_even_after_becoming_member() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[]);
@@ -536,7 +521,7 @@ mod tests {
 
     #[test]
     fn content_to_own_joiner_is_not_copied_to_own_member() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2, 3]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[]); // 2 bound to 1
@@ -551,7 +536,7 @@ mod tests {
 
     #[test]
     fn content_without_binding_is_ignored() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1]);
         f.connect(1, 100, &[]);
         assert!(f.send(1, 0, false, b"x").is_empty());
@@ -560,7 +545,7 @@ mod tests {
 
     #[test]
     fn empty_group_disappears_and_next_peer_is_first() {
-        let mut f = Fixture::new();
+        let mut f = Fixture::default();
         f.attach(&[1, 2]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[]);
@@ -571,8 +556,7 @@ mod tests {
 
     #[test]
     fn member_limit_refuses_with_room_full() {
-        let mut f = Fixture::new();
-        f.g = GroupState::new(GroupLimits { max_members: 1 });
+        let mut f = Fixture::new(GroupState::new(GroupLimits { max_members: 1 }));
         f.attach(&[1, 2]);
         f.connect(1, 100, &[]);
         let actions = f.connect(2, 200, &[100]);
@@ -587,8 +571,7 @@ mod tests {
 
     #[test]
     fn refused_joiner_leaves_at_once_and_its_member_hears_the_end() {
-        let mut f = Fixture::new();
-        f.g = GroupState::new(GroupLimits { max_members: 1 });
+        let mut f = Fixture::new(GroupState::new(GroupLimits { max_members: 1 }));
         f.attach(&[1, 2]);
         f.connect(1, 100, &[]);
         f.connect(2, 200, &[]);
@@ -602,6 +585,7 @@ mod tests {
 
     mod properties {
         use super::*;
+        use crate::sigver::testkit::{Event, Model};
         use proptest::prelude::*;
 
         #[derive(Debug, Clone)]
@@ -624,50 +608,45 @@ mod tests {
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
+            /// The shared invariants (see `testkit`), and sigver 20.x's own:
+            /// every `content` has exactly one zero side, and a binding
+            /// joins two live peers (a departure drops all of its own).
             #[test]
             fn random_sequences_keep_the_group_consistent(ops in prop::collection::vec(op(), 1..60)) {
-                let mut f = Fixture::new();
-                let mut alive: HashSet<PeerId> = HashSet::new();
+                let mut f = Fixture::default();
+                let mut model = Model::default();
                 for op in ops {
                     let actions = match op {
-                        Op::Attach(p, fav) => { f.g.attach(p as PeerId, fav); alive.insert(p as PeerId); vec![] }
-                        Op::Connect(p, id, view) => {
-                            let view: Vec<u32> = view.into_iter().map(u32::from).collect();
-                            let actions = f.connect(p as PeerId, u32::from(id), &view);
-                            if alive.contains(&(p as PeerId)) {
-                                let answers = actions.iter().filter(|a| matches!(a, Action::Connected { to, .. } if *to == p as PeerId)).count();
-                                prop_assert_eq!(answers, 1, "exactly one answer to a connect");
-                                prop_assert!(!f.g.members.is_empty(), "a connect always leaves a group");
-                            } else {
-                                prop_assert!(actions.is_empty());
-                            }
-                            actions
+                        Op::Attach(p, fav) => {
+                            let p = PeerId::from(p);
+                            model.step(&mut f, Event::Open { peer: p, answered: false }, |g, _, _| g.attach(p, fav))?
                         }
-                        Op::Send(p, r, last) => f.send(p as PeerId, u32::from(r), last, b"d"),
-                        Op::Leave(p) => { alive.remove(&(p as PeerId)); f.leave(p as PeerId) }
+                        Op::Connect(p, id, view) => {
+                            let p = PeerId::from(p);
+                            let view: Vec<u32> = view.into_iter().map(u32::from).collect();
+                            model.step(&mut f, Event::Request(p), |g, ids, out| g.connect(p, u32::from(id), &view, ids, out))?
+                        }
+                        Op::Send(p, r, last) => {
+                            let p = PeerId::from(p);
+                            let c = ContentIn { sender_id: 0, recipient_id: u32::from(r), last_data: last, data: Bytes::from_static(b"d") };
+                            model.step(&mut f, Event::Frame(p), |g, _, out| g.content(p, c, out))?
+                        }
+                        Op::Leave(p) => {
+                            let p = PeerId::from(p);
+                            model.step(&mut f, Event::Gone(p), |g, ids, out| g.leave(p, ids, out))?
+                        }
                     };
                     for a in &actions {
-                        let to = match a { Action::Connected { to, .. } | Action::Content { to, .. } | Action::Close { to, .. } => *to };
-                        prop_assert!(alive.contains(&to), "action for a departed peer: {:?}", a);
-                        if let Action::Close { to, .. } = a { alive.remove(to); }
                         if let Action::Content { sender_id, recipient_id, .. } = a {
                             prop_assert!((*sender_id == 0) != (*recipient_id == 0), "exactly one side is the member: {:?}", a);
                         }
                     }
-                    // Invariants: members are live, unique; routes match bindings; ids held = bindings.
-                    let members: HashSet<_> = f.g.members.iter().copied().collect();
-                    prop_assert_eq!(members.len(), f.g.members.len());
-                    for m in &f.g.members { prop_assert!(f.g.is_member(*m)); }
-                    let bound: usize = f.g.peers.keys().filter(|&&p| f.g.bindings.of(p).is_some()).count();
-                    prop_assert_eq!(bound, f.g.bindings.routes().count());
-                    prop_assert_eq!(bound, f.ids.live.len());
-                    for (id, joiner) in f.g.bindings.routes() {
-                        let b = f.g.bindings.of(joiner).expect("route has binding");
-                        prop_assert_eq!(b.id, id);
-                        prop_assert!(f.g.peers.contains_key(&b.member) && f.g.bindings.joiners_of(b.member).contains(&id));
-                        prop_assert!(b.member != joiner, "never bound to itself");
+                    for (_, joiner) in f.g.core.bindings().routes() {
+                        let member = f.g.core.bound_member(joiner).expect("route has a binding");
+                        prop_assert!(model.is_alive(joiner) && model.is_alive(member), "a binding joins two live peers");
                     }
                 }
+                model.everyone_leaves(&mut f)?;
             }
         }
     }

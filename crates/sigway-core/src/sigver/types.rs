@@ -22,15 +22,21 @@ pub type NetfluxId = u32;
 /// Where signaling ids come from: random, non-zero, 31 bits, unique among
 /// live bindings for as long as they are held.
 pub trait SignalingIds {
+    /// A fresh id, not held by any live binding.
     fn allocate(&mut self) -> SignalingId;
+    /// The binding holding `id` is gone: the id may be drawn again.
     fn release(&mut self, id: SignalingId);
 }
 
 /// An incoming `content` message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContentIn {
+    /// `senderId` as the peer wrote it (the rules ignore it).
     pub sender_id: SignalingId,
+    /// `recipientId`: one of the sender's joiners, or 0 (up to its member).
     pub recipient_id: SignalingId,
+    /// `lastData`: relay this one, then stop relaying this direction.
     pub last_data: bool,
+    /// The opaque bytes to relay.
     pub data: Bytes,
 }

@@ -11,8 +11,11 @@ use crate::videre::packet::Packet;
 /// A room this session is in, and the UserId it joined with.
 #[derive(Debug, Clone)]
 pub struct Membership<H> {
+    /// The room's `RoomId`.
     pub room_id: Arc<str>,
+    /// The `UserId` the session joined it under.
     pub user_id: Arc<str>,
+    /// The gateway's handle on the room.
     pub room: H,
 }
 
@@ -38,6 +41,7 @@ impl<H> Default for Memberships<H> {
 }
 
 impl<H> Memberships<H> {
+    /// The session joined a room (again: the older membership is replaced).
     pub fn add(&mut self, membership: Membership<H>) {
         self.joined.retain(|m| m.room_id != membership.room_id);
         self.joined.push(membership);
@@ -54,10 +58,12 @@ impl<H> Memberships<H> {
         std::mem::take(&mut self.joined)
     }
 
+    /// How many rooms the session is in.
     pub fn len(&self) -> usize {
         self.joined.len()
     }
 
+    /// The session is in no room.
     pub fn is_empty(&self) -> bool {
         self.joined.is_empty()
     }

@@ -21,13 +21,18 @@ use crate::error::VidereError;
 /// The four things a client can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
+    /// Leave every room, join `RoomId` under `UserId`; everyone there hears it.
     Connect,
+    /// Pass the packet to every member of the room, the sender included.
     Broadcast,
+    /// Ask for the room's user ids, in join order.
     Ping,
+    /// Leave the room; the others hear it.
     Disconnect,
 }
 
 impl Event {
+    /// Every event, in the spec's order.
     pub const ALL: [Event; 4] = [
         Event::Connect,
         Event::Broadcast,
@@ -35,6 +40,7 @@ impl Event {
         Event::Disconnect,
     ];
 
+    /// The event as `Header.Event` names it.
     pub fn name(self) -> &'static str {
         match self {
             Event::Connect => "connect",
@@ -58,8 +64,11 @@ impl fmt::Display for Event {
 /// A valid packet from a client, with its original text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
+    /// `Header.Event`.
     pub event: Event,
+    /// `Header.UserId`, as sent.
     pub user_id: String,
+    /// `Header.RoomId`, as sent.
     pub room_id: String,
     text: ByteString,
     /// Byte range of the `Payload` value in `text` (the last one, as
@@ -70,8 +79,11 @@ pub struct Packet {
 /// A packet that was refused, with the ids the client sent (for the notice).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// `Header.UserId` if the packet had a string there, else empty.
     pub user_id: String,
+    /// `Header.RoomId` if the packet had a string there, else empty.
     pub room_id: String,
+    /// Why it was refused.
     pub error: VidereError,
 }
 

@@ -23,15 +23,20 @@ pub type SessionId = u64;
 /// One user in a room.
 #[derive(Debug, Clone)]
 pub struct Member<L, S = SessionId> {
+    /// The session that joined.
     pub session: S,
+    /// The `UserId` it joined under.
     pub user_id: Arc<str>,
+    /// How the room reaches the session (the gateway's sink).
     pub link: L,
 }
 
 /// A successful join: the connect answer every member receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
+    /// The room was empty: the newcomer is its initiator (`"true"`).
     pub initiator: bool,
+    /// The connect packet every member receives, `Payload` swapped.
     pub announce: ByteString,
     /// The session was already in and moved to the end: the disconnect
     /// notice every other member receives first.
@@ -47,6 +52,7 @@ pub struct RoomCore<L, S = SessionId> {
 }
 
 impl<L, S: Copy + PartialEq> RoomCore<L, S> {
+    /// An empty room that takes at most `max_members` members.
     pub fn new(room_id: Arc<str>, max_members: usize) -> Self {
         Self {
             room_id,
@@ -55,6 +61,7 @@ impl<L, S: Copy + PartialEq> RoomCore<L, S> {
         }
     }
 
+    /// The room's `RoomId`.
     pub fn room_id(&self) -> &Arc<str> {
         &self.room_id
     }
@@ -64,10 +71,12 @@ impl<L, S: Copy + PartialEq> RoomCore<L, S> {
         &self.members
     }
 
+    /// No one is in: the room disappears.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
 
+    /// The session is in the room.
     pub fn contains(&self, session: S) -> bool {
         self.members.iter().any(|m| m.session == session)
     }

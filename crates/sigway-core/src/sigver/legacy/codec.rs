@@ -18,22 +18,29 @@ use prost::Message as _;
 
 use crate::error::SigverError;
 use crate::proto::legacy::{Content, Message, content, message::Type};
+use crate::sigver::legacy::action::Payload;
 use crate::sigver::legacy::protobufjs::{self, ContentType, MessageType};
-use crate::sigver::legacy::state::Payload;
 use crate::sigver::types::SignalingId;
 
 /// What a legacy peer can say, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegacyInbound {
+    /// `heartbeat`: the peer is alive.
     Heartbeat,
+    /// `stable`: the peer has joined and becomes a member.
     Stable,
+    /// `tryAnother`: bind the peer to another member.
     TryAnother,
+    /// `content` with data, `isEnd` or `isError`.
     Content {
+        /// The route id the peer wrote (0: towards its member).
         id: SignalingId,
+        /// What the content carries.
         payload: Payload,
     },
     /// A `content` with none of data, isEnd, isError.
     UntypedContent {
+        /// The route id the peer wrote.
         id: SignalingId,
     },
     /// Read, and nothing to act on: a `Message` with no type (or only
@@ -41,6 +48,8 @@ pub enum LegacyInbound {
     Nothing,
 }
 
+/// One binary frame as sigver 18.0.0 read it, or why it closed its peer
+/// (4003, with protobufjs's words).
 pub fn decode(frame: Bytes) -> Result<LegacyInbound, SigverError> {
     let message = protobufjs::decode_message(&frame)
         .map_err(|reason| SigverError::BadMessage(reason.into()))?;
@@ -85,8 +94,11 @@ pub fn content(id: SignalingId, payload: Payload) -> Bytes {
     }))
 }
 
+/// `heartbeat: true`, the server's heartbeat frame.
 pub static HEARTBEAT: LazyLock<Bytes> = LazyLock::new(|| encode(Type::Heartbeat(true)));
+/// `isFirst: true`: the peer is (now) a member.
 pub static IS_FIRST_TRUE: LazyLock<Bytes> = LazyLock::new(|| encode(Type::IsFirst(true)));
+/// `isFirst: false`: the peer is bound to a member it must join through.
 pub static IS_FIRST_FALSE: LazyLock<Bytes> = LazyLock::new(|| encode(Type::IsFirst(false)));
 
 #[cfg(test)]

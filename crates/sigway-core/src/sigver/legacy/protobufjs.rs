@@ -22,24 +22,35 @@ use bytes::Bytes;
 /// never looked at, so they are not kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageType {
+    /// `content` (field 1).
     Content(ContentFields),
+    /// `isFirst` (field 2), which only servers send.
     IsFirst,
+    /// `stable` (field 3).
     Stable,
+    /// `heartbeat` (field 4).
     Heartbeat,
+    /// `tryAnother` (field 5).
     TryAnother,
 }
 
 /// A `content`: its route id and the type of its oneof, if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContentFields {
+    /// The route id (field 1; 0 when absent).
     pub id: u32,
+    /// The oneof, as sigver 18 picks it; `None` when no member was read.
     pub r#type: Option<ContentType>,
 }
 
+/// The oneof of a `Content`, as sigver 18 sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentType {
+    /// `data` (field 2).
     Data(Bytes),
+    /// `isError` (field 3).
     IsError,
+    /// `isEnd` (field 4).
     IsEnd,
 }
 

@@ -1,15 +1,16 @@
 //! The rules of the legacy sigver dialect (sigver 18.x) as a pure state
 //! machine: no sockets, no clocks.
 //!
-//! One [`LegacyGroupState`] holds the peers connected under one key: the
-//! members (in the order they became members), each peer's tried list, and
-//! the bindings between joiners and members with their route ids. The legacy
+//! One [`LegacyGroupState`] holds the peers connected under one key. It is
+//! built on the membership core both dialects share
+//! ([`membership`](crate::sigver::membership): peers, members in order, the
+//! [`Bindings`] with their route ids, the member limit ([`GroupLimits`]),
+//! departures, the closing of a blocking member, member choice
+//! ([`choose_member`](crate::sigver::membership::choose_member))); the
+//! messages and the moments of decision are this dialect's own. The legacy
 //! group actor feeds it events (`attach` when a socket opens, `stable`,
 //! `try_another`, `content`, `untyped_content`, `leave`) and carries out the
-//! [`LegacyAction`]s it returns. Member selection ([`choose_member`]), route
-//! ids ([`SignalingIds`]), limits ([`GroupLimits`]) and the binding table
-//! ([`Bindings`]) are shared with the current dialect; the messages and the
-//! moments of decision are this dialect's own.
+//! [`LegacyAction`]s it returns.
 //!
 //! These are the rules of sigver 18.0.0 as `tests/node_conformance_legacy.rs`
 //! observes them on the real server, down to what follows from how it is
@@ -37,86 +38,23 @@
 //! A binding whose two directions have both ended is forgotten (its route id
 //! is released), which no client can tell apart from keeping it.
 
-use std::collections::HashMap;
-
-use bytes::Bytes;
-
-use crate::error::{Refusal, SigverError};
+use crate::error::SigverError;
 use crate::sigver::bindings::{Bindings, Hop, Leg};
-use crate::sigver::membership::{GroupLimits, choose_member};
+use crate::sigver::membership::{GroupCore, GroupLimits, MembershipRules, Record};
 use crate::sigver::types::{PeerId, PeerKey, SignalingId, SignalingIds};
 
-/// What a `content` carries. A `content` with nothing set is not a payload:
-/// it is [`LegacyGroupState::untyped_content`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    Data(Bytes),
-    /// This direction is finished.
-    IsEnd,
-    /// The binding failed: both directions are finished.
-    IsError,
-}
-
-/// What the caller must do after an event, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegacyAction<P = PeerId> {
-    /// Send `isFirst`: `true` when the peer is (now) a member, `false` when
-    /// it has been bound to a member.
-    IsFirst { to: P, first: bool },
-    /// Send `content {id, payload}`; `id` is 0 towards a joiner.
-    Content {
-        to: P,
-        id: SignalingId,
-        payload: Payload,
-    },
-    /// Close the peer's connection; it is already gone from the state.
-    Close { to: P, error: SigverError },
-}
+pub use crate::sigver::legacy::action::{LegacyAction, Payload};
 
 /// A peer as tried members remember it: the connection and how many times
 /// it had been bound (sigver 18.x's id for it changed at each binding).
 type Identity<P> = (P, u32);
 
-#[derive(Debug, Clone)]
-struct Peer<P> {
-    member: bool,
-    /// Bindings made for this peer so far.
-    bound: u32,
-    /// Members tried since the list was last reset, as they were then.
-    tried: Vec<Identity<P>>,
-}
-
-impl<P> Default for Peer<P> {
-    fn default() -> Self {
-        Self {
-            member: false,
-            bound: 0,
-            tried: Vec::new(),
-        }
-    }
-}
-
+/// The rules of one key in sigver 18.x, on the shared membership core: a
+/// member is just a member, and a member its joiners tried is remembered by
+/// the route identity it had then.
 #[derive(Debug)]
-pub struct LegacyGroupState<P = PeerId> {
-    peers: HashMap<P, Peer<P>>,
-    /// Members in the order they became members; empty means "no group".
-    members: Vec<P>,
-    bindings: Bindings<P>,
-    limits: GroupLimits,
-}
-
-/// `content` along a binding: it names the joiner's route id going up to
-/// the member, 0 going down.
-fn relay<P>(leg: Leg<P>, payload: Payload) -> LegacyAction<P> {
-    let id = match leg.hop {
-        Hop::Up => leg.id,
-        Hop::Down => 0,
-    };
-    LegacyAction::Content {
-        to: leg.to,
-        id,
-        payload,
-    }
+pub struct LegacyGroupState<P: PeerKey = PeerId> {
+    core: GroupCore<P, Self>,
 }
 
 /// sigver 18's reasons for a `content` with no type, as the binding that saw
@@ -129,6 +67,35 @@ fn untyped_from_joiner(id: SignalingId) -> SigverError {
 
 const UNTYPED_FROM_MEMBER: &str = "4003: Unknown message type \"undefined\" from a group member";
 
+/// What sigver 18.x tells the membership core.
+impl<P: PeerKey> MembershipRules<P> for LegacyGroupState<P> {
+    /// A member is just a member: sigver 18.x has no Netflux ids.
+    type Member = ();
+    /// Tried members are remembered by route identity.
+    type Tried = Identity<P>;
+    /// Bindings made for this peer so far.
+    type Extra = u32;
+    type Action = LegacyAction<P>;
+
+    fn tried_key(peer: P, record: &Record<P, Self>) -> Option<Identity<P>> {
+        Some((peer, record.extra))
+    }
+
+    /// Only the directions the departed peer fed end; those towards it stay
+    /// open until their sender ends them.
+    fn part(bindings: &mut Bindings<P>, peer: P, ids: &mut impl SignalingIds) -> Vec<Leg<P>> {
+        bindings.depart(peer, ids)
+    }
+
+    fn end_notice(leg: Leg<P>) -> LegacyAction<P> {
+        LegacyAction::relay(leg, Payload::IsError)
+    }
+
+    fn close(to: P, error: SigverError) -> LegacyAction<P> {
+        LegacyAction::Close { to, error }
+    }
+}
+
 impl<P: PeerKey> Default for LegacyGroupState<P> {
     fn default() -> Self {
         Self::new(GroupLimits::default())
@@ -136,31 +103,26 @@ impl<P: PeerKey> Default for LegacyGroupState<P> {
 }
 
 impl<P: PeerKey> LegacyGroupState<P> {
+    /// An empty group (no peers yet) under `limits`.
     pub fn new(limits: GroupLimits) -> Self {
         Self {
-            peers: HashMap::new(),
-            members: Vec::new(),
-            bindings: Bindings::default(),
-            limits,
+            core: GroupCore::new(limits),
         }
     }
 
     /// A connection opened under this key: it is answered at once, either
     /// as the group's first member or bound to a member.
     pub fn attach(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
-        if self.peers.contains_key(&peer) {
-            return;
+        // sigver 18.x had no favored peers: `?favored` means nothing.
+        if self.core.attach(peer, false, 0) {
+            self.seek_member(peer, ids, out);
         }
-        self.peers.insert(peer, Peer::default());
-        self.seek_member(peer, ids, out);
     }
 
-    /// `stable`: the peer has joined the group and becomes a member. Its
-    /// binding, if any, stays usable.
+    /// `stable`: the peer has joined the group and becomes a member (its
+    /// tried list is kept). Its binding, if any, stays usable.
     pub fn stable(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
-        if self.peers.contains_key(&peer) {
-            self.make_member(peer, ids, out);
-        }
+        self.core.admit(peer, (), ids, out);
     }
 
     /// `tryAnother`: the peer could not join through its member; bind it to
@@ -171,7 +133,7 @@ impl<P: PeerKey> LegacyGroupState<P> {
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction<P>>,
     ) {
-        if self.peers.contains_key(&peer) {
+        if self.core.is_attached(peer) {
             self.seek_member(peer, ids, out);
         }
     }
@@ -188,10 +150,10 @@ impl<P: PeerKey> LegacyGroupState<P> {
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction<P>>,
     ) {
-        if !self.peers.contains_key(&peer) {
+        if !self.core.is_attached(peer) {
             return;
         }
-        let Some((leg, binding)) = self.bindings.route(peer, id) else {
+        let Some((leg, binding)) = self.core.bindings_mut().route(peer, id) else {
             return;
         };
         if !binding.is_open(leg.hop) {
@@ -205,11 +167,12 @@ impl<P: PeerKey> LegacyGroupState<P> {
                 binding.end(Hop::Down);
             }
         }
-        if self.peers.contains_key(&leg.to) {
-            out.push(relay(leg, payload));
+        if self.core.is_attached(leg.to) {
+            out.push(LegacyAction::relay(leg, payload));
         }
-        if let Some(joiner) = self.bindings.joiner_of(leg.id) {
-            self.bindings.forget_if_finished(joiner, ids);
+        let bindings = self.core.bindings_mut();
+        if let Some(joiner) = bindings.joiner_of(leg.id) {
+            bindings.forget_if_finished(joiner, ids);
         }
     }
 
@@ -225,69 +188,55 @@ impl<P: PeerKey> LegacyGroupState<P> {
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction<P>>,
     ) {
-        if !self.peers.contains_key(&peer) {
+        if !self.core.is_attached(peer) {
             return;
         }
-        let up = self
-            .bindings
+        let bindings = self.core.bindings();
+        let up = bindings
             .of(peer)
             .filter(|b| b.upstream_open)
             .map(|b| (b.order, untyped_from_joiner(b.id)));
-        let down = self
-            .bindings
+        let down = bindings
             .joiner_of(id)
             .filter(|_| id != 0)
-            .and_then(|joiner| self.bindings.of(joiner))
+            .and_then(|joiner| bindings.of(joiner))
             .filter(|b| b.member == peer && b.downstream_open)
             .map(|b| (b.order, SigverError::BadMessage(UNTYPED_FROM_MEMBER.into())));
         let Some((_, error)) = up.into_iter().chain(down).min_by_key(|(order, _)| *order) else {
             return;
         };
-        self.remove(peer, ids, out);
-        out.push(LegacyAction::Close { to: peer, error });
+        self.core.expel(peer, error, ids, out);
     }
 
-    /// The peer's connection is gone (closed, dropped or closed by us).
+    /// The peer's connection is gone (closed, dropped or closed by us): the
+    /// peers on the other side of the directions it fed get `isError`.
     pub fn leave(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
-        if self.peers.contains_key(&peer) {
-            self.remove(peer, ids, out);
-        }
+        self.core.remove(peer, ids, out);
     }
 
+    /// The peer is a member of the group.
     pub fn is_member(&self, peer: P) -> bool {
-        self.peers.get(&peer).is_some_and(|p| p.member)
+        self.core.is_member(peer)
     }
 
     /// Members in membership order.
     pub fn members(&self) -> &[P] {
-        &self.members
+        self.core.members()
     }
 
+    /// Connections attached under this key, members or not.
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.core.peer_count()
     }
 
     /// The route id of the peer's current binding, if bound.
     pub fn binding_id(&self, peer: P) -> Option<SignalingId> {
-        self.bindings.of(peer).map(|b| b.id)
+        self.core.binding_id(peer)
     }
 
     /// The member the peer is bound to, if bound.
     pub fn bound_member(&self, peer: P) -> Option<P> {
-        self.bindings.of(peer).map(|b| b.member)
-    }
-
-    fn identity(&self, peer: P) -> Option<Identity<P>> {
-        self.peers.get(&peer).map(|p| (peer, p.bound))
-    }
-
-    fn has_tried(&self, peer: P, member: P) -> bool {
-        let Some(member) = self.identity(member) else {
-            return false;
-        };
-        self.peers
-            .get(&peer)
-            .is_some_and(|p| p.tried.contains(&member))
+        self.core.bound_member(peer)
     }
 
     /// The decision of sigver 18.x on open and on `tryAnother`, in order:
@@ -301,16 +250,8 @@ impl<P: PeerKey> LegacyGroupState<P> {
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction<P>>,
     ) {
-        match self.members[..] {
-            [] => {
-                if self.make_member(peer, ids, out) {
-                    out.push(LegacyAction::IsFirst {
-                        to: peer,
-                        first: true,
-                    });
-                }
-                return;
-            }
+        match self.core.members()[..] {
+            [] => return self.become_first(peer, ids, out),
             [only] if only == peer => {
                 out.push(LegacyAction::IsFirst {
                     to: peer,
@@ -318,37 +259,25 @@ impl<P: PeerKey> LegacyGroupState<P> {
                 });
                 return;
             }
-            [only] if self.has_tried(peer, only) => {
-                return self.replace_blocking_member(only, peer, ids, out);
+            [only] if self.core.has_tried(peer, only) => {
+                // The lone member could not be reached: the peer takes its
+                // place (no limit: the count is unchanged). sigver 18 closes
+                // it first, so its notices (an `isError` to the peer, among
+                // others) go out before the peer's `isFirst: true`.
+                self.core.replace_blocking(only, peer, (), ids, out);
+                out.push(LegacyAction::IsFirst {
+                    to: peer,
+                    first: true,
+                });
+                return;
             }
             _ => {}
         }
-        let candidates: Vec<(P, Identity<P>, bool)> = self
-            .members
-            .iter()
-            .filter(|&&m| m != peer)
-            .filter_map(|&m| Some((m, self.identity(m)?, false)))
-            .collect();
-        let mut tried = self
-            .peers
-            .get_mut(&peer)
-            .map(|p| std::mem::take(&mut p.tried))
-            .unwrap_or_default();
-        // A member that left or has been rebound since can never match
-        // again: forgetting it keeps the list no longer than the member list
-        // without changing any choice.
-        tried.retain(|t| candidates.iter().any(|(_, identity, _)| identity == t));
-        let chosen = choose_member(candidates.iter().copied(), &mut tried);
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.tried = tried;
-        }
-        match chosen {
-            Some(member) => {
-                self.bindings.bind(peer, member, ids);
-                let member = self.identity(member);
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.bound += 1;
-                    p.tried.extend(member);
+        self.forget_unreachable_tries(peer);
+        match self.core.bind_to_untried(peer, ids) {
+            Some(_) => {
+                if let Some(record) = self.core.record_mut(peer) {
+                    record.extra += 1;
                 }
                 out.push(LegacyAction::IsFirst {
                     to: peer,
@@ -357,79 +286,34 @@ impl<P: PeerKey> LegacyGroupState<P> {
             }
             // Unreachable (the group has a member other than the peer); were
             // it reached, the peer would be alone: first, as for no group.
-            None => {
-                if self.make_member(peer, ids, out) {
-                    out.push(LegacyAction::IsFirst {
-                        to: peer,
-                        first: true,
-                    });
-                }
-            }
+            None => self.become_first(peer, ids, out),
         }
     }
 
-    /// The lone member could not be reached: the peer takes its place (the
-    /// member count is unchanged, so no limit applies) and it is closed.
-    /// sigver 18 closes it first, so its notices (an `isError` to the peer,
-    /// among others) go out before the peer's `isFirst: true`.
-    fn replace_blocking_member(
+    /// The peer is the group's first member (unless the limit refuses it)
+    /// and is told so.
+    fn become_first(
         &mut self,
-        blocking: P,
         peer: P,
         ids: &mut impl SignalingIds,
         out: &mut Vec<LegacyAction<P>>,
     ) {
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.member = true;
-            self.members.push(peer);
-        }
-        self.remove(blocking, ids, out);
-        out.push(LegacyAction::Close {
-            to: blocking,
-            error: SigverError::BlockingMember,
-        });
-        out.push(LegacyAction::IsFirst {
-            to: peer,
-            first: true,
-        });
-    }
-
-    /// Makes the peer a member unless the group is full, in which case the
-    /// peer is removed and closed. Returns whether it is a member.
-    fn make_member(
-        &mut self,
-        peer: P,
-        ids: &mut impl SignalingIds,
-        out: &mut Vec<LegacyAction<P>>,
-    ) -> bool {
-        if self.is_member(peer) {
-            return true;
-        }
-        if self.members.len() >= self.limits.max_members {
-            self.remove(peer, ids, out);
-            out.push(LegacyAction::Close {
+        if self.core.admit(peer, (), ids, out) {
+            out.push(LegacyAction::IsFirst {
                 to: peer,
-                error: SigverError::Refused(Refusal::RoomFull(self.limits.max_members)),
+                first: true,
             });
-            return false;
         }
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return false;
-        };
-        p.member = true;
-        self.members.push(peer);
-        true
     }
 
-    /// Removes a peer: the peers on the other side of the directions it fed
-    /// get `isError` (see [`Bindings::depart`]).
-    fn remove(&mut self, peer: P, ids: &mut impl SignalingIds, out: &mut Vec<LegacyAction<P>>) {
-        self.members.retain(|&m| m != peer);
-        self.peers.remove(&peer);
-        for leg in self.bindings.depart(peer, ids) {
-            if self.peers.contains_key(&leg.to) {
-                out.push(relay(leg, Payload::IsError));
-            }
+    /// A member that left or has been rebound since the peer tried it can
+    /// never match again: forgetting it keeps the tried list no longer than
+    /// the member list without changing any choice.
+    fn forget_unreachable_tries(&mut self, peer: P) {
+        let members = self.core.members().iter().filter(|&&m| m != peer);
+        let reachable: Vec<Identity<P>> = members.filter_map(|&m| self.core.tried_key(m)).collect();
+        if let Some(record) = self.core.record_mut(peer) {
+            record.tried.retain(|t| reachable.contains(t));
         }
     }
 }
@@ -437,51 +321,59 @@ impl<P: PeerKey> LegacyGroupState<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sigver::bindings::SeqIds;
+    use crate::error::Refusal;
+    use crate::sigver::testkit::{self, Said, SeqIds, UnderTest};
+    use bytes::Bytes;
     use std::collections::HashSet;
 
-    #[derive(Default)]
-    struct Fixture {
-        g: LegacyGroupState,
-        ids: SeqIds,
+    impl Said for LegacyAction {
+        fn to(&self) -> PeerId {
+            match self {
+                LegacyAction::IsFirst { to, .. }
+                | LegacyAction::Content { to, .. }
+                | LegacyAction::Close { to, .. } => *to,
+            }
+        }
+        fn answer(&self) -> Option<bool> {
+            match self {
+                LegacyAction::IsFirst { first, .. } => Some(*first),
+                _ => None,
+            }
+        }
+        fn is_close(&self) -> bool {
+            matches!(self, LegacyAction::Close { .. })
+        }
     }
+
+    impl UnderTest for LegacyGroupState {
+        fn core(&self) -> &GroupCore<PeerId, Self> {
+            &self.core
+        }
+        fn leave(&mut self, peer: PeerId, ids: &mut SeqIds, out: &mut Vec<LegacyAction>) {
+            LegacyGroupState::leave(self, peer, ids, out);
+        }
+    }
+
+    type Fixture = testkit::Fixture<LegacyGroupState>;
 
     impl Fixture {
         fn with_limit(max_members: usize) -> Self {
-            Self {
-                g: LegacyGroupState::new(GroupLimits { max_members }),
-                ids: SeqIds::default(),
-            }
+            Fixture::new(LegacyGroupState::new(GroupLimits { max_members }))
         }
         fn open(&mut self, peer: PeerId) -> Vec<LegacyAction> {
-            let mut out = Vec::new();
-            self.g.attach(peer, &mut self.ids, &mut out);
-            out
+            self.run(|g, ids, out| g.attach(peer, ids, out))
         }
         fn stable(&mut self, peer: PeerId) -> Vec<LegacyAction> {
-            let mut out = Vec::new();
-            self.g.stable(peer, &mut self.ids, &mut out);
-            out
+            self.run(|g, ids, out| g.stable(peer, ids, out))
         }
         fn try_another(&mut self, peer: PeerId) -> Vec<LegacyAction> {
-            let mut out = Vec::new();
-            self.g.try_another(peer, &mut self.ids, &mut out);
-            out
+            self.run(|g, ids, out| g.try_another(peer, ids, out))
         }
         fn send(&mut self, peer: PeerId, id: u32, payload: Payload) -> Vec<LegacyAction> {
-            let mut out = Vec::new();
-            self.g.content(peer, id, payload, &mut self.ids, &mut out);
-            out
+            self.run(|g, ids, out| g.content(peer, id, payload, ids, out))
         }
         fn untyped(&mut self, peer: PeerId, id: u32) -> Vec<LegacyAction> {
-            let mut out = Vec::new();
-            self.g.untyped_content(peer, id, &mut self.ids, &mut out);
-            out
-        }
-        fn leave(&mut self, peer: PeerId) -> Vec<LegacyAction> {
-            let mut out = Vec::new();
-            self.g.leave(peer, &mut self.ids, &mut out);
-            out
+            self.run(|g, ids, out| g.untyped_content(peer, id, ids, out))
         }
         /// Opens `peer` as a member (bound first if the group exists).
         fn member(&mut self, peer: PeerId) {
@@ -951,6 +843,7 @@ mod tests {
 
     mod properties {
         use super::*;
+        use crate::sigver::testkit::{Event, Model};
         use proptest::prelude::*;
 
         /// Peers are named by slot; a slot opened again is a new connection
@@ -987,17 +880,9 @@ mod tests {
             }
         }
 
-        fn target(a: &LegacyAction) -> PeerId {
-            match a {
-                LegacyAction::IsFirst { to, .. }
-                | LegacyAction::Content { to, .. }
-                | LegacyAction::Close { to, .. } => *to,
-            }
-        }
-
         /// Half the time a route id that is live, else a raw small one.
         fn route_id(g: &LegacyGroupState, r: u8) -> u32 {
-            let mut routes: Vec<_> = g.bindings.routes().map(|(id, _)| id).collect();
+            let mut routes: Vec<_> = g.core.bindings().routes().map(|(id, _)| id).collect();
             routes.sort_unstable();
             if r < 6 && !routes.is_empty() {
                 routes[r as usize % routes.len()]
@@ -1008,36 +893,40 @@ mod tests {
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
+            /// The shared invariants (see `testkit`), and sigver 18.x's own:
+            /// `stable` makes a member and is not answered, content and a
+            /// `content` with no type follow a model of the subscriptions,
+            /// and what is left of a departed peer's bindings is what it
+            /// did not feed.
             #[test]
             fn random_sequences_keep_the_group_consistent(ops in prop::collection::vec(op(), 1..80)) {
                 let mut f = Fixture::with_limit(4);
-                let mut alive: HashSet<PeerId> = HashSet::new();
+                let mut model = Model::default();
                 let mut slots: [PeerId; 6] = [0, 1, 2, 3, 4, 5];
                 let mut next_peer: PeerId = 6;
                 for op in ops {
-                    let (asked, actions) = match op {
+                    match op {
                         Op::Open(slot) => {
                             let slot = usize::from(slot);
-                            if !alive.contains(&slots[slot]) {
+                            if !model.is_alive(slots[slot]) {
                                 slots[slot] = next_peer;
                                 next_peer += 1;
                             }
                             let p = slots[slot];
-                            let fresh = alive.insert(p);
-                            (fresh.then_some(p), f.open(p))
+                            model.step(&mut f, Event::Open { peer: p, answered: true }, |g, ids, out| g.attach(p, ids, out))?;
                         }
                         Op::Stable(slot) => {
                             let p = slots[usize::from(slot)];
-                            let actions = f.stable(p);
-                            if alive.contains(&p) && !actions.iter().any(|a| matches!(a, LegacyAction::Close { to, .. } if *to == p)) {
+                            let alive = model.is_alive(p);
+                            let actions = model.step(&mut f, Event::Frame(p), |g, ids, out| g.stable(p, ids, out))?;
+                            if alive && !actions.iter().any(|a| matches!(a, LegacyAction::Close { to, .. } if *to == p)) {
                                 prop_assert!(f.g.is_member(p), "stable makes a member");
                             }
                             prop_assert!(!actions.iter().any(|a| matches!(a, LegacyAction::IsFirst { .. })), "stable is not answered");
-                            (None, actions)
                         }
                         Op::TryAnother(slot) => {
                             let p = slots[usize::from(slot)];
-                            (alive.contains(&p).then_some(p), f.try_another(p))
+                            model.step(&mut f, Event::Request(p), |g, ids, out| g.try_another(p, ids, out))?;
                         }
                         Op::Send(slot, r, k) => {
                             let id = route_id(&f.g, r);
@@ -1046,100 +935,55 @@ mod tests {
                             // `id` (if that direction is open), else up to
                             // its member (if open), else nowhere; and only
                             // to a peer still there.
-                            let own_joiner = f.g.bindings.joiner_of(id).filter(|&j| {
-                                id != 0 && f.g.bindings.of(j).is_some_and(|b| b.member == p)
+                            let bindings = f.g.core.bindings();
+                            let own_joiner = bindings.joiner_of(id).filter(|&j| {
+                                id != 0 && bindings.of(j).is_some_and(|b| b.member == p)
                             });
                             let expected = match own_joiner {
-                                Some(j) => f.g.bindings.of(j).filter(|b| b.downstream_open).map(|_| (j, 0)),
-                                None => f.g.bindings.of(p).filter(|b| b.upstream_open).map(|b| (b.member, b.id)),
+                                Some(j) => bindings.of(j).filter(|b| b.downstream_open).map(|_| (j, 0)),
+                                None => bindings.of(p).filter(|b| b.upstream_open).map(|b| (b.member, b.id)),
                             };
                             let expected: Vec<_> = expected
                                 .into_iter()
-                                .filter(|(to, _)| alive.contains(&p) && alive.contains(to))
+                                .filter(|(to, _)| model.is_alive(p) && model.is_alive(*to))
                                 .map(|(to, id)| LegacyAction::Content { to, id, payload: payload(k) })
                                 .collect();
-                            let actions = f.send(p, id, payload(k));
+                            let actions = model.step(&mut f, Event::Frame(p), |g, ids, out| g.content(p, id, payload(k), ids, out))?;
                             prop_assert_eq!(&actions, &expected);
-                            (None, actions)
                         }
                         Op::Untyped(slot, r) => {
                             let id = route_id(&f.g, r);
                             let p = slots[usize::from(slot)];
                             // The model: the open directions that see it,
                             // the older naming the reason.
-                            let up = f.g.bindings.of(p).filter(|b| b.upstream_open).map(|b| (b.order, untyped_from_joiner(b.id)));
-                            let down = f.g.bindings.joiner_of(id)
+                            let bindings = f.g.core.bindings();
+                            let up = bindings.of(p).filter(|b| b.upstream_open).map(|b| (b.order, untyped_from_joiner(b.id)));
+                            let down = bindings.joiner_of(id)
                                 .filter(|_| id != 0)
-                                .and_then(|j| f.g.bindings.of(j))
+                                .and_then(|j| bindings.of(j))
                                 .filter(|b| b.member == p && b.downstream_open)
                                 .map(|b| (b.order, SigverError::BadMessage(UNTYPED_FROM_MEMBER.into())));
                             let expected = up.into_iter().chain(down).min_by_key(|(order, _)| *order)
-                                .filter(|_| alive.contains(&p))
+                                .filter(|_| model.is_alive(p))
                                 .map(|(_, error)| LegacyAction::Close { to: p, error });
-                            let actions = f.untyped(p, id);
+                            let actions = model.step(&mut f, Event::Frame(p), |g, ids, out| g.untyped_content(p, id, ids, out))?;
                             prop_assert_eq!(actions.last().filter(|a| matches!(a, LegacyAction::Close { .. })), expected.as_ref());
-                            (None, actions)
                         }
                         Op::Leave(slot) => {
                             let p = slots[usize::from(slot)];
-                            alive.remove(&p);
-                            (None, f.leave(p))
-                        }
-                    };
-                    if let Some(p) = asked {
-                        let answers: Vec<_> = actions.iter().filter(|a| matches!(a, LegacyAction::IsFirst { to, .. } if *to == p)).collect();
-                        let refused = actions.iter().any(|a| matches!(a, LegacyAction::Close { to, .. } if *to == p));
-                        prop_assert_eq!(answers.len() + usize::from(refused), 1, "one answer (or a refusal) per open/tryAnother: {:?}", actions);
-                        if let [LegacyAction::IsFirst { first, .. }] = answers[..] {
-                            if *first {
-                                prop_assert!(f.g.is_member(p), "isFirst true: a member");
-                            } else {
-                                let m = f.g.bound_member(p);
-                                prop_assert!(m.is_some_and(|m| m != p && f.g.is_member(m)), "isFirst false: bound to another member");
-                            }
+                            model.step(&mut f, Event::Gone(p), |g, ids, out| g.leave(p, ids, out))?;
                         }
                     }
-                    for a in &actions {
-                        prop_assert!(alive.contains(&target(a)), "action for a departed peer: {:?}", a);
-                        if let LegacyAction::Close { to, .. } = a {
-                            alive.remove(to);
-                        }
-                    }
-                    // Invariants.
-                    let members: HashSet<_> = f.g.members.iter().copied().collect();
-                    prop_assert_eq!(members.len(), f.g.members.len(), "members unique");
-                    prop_assert!(f.g.members.len() <= 4, "member limit");
-                    for m in &f.g.members {
-                        prop_assert!(f.g.is_member(*m));
-                        prop_assert!(alive.contains(m));
-                    }
-                    prop_assert_eq!(f.g.peers.len(), alive.len(), "state holds exactly the live peers");
-                    let routes: Vec<_> = f.g.bindings.routes().collect();
-                    prop_assert_eq!(routes.len(), f.ids.live.len(), "route ids held = bindings");
-                    let mut bound_to: HashSet<PeerId> = HashSet::new();
-                    for &(id, joiner) in &routes {
-                        let b = f.g.bindings.of(joiner).expect("route has a binding");
-                        prop_assert_eq!(b.id, id);
-                        prop_assert!(b.member != joiner, "never bound to itself");
-                        prop_assert!(f.g.bindings.joiners_of(b.member).contains(&id));
+                    let bindings = f.g.core.bindings();
+                    for (_, joiner) in bindings.routes() {
+                        let b = bindings.of(joiner).expect("route has a binding");
                         prop_assert!(!b.finished(), "finished bindings are forgotten");
-                        prop_assert!(alive.contains(&joiner) || !b.upstream_open, "what a departed joiner fed has ended");
-                        prop_assert!(alive.contains(&b.member) || !b.downstream_open, "what a departed member fed has ended");
-                        prop_assert!(alive.contains(&joiner) || alive.contains(&b.member), "a binding needs one side alive");
-                        bound_to.insert(b.member);
-                    }
-                    let joiner_ids: usize = bound_to.iter().map(|&m| f.g.bindings.joiners_of(m).len()).sum();
-                    prop_assert_eq!(joiner_ids, routes.len());
-                    for p in f.g.peers.values() {
-                        let distinct: HashSet<_> = p.tried.iter().collect();
-                        prop_assert_eq!(distinct.len(), p.tried.len(), "no member tried twice in a round");
+                        prop_assert!(model.is_alive(joiner) || !b.upstream_open, "what a departed joiner fed has ended");
+                        prop_assert!(model.is_alive(b.member) || !b.downstream_open, "what a departed member fed has ended");
+                        prop_assert!(model.is_alive(joiner) || model.is_alive(b.member), "a binding needs one side alive");
                     }
                 }
-                // Everyone leaves: every route id comes back.
-                for p in alive.clone() {
-                    f.leave(p);
-                }
-                prop_assert!(f.ids.live.is_empty(), "ids released when all left");
+                model.everyone_leaves(&mut f)?;
             }
 
             #[test]
