@@ -3,10 +3,15 @@
 //!
 //! Server to client, every transport carries the same frames (`o`, `h`,
 //! `a[...]`, `c[code,"reason"]`); each transport only wraps them differently
-//! ([`Wrapping`]). Strings inside frames are JSON-quoted the way sockjs-node
-//! does it ([`quote`]): besides JSON's own escapes, characters that browsers
+//! (`Wrapping`). Strings inside frames are JSON-quoted the way sockjs-node
+//! does it (`quote`): besides JSON's own escapes, characters that browsers
 //! or proxies mangle are sent as lowercase `\uXXXX`. Client to server, the
 //! body is a JSON array of strings (or, on the WebSocket, a single string).
+//!
+//! About 400 lines of production code, over the usual 350: building frames
+//! and parsing payloads share the JSON string rules, and the property tests
+//! below exercise quoting, framing, wrapping and parsing together, so they
+//! stay in one file.
 
 use std::fmt::Write as _;
 

@@ -7,6 +7,10 @@
 //! A WebSocket session lives exactly as long as its connection and is never
 //! registered by id (two connections may share an id). One local task per
 //! connection moves frames between the socket and the app task.
+//!
+//! About 370 lines, slightly over the usual 350: the handshake refusals
+//! (sockjs-node's exact answers) sit beside the connection loop they guard;
+//! the plumbing shared with the gateway's sigver sessions is in [`crate::ws`].
 
 use std::sync::Arc;
 use std::time::Duration;
