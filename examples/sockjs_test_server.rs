@@ -62,8 +62,8 @@
 //! the host from `SOCKJS_HOST` (default 127.0.0.1). `RUST_LOG` sets the log
 //! filter (default `info`).
 
-use sigway::sockjs::Options;
-use sigway::sockjs::echo::{ProtocolTestServer, protocol_test_options};
+use sigway_sockjs::Options;
+use sigway_sockjs::echo::{ProtocolTestServer, protocol_test_options};
 
 fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()

@@ -9,18 +9,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sigway::sockjs::echo::SockjsTestServer;
-use sigway::sockjs::{Options, Server, SessionInfo, SessionLink, SockjsApp, SockjsSession};
+use sigway_sockjs::testing::BackgroundServer;
+use sigway_sockjs::{Options, Refusal, Server, SessionInfo, SessionLink, SockjsApp, SockjsSession};
 use sockjs_common::*;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Records every callback; echoes messages, after a short await so that
 /// ordering is tested against an app that yields; panics on "boom";
 /// on open sends `flood` messages (to overflow the queue when asked).
+/// Admission takes `admit_delay` and refuses with `refuse` when set.
 #[derive(Clone, Default)]
 struct RecordingApp {
     events: Arc<Mutex<Vec<String>>>,
     flood: usize,
+    admit_delay: Duration,
+    refuse: Option<Refusal>,
 }
 
 struct RecordingSession {
@@ -39,8 +42,17 @@ impl RecordingApp {
 }
 
 impl SockjsApp for RecordingApp {
+    type Ticket = ();
     type Session = RecordingSession;
-    fn open(&self, link: SessionLink, info: SessionInfo) -> RecordingSession {
+    async fn admit(&self, info: &SessionInfo) -> Result<(), Refusal> {
+        tokio::time::sleep(self.admit_delay).await;
+        Self::record(&self.events, format!("admit {}", info.transport));
+        match &self.refuse {
+            Some(refusal) => Err(refusal.clone()),
+            None => Ok(()),
+        }
+    }
+    fn open(&self, link: SessionLink, info: SessionInfo, (): ()) -> RecordingSession {
         Self::record(
             &self.events,
             format!("open {} {}", info.transport, info.remote.is_some()),
@@ -81,19 +93,20 @@ impl SockjsSession for RecordingSession {
     }
 }
 
-fn serve(app: RecordingApp, options: Options) -> SockjsTestServer {
+fn serve(app: RecordingApp, options: Options) -> BackgroundServer {
     let endpoint = Server::new(
         Options {
             prefix: "/app".into(),
             ..options
         },
         app,
+        tokio::sync::watch::channel(false).1,
     );
-    SockjsTestServer::start("127.0.0.1", 0, move |cfg| endpoint.configure(cfg))
+    BackgroundServer::serve("127.0.0.1", 0, move |cfg| endpoint.configure(cfg))
         .expect("server starts")
 }
 
-fn session(server: &SockjsTestServer) -> String {
+fn session(server: &BackgroundServer) -> String {
     server.http_url(&format!("/app/000/{:016x}", rand_id()))
 }
 
@@ -133,7 +146,10 @@ async fn messages_reach_the_app_in_order_and_a_failing_one_costs_only_itself() {
         .map(|m| format!("message {m}"))
         .collect();
     assert_eq!(messages, expected);
-    assert_eq!(app.events()[0], "open xhr-polling true");
+    assert_eq!(
+        app.events()[..2],
+        ["admit xhr-polling", "open xhr-polling true"]
+    );
     // The session still works after the failure.
     assert_eq!(
         post_text(&format!("{url}/xhr_send"), r#"["again"]"#)
@@ -178,7 +194,80 @@ async fn closing_the_websocket_closes_the_app_session() {
     wait_for(&app, "message hi").await;
     ws.close(None).await.expect("close");
     wait_for(&app, "close").await;
-    assert_eq!(app.events()[0], "open websocket true");
+    assert_eq!(
+        app.events()[..2],
+        ["admit websocket", "open websocket true"]
+    );
+}
+
+#[tokio::test]
+async fn admission_is_awaited_before_any_message_of_the_session_runs() {
+    let app = RecordingApp {
+        admit_delay: Duration::from_secs(1),
+        ..RecordingApp::default()
+    };
+    let server = serve(app.clone(), options());
+    let url = session(&server);
+    assert_eq!(post_text(&format!("{url}/xhr"), "").await.1, "o\n");
+    assert!(app.events().is_empty(), "admission still running");
+    // The send answers once the app handled the message, after admission.
+    assert_eq!(
+        post_text(&format!("{url}/xhr_send"), r#"["early"]"#)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.events(),
+        [
+            "admit xhr-polling",
+            "open xhr-polling true",
+            "message early"
+        ]
+    );
+    assert_eq!(
+        post_text(&format!("{url}/xhr"), "").await.1,
+        "a[\"early\"]\n"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_session_gets_the_refusal_after_its_open_frame_and_runs_nothing() {
+    let app = RecordingApp {
+        refuse: Some(Refusal::new(1013, "Too many connections")),
+        ..RecordingApp::default()
+    };
+    let server = serve(app.clone(), options());
+    let url = session(&server);
+    assert_eq!(post_text(&format!("{url}/xhr"), "").await.1, "o\n");
+    assert_eq!(
+        post_text(&format!("{url}/xhr_send"), r#"["ignored"]"#)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        post_text(&format!("{url}/xhr"), "").await.1,
+        "c[1013,\"Too many connections\"]\n"
+    );
+
+    let ws_url = server.ws_url(&format!("/app/000/{:016x}/websocket", rand_id()));
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(ws_url))
+        .await
+        .expect("in time")
+        .expect("handshake");
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Text(text))) => texts.push(text.to_string()),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+    assert_eq!(texts, ["o", "c[1013,\"Too many connections\"]"]);
+    assert_eq!(app.events(), ["admit xhr-polling", "admit websocket"]);
 }
 
 #[tokio::test]
@@ -218,17 +307,17 @@ async fn a_full_outbound_queue_closes_the_session() {
 #[tokio::test]
 async fn sessions_close_with_1001_when_the_server_shuts_down() {
     let app = RecordingApp::default();
+    let (shutdown, signal) = tokio::sync::watch::channel(false);
     let endpoint = Server::new(
         Options {
             prefix: "/app".into(),
             ..options()
         },
         app.clone(),
+        signal,
     );
-    let (shutdown, signal) = tokio::sync::watch::channel(false);
-    endpoint.shutdown_on(signal);
     let mounted = endpoint.clone();
-    let server = SockjsTestServer::start("127.0.0.1", 0, move |cfg| mounted.configure(cfg))
+    let server = BackgroundServer::serve("127.0.0.1", 0, move |cfg| mounted.configure(cfg))
         .expect("server starts");
 
     let url = session(&server);

@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sigway::sockjs::Options;
-use sigway::sockjs::echo::{ProtocolTestServer, protocol_test_options};
+use sigway_sockjs::Options;
+use sigway_sockjs::echo::{ProtocolTestServer, protocol_test_options};
 
 fn reference_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/sockjs")

@@ -7,7 +7,7 @@ mod sockjs_common;
 
 use std::time::Duration;
 
-use sigway::sockjs::Options;
+use sigway_sockjs::Options;
 use sockjs_common::*;
 
 fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> Option<&'h str> {

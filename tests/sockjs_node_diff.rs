@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use sigway::sockjs::Options;
-use sigway::sockjs::echo::{ProtocolTestServer, protocol_test_options};
+use sigway_sockjs::Options;
+use sigway_sockjs::echo::{ProtocolTestServer, protocol_test_options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

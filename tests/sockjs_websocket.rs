@@ -7,7 +7,7 @@ mod sockjs_common;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sigway::sockjs::Options;
+use sigway_sockjs::Options;
 use sockjs_common::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -52,7 +52,7 @@ async fn closed(ws: &mut Ws) -> Option<u16> {
     }
 }
 
-fn framed_url(server: &sigway::sockjs::echo::ProtocolTestServer, endpoint: &str) -> String {
+fn framed_url(server: &sigway_sockjs::echo::ProtocolTestServer, endpoint: &str) -> String {
     server.ws_url(&format!("{endpoint}/000/{:016x}/websocket", rand_id()))
 }
 
@@ -149,7 +149,7 @@ async fn an_unanswered_heartbeat_ping_ends_the_session() {
         server.addr()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
-    tokio::time::sleep(sigway::sockjs::PONG_WAIT).await;
+    tokio::time::sleep(sigway_sockjs::PONG_WAIT).await;
     // Then everything the server sent: the ping(s), and after the wait
     // the close frame sockjs-node sends in that case.
     let mut received = Vec::new();

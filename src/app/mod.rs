@@ -15,7 +15,6 @@ mod tls;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
@@ -152,50 +151,33 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     running.wait().await
 }
 
-/// A server on its own thread and actix system, for tests and tools.
+/// The gateway on its own thread and actix system, for tests and tools:
+/// `sigway_sockjs::testing::BackgroundServer` running [`start`], stopped
+/// as on SIGTERM (sessions told to close, then a graceful stop).
 pub struct BackgroundServer {
     pub addr: SocketAddr,
     pub tls: bool,
-    handle: ServerHandle,
-    shutdown: ShutdownTrigger,
-    thread: Option<std::thread::JoinHandle<()>>,
+    inner: sigway_sockjs::testing::BackgroundServer,
 }
 
 impl BackgroundServer {
     /// Starts `settings` (use port 0) and returns once it is listening.
     pub fn start(settings: Settings) -> io::Result<Self> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("sigway-server".into())
-            .spawn(move || {
-                let system = actix_web::rt::System::new();
-                system.block_on(async move {
-                    match start(settings) {
-                        Ok(running) => {
-                            let info = (
-                                running.addr,
-                                running.tls,
-                                running.handle.clone(),
-                                running.shutdown_trigger(),
-                            );
-                            let _ = ready_tx.send(Ok(info));
-                            let _ = running.server.await;
-                        }
-                        Err(err) => {
-                            let _ = ready_tx.send(Err(err));
-                        }
-                    }
-                });
-            })?;
-        let (addr, tls, handle, shutdown) = ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| io::Error::other("server did not start within 30 s"))??;
+        let tls = settings.tls_files().map_err(io::Error::other)?.is_some();
+        let inner = sigway_sockjs::testing::BackgroundServer::start("sigway-server", move || {
+            let running = start(settings)?;
+            let shutdown = running.shutdown_trigger();
+            Ok(sigway_sockjs::testing::Started {
+                addr: running.addr,
+                server: running.server,
+                before_stop: Some(Box::new(move || shutdown.fire())),
+                graceful: true,
+            })
+        })?;
         Ok(Self {
-            addr,
+            addr: inner.addr,
             tls,
-            handle,
-            shutdown,
-            thread: Some(thread),
+            inner,
         })
     }
 
@@ -210,33 +192,7 @@ impl BackgroundServer {
     }
 
     /// Graceful stop, as on SIGTERM; waits for the server thread.
-    pub fn stop(mut self) {
-        self.stop_inner();
-    }
-
-    fn stop_inner(&mut self) {
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        let (handle, shutdown) = (self.handle.clone(), self.shutdown.clone());
-        // The stop future only sends commands; a small runtime on a thread of
-        // its own drives it, so this also works when dropped inside a test's
-        // async runtime.
-        let stopper = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(Running::stop(&handle, &shutdown));
-            }
-        });
-        let _ = stopper.join();
-        let _ = thread.join();
-    }
-}
-
-impl Drop for BackgroundServer {
-    fn drop(&mut self) {
-        self.stop_inner();
+    pub fn stop(self) {
+        self.inner.stop();
     }
 }

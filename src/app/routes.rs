@@ -24,7 +24,7 @@ fn is_websocket_upgrade(ctx: &guard::GuardContext<'_>) -> bool {
 
 pub(super) fn routes(
     cfg: &mut web::ServiceConfig,
-    videre: &Arc<crate::sockjs::Server<crate::videre::VidereApp>>,
+    videre: &Arc<sigway_sockjs::Server<crate::videre::VidereApp>>,
 ) {
     videre.configure(cfg);
     cfg.service(

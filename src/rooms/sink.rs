@@ -9,47 +9,30 @@
 //! fires, and stops reading its socket while its credit is used up, so a
 //! client that floods a room is slowed down instead of growing the room's
 //! mailbox. Today a sink is local; in cluster mode a member on another node
-//! is reached through a forwarder with the same face.
+//! is reached through a forwarder with the same face. The outbox itself is
+//! `sigway_sockjs::Outbox`, the same bounded queue with an overflow alarm
+//! that a SockJS session's link is built on.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sigway_sockjs::{Outbox, OutboxError, OutboxReceiver};
 use tokio::sync::{Notify, mpsc};
+
+pub use sigway_sockjs::Overflow;
 
 /// The room's end of one member: push without waiting, give back credit.
 #[derive(Debug)]
 pub struct Sink<T> {
-    tx: mpsc::Sender<T>,
-    overflow: Arc<Overflow>,
+    outbox: Outbox<T>,
     in_flight: Arc<InFlight>,
 }
 
 impl<T> Clone for Sink<T> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
-            overflow: self.overflow.clone(),
+            outbox: self.outbox.clone(),
             in_flight: self.in_flight.clone(),
-        }
-    }
-}
-
-/// Raised when a push finds the outbox full; the member's end waits on it.
-#[derive(Debug, Default)]
-pub struct Overflow {
-    raised: AtomicBool,
-    notify: Notify,
-}
-
-impl Overflow {
-    /// Resolves once a push found the outbox full (at once if one did).
-    pub async fn raised(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.raised.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
         }
     }
 }
@@ -65,6 +48,15 @@ pub enum SinkError {
     Closed,
 }
 
+impl From<OutboxError> for SinkError {
+    fn from(error: OutboxError) -> Self {
+        match error {
+            OutboxError::Full => SinkError::Full,
+            OutboxError::Closed => SinkError::Closed,
+        }
+    }
+}
+
 /// The member's end: its outbox, the overflow alarm and its credit.
 #[derive(Debug)]
 pub struct SinkReceiver<T> {
@@ -77,18 +69,16 @@ impl<T> Sink<T> {
     /// A sink whose outbox holds `capacity` items; a quarter of it (at most
     /// 64) bounds the member's events in flight to its room.
     pub fn new(capacity: usize) -> (Self, SinkReceiver<T>) {
-        let (tx, outbox) = mpsc::channel(capacity.max(1));
-        let overflow = Arc::new(Overflow::default());
+        let (outbox, OutboxReceiver { queue, overflow }) = Outbox::new(capacity);
         let in_flight = Arc::new(InFlight::for_outbox(capacity));
         let sink = Self {
-            tx,
-            overflow: overflow.clone(),
+            outbox,
             in_flight: in_flight.clone(),
         };
         (
             sink,
             SinkReceiver {
-                outbox,
+                outbox: queue,
                 overflow,
                 in_flight,
             },
@@ -98,15 +88,7 @@ impl<T> Sink<T> {
     /// Queues `item` without waiting. On a full outbox the member is told
     /// to close (once) and the item is dropped.
     pub fn push(&self, item: T) -> Result<(), SinkError> {
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.raised.store(true, Ordering::Release);
-                self.overflow.notify.notify_one();
-                Err(SinkError::Full)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SinkError::Closed),
-        }
+        Ok(self.outbox.push(item)?)
     }
 
     /// The room handled one event this member sent.

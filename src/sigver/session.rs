@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
+use sigway_sockjs::ws::{self, ReadFailure};
 use tokio::time::timeout;
 use tracing::Instrument;
 
@@ -122,25 +123,25 @@ pub async fn run<D: Dialect>(
     tokio::pin!(beat);
     let mut shutdown = services.shutdown.clone();
 
-    let ending: Ending = loop {
+    let ending: ws::Ending<Close> = loop {
         // Read the socket only while the group keeps up and our own queue
         // has room for what the group may answer.
         let group_keeps_up = in_flight.has_room();
         let readable = group_keeps_up && outbound.len() < queue.div_ceil(2);
         tokio::select! {
             biased;
-            _ = shutdown.wait() => break Ending::Close(Close::going_away()),
+            _ = shutdown.wait() => break ws::Ending::Server(Close::going_away()),
             _ = overflow.raised() => {
-                break Ending::Error(SigverError::SendFailed("client does not read: outbound queue full".into()));
+                break failed::<D>(SigverError::SendFailed("client does not read: outbound queue full".into()), stats);
             }
             out = outbound.recv() => match out {
                 Some(Outbound::Frame(frame)) => {
                     if !matches!(timeout(send_stall, session.binary(frame)).await, Ok(Ok(()))) {
-                        break Ending::Dropped;
+                        break ws::Ending::Gone;
                     }
                 }
-                Some(Outbound::Close(error)) => break Ending::Error(error),
-                None => break Ending::Dropped,
+                Some(Outbound::Close(error)) => break failed::<D>(error, stats),
+                None => break ws::Ending::Gone,
             },
             _ = in_flight.drained(), if !group_keeps_up => {}
             message = stream.recv(), if readable => match message {
@@ -155,28 +156,29 @@ pub async fn run<D: Dialect>(
                             D::tell(&group, event);
                         }
                         Ok(Heard::Ignored) => {}
-                        Err(error) => break Ending::Error(error),
+                        Err(error) => break failed::<D>(error, stats),
                     }
                 }
                 Some(Ok(AggregatedMessage::Text(_))) => {
-                    break Ending::Error(SigverError::BadMessage("text frames are not sigver messages".into()));
+                    break failed::<D>(SigverError::BadMessage("text frames are not sigver messages".into()), stats);
                 }
                 Some(Ok(AggregatedMessage::Ping(payload))) => {
                     let _ = session.pong(&payload).await;
                 }
                 Some(Ok(AggregatedMessage::Pong(_))) => {}
-                Some(Ok(AggregatedMessage::Close(_))) | None => break Ending::ClientClosed,
-                Some(Err(error)) => break read_failure(error, max_frame),
+                // Answered with an empty close frame, as sigver does.
+                Some(Ok(AggregatedMessage::Close(_))) | None => break ws::Ending::ClientClosed(None),
+                Some(Err(error)) => break read_failed::<D>(error, max_frame, stats),
             },
             _ = &mut beat => {
                 let verdict = heartbeat.on_deadline(std::time::Instant::now());
                 beat.as_mut().reset(heartbeat.deadline().into());
                 match verdict {
-                    Some(Beat::Expired) => break Ending::Error(SigverError::HeartbeatMissed),
+                    Some(Beat::Expired) => break failed::<D>(SigverError::HeartbeatMissed, stats),
                     Some(Beat::Send)
                         if !matches!(timeout(send_stall, session.binary(D::heartbeat())).await, Ok(Ok(()))) =>
                     {
-                        break Ending::Dropped;
+                        break ws::Ending::Gone;
                     }
                     _ => {}
                 }
@@ -186,59 +188,43 @@ pub async fn run<D: Dialect>(
 
     group.tell(Leave { peer });
     let close = match ending {
-        Ending::Error(error) => {
-            if matches!(
-                error,
-                SigverError::BadMessage(_) | SigverError::FrameTooLarge(_)
-            ) {
-                Stats::count(&stats.protocol_errors);
-            }
-            tracing::info!(%error, "closing sigver peer");
-            Some(error.close(D::DIALECT))
-        }
-        Ending::Close(close) => Some(close),
-        Ending::ClientClosed => None,
-        Ending::Dropped => {
+        ws::Ending::Server(close) => Some(crate::error::ws_close(&close)),
+        ws::Ending::ClientClosed(reason) => reason,
+        ws::Ending::Gone => {
             tracing::debug!("sigver peer dropped");
             return;
         }
     };
-    let _ = timeout(
-        Duration::from_secs(1),
-        session.close(close.map(|c| crate::error::ws_close(&c))),
-    )
-    .await;
+    ws::finish(session, close).await;
 }
 
-enum Ending {
-    /// Close with this protocol error's code.
-    Error(SigverError),
-    /// Close with a fixed code (shutdown).
-    Close(Close),
-    /// The client closed: answer its close frame.
-    ClientClosed,
-    /// The socket is unusable: just let it go.
-    Dropped,
+/// The session ends on `error`: counted when the client broke the
+/// protocol, logged, and closed with the dialect's code for it.
+fn failed<D: Dialect>(error: SigverError, stats: &Stats) -> ws::Ending<Close> {
+    if matches!(
+        error,
+        SigverError::BadMessage(_) | SigverError::FrameTooLarge(_)
+    ) {
+        Stats::count(&stats.protocol_errors);
+    }
+    tracing::info!(%error, "closing sigver peer");
+    ws::Ending::Server(error.close(D::DIALECT))
 }
 
 /// Why reading the socket failed: the transport went away (a closed tab
 /// ends without a close frame), or the client broke the WebSocket protocol.
-fn read_failure(error: ProtocolError, max_frame: usize) -> Ending {
-    match &error {
-        ProtocolError::Overflow => Ending::Error(SigverError::FrameTooLarge(max_frame)),
-        ProtocolError::Io(io)
-            if io
-                .get_ref()
-                .is_some_and(|e| e.is::<actix_web::error::PayloadError>()) =>
-        {
-            Ending::Dropped
-        }
-        ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
-            Ending::Error(SigverError::FrameTooLarge(max_frame))
-        }
-        _ => Ending::Error(SigverError::BadMessage(
-            format!("invalid WebSocket frame: {error}").into(),
-        )),
+fn read_failed<D: Dialect>(
+    error: ProtocolError,
+    max_frame: usize,
+    stats: &Stats,
+) -> ws::Ending<Close> {
+    match ws::read_failure(&error) {
+        ReadFailure::Gone => ws::Ending::Gone,
+        ReadFailure::TooBig => failed::<D>(SigverError::FrameTooLarge(max_frame), stats),
+        ReadFailure::Invalid => failed::<D>(
+            SigverError::BadMessage(format!("invalid WebSocket frame: {error}").into()),
+            stats,
+        ),
     }
 }
 
@@ -249,9 +235,5 @@ async fn refuse(session: Session, error: &SigverError, dialect: SigverDialect, s
     } else {
         tracing::info!(%error, "sigver connection refused");
     }
-    let _ = timeout(
-        Duration::from_secs(1),
-        session.close(Some(crate::error::ws_close(&error.close(dialect)))),
-    )
-    .await;
+    ws::finish(session, Some(crate::error::ws_close(&error.close(dialect)))).await;
 }

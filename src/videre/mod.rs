@@ -4,8 +4,11 @@
 //! session's rooms (both pure, from `sigway_core::videre`), [`room`] is the
 //! actor that applies a room's rules, [`session`] maps one SockJS session's
 //! messages onto rooms. [`VidereApp`] is what the SockJS layer mounts under
-//! the configured prefix (`/echo`): every session it opens becomes a
-//! [`VidereSession`].
+//! the configured prefix (`/echo`): it admits each session under the
+//! connection limits before any of its packets runs (the session then owns
+//! its [`Ticket`]), and every session it opens becomes a [`VidereSession`].
+//! [`sockjs_options`] maps the gateway's settings onto the SockJS layer's
+//! options.
 
 pub mod room;
 pub mod session;
@@ -14,50 +17,90 @@ pub use sigway_core::videre::{memberships, packet};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use actix_web::web;
+use sigway_sockjs::{Refusal, SessionInfo, SessionLink, SockjsApp};
 
+use crate::config::Settings;
+use crate::rooms::Ticket;
 use crate::services::Services;
-use crate::sockjs::{self, SessionInfo, SessionLink, SockjsApp};
 
 pub use room::VidereRoom;
 pub use session::VidereSession;
 
 /// The SockJS application serving videre packets.
 pub struct VidereApp {
+    /// What sessions reach rooms, settings and counters through.
     pub services: web::Data<Services>,
 }
 
 impl SockjsApp for VidereApp {
+    /// The session's place under the connection limits.
+    type Ticket = Ticket;
     type Session = VidereSession;
 
     /// Takes the session's place under the connection limits (in all and
-    /// per address) before any of its packets runs; a refused session is
-    /// closed with the refusal's code and reason and its packets ignored.
-    fn open(&self, link: SessionLink, info: SessionInfo) -> VidereSession {
-        let ticket = match self.services.rooms.admit(info.remote.map(|addr| addr.ip())) {
-            Ok(ticket) => Some(ticket),
-            Err(refusal) => {
+    /// per address); the SockJS layer awaits this before any packet of the
+    /// session runs. A refused session is closed with the refusal's code
+    /// and reason.
+    async fn admit(&self, info: &SessionInfo) -> Result<Ticket, Refusal> {
+        self.services
+            .rooms
+            .admit(info.remote.map(|addr| addr.ip()))
+            .map_err(|refusal| {
                 self.services.stats.refusals.fetch_add(1, Relaxed);
                 tracing::warn!(session = %info.id, "videre session refused: {refusal}");
                 let close = refusal.close();
-                link.close(close.code, &close.reason);
-                None
-            }
-        };
+                Refusal::new(close.code, close.reason)
+            })
+    }
+
+    fn open(&self, link: SessionLink, info: SessionInfo, ticket: Ticket) -> VidereSession {
         VidereSession::new(link, info, self.services.clone(), ticket)
     }
 }
 
-/// The videre SockJS endpoint, built once and shared by every worker.
-pub fn endpoint(services: &web::Data<Services>) -> Arc<sockjs::Server<VidereApp>> {
-    let server = sockjs::Server::new(
-        sockjs::Options::from_settings(&services.settings),
+/// The SockJS options the gateway's settings describe.
+pub fn sockjs_options(settings: &Settings) -> sigway_sockjs::Options {
+    let s = &settings.sockjs;
+    sigway_sockjs::Options {
+        prefix: s.prefix.clone(),
+        websocket: s.websocket,
+        cookie_needed: s.jsessionid,
+        heartbeat: Duration::from_millis(s.heartbeat_ms),
+        disconnect_delay: Duration::from_millis(s.disconnect_delay_ms),
+        response_limit: s.response_limit,
+        client_url: s.client_url.clone(),
+        max_message_bytes: settings.limits.max_frame_bytes,
+        outbound_queue: settings.limits.outbound_queue,
+    }
+}
+
+/// The videre SockJS endpoint, built once and shared by every worker. On
+/// shutdown every SockJS session closes with 1001, like sigver peers.
+pub fn endpoint(services: &web::Data<Services>) -> Arc<sigway_sockjs::Server<VidereApp>> {
+    sigway_sockjs::Server::new(
+        sockjs_options(&services.settings),
         VidereApp {
             services: services.clone(),
         },
-    );
-    // On shutdown every SockJS session closes with 1001, like sigver peers.
-    server.shutdown_on(services.shutdown.watch());
-    server
+        services.shutdown.watch(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_give_sockjs_node_s_defaults() {
+        let from_settings = sockjs_options(&Settings::default());
+        let defaults = sigway_sockjs::Options::default();
+        assert_eq!(
+            format!("{from_settings:?}"),
+            format!("{defaults:?}"),
+            "the gateway's defaults are the SockJS crate's"
+        );
+    }
 }

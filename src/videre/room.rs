@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 use crate::error::VidereError;
 use crate::observe::Stats;
 use crate::rooms::{Attach, InFlight, MemberId, Occupancy, Room, RoomHome};
-use crate::sockjs::SessionLink;
 use sigway_core::videre::packet::Packet;
 use sigway_core::videre::room::RoomCore;
+use sigway_sockjs::SessionLink;
 
 /// What a session hands the room when it joins.
 pub struct Joiner {

@@ -21,8 +21,8 @@ use tokio::sync::oneshot;
 use crate::error::{Refusal, VidereError};
 use crate::rooms::{InFlight, MemberId, RoomRef, Ticket};
 use crate::services::Services;
-use crate::sockjs::{SessionInfo, SessionLink, SockjsSession};
 use sigway_core::videre::memberships::{Membership, Memberships, Target};
+use sigway_sockjs::{SessionInfo, SessionLink, SockjsSession};
 
 use super::packet::{self, Event, Packet};
 use super::room::{Broadcast, Joiner, Leave, Ping, VidereRoom};
@@ -36,18 +36,18 @@ pub struct VidereSession {
     rooms: Memberships<RoomRef<VidereRoom>>,
     /// Events handed to rooms and not yet handled.
     credit: Arc<InFlight>,
-    /// This session's place under the connection limits; `None`: refused,
-    /// its packets are ignored (it has been told to close).
-    ticket: Option<Ticket>,
+    /// This session's place under the connection limits: held as long as
+    /// the session lives (the SockJS layer admitted it before opening it).
+    _ticket: Ticket,
 }
 
 impl VidereSession {
-    /// A session that holds `ticket` (or was refused one and is closing).
+    /// An admitted session, holding its `ticket`.
     pub fn new(
         link: SessionLink,
         info: SessionInfo,
         services: web::Data<Services>,
-        ticket: Option<Ticket>,
+        ticket: Ticket,
     ) -> Self {
         let id = services.rooms.member_id();
         let remote = info.remote.map(|addr| addr.to_string()).unwrap_or_default();
@@ -62,7 +62,7 @@ impl VidereSession {
             services,
             rooms: Memberships::default(),
             credit,
-            ticket,
+            _ticket: ticket,
         }
     }
 
@@ -191,9 +191,6 @@ fn preview(text: &str) -> &str {
 
 impl SockjsSession for VidereSession {
     async fn on_message(&mut self, text: String) {
-        if self.ticket.is_none() {
-            return;
-        }
         let bytes = text.len();
         self.services.stats.received(bytes);
         let max = self.services.settings.limits.max_frame_bytes;
@@ -223,7 +220,6 @@ impl SockjsSession for VidereSession {
     async fn on_close(&mut self) {
         tracing::debug!(session = %self.info.id, transport = self.info.transport, rooms = self.rooms.len(), "videre session closed");
         self.leave_all();
-        self.ticket = None;
     }
 }
 
@@ -237,7 +233,7 @@ mod tests {
         use crate::observe::Stats;
         use crate::rooms::Rooms;
         use crate::shutdown::ShutdownTrigger;
-        use crate::sockjs::Outgoing;
+        use sigway_sockjs::Outgoing;
         use std::time::Duration;
         use tokio::sync::mpsc;
 
@@ -262,7 +258,12 @@ mod tests {
                 transport: "test",
             };
             (
-                VidereSession::new(link, info, shared.clone(), shared.rooms.admit(None).ok()),
+                VidereSession::new(
+                    link,
+                    info,
+                    shared.clone(),
+                    shared.rooms.admit(None).expect("a place"),
+                ),
                 rx,
             )
         }

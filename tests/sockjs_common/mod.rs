@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sigway::sockjs::Options;
-use sigway::sockjs::echo::ProtocolTestServer;
+use sigway_sockjs::Options;
+use sigway_sockjs::echo::ProtocolTestServer;
 
 /// Longest wait for anything the server should send promptly.
 pub const WAIT: Duration = Duration::from_secs(5);

@@ -12,7 +12,7 @@ use actix_web::http::Method;
 
 /// The transports of session URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     Websocket,
     Xhr,
     XhrSend,
@@ -40,7 +40,7 @@ impl Transport {
 
     /// The protocol name sockjs-node gives connections (`conn.protocol`),
     /// also the app's `SessionInfo::transport`.
-    pub fn protocol(self) -> &'static str {
+    pub(crate) fn protocol(self) -> &'static str {
         match self {
             Transport::Websocket => "websocket",
             Transport::Xhr | Transport::XhrSend => "xhr-polling",
@@ -52,7 +52,7 @@ impl Transport {
     }
 
     /// The URL segment of the transport.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Transport::Websocket => "websocket",
             Transport::Xhr => "xhr",
@@ -84,7 +84,7 @@ impl Transport {
 
 /// What a request under the prefix asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route<'a> {
+pub(crate) enum Route<'a> {
     Greeting,
     Info,
     InfoOptions,
@@ -139,7 +139,7 @@ fn valid_id(segment: &str) -> bool {
 }
 
 /// Routes `rest`, the path after the prefix (empty or starting with `/`).
-pub fn route<'a>(rest: &'a str, method: &Method) -> Route<'a> {
+pub(crate) fn route<'a>(rest: &'a str, method: &Method) -> Route<'a> {
     // One optional trailing slash, as sockjs-node's `[/]?$`.
     let trimmed = rest.strip_suffix('/').unwrap_or(rest);
     let segments: Vec<&str> = if trimmed.is_empty() {

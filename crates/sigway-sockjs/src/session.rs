@@ -3,28 +3,29 @@
 //! which outlive the HTTP requests that serve them.
 //!
 //! The app's session object is not `Send`, so [`spawn_app`] runs it on a
-//! local task of the worker that opened it; everything else reaches it
-//! through [`AppHandle`] (a bounded message queue and a close signal).
+//! local task of the worker that opened it, after the app admitted it;
+//! everything else reaches it through [`AppHandle`] (a bounded message
+//! queue and a close signal).
 //!
-//! A [`PollingSession`] lives in the [`Registry`] under its id. Requests
+//! A [`PollingSession`] lives in the registry (`registry.rs`) under its id. Requests
 //! for it may land on any worker thread: its state sits behind its own
-//! short-held mutex, and the registry lock is only taken to look a session
-//! up, create or drop it. At most one receiver (a polling or streaming
+//! short-held mutex. At most one receiver (a polling or streaming
 //! response) is attached at a time; while one is, it owns the queue of
-//! outgoing messages. A sweeper thread closes sessions left without a
-//! receiver for `disconnect_delay` and forgets them.
+//! outgoing messages.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::{Notify, mpsc};
 
-use super::{Outgoing, SessionInfo, SessionLink, SockjsApp, SockjsSession, frame};
-use crate::error::SockjsError;
+use crate::app::{SessionInfo, SockjsApp, SockjsSession};
+use crate::error::{CLOSE_GO_AWAY, SockjsError};
+use crate::frame;
+use crate::link::{Outgoing, SessionLink};
+use crate::server::Server;
 
 /// Messages from one client waiting for the app; bounds what a fast
 /// client can pile up before its requests are slowed down.
@@ -55,7 +56,7 @@ struct CloseSignal {
 impl AppHandle {
     /// Hands one message to the app, waiting while its queue is full.
     /// Returns false once the app side is gone.
-    pub async fn deliver(&self, message: String) -> bool {
+    pub(crate) async fn deliver(&self, message: String) -> bool {
         !self.closed.fired.load(Ordering::Acquire)
             && self.inbound.send(Inbound::Message(message)).await.is_ok()
     }
@@ -63,7 +64,7 @@ impl AppHandle {
     /// Hands `messages` to the app in order and waits until it has handled
     /// them (or is gone): what the app sends in answer is queued by then, as
     /// it is when sockjs-node's synchronous handlers return.
-    pub async fn deliver_all(&self, messages: Vec<String>) {
+    pub(crate) async fn deliver_all(&self, messages: Vec<String>) {
         for message in messages {
             if !self.deliver(message).await {
                 return;
@@ -77,52 +78,85 @@ impl AppHandle {
 
     /// Ends the session for the app: messages already queued are handled,
     /// then `on_close` runs, once.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if !self.closed.fired.swap(true, Ordering::AcqRel) {
             self.closed.notify.notify_one();
         }
     }
 }
 
-/// Opens an app session on the current worker and runs its callbacks in
-/// order on a local task.
-pub(crate) fn spawn_app<A: SockjsApp>(app: &A, link: SessionLink, info: SessionInfo) -> AppHandle {
-    let (inbound, mut queue) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
+/// Runs one session's app side on a local task of the current worker:
+/// admission first, then (admitted) the app's session, fed the messages in
+/// order. Nothing is taken from the inbound queue before admission answered,
+/// so no message can run before it; a refused session closes its link with
+/// the refusal and its messages are dropped.
+pub(crate) fn spawn_app<A: SockjsApp>(
+    server: &Arc<Server<A>>,
+    link: SessionLink,
+    info: SessionInfo,
+) -> AppHandle {
+    let (inbound, queue) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
     let closed = Arc::new(CloseSignal {
         fired: AtomicBool::new(false),
         notify: Notify::new(),
     });
-    let mut session = app.open(link, info);
     let signal = closed.clone();
+    let server = server.clone();
     actix_web::rt::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                message = queue.recv() => match message {
-                    Some(Inbound::Message(message)) => handle(&mut session, message).await,
-                    Some(Inbound::Barrier(done)) => {
-                        let _ = done.send(());
-                    }
-                    None => break,
-                },
-                _ = signal.notify.notified() => {
-                    // Handle what was accepted before the close, then stop.
-                    queue.close();
-                    while let Ok(item) = queue.try_recv() {
-                        match item {
-                            Inbound::Message(message) => handle(&mut session, message).await,
-                            Inbound::Barrier(done) => {
-                                let _ = done.send(());
-                            }
-                        }
-                    }
-                    break;
-                }
+        match server.app.admit(&info).await {
+            Ok(ticket) => {
+                // The session owns the ticket: both end together.
+                let mut session = server.app.open(link, info, ticket);
+                run_queue(Some(&mut session), queue, &signal).await;
+                session.on_close().await;
+            }
+            Err(refusal) => {
+                tracing::debug!(session = %info.id, code = refusal.code, "sockjs session refused: {}", refusal.reason);
+                link.close(refusal.code, &refusal.reason);
+                run_queue::<A::Session>(None, queue, &signal).await;
             }
         }
-        session.on_close().await;
     });
     AppHandle { inbound, closed }
+}
+
+/// Hands queued messages to `session` (drops them when there is none, for
+/// a refused session) until the close signal; what was accepted before the
+/// close is still handled.
+async fn run_queue<S: SockjsSession>(
+    mut session: Option<&mut S>,
+    mut queue: mpsc::Receiver<Inbound>,
+    signal: &CloseSignal,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            item = queue.recv() => match item {
+                Some(item) => take(session.as_deref_mut(), item).await,
+                None => return,
+            },
+            _ = signal.notify.notified() => {
+                queue.close();
+                while let Ok(item) = queue.try_recv() {
+                    take(session.as_deref_mut(), item).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn take<S: SockjsSession>(session: Option<&mut S>, item: Inbound) {
+    match item {
+        Inbound::Message(message) => {
+            if let Some(session) = session {
+                handle(session, message).await;
+            }
+        }
+        Inbound::Barrier(done) => {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// Runs the app on one message. A panic in the app costs that message
@@ -201,6 +235,27 @@ pub(crate) enum Attach {
 }
 
 impl PollingSession {
+    /// A new session, its open frame not sent yet, `outgoing` waiting for
+    /// the first receiver.
+    pub(crate) fn new(
+        id: Arc<str>,
+        app: AppHandle,
+        link: SessionLink,
+        outgoing: mpsc::Receiver<Outgoing>,
+    ) -> Self {
+        Self {
+            id,
+            app,
+            link,
+            state: Mutex::new(State {
+                phase: Phase::New,
+                outgoing: Some(outgoing),
+                attached: false,
+                detached_since: Instant::now(),
+            }),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the state half
         // updated (every update is a few assignments), so keep going.
@@ -209,7 +264,7 @@ impl PollingSession {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn attach(&self) -> Attach {
+    pub(crate) fn attach(&self) -> Attach {
         let mut state = self.state();
         if state.attached {
             return Attach::Busy;
@@ -230,7 +285,7 @@ impl PollingSession {
         };
         let Some(outgoing) = state.outgoing.take() else {
             // Unreachable while detached; treat as closed rather than panic.
-            let frame: Arc<str> = frame::close(super::CLOSE_GO_AWAY, "Go away!").into();
+            let frame: Arc<str> = frame::close(CLOSE_GO_AWAY, "Go away!").into();
             state.phase = Phase::Closed(frame.clone());
             return Attach::Closed(frame);
         };
@@ -242,7 +297,7 @@ impl PollingSession {
     }
 
     /// The attached receiver leaves; the outgoing queue waits for the next.
-    pub fn detach(&self, outgoing: mpsc::Receiver<Outgoing>) {
+    pub(crate) fn detach(&self, outgoing: mpsc::Receiver<Outgoing>) {
         let mut state = self.state();
         state.attached = false;
         state.detached_since = Instant::now();
@@ -253,7 +308,7 @@ impl PollingSession {
 
     /// Closes the session with `code`/`reason` unless it is closed already;
     /// returns the close frame receivers get from now on.
-    pub fn close(&self, code: u16, reason: &str) -> Arc<str> {
+    pub(crate) fn close(&self, code: u16, reason: &str) -> Arc<str> {
         let frame = {
             let mut state = self.state();
             if let Phase::Closed(frame) = &state.phase {
@@ -269,123 +324,26 @@ impl PollingSession {
         frame
     }
 
-    pub fn close_with(&self, error: &SockjsError) -> Arc<str> {
+    pub(crate) fn close_with(&self, error: &SockjsError) -> Arc<str> {
         let close = error.close();
         self.close(close.code, &close.reason)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         matches!(self.state().phase, Phase::Closed(_))
     }
 
     /// Detached for longer than `delay` at `now`.
-    fn expired(&self, delay: Duration, now: Instant) -> bool {
+    pub(crate) fn expired(&self, delay: Duration, now: Instant) -> bool {
         let state = self.state();
         !state.attached && now.saturating_duration_since(state.detached_since) >= delay
-    }
-}
-
-/// Live polling sessions of one endpoint, by id.
-#[derive(Default)]
-pub(crate) struct Registry {
-    sessions: Mutex<HashMap<Arc<str>, Arc<PollingSession>>>,
-}
-
-impl Registry {
-    fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<PollingSession>>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<PollingSession>> {
-        self.map().get(id).cloned()
-    }
-
-    /// The session `id`, opened with `open` when it does not exist.
-    pub fn get_or_open(
-        &self,
-        id: &str,
-        outbound_queue: usize,
-        open: impl FnOnce(SessionLink, Arc<str>) -> AppHandle,
-    ) -> Arc<PollingSession> {
-        let mut map = self.map();
-        if let Some(session) = map.get(id) {
-            return session.clone();
-        }
-        let id: Arc<str> = id.into();
-        let (link, outgoing) = SessionLink::channel(outbound_queue);
-        let app = open(link.clone(), id.clone());
-        let session = Arc::new(PollingSession {
-            id: id.clone(),
-            app,
-            link,
-            state: Mutex::new(State {
-                phase: Phase::New,
-                outgoing: Some(outgoing),
-                attached: false,
-                detached_since: Instant::now(),
-            }),
-        });
-        map.insert(id, session.clone());
-        session
-    }
-
-    pub fn len(&self) -> usize {
-        self.map().len()
-    }
-
-    /// Forgets `session` (if it is still the one under its id).
-    pub fn remove(&self, session: &Arc<PollingSession>) {
-        let mut map = self.map();
-        if map
-            .get(&session.id)
-            .is_some_and(|found| Arc::ptr_eq(found, session))
-        {
-            map.remove(&session.id);
-        }
-    }
-
-    /// Closes and forgets every session detached for longer than `delay`.
-    fn sweep(&self, delay: Duration) {
-        let now = Instant::now();
-        let expired: Vec<Arc<PollingSession>> = {
-            let mut map = self.map();
-            let ids: Vec<Arc<str>> = map
-                .iter()
-                .filter(|(_, session)| session.expired(delay, now))
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.iter().filter_map(|id| map.remove(id)).collect()
-        };
-        for session in expired {
-            tracing::debug!(session = %session.id, "sockjs session timed out");
-            session.close(super::CLOSE_GO_AWAY, "Go away!");
-        }
-    }
-}
-
-/// Starts the thread that expires sessions of `registry`; it ends when the
-/// registry is dropped.
-pub(crate) fn start_sweeper(registry: Weak<Registry>, delay: Duration) {
-    let tick = (delay / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
-    let spawned = std::thread::Builder::new()
-        .name("sockjs-sweeper".into())
-        .spawn(move || {
-            while let Some(registry) = registry.upgrade() {
-                registry.sweep(delay);
-                drop(registry);
-                std::thread::sleep(tick);
-            }
-        });
-    if let Err(err) = spawned {
-        tracing::error!("cannot start the sockjs session sweeper: {err}");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Registry;
 
     /// An app handle with no task behind it: tests watch its close flag.
     fn detached_app() -> AppHandle {

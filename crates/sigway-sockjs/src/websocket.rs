@@ -7,6 +7,10 @@
 //! A WebSocket session lives exactly as long as its connection and is never
 //! registered by id (two connections may share an id). One local task per
 //! connection moves frames between the socket and the app task.
+//!
+//! About 370 lines, slightly over the usual 350: the handshake refusals
+//! (sockjs-node's exact answers) sit beside the connection loop they guard;
+//! the plumbing shared with the gateway's sigver sessions is in [`crate::ws`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +20,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use tokio::sync::mpsc;
 
-use super::session::{AppHandle, spawn_app};
-use super::{Outgoing, Server, SessionInfo, SessionLink, SockjsApp, frame};
-use crate::error::{Close, SockjsError};
+use crate::app::{SessionInfo, SockjsApp};
+use crate::error::{CLOSE_GO_AWAY, Close, SockjsError};
+use crate::frame;
+use crate::link::{Outgoing, SessionLink};
+use crate::server::Server;
+use crate::session::{AppHandle, spawn_app};
+use crate::ws::{self, FINAL_WRITE, ReadFailure};
 
 /// sockjs-node's answers to a request on a WebSocket URL that it cannot
 /// upgrade: plain HTTP (faye-websocket's `isWebSocket`: a GET whose
@@ -118,7 +126,7 @@ fn start<A: SockjsApp>(
         remote: req.peer_addr(),
         transport,
     };
-    let app = spawn_app(&server.app, link.clone(), info);
+    let app = spawn_app(&server, link.clone(), info);
     let connection = Connection {
         ws,
         stream,
@@ -149,31 +157,40 @@ struct Connection {
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 }
 
-/// How a WebSocket session ended.
-enum Ending {
-    /// The connection is gone; nothing can be sent.
-    Gone,
-    /// The client sent a close frame: answer it.
-    ClientClosed(Option<CloseReason>),
-    /// The server closes: `c` frame first when `with_frame` (framed only).
-    Close { close: Close, with_frame: bool },
+/// How the server closes a SockJS WebSocket: `c` frame first when
+/// `with_frame` (framed only).
+struct ServerClose {
+    close: Close,
+    with_frame: bool,
+}
+
+type Ending = ws::Ending<ServerClose>;
+
+/// The server closes with `close`, saying why in a `c` frame first.
+fn close_with_frame(close: Close) -> Ending {
+    ws::Ending::Server(ServerClose {
+        close,
+        with_frame: true,
+    })
+}
+
+/// The server closes with `close` in the WebSocket close frame only.
+fn close_without_frame(close: Close) -> Ending {
+    ws::Ending::Server(ServerClose {
+        close,
+        with_frame: false,
+    })
 }
 
 /// How long a heartbeat ping may stay unanswered (sockjs-node's 10 s).
 pub const PONG_WAIT: Duration = Duration::from_secs(10);
-
-/// How long the last frames (close) may wait for a client that does not read.
-const FINAL_WRITE: Duration = Duration::from_secs(2);
 
 /// Pause between the `c` frame and the WebSocket close.
 const CLOSE_FRAME_GAP: Duration = Duration::from_millis(20);
 
 fn overflowed() -> Ending {
     tracing::info!("sockjs websocket client does not keep up: closing");
-    Ending::Close {
-        close: SockjsError::OutboundQueueFull.close(),
-        with_frame: true,
-    }
+    close_with_frame(SockjsError::OutboundQueueFull.close())
 }
 
 /// Sleeps until `due` (forever when there is none).
@@ -197,14 +214,14 @@ impl Connection {
         let ending = self.pump().await;
         self.app.close();
         let reason = match ending {
-            Ending::Gone => return,
+            ws::Ending::Gone => return,
             // Answered with the client's code and reason, 1000 when it gave
             // none (faye-websocket's answer).
-            Ending::ClientClosed(reason) => Some(reason.unwrap_or(CloseReason {
+            ws::Ending::ClientClosed(reason) => Some(reason.unwrap_or(CloseReason {
                 code: CloseCode::Normal,
                 description: None,
             })),
-            Ending::Close { close, with_frame } if with_frame && self.framed => {
+            ws::Ending::Server(ServerClose { close, with_frame }) if with_frame && self.framed => {
                 let text = frame::close(close.code, &close.reason);
                 let _ = tokio::time::timeout(FINAL_WRITE, self.ws.text(text)).await;
                 // Some clients (ws4py, used by sockjs-protocol) drop a
@@ -217,13 +234,11 @@ impl Connection {
                     description: Some("Normal closure".into()),
                 })
             }
-            Ending::Close { close, .. } => Some(CloseReason {
-                code: CloseCode::from(sendable_code(close.code)),
-                description: Some(close.reason.into_owned()),
-            }),
+            ws::Ending::Server(ServerClose { close, .. }) => {
+                Some(ws::close_reason(sendable_code(close.code), &close.reason))
+            }
         };
-        // A client that does not read must not keep this task forever.
-        let _ = tokio::time::timeout(FINAL_WRITE, self.ws.close(reason)).await;
+        ws::finish(self.ws, reason).await;
     }
 
     async fn pump(&mut self) -> Ending {
@@ -239,7 +254,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = &mut self.shutdown => {
-                    return Ending::Close { close: Close::going_away(), with_frame: true };
+                    return close_with_frame(Close::going_away());
                 }
                 _ = self.link.wait_overflow() => return overflowed(),
                 incoming = self.stream.recv() => {
@@ -255,21 +270,18 @@ impl Connection {
                         }
                     }
                     Some(Outgoing::Close { code, reason }) => {
-                        return Ending::Close { close: Close::owned(code, reason.to_string()), with_frame: true };
+                        return close_with_frame(Close::owned(code, reason.to_string()));
                     }
                 },
                 _ = heartbeat.tick(), if self.framed => {
                     if self.ws.ping(b"").await.is_err() {
-                        return Ending::Gone;
+                        return ws::Ending::Gone;
                     }
                     self.pong_due.get_or_insert(tokio::time::Instant::now() + PONG_WAIT);
                 }
                 _ = sleep_until(self.pong_due), if self.pong_due.is_some() => {
                     tracing::debug!("sockjs websocket: no pong to the heartbeat, closing");
-                    return Ending::Close {
-                        close: Close::new(crate::error::SOCKJS_GO_AWAY, "No response from heartbeat"),
-                        with_frame: true,
-                    };
+                    return close_with_frame(Close::new(CLOSE_GO_AWAY, "No response from heartbeat"));
                 }
             }
         }
@@ -280,7 +292,7 @@ impl Connection {
     async fn send_text(&mut self, text: bytestring::ByteString) -> Option<Ending> {
         tokio::select! {
             biased;
-            sent = self.ws.text(text) => sent.is_err().then_some(Ending::Gone),
+            sent = self.ws.text(text) => sent.is_err().then_some(ws::Ending::Gone),
             _ = self.link.wait_overflow() => Some(overflowed()),
         }
     }
@@ -298,12 +310,17 @@ impl Connection {
         incoming: Option<Result<AggregatedMessage, ProtocolError>>,
     ) -> Option<Ending> {
         let text = match incoming {
-            None => return Some(Ending::Gone),
+            None => return Some(ws::Ending::Gone),
             Some(Ok(AggregatedMessage::Close(reason))) => {
-                return Some(Ending::ClientClosed(reason));
+                return Some(ws::Ending::ClientClosed(reason));
             }
             Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                return self.ws.pong(&bytes).await.is_err().then_some(Ending::Gone);
+                return self
+                    .ws
+                    .pong(&bytes)
+                    .await
+                    .is_err()
+                    .then_some(ws::Ending::Gone);
             }
             Some(Ok(AggregatedMessage::Pong(_))) => {
                 self.pong_due = None;
@@ -315,30 +332,11 @@ impl Connection {
                     Ok(text) => text,
                     Err(_) => {
                         tracing::debug!("sockjs websocket: binary frame is not UTF-8, closing");
-                        return Some(Ending::Close {
-                            close: Close::new(1007, "Invalid UTF-8"),
-                            with_frame: false,
-                        });
+                        return Some(close_without_frame(Close::new(1007, "Invalid UTF-8")));
                     }
                 }
             }
-            Some(Err(err)) => {
-                let too_big = matches!(err, ProtocolError::Overflow)
-                    || matches!(&err, ProtocolError::Io(io) if io.to_string().contains("maximum continuation size"));
-                if too_big {
-                    let error = SockjsError::MessageTooBig(self.max_message_bytes);
-                    tracing::info!("sockjs websocket: {error}, closing");
-                    return Some(Ending::Close {
-                        close: error.close(),
-                        with_frame: true,
-                    });
-                }
-                tracing::debug!("sockjs websocket protocol error: {err}");
-                return Some(Ending::Close {
-                    close: Close::new(1002, "Protocol error"),
-                    with_frame: false,
-                });
-            }
+            Some(Err(err)) => return Some(self.read_failed(&err)),
         };
         // Each frame is handled before the next is read, as sockjs-node's
         // synchronous handlers are, so answers keep their order.
@@ -353,10 +351,24 @@ impl Connection {
             }
             Err(error) => {
                 tracing::debug!("sockjs websocket: {error} closing");
-                Some(Ending::Close {
-                    close: error.close(),
-                    with_frame: false,
-                })
+                Some(close_without_frame(error.close()))
+            }
+        }
+    }
+
+    /// A failed read: too big a message closes with 1009 after a `c` frame,
+    /// a protocol error with 1002, a vanished transport silently.
+    fn read_failed(&self, err: &ProtocolError) -> Ending {
+        match ws::read_failure(err) {
+            ReadFailure::Gone => ws::Ending::Gone,
+            ReadFailure::TooBig => {
+                let error = SockjsError::MessageTooBig(self.max_message_bytes);
+                tracing::info!("sockjs websocket: {error}, closing");
+                close_with_frame(error.close())
+            }
+            ReadFailure::Invalid => {
+                tracing::debug!("sockjs websocket protocol error: {err}");
+                close_without_frame(Close::new(1002, "Protocol error"))
             }
         }
     }
