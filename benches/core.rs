@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use prost::Message as _;
-use sigway::proto::sigver::{Content, Message, message::Type};
-use sigway::sigver::codec;
-use sigway::sigver::state::{Action, ContentIn, GroupState, SignalingId, SignalingIds};
+use sigway_core::proto::sigver::{Content, Message, message::Type};
+use sigway_core::sigver::codec;
+use sigway_core::sigver::state::{Action, ContentIn, GroupState, SignalingId, SignalingIds};
 
 #[derive(Default)]
 struct Counter(u32);

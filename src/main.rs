@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _log_guard = sigway::observe::init_logging(&settings.log);
+    let _log_guard = sigway::init_logging(&settings.log);
     match actix_web::rt::System::new().block_on(sigway::app::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -19,7 +19,7 @@ use crate::config::LogSettings;
 
 /// Counters shared by every session and room.
 #[derive(Debug)]
-pub struct Stats {
+pub(crate) struct Stats {
     started: Instant,
     pub connections_open: AtomicI64,
     pub connections_total: AtomicU64,
@@ -56,12 +56,12 @@ impl Default for Stats {
 }
 
 impl Stats {
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Relaxed);
         self.connections_total.fetch_add(1, Relaxed);
     }
 
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
@@ -74,34 +74,34 @@ impl Stats {
         }
     }
 
-    pub fn room_opened(&self, kind: &str) {
+    pub(crate) fn room_opened(&self, kind: &str) {
         if let Some(rooms) = self.rooms_of(kind) {
             rooms.fetch_add(1, Relaxed);
         }
     }
 
-    pub fn room_closed(&self, kind: &str) {
+    pub(crate) fn room_closed(&self, kind: &str) {
         if let Some(rooms) = self.rooms_of(kind) {
             rooms.fetch_sub(1, Relaxed);
         }
     }
 
-    pub fn received(&self, bytes: usize) {
+    pub(crate) fn received(&self, bytes: usize) {
         self.messages_in.fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
 
-    pub fn sent(&self, bytes: usize) {
+    pub(crate) fn sent(&self, bytes: usize) {
         self.messages_out.fetch_add(1, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
     }
 
-    pub fn count(counter: &AtomicU64) {
+    pub(crate) fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition of every counter.
-    pub fn render_prometheus(&self) -> String {
+    pub(crate) fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, i64)]| {
             let _ = writeln!(
@@ -189,7 +189,7 @@ impl Stats {
         out
     }
 
-    pub fn snapshot_json(&self) -> serde_json::Value {
+    pub(crate) fn snapshot_json(&self) -> serde_json::Value {
         json!({
             "uptime_seconds": self.started.elapsed().as_secs(),
             "connections_open": self.connections_open.load(Relaxed),
@@ -208,19 +208,19 @@ impl Stats {
     }
 }
 
-pub async fn metrics(stats: web::Data<Stats>) -> HttpResponse {
+pub(crate) async fn metrics(stats: web::Data<Stats>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(stats.render_prometheus())
 }
 
-pub async fn stats(stats: web::Data<Stats>) -> HttpResponse {
+pub(crate) async fn stats(stats: web::Data<Stats>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(stats.snapshot_json())
 }
 
-pub async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 

@@ -9,7 +9,7 @@ use crate::observe::Stats;
 use crate::rooms::Rooms;
 use crate::shutdown::Shutdown;
 
-pub struct Services {
+pub(crate) struct Services {
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
     pub rooms: Rooms,

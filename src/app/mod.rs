@@ -28,8 +28,11 @@ use crate::shutdown::ShutdownTrigger;
 
 /// A started server: where it listens and how to stop it.
 pub struct Running {
+    /// The bound address (the real port when port 0 was asked for).
     pub addr: SocketAddr,
+    /// Whether it serves https/wss.
     pub tls: bool,
+    /// actix's handle, to stop the workers.
     pub handle: ServerHandle,
     shutdown: ShutdownTrigger,
     server: actix_web::dev::Server,
@@ -56,6 +59,7 @@ impl Running {
         handle.stop(true).await;
     }
 
+    /// What tells every session to close with 1001.
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
         self.shutdown.clone()
     }
@@ -155,7 +159,9 @@ pub async fn run(settings: Settings) -> io::Result<()> {
 /// `sigway_sockjs::testing::BackgroundServer` running [`start`], stopped
 /// as on SIGTERM (sessions told to close, then a graceful stop).
 pub struct BackgroundServer {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Whether it serves https/wss.
     pub tls: bool,
     inner: sigway_sockjs::testing::BackgroundServer,
 }
@@ -181,11 +187,13 @@ impl BackgroundServer {
         })
     }
 
+    /// `http(s)://ADDR<path>`.
     pub fn http_url(&self, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}{path}", self.addr)
     }
 
+    /// `ws(s)://ADDR<path>`.
     pub fn ws_url(&self, path: &str) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         format!("{scheme}://{}{path}", self.addr)

@@ -13,15 +13,21 @@ use super::Settings;
 /// Why the settings could not be used. Each is one line for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `--config` names a file that is not there.
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
+    /// A layer could not be read or does not fit the settings.
     #[error("cannot read settings: {0}")]
     Load(#[from] config::ConfigError),
+    /// videre-server's `conf.json` could not be read.
     #[error("cannot read {path}: {source}")]
     ConfJson {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The settings read, but say something impossible.
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
@@ -29,11 +35,17 @@ pub enum ConfigError {
 /// Values given on the command line; `None` leaves the lower layers alone.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--config`: a sigway TOML or videre-server `conf.json` file.
     pub config_file: Option<PathBuf>,
+    /// `-h/--host`.
     pub host: Option<String>,
+    /// `-p/--port`.
     pub port: Option<u16>,
+    /// `-k/--key`.
     pub key: Option<PathBuf>,
+    /// `-c/--cert`.
     pub cert: Option<PathBuf>,
+    /// `-a/--ca`.
     pub ca: Option<PathBuf>,
 }
 
@@ -155,6 +167,7 @@ impl Settings {
         }
     }
 
+    /// `sigver.heartbeat_interval_ms` as a duration.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.sigver.heartbeat_interval_ms)
     }

@@ -28,14 +28,21 @@ pub struct Settings {
     pub backlog: u32,
     /// Seconds granted to open connections on shutdown before they are dropped.
     pub shutdown_timeout_secs: u64,
+    /// TLS files and switch.
     pub tls: TlsSettings,
+    /// Every bound the gateway enforces.
     pub limits: Limits,
+    /// The sigver (Netflux) endpoint.
     pub sigver: SigverSettings,
+    /// The SockJS endpoint videre uses.
     pub sockjs: SockjsSettings,
+    /// videre packet handling.
     pub videre: VidereSettings,
+    /// Console and file logging.
     pub log: LogSettings,
 }
 
+/// `[tls]`: certificate files and whether to serve https/wss.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
@@ -50,6 +57,7 @@ pub struct TlsSettings {
     pub ca: Option<PathBuf>,
 }
 
+/// `[limits]`: every bound the gateway enforces; each refusal is a clear close code, status or error notice.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -72,6 +80,7 @@ pub struct Limits {
 
 pub use sigway_core::error::SigverDialect;
 
+/// `[sigver]`: the Netflux endpoint (heartbeat timing, default dialect).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SigverSettings {
@@ -83,6 +92,7 @@ pub struct SigverSettings {
     pub protocol: SigverDialect,
 }
 
+/// `[sockjs]`: the SockJS endpoint videre-client talks to (sockjs-node's defaults).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SockjsSettings {
@@ -102,6 +112,7 @@ pub struct SockjsSettings {
     pub websocket: bool,
 }
 
+/// `[videre]`: videre packet handling.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct VidereSettings {
@@ -110,6 +121,7 @@ pub struct VidereSettings {
     pub strict: bool,
 }
 
+/// `[log]`: console and file logging.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {

@@ -18,7 +18,7 @@ use crate::observe::Stats;
 
 const SHARDS: usize = 16;
 
-pub struct Admission {
+pub(crate) struct Admission {
     open: AtomicUsize,
     max_connections: usize,
     max_per_ip: usize,
@@ -29,7 +29,7 @@ pub struct Admission {
 
 /// A connection's place; dropping it frees the place.
 #[must_use = "dropping the ticket frees the place at once"]
-pub struct Ticket {
+pub(crate) struct Ticket {
     ip: Option<IpAddr>,
     admission: Arc<Admission>,
 }
@@ -47,7 +47,7 @@ impl Drop for Ticket {
 }
 
 impl Admission {
-    pub fn new(limits: &Limits, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(limits: &Limits, stats: Arc<Stats>) -> Self {
         Self {
             open: AtomicUsize::new(0),
             max_connections: limits.max_connections,
@@ -69,7 +69,7 @@ impl Admission {
 
     /// Takes a place for a connection from `ip` (unknown: counted in the
     /// total only).
-    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Ticket, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Ticket, Refusal> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < self.max_connections).then_some(open + 1)
@@ -109,13 +109,15 @@ impl Admission {
         self.stats.connection_closed();
     }
 
+    #[cfg(test)]
     /// Connections holding a place.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
 
+    #[cfg(test)]
     /// Addresses holding at least one place.
-    pub fn addresses(&self) -> usize {
+    pub(crate) fn addresses(&self) -> usize {
         self.per_ip
             .iter()
             .map(|shard| shard.lock().map_or(0, |s| s.len()))

@@ -120,6 +120,7 @@ impl LocalRooms {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }

@@ -12,31 +12,31 @@
 //! Refusals are typed ([`Refusal`]); each adapter maps them to its own wire
 //! signal in one place.
 
-pub mod admission;
+pub(crate) mod admission;
 mod local;
-pub mod sink;
+pub(crate) mod sink;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 
-pub use crate::error::Refusal;
-pub use admission::{Admission, Ticket};
-pub use sink::{InFlight, Sink, SinkError, SinkReceiver};
+pub(crate) use crate::error::Refusal;
+pub(crate) use admission::{Admission, Ticket};
+pub(crate) use sink::{InFlight, Sink, SinkError, SinkReceiver};
 
 use crate::config::Settings;
 use crate::observe::Stats;
 use local::LocalRooms;
 
 /// A gateway node of a deployment (0 when sigway runs alone).
-pub type NodeId = u32;
+pub(crate) type NodeId = u32;
 
 /// One session (a sigver connection or a videre SockJS session), as rooms
 /// address it: the node it is connected to and its number there. Unique in
 /// the deployment for the life of the node; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MemberId {
+pub(crate) struct MemberId {
     pub node: NodeId,
     pub local: u64,
 }
@@ -51,7 +51,7 @@ impl std::fmt::Display for MemberId {
 ///
 /// A room counts its attached members with an [`Occupancy`] and, when the
 /// count reaches zero, asks its [`RoomHome`] whether it may stop.
-pub trait Room: Actor<Context = Context<Self>> + Handler<Attach<Self>> {
+pub(crate) trait Room: Actor<Context = Context<Self>> + Handler<Attach<Self>> {
     /// Namespace of this kind's keys; also its label in metrics.
     const KIND: &'static str;
     /// What a session hands to the room when it joins.
@@ -61,7 +61,7 @@ pub trait Room: Actor<Context = Context<Self>> + Handler<Attach<Self>> {
 
 /// A member enters a room; sent by [`Rooms::join`] only, so that the
 /// registry counts every attach it forwards.
-pub struct Attach<R: Room> {
+pub(crate) struct Attach<R: Room> {
     pub member: R::Member,
 }
 
@@ -72,7 +72,7 @@ impl<R: Room> Message for Attach<R> {
 /// What every room gets when created: its settings, counters, and the way
 /// back to the registry that made it.
 #[derive(Clone)]
-pub struct RoomHome {
+pub(crate) struct RoomHome {
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
     rooms: Arc<LocalRooms>,
@@ -82,36 +82,36 @@ impl RoomHome {
     /// The room has no member left: it may stop unless an attach forwarded
     /// after `occupancy` went idle is still on its way. Returns whether the
     /// room was released (the caller then stops its actor).
-    pub fn release_if_idle<R: Room>(&self, key: &Arc<str>, occupancy: &Occupancy) -> bool {
+    pub(crate) fn release_if_idle<R: Room>(&self, key: &Arc<str>, occupancy: &Occupancy) -> bool {
         occupancy.count() == 0 && self.rooms.release(R::KIND, key, occupancy.attaches_seen)
     }
 }
 
 /// Attached-member bookkeeping every room keeps, so release is uniform.
 #[derive(Debug, Default)]
-pub struct Occupancy {
+pub(crate) struct Occupancy {
     attached: usize,
     attaches_seen: u64,
 }
 
 impl Occupancy {
-    pub fn attached(&mut self) {
+    pub(crate) fn attached(&mut self) {
         self.attached += 1;
         self.attaches_seen += 1;
     }
 
     /// Counts a member leaving (or an attach the room refused).
-    pub fn detached(&mut self) {
+    pub(crate) fn detached(&mut self) {
         self.attached = self.attached.saturating_sub(1);
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.attached
     }
 }
 
 /// A room a session joined (or found): the way to send it messages.
-pub struct RoomRef<R: Room> {
+pub(crate) struct RoomRef<R: Room> {
     addr: Addr<R>,
 }
 
@@ -132,7 +132,7 @@ impl<R: Room> std::fmt::Debug for RoomRef<R> {
 impl<R: Room> RoomRef<R> {
     /// Queues `message` for the room without waiting. A room that is gone
     /// (it stopped after the session left it) drops it.
-    pub fn tell<M>(&self, message: M)
+    pub(crate) fn tell<M>(&self, message: M)
     where
         M: Message<Result = ()> + Send + 'static,
         R: Handler<M>,
@@ -145,7 +145,7 @@ impl<R: Room> RoomRef<R> {
 /// The handle sessions hold: admission, member ids, and the rooms of every
 /// kind. Cheap to clone.
 #[derive(Clone)]
-pub struct Rooms {
+pub(crate) struct Rooms {
     node: NodeId,
     next_member: Arc<AtomicU64>,
     admission: Arc<Admission>,
@@ -157,7 +157,7 @@ pub struct Rooms {
 impl Rooms {
     /// The rooms of a node. Must be used from inside an actix system: a new
     /// room starts on the arbiter of the session that first joins it.
-    pub fn new(settings: Arc<Settings>, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(settings: Arc<Settings>, stats: Arc<Stats>) -> Self {
         Self {
             node: 0,
             next_member: Arc::new(AtomicU64::new(1)),
@@ -170,12 +170,12 @@ impl Rooms {
 
     /// A place for a new connection from `ip` under the connection limits;
     /// dropping the ticket frees it.
-    pub fn admit(&self, ip: Option<std::net::IpAddr>) -> Result<Ticket, Refusal> {
+    pub(crate) fn admit(&self, ip: Option<std::net::IpAddr>) -> Result<Ticket, Refusal> {
         self.admission.admit(ip)
     }
 
     /// A fresh id for a new session of this node.
-    pub fn member_id(&self) -> MemberId {
+    pub(crate) fn member_id(&self) -> MemberId {
         MemberId {
             node: self.node,
             local: self.next_member.fetch_add(1, Ordering::Relaxed),
@@ -185,7 +185,11 @@ impl Rooms {
     /// Enters room `key` of kind `R` with `member`, creating the room on
     /// first use. The room receives the member before any message the
     /// caller sends it afterwards.
-    pub fn join<R: Room>(&self, key: Arc<str>, member: R::Member) -> Result<RoomRef<R>, Refusal> {
+    pub(crate) fn join<R: Room>(
+        &self,
+        key: Arc<str>,
+        member: R::Member,
+    ) -> Result<RoomRef<R>, Refusal> {
         let home = RoomHome {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
@@ -197,16 +201,13 @@ impl Rooms {
 
     /// A live room, without entering it (videre's lenient mode lets a
     /// session broadcast into a room it has not joined).
-    pub fn find<R: Room>(&self, key: &str) -> Option<RoomRef<R>> {
+    pub(crate) fn find<R: Room>(&self, key: &str) -> Option<RoomRef<R>> {
         self.local.find::<R>(key).map(|addr| RoomRef { addr })
     }
 
+    #[cfg(test)]
     /// Rooms currently open, all kinds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.local.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sigway_sockjs::{Outbox, OutboxError, OutboxReceiver};
 use tokio::sync::{Notify, mpsc};
 
-pub use sigway_sockjs::Overflow;
+pub(crate) use sigway_sockjs::Overflow;
 
 /// The room's end of one member: push without waiting, give back credit.
 #[derive(Debug)]
-pub struct Sink<T> {
+pub(crate) struct Sink<T> {
     outbox: Outbox<T>,
     in_flight: Arc<InFlight>,
 }
@@ -39,7 +39,7 @@ impl<T> Clone for Sink<T> {
 
 /// Why a push did not queue its item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     /// The member does not read: it has been told to close.
     #[error("member outbox full")]
     Full,
@@ -59,7 +59,7 @@ impl From<OutboxError> for SinkError {
 
 /// The member's end: its outbox, the overflow alarm and its credit.
 #[derive(Debug)]
-pub struct SinkReceiver<T> {
+pub(crate) struct SinkReceiver<T> {
     pub outbox: mpsc::Receiver<T>,
     pub overflow: Arc<Overflow>,
     pub in_flight: Arc<InFlight>,
@@ -68,7 +68,7 @@ pub struct SinkReceiver<T> {
 impl<T> Sink<T> {
     /// A sink whose outbox holds `capacity` items; a quarter of it (at most
     /// 64) bounds the member's events in flight to its room.
-    pub fn new(capacity: usize) -> (Self, SinkReceiver<T>) {
+    pub(crate) fn new(capacity: usize) -> (Self, SinkReceiver<T>) {
         let (outbox, OutboxReceiver { queue, overflow }) = Outbox::new(capacity);
         let in_flight = Arc::new(InFlight::for_outbox(capacity));
         let sink = Self {
@@ -87,12 +87,12 @@ impl<T> Sink<T> {
 
     /// Queues `item` without waiting. On a full outbox the member is told
     /// to close (once) and the item is dropped.
-    pub fn push(&self, item: T) -> Result<(), SinkError> {
+    pub(crate) fn push(&self, item: T) -> Result<(), SinkError> {
         Ok(self.outbox.push(item)?)
     }
 
     /// The room handled one event this member sent.
-    pub fn handled(&self) {
+    pub(crate) fn handled(&self) {
         self.in_flight.handled();
     }
 }
@@ -100,7 +100,7 @@ impl<T> Sink<T> {
 /// Flow control from a member to its room: events handed over but not yet
 /// handled, up to a limit.
 #[derive(Debug)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     count: AtomicUsize,
     limit: usize,
     drained: Notify,
@@ -109,12 +109,12 @@ pub struct InFlight {
 impl InFlight {
     /// The credit that suits an outbox of `capacity` items: a quarter of it,
     /// at most 64, so the answers to what is in flight fit the outbox.
-    pub fn for_outbox(capacity: usize) -> Self {
+    pub(crate) fn for_outbox(capacity: usize) -> Self {
         Self::new((capacity / 4).clamp(1, 64))
     }
 
     /// Credit for `limit` events in flight (at least one).
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             count: AtomicUsize::new(0),
             limit: limit.max(1),
@@ -122,18 +122,18 @@ impl InFlight {
         }
     }
 
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.count.load(Ordering::Acquire) < self.limit
     }
 
     /// The member is handing one event to its room: count it before the
     /// room can see it, so the room's `handled` never comes first.
-    pub fn sent(&self) {
+    pub(crate) fn sent(&self) {
         self.count.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The room handled one event of this member.
-    pub fn handled(&self) {
+    pub(crate) fn handled(&self) {
         let before = self
             .count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
@@ -143,12 +143,12 @@ impl InFlight {
     }
 
     /// Resolves once the count dropped below the limit (or spuriously).
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         self.drained.notified().await;
     }
 
     /// Waits until one more event may be handed over, then counts it.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         while !self.has_room() {
             let drained = self.drained.notified();
             if self.has_room() {

@@ -13,12 +13,12 @@ use crate::sigver::ids::GroupIds;
 use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId};
 
 /// The actor of a key spoken in the current dialect.
-pub type Group = GroupActor<GroupState<MemberId>>;
+pub(crate) type Group = GroupActor<GroupState<MemberId>>;
 
 /// A decoded event from a peer of this group.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub enum FromPeer {
+pub(crate) enum FromPeer {
     Connect {
         peer: MemberId,
         id: NetfluxId,

@@ -25,20 +25,20 @@ use crate::sigver::state::GroupLimits;
 
 /// What a group (current or legacy) asks a session to do.
 #[derive(Debug)]
-pub enum Outbound {
+pub(crate) enum Outbound {
     Frame(Bytes),
     Close(SigverError),
 }
 
 /// Who joins a group: a connection, its sink and its `?favored` flag.
-pub struct PeerEntry {
+pub(crate) struct PeerEntry {
     pub id: MemberId,
     pub favored: bool,
     pub sink: Sink<Outbound>,
 }
 
 /// A frame from the socket, as far as the session cares.
-pub enum Heard<E> {
+pub(crate) enum Heard<E> {
     /// The peer answered a heartbeat: reset the missed count.
     Heartbeat,
     /// An event for the group (the session takes one unit of credit for
@@ -51,7 +51,7 @@ pub enum Heard<E> {
 /// The peer's connection is gone.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Leave {
+pub(crate) struct Leave {
     pub peer: MemberId,
 }
 
@@ -61,7 +61,7 @@ pub struct Leave {
 /// or leaving does, what each action sends). Each dialect's events get
 /// their own `Handler`, which hands them to the rules through
 /// [`GroupActor::event`].
-pub trait Dialect: Unpin + Sized + 'static {
+pub(crate) trait Dialect: Unpin + Sized + 'static {
     const DIALECT: SigverDialect;
     /// The room kind: the registry's namespace and the metrics label.
     const KIND: &'static str;
@@ -90,7 +90,7 @@ pub trait Dialect: Unpin + Sized + 'static {
 
 /// The actor of one key, in either dialect: the rules, the group's
 /// signaling ids, and the sink of each attached session.
-pub struct GroupActor<R: Dialect> {
+pub(crate) struct GroupActor<R: Dialect> {
     key: Arc<str>,
     rules: R,
     ids: GroupIds,
@@ -104,7 +104,7 @@ pub struct GroupActor<R: Dialect> {
 impl<R: Dialect> GroupActor<R> {
     /// Runs an event `peer` sent through the rules (`apply` gets them, the
     /// key, the ids and the action list) and carries out what they decide.
-    pub fn event(
+    pub(crate) fn event(
         &mut self,
         peer: MemberId,
         apply: impl FnOnce(&mut R, &str, &mut GroupIds, &mut Vec<R::Action>),

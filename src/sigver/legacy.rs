@@ -14,7 +14,7 @@
 //! `sigway_core::error`). `tests/node_conformance_legacy.rs` compares the
 //! whole with the real sigver 18.0.0.
 
-pub use sigway_core::sigver::legacy::{codec, state};
+pub(crate) use sigway_core::sigver::legacy::{codec, state};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -30,7 +30,7 @@ use state::{LegacyAction, LegacyGroupState, Payload};
 /// A decoded event from a peer of a legacy group.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub enum FromLegacyPeer {
+pub(crate) enum FromLegacyPeer {
     Stable {
         peer: MemberId,
     },
@@ -50,7 +50,7 @@ pub enum FromLegacyPeer {
 }
 
 /// The actor of a key spoken in the legacy dialect.
-pub type LegacyGroup = GroupActor<LegacyGroupState<MemberId>>;
+pub(crate) type LegacyGroup = GroupActor<LegacyGroupState<MemberId>>;
 
 /// sigver 18.x: a session is answered (`isFirst`) as soon as it attaches.
 impl Dialect for LegacyGroupState<MemberId> {

@@ -7,9 +7,9 @@
 //! their usual names. [`legacy`] serves the sigver 18.x dialect on the same
 //! URL; both dialects' actors share [`group`]'s plumbing.
 
-pub mod current;
-pub mod group;
-pub mod legacy;
-pub mod session;
+pub(crate) mod current;
+pub(crate) mod group;
+pub(crate) mod legacy;
+pub(crate) mod session;
 
-pub use sigway_core::sigver::{bindings, codec, handshake, heartbeat, ids, state};
+pub(crate) use sigway_core::sigver::{codec, handshake, heartbeat, ids, state};

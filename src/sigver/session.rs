@@ -29,7 +29,7 @@ use crate::sigver::legacy::state::LegacyGroupState;
 use crate::sigver::state::GroupState;
 
 /// Everything a session task needs, taken from the request.
-pub struct Opening {
+pub(crate) struct Opening {
     pub key: Result<Arc<str>, SigverError>,
     pub favored: bool,
     pub ip: Option<std::net::IpAddr>,
@@ -37,7 +37,7 @@ pub struct Opening {
 }
 
 /// The upgrade handler for every path outside the SockJS prefix.
-pub async fn entry(
+pub(crate) async fn entry(
     req: HttpRequest,
     body: web::Payload,
     services: web::Data<Services>,
@@ -64,7 +64,7 @@ pub async fn entry(
 }
 
 /// Runs one session to its end.
-pub async fn run<D: Dialect>(
+pub(crate) async fn run<D: Dialect>(
     opening: Opening,
     mut session: Session,
     stream: actix_ws::MessageStream,

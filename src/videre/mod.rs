@@ -10,10 +10,10 @@
 //! [`sockjs_options`] maps the gateway's settings onto the SockJS layer's
 //! options.
 
-pub mod room;
-pub mod session;
+pub(crate) mod room;
+pub(crate) mod session;
 
-pub use sigway_core::videre::{memberships, packet};
+pub(crate) use sigway_core::videre::packet;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,11 +26,10 @@ use crate::config::Settings;
 use crate::rooms::Ticket;
 use crate::services::Services;
 
-pub use room::VidereRoom;
-pub use session::VidereSession;
+pub(crate) use session::VidereSession;
 
 /// The SockJS application serving videre packets.
-pub struct VidereApp {
+pub(crate) struct VidereApp {
     /// What sessions reach rooms, settings and counters through.
     pub services: web::Data<Services>,
 }
@@ -62,7 +61,7 @@ impl SockjsApp for VidereApp {
 }
 
 /// The SockJS options the gateway's settings describe.
-pub fn sockjs_options(settings: &Settings) -> sigway_sockjs::Options {
+pub(crate) fn sockjs_options(settings: &Settings) -> sigway_sockjs::Options {
     let s = &settings.sockjs;
     sigway_sockjs::Options {
         prefix: s.prefix.clone(),
@@ -79,7 +78,7 @@ pub fn sockjs_options(settings: &Settings) -> sigway_sockjs::Options {
 
 /// The videre SockJS endpoint, built once and shared by every worker. On
 /// shutdown every SockJS session closes with 1001, like sigver peers.
-pub fn endpoint(services: &web::Data<Services>) -> Arc<sigway_sockjs::Server<VidereApp>> {
+pub(crate) fn endpoint(services: &web::Data<Services>) -> Arc<sigway_sockjs::Server<VidereApp>> {
     sigway_sockjs::Server::new(
         sockjs_options(&services.settings),
         VidereApp {

@@ -20,7 +20,7 @@ use sigway_core::videre::room::RoomCore;
 use sigway_sockjs::SessionLink;
 
 /// What a session hands the room when it joins.
-pub struct Joiner {
+pub(crate) struct Joiner {
     pub session: MemberId,
     pub user_id: Arc<str>,
     pub link: SessionLink,
@@ -32,14 +32,14 @@ pub struct Joiner {
 /// A session leaves the room (disconnect, another connect, or its close).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Leave {
+pub(crate) struct Leave {
     pub session: MemberId,
 }
 
 /// A broadcast packet for every member; `credit` is the sender's.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Broadcast {
+pub(crate) struct Broadcast {
     pub packet: Packet,
     pub credit: Arc<InFlight>,
 }
@@ -47,14 +47,14 @@ pub struct Broadcast {
 /// A ping; the answer goes to `reply`; `credit` is the sender's.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Ping {
+pub(crate) struct Ping {
     pub packet: Packet,
     pub reply: SessionLink,
     pub credit: Arc<InFlight>,
 }
 
 /// The actor of one videre room.
-pub struct VidereRoom {
+pub(crate) struct VidereRoom {
     core: RoomCore<SessionLink, MemberId>,
     occupancy: Occupancy,
     home: RoomHome,

@@ -28,7 +28,7 @@ use super::packet::{self, Event, Packet};
 use super::room::{Broadcast, Joiner, Leave, Ping, VidereRoom};
 
 /// The videre side of one SockJS session.
-pub struct VidereSession {
+pub(crate) struct VidereSession {
     id: MemberId,
     link: SessionLink,
     info: SessionInfo,
@@ -43,7 +43,7 @@ pub struct VidereSession {
 
 impl VidereSession {
     /// An admitted session, holding its `ticket`.
-    pub fn new(
+    pub(crate) fn new(
         link: SessionLink,
         info: SessionInfo,
         services: web::Data<Services>,
