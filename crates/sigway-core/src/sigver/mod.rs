@@ -3,8 +3,10 @@
 //! [`state`] holds the current dialect's group rules, [`legacy`] the sigver
 //! 18.x ones; both keep their joiner–member links in one [`bindings`] table
 //! and draw signaling ids from a per-group [`ids`] allocator. [`codec`]
-//! maps bytes to messages; [`handshake`] checks what the upgrade request
-//! says (key, flags, dialect); [`heartbeat`] is the missed-heartbeat rule.
+//! maps bytes to messages; [`protobufjs`] reads bytes the way the Node
+//! servers did, for the legacy codec; [`handshake`] checks what the upgrade
+//! request says (key, flags, dialect); [`heartbeat`] is the missed-heartbeat
+//! rule.
 
 pub mod bindings;
 pub mod codec;
@@ -13,5 +15,6 @@ pub mod heartbeat;
 pub mod ids;
 pub mod legacy;
 pub mod membership;
+pub mod protobufjs;
 pub mod state;
 pub mod types;
