@@ -115,6 +115,59 @@ async fn bad_frames_close_with_4743_and_harm_no_one_else() {
     assert!(member.connect(1, &[]).await, "the member is untouched");
 }
 
+/// One frame holding several messages (protobuf concatenation).
+fn merged(parts: &[Type]) -> Ws {
+    use prost::Message as _;
+    let frame: Vec<u8> = parts
+        .iter()
+        .flat_map(|part| {
+            sigway::proto::sigver::Message {
+                r#type: Some(part.clone()),
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    Ws::Binary(frame.into())
+}
+
+fn data(bytes: &[u8]) -> Type {
+    Type::Content(sigway::proto::sigver::Content {
+        data: bytes.to_vec().into(),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn content_carried_by_a_frame_of_another_type_is_relayed_as_sigver_20_did() {
+    let server = start(test_settings());
+    let mut a = Peer::open(&server, "/merged").await;
+    assert!(a.connect(1, &[]).await);
+    let mut c = Peer::open(&server, "/merged").await;
+    join_through(&mut c, &mut a, 3, &[1]).await;
+    let mut b = Peer::open(&server, "/merged").await;
+    assert!(!b.connect(2, &[]).await);
+    // Its type is heartbeat (first seen last); the content still goes up.
+    b.send_raw(merged(&[data(b"x"), Type::Heartbeat(true)]))
+        .await;
+    let (s, _, x) = a.recv_content().await;
+    assert_eq!(x, b"x");
+    // A connect that rebinds B (to C): its content is lost.
+    b.send_raw(merged(&[
+        data(b"lost"),
+        Type::Connect(sigway::proto::sigver::GroupData {
+            id: 2,
+            members: vec![],
+        }),
+    ]))
+    .await;
+    assert_eq!(b.recv().await, Type::Connected(false));
+    b.content(0, 0, b"to c", false).await;
+    let (s2, _, to_c) = c.recv_content().await;
+    assert_eq!(to_c, b"to c");
+    assert_ne!(s2, s);
+    a.silent_for(Duration::from_millis(100)).await;
+}
+
 #[tokio::test]
 async fn connected_from_a_client_and_unbound_content_are_ignored() {
     let server = start(test_settings());

@@ -41,7 +41,9 @@ pub struct PeerEntry {
 
 /// A frame from the socket, as far as the session cares.
 pub enum Heard {
-    /// The peer answered a heartbeat: reset the missed count.
+    /// The peer answered a heartbeat: reset the missed count. A content
+    /// the same frame carried went to the group (one unit of credit
+    /// taken, as for `ToGroup`).
     Heartbeat,
     /// Handed to the group (one unit of credit taken), which gives the
     /// credit back through the sink once it handled it.

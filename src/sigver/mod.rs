@@ -12,4 +12,4 @@ pub mod group;
 pub mod legacy;
 pub mod session;
 
-pub use sigway_core::sigver::{bindings, codec, handshake, heartbeat, ids, state};
+pub use sigway_core::sigver::{bindings, codec, handshake, heartbeat, ids, merged, state};

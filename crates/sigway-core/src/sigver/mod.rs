@@ -3,10 +3,11 @@
 //! [`state`] holds the current dialect's group rules, [`legacy`] the sigver
 //! 18.x ones; both keep their joiner–member links in one [`bindings`] table
 //! and draw signaling ids from a per-group [`ids`] allocator. [`codec`]
-//! maps bytes to messages; [`protobufjs`] reads bytes the way the Node
-//! servers did, for the legacy codec; [`handshake`] checks what the upgrade
-//! request says (key, flags, dialect); [`heartbeat`] is the missed-heartbeat
-//! rule.
+//! maps bytes to messages, reading them as sigver 20 did with the
+//! [`protobufjs`] reader both dialects' codecs share; [`merged`] is what a
+//! frame that carries `content` besides its `connect` does; [`handshake`]
+//! checks what the upgrade request says (key, flags, dialect);
+//! [`heartbeat`] is the missed-heartbeat rule.
 
 pub mod bindings;
 pub mod codec;
@@ -15,6 +16,7 @@ pub mod heartbeat;
 pub mod ids;
 pub mod legacy;
 pub mod membership;
+pub mod merged;
 pub mod protobufjs;
 pub mod state;
 pub mod types;
