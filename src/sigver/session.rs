@@ -153,7 +153,7 @@ pub async fn run<D: Dialect>(
                     }
                 }
                 Some(Ok(AggregatedMessage::Text(_))) => {
-                    break Ending::Error(SigverError::BadMessage("text frames are not sigver messages".into()));
+                    break Ending::Error(SigverError::TextFrame);
                 }
                 Some(Ok(AggregatedMessage::Ping(payload))) => {
                     let _ = session.pong(&payload).await;
@@ -183,7 +183,7 @@ pub async fn run<D: Dialect>(
         Ending::Error(error) => {
             if matches!(
                 error,
-                SigverError::BadMessage(_) | SigverError::FrameTooLarge(_)
+                SigverError::BadMessage(_) | SigverError::TextFrame | SigverError::FrameTooLarge(_)
             ) {
                 Stats::count(&stats.protocol_errors);
             }
