@@ -141,6 +141,73 @@ async fn bad_frames_close_with_4743_and_harm_no_one_else() {
     assert!(member.connect(1, &[]).await, "the member is untouched");
 }
 
+/// What sigver 20's `ws` did at the WebSocket level, as
+/// `tests/node_conformance.rs` observes it: a broken frame closes its
+/// sender with 1002 (1007 for a text frame that is not UTF-8) and no
+/// reason, a client's close is answered with its own code and reason, and
+/// the first subprotocol offered is accepted.
+#[tokio::test]
+async fn websocket_level_answers_are_the_ws_librarys() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let server = start(test_settings());
+    let mut member = Peer::open(&server, "/ws").await;
+    assert!(member.connect(1, &[]).await);
+    for (frame, code) in [
+        (&[0x82, 0x02, 0x08, 0x01][..], 1002), // unmasked
+        (&[0x83, 0x80, 0, 0, 0, 0], 1002),     // opcode 3
+        (&[0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28], 1007),
+    ] {
+        let mut broken = Peer::open(&server, "/ws").await;
+        broken
+            .ws
+            .get_mut()
+            .write_all(frame)
+            .await
+            .expect("raw write");
+        assert_eq!(broken.closed().await, (code, String::new()), "{frame:02x?}");
+    }
+    assert!(member.connect(1, &[]).await, "the member is untouched");
+
+    let bye = CloseFrame {
+        code: CloseCode::Library(4000),
+        reason: "bye".into(),
+    };
+    member
+        .ws
+        .send(Ws::Close(Some(bye.clone())))
+        .await
+        .expect("close");
+    let answer = tokio::time::timeout(WAIT, member.ws.next())
+        .await
+        .expect("an answer in time");
+    assert!(
+        matches!(&answer, Some(Ok(Ws::Close(Some(frame)))) if *frame == bye),
+        "{answer:?}"
+    );
+
+    let mut request = server.ws_url("/ws").into_client_request().expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "foo, bar".parse().expect("header"),
+    );
+    let (_ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("upgrade in time")
+        .expect("upgrade with a subprotocol");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"foo"[..])
+    );
+}
+
 /// One frame holding several messages (protobuf concatenation).
 fn merged(parts: &[Type]) -> Ws {
     use prost::Message as _;

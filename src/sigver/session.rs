@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
 use tokio::time::timeout;
@@ -22,7 +23,7 @@ use crate::observe::Stats;
 use crate::rooms::{MemberId, Sink, SinkReceiver};
 use crate::services::Services;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Leave, Outbound, PeerEntry};
-use crate::sigver::handshake::{dialect_of, has_query_flag, key_of};
+use crate::sigver::handshake::{dialect_of, echoed_subprotocol, has_query_flag, key_of};
 use crate::sigver::heartbeat::{Beat, Heartbeat};
 use crate::sigver::legacy::state::LegacyGroupState;
 use crate::sigver::state::GroupState;
@@ -41,7 +42,18 @@ pub async fn entry(
     body: web::Payload,
     services: web::Data<Services>,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let (mut response, session, stream) = actix_ws::handle(&req, body)?;
+    if let Some(protocol) = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|offered| offered.to_str().ok())
+        .and_then(echoed_subprotocol)
+        .and_then(|protocol| HeaderValue::from_str(protocol).ok())
+    {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
     let query = req.uri().query().unwrap_or("");
     let dialect = dialect_of(query, services.settings.sigver.protocol);
     let opening = Opening {
@@ -159,7 +171,8 @@ pub async fn run<D: Dialect>(
                     let _ = session.pong(&payload).await;
                 }
                 Some(Ok(AggregatedMessage::Pong(_))) => {}
-                Some(Ok(AggregatedMessage::Close(_))) | None => break Ending::ClientClosed,
+                Some(Ok(AggregatedMessage::Close(reason))) => break Ending::ClientClosed(reason),
+                None => break Ending::ClientClosed(None),
                 Some(Err(error)) => break read_failure(error, max_frame),
             },
             _ = &mut beat => {
@@ -183,25 +196,24 @@ pub async fn run<D: Dialect>(
         Ending::Error(error) => {
             if matches!(
                 error,
-                SigverError::BadMessage(_) | SigverError::TextFrame | SigverError::FrameTooLarge(_)
+                SigverError::BadMessage(_)
+                    | SigverError::TextFrame
+                    | SigverError::InvalidFrame { .. }
+                    | SigverError::FrameTooLarge(_)
             ) {
                 Stats::count(&stats.protocol_errors);
             }
             tracing::info!(%error, "closing sigver peer");
-            Some(error.close(D::DIALECT))
+            Some(crate::error::ws_close(&error.close(D::DIALECT)))
         }
-        Ending::Close(close) => Some(close),
-        Ending::ClientClosed => None,
+        Ending::Close(close) => Some(crate::error::ws_close(&close)),
+        Ending::ClientClosed(reason) => reason,
         Ending::Dropped => {
             tracing::debug!("sigver peer dropped");
             return;
         }
     };
-    let _ = timeout(
-        Duration::from_secs(1),
-        session.close(close.map(|c| crate::error::ws_close(&c))),
-    )
-    .await;
+    let _ = timeout(Duration::from_secs(1), session.close(close)).await;
 }
 
 enum Ending {
@@ -209,8 +221,9 @@ enum Ending {
     Error(SigverError),
     /// Close with a fixed code (shutdown).
     Close(Close),
-    /// The client closed: answer its close frame.
-    ClientClosed,
+    /// The client closed: answer its close frame with its own code and
+    /// reason, as both Node servers did.
+    ClientClosed(Option<actix_ws::CloseReason>),
     /// The socket is unusable: just let it go.
     Dropped,
 }
@@ -230,9 +243,20 @@ fn read_failure(error: ProtocolError, max_frame: usize) -> Ending {
         ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
             Ending::Error(SigverError::FrameTooLarge(max_frame))
         }
-        _ => Ending::Error(SigverError::BadMessage(
-            format!("invalid WebSocket frame: {error}").into(),
-        )),
+        // A text frame that is not UTF-8 (actix-ws reports the decoding
+        // error as invalid data).
+        ProtocolError::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData && io.to_string().contains("utf-8") =>
+        {
+            Ending::Error(SigverError::InvalidFrame {
+                utf8: true,
+                detail: error.to_string().into(),
+            })
+        }
+        _ => Ending::Error(SigverError::InvalidFrame {
+            utf8: false,
+            detail: error.to_string().into(),
+        }),
     }
 }
 

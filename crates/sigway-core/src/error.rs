@@ -51,6 +51,8 @@ impl Close {
 
 /// Standard WebSocket codes the gateway uses besides the protocol ones.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -93,6 +95,13 @@ pub enum SigverError {
     BadMessage(Cow<'static, str>),
     #[error("a text frame is not a sigver message")]
     TextFrame,
+    /// The client broke the WebSocket protocol itself: a malformed frame,
+    /// or (`utf8`) a text frame whose bytes are not UTF-8.
+    #[error("invalid WebSocket frame: {detail}")]
+    InvalidFrame {
+        utf8: bool,
+        detail: Cow<'static, str>,
+    },
     #[error("replaced by a peer as prevented him from joining the group")]
     BlockingMember,
     #[error("failed to send: {0}")]
@@ -115,7 +124,12 @@ impl SigverError {
             (SigverError::SendFailed(_), Current) => 4745,
             (SigverError::EmptyKey | SigverError::KeyTooLong(_), Legacy) => 4001,
             (SigverError::HeartbeatMissed, Legacy) => 4002,
+            // sigver 20's `ws` closed these with its own status code and no
+            // reason (and then the whole server crashed, which we do not copy).
+            (SigverError::InvalidFrame { utf8: true, .. }, Current) => CLOSE_INVALID_PAYLOAD,
+            (SigverError::InvalidFrame { utf8: false, .. }, Current) => CLOSE_PROTOCOL_ERROR,
             (SigverError::BadMessage(_) | SigverError::TextFrame, Legacy) => 4003,
+            (SigverError::InvalidFrame { .. }, Legacy) => 4003,
             (SigverError::BlockingMember, Legacy) => 4004,
             // sigver 18.x had no code for a failed send; 1011 is "server error".
             (SigverError::SendFailed(_), Legacy) => 1011,
@@ -146,6 +160,7 @@ impl SigverError {
                 "prevent other peers from joining the group".into()
             }
             (SigverError::TextFrame, Current) => "Wrong data type".into(),
+            (SigverError::InvalidFrame { .. }, Current) => String::new(),
             // sigver 18 mostly ignored text frames; we close (spec/sigver.md).
             (SigverError::TextFrame, Legacy) => "text frames are not sigver messages".into(),
             _ => self.to_string(),
@@ -206,6 +221,22 @@ mod tests {
             (SigverError::HeartbeatMissed, 4742, 4002),
             (SigverError::BadMessage("x".into()), 4743, 4003),
             (SigverError::TextFrame, 4743, 4003),
+            (
+                SigverError::InvalidFrame {
+                    utf8: false,
+                    detail: "Bad opcode".into(),
+                },
+                1002,
+                4003,
+            ),
+            (
+                SigverError::InvalidFrame {
+                    utf8: true,
+                    detail: "invalid utf-8".into(),
+                },
+                1007,
+                4003,
+            ),
             (SigverError::BlockingMember, 4744, 4004),
             (SigverError::SendFailed("queue full".into()), 4745, 1011),
             (SigverError::FrameTooLarge(10), 1009, 1009),
@@ -270,6 +301,16 @@ mod tests {
             "replaced by a peer as prevented him from joining the group"
         );
         assert_eq!(reason(SigverError::TextFrame), "Wrong data type");
+        // `ws`'s own closes for a broken frame carried no reason.
+        let broken = SigverError::InvalidFrame {
+            utf8: false,
+            detail: "Received an unmasked frame from client".into(),
+        };
+        assert_eq!(reason(broken.clone()), "");
+        assert_eq!(
+            broken.close(SigverDialect::Legacy).reason,
+            "invalid WebSocket frame: Received an unmasked frame from client"
+        );
         assert_eq!(
             reason(SigverError::BadMessage(
                 "Wrong message format or unknown message".into()

@@ -1,18 +1,27 @@
 //! What a sigver upgrade request says, checked before the session exists:
 //! the key (the raw path without its leading `/`, escapes kept, at most 512
-//! characters), the `?favored` flag and the dialect (`?protocol=legacy` or
-//! `current`, else the configured default). The query is read as sigver's
-//! `url.parse(url, true)` read it: names are unescaped (`fav%6Fred` is
+//! characters), the `?favored` flag, the dialect (`?protocol=legacy` or
+//! `current`, else the configured default) and the subprotocol to echo.
+//! The URL is read as sigver's `url.parse(url, true)` read it: a backslash
+//! in the path is a slash, query names are unescaped (`fav%6Fred` is
 //! `favored`) and only the first 1000 `&`-separated pairs count.
+
+use std::borrow::Cow;
 
 use crate::error::{SigverDialect, SigverError};
 
 /// Longest key accepted, in characters (sigver's limit).
 pub const MAX_KEY_CHARS: usize = 512;
 
-/// The key (raw path without its leading `/`, escapes kept) or why it is refused.
-pub fn key_of(path: &str) -> Result<&str, SigverError> {
+/// The key (raw path without its leading `/`, escapes kept, backslashes
+/// made slashes as `url.parse` made them) or why it is refused.
+pub fn key_of(path: &str) -> Result<Cow<'_, str>, SigverError> {
     let key = path.strip_prefix('/').unwrap_or(path);
+    let key = if key.contains('\\') {
+        Cow::Owned(key.replace('\\', "/"))
+    } else {
+        Cow::Borrowed(key)
+    };
     if key.is_empty() {
         return Err(SigverError::EmptyKey);
     }
@@ -25,6 +34,17 @@ pub fn key_of(path: &str) -> Result<&str, SigverError> {
 /// Node's `querystring.parse` (its default `maxKeys`) reads this many
 /// `&`-separated pairs and ignores the rest, empty ones included.
 const MAX_QUERY_PAIRS: usize = 1000;
+
+/// The subprotocol to answer a `Sec-WebSocket-Protocol` request header
+/// with: the first one offered, as sigver's `ws` (and sigver 18's `uws`)
+/// did without looking at it; none when that one is empty.
+pub fn echoed_subprotocol(offered: &str) -> Option<&str> {
+    offered
+        .split(',')
+        .next()
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty())
+}
 
 /// Whether the query string carries `name` (with any value, or none).
 pub fn has_query_flag(query: &str, name: &str) -> bool {
@@ -87,7 +107,12 @@ mod tests {
 
     #[test]
     fn key_is_the_raw_path_without_its_slash() {
-        assert_eq!(key_of("/a%20b/c"), Ok("a%20b/c"));
+        assert_eq!(key_of("/a%20b/c").as_deref(), Ok("a%20b/c"));
+        assert_eq!(
+            key_of("/a\\b\\").as_deref(),
+            Ok("a/b/"),
+            "as url.parse reads it"
+        );
         assert_eq!(key_of("/"), Err(SigverError::EmptyKey));
         assert!(key_of(&format!("/{}", "k".repeat(512))).is_ok());
         assert_eq!(
@@ -116,6 +141,14 @@ mod tests {
         assert!(has_query_flag(&after(999, "&"), "favored"));
         assert!(!has_query_flag(&after(1000, "&"), "favored"));
         assert!(!has_query_flag(&after(600, "&&"), "favored"));
+    }
+
+    #[test]
+    fn the_first_subprotocol_offered_is_echoed() {
+        assert_eq!(echoed_subprotocol("foo, bar"), Some("foo"));
+        assert_eq!(echoed_subprotocol(" foo "), Some("foo"));
+        assert_eq!(echoed_subprotocol(", bar"), None);
+        assert_eq!(echoed_subprotocol(""), None);
     }
 
     #[test]
