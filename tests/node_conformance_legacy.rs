@@ -547,6 +547,13 @@ async fn both(
         .collect()
 }
 
+/// `depth` groups nested in one another, empty inside.
+fn nested_groups(depth: usize) -> Vec<u8> {
+    let mut frame = vec![0x33; depth];
+    frame.extend(std::iter::repeat_n(0x34, depth));
+    frame
+}
+
 fn shared_behaviour() -> Vec<Script> {
     use Part::*;
     use To::{Id, Route, Zero};
@@ -639,6 +646,7 @@ fn shared_behaviour() -> Vec<Script> {
                 Step::Raw("a", Ws::Binary(vec![0x33, 0x08, 0x01, 0x34].into())),
                 Step::Raw("a", Ws::Binary(vec![0x00, 0x00].into())),
                 Step::Raw("a", Ws::Binary(vec![0x3a, 0x00, 0x45, 1, 2, 3, 4].into())),
+                Step::Raw("a", Ws::Binary(nested_groups(2_000).into())),
                 open("b", "/nothing"),
                 send("b", Empty),
                 send("b", IsFirst),
@@ -905,6 +913,9 @@ fn shared_behaviour() -> Vec<Script> {
                     "b15",
                     Ws::Binary(vec![0x33, 0x0b, 0x08, 0x01, 0x0c, 0x34, 0x3c].into()),
                 ),
+                // Deeper than Node 8's stack let protobufjs recurse.
+                open("b16", "/bad"),
+                Step::Raw("b16", Ws::Binary(nested_groups(50_000).into())),
                 open("c", "/bad"),
                 send("c", Data(Zero, b"still works")),
             ],

@@ -72,12 +72,20 @@ async fn full_netflux_join_flow_and_end_of_binding_notices() {
 #[tokio::test]
 async fn empty_and_overlong_keys_close_with_4741_and_512_is_accepted() {
     let server = start(test_settings());
+    // sigver 20.1.0's reasons, the empty key between two spaces included.
     let mut empty = Peer::open(&server, "/").await;
-    assert_eq!(empty.closed().await.0, 4741);
+    assert_eq!(
+        empty.closed().await,
+        (4741, "4741: The key  is an empty string".into())
+    );
     let mut long = Peer::open(&server, &format!("/{}", "k".repeat(513))).await;
-    let (code, reason) = long.closed().await;
-    assert_eq!(code, 4741);
-    assert!(reason.contains("512"), "{reason}");
+    assert_eq!(
+        long.closed().await,
+        (
+            4741,
+            "4741: The key length exceeds the limit of 512 characters".into()
+        )
+    );
     let mut ok = Peer::open(&server, &format!("/{}", "k".repeat(512))).await;
     assert!(ok.connect(1, &[]).await);
 }
@@ -101,18 +109,156 @@ async fn bad_frames_close_with_4743_and_harm_no_one_else() {
     let server = start(test_settings());
     let mut member = Peer::open(&server, "/k").await;
     assert!(member.connect(1, &[]).await);
+    // Each with sigver 20.1.0's reason: its own words, or protobufjs's.
     let bad_frames = [
-        Ws::Text("hello".into()),
-        Ws::Binary(vec![0xff, 0xff, 0xff].into()),
-        Ws::Binary(vec![0x12, 0x0a, 0x08].into()), // truncated content
-        Ws::Binary(Vec::new().into()),             // a Message with no field set
+        (Ws::Text("hello".into()), "Wrong data type"),
+        (
+            Ws::Binary(vec![0xff, 0xff, 0xff].into()),
+            "index out of range: 3 + 10 > 3",
+        ),
+        (
+            Ws::Binary(vec![0x12, 0x0a, 0x08].into()), // truncated content
+            "index out of range: 3 + 10 > 3",
+        ),
+        (
+            Ws::Binary(vec![0x37].into()),
+            "invalid wire type 7 at offset 1",
+        ),
+        (
+            Ws::Binary(Vec::new().into()), // a Message with no field set
+            "Wrong message format or unknown message",
+        ),
+        (
+            Ws::Binary(vec![0x30, 0x01].into()), // only an unknown field
+            "Wrong message format or unknown message",
+        ),
     ];
-    for frame in bad_frames {
+    for (frame, reason) in bad_frames {
         let mut bad = Peer::open(&server, "/k").await;
         bad.send_raw(frame).await;
-        assert_eq!(bad.closed().await.0, 4743);
+        assert_eq!(bad.closed().await, (4743, reason.to_string()));
     }
     assert!(member.connect(1, &[]).await, "the member is untouched");
+}
+
+/// What sigver 20's `ws` did at the WebSocket level, as
+/// `tests/node_conformance.rs` observes it: a broken frame closes its
+/// sender with 1002 (1007 for a text frame that is not UTF-8) and no
+/// reason, a client's close is answered with its own code and reason, and
+/// the first subprotocol offered is accepted.
+#[tokio::test]
+async fn websocket_level_answers_are_the_ws_librarys() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let server = start(test_settings());
+    let mut member = Peer::open(&server, "/ws").await;
+    assert!(member.connect(1, &[]).await);
+    for (frame, code) in [
+        (&[0x82, 0x02, 0x08, 0x01][..], 1002), // unmasked
+        (&[0x83, 0x80, 0, 0, 0, 0], 1002),     // opcode 3
+        (&[0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28], 1007),
+    ] {
+        let mut broken = Peer::open(&server, "/ws").await;
+        broken
+            .ws
+            .get_mut()
+            .write_all(frame)
+            .await
+            .expect("raw write");
+        assert_eq!(broken.closed().await, (code, String::new()), "{frame:02x?}");
+    }
+    assert!(member.connect(1, &[]).await, "the member is untouched");
+
+    let bye = CloseFrame {
+        code: CloseCode::Library(4000),
+        reason: "bye".into(),
+    };
+    member
+        .ws
+        .send(Ws::Close(Some(bye.clone())))
+        .await
+        .expect("close");
+    let answer = tokio::time::timeout(WAIT, member.ws.next())
+        .await
+        .expect("an answer in time");
+    assert!(
+        matches!(&answer, Some(Ok(Ws::Close(Some(frame)))) if *frame == bye),
+        "{answer:?}"
+    );
+
+    let mut request = server.ws_url("/ws").into_client_request().expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "foo, bar".parse().expect("header"),
+    );
+    let (_ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("upgrade in time")
+        .expect("upgrade with a subprotocol");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"foo"[..])
+    );
+}
+
+/// One frame holding several messages (protobuf concatenation).
+fn merged(parts: &[Type]) -> Ws {
+    use prost::Message as _;
+    let frame: Vec<u8> = parts
+        .iter()
+        .flat_map(|part| {
+            sigway::proto::sigver::Message {
+                r#type: Some(part.clone()),
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    Ws::Binary(frame.into())
+}
+
+fn data(bytes: &[u8]) -> Type {
+    Type::Content(sigway::proto::sigver::Content {
+        data: bytes.to_vec().into(),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn content_carried_by_a_frame_of_another_type_is_relayed_as_sigver_20_did() {
+    let server = start(test_settings());
+    let mut a = Peer::open(&server, "/merged").await;
+    assert!(a.connect(1, &[]).await);
+    let mut c = Peer::open(&server, "/merged").await;
+    join_through(&mut c, &mut a, 3, &[1]).await;
+    let mut b = Peer::open(&server, "/merged").await;
+    assert!(!b.connect(2, &[]).await);
+    // Its type is heartbeat (first seen last); the content still goes up.
+    b.send_raw(merged(&[data(b"x"), Type::Heartbeat(true)]))
+        .await;
+    let (s, _, x) = a.recv_content().await;
+    assert_eq!(x, b"x");
+    // A connect that rebinds B (to C): its content is lost.
+    b.send_raw(merged(&[
+        data(b"lost"),
+        Type::Connect(sigway::proto::sigver::GroupData {
+            id: 2,
+            members: vec![],
+        }),
+    ]))
+    .await;
+    assert_eq!(b.recv().await, Type::Connected(false));
+    b.content(0, 0, b"to c", false).await;
+    let (s2, _, to_c) = c.recv_content().await;
+    assert_eq!(to_c, b"to c");
+    assert_ne!(s2, s);
+    a.silent_for(Duration::from_millis(100)).await;
 }
 
 #[tokio::test]
@@ -138,9 +284,13 @@ async fn blocking_lone_member_is_replaced_with_4744() {
     };
     // B could not reach A and asks again: A blocks the group.
     assert!(b.connect(2, &[]).await);
-    let (code, reason) = a.closed().await;
-    assert_eq!(code, 4744);
-    assert!(!reason.is_empty());
+    assert_eq!(
+        a.closed().await,
+        (
+            4744,
+            "replaced by a peer as prevented him from joining the group".into()
+        )
+    );
     assert_eq!(
         b.recv_content().await,
         (0, s, vec![]),
@@ -296,8 +446,11 @@ async fn silent_peer_sees_two_heartbeats_and_is_closed_with_4742() {
     let server = start(settings);
     let started = tokio::time::Instant::now();
     let mut silent = Peer::open(&server, "/k").await;
-    let (code, _) = silent.closed().await;
-    assert_eq!(code, 4742);
+    // sigver 20.1.0's words, its typo included.
+    assert_eq!(
+        silent.closed().await,
+        (4742, "Too many missed hearbeats".into())
+    );
     assert_eq!(silent.heartbeats, 2);
     let elapsed = started.elapsed();
     assert!(

@@ -1,6 +1,8 @@
 //! The current sigver dialect (sigver 20.x) in the group actor: its events
 //! ([`FromPeer`]), its frames, and that a peer is answered only when it
-//! sends `connect`. The rules are `sigway_core`'s [`GroupState`].
+//! sends `connect`. The rules are `sigway_core`'s [`GroupState`]; a frame
+//! whose type is not `content` but which carries one is relayed too, as
+//! sigver 20 did ([`merged`]).
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -10,6 +12,7 @@ use crate::rooms::{MemberId, RoomRef};
 use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE, Inbound};
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
+use crate::sigver::merged;
 use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId};
 
 /// The actor of a key spoken in the current dialect.
@@ -19,10 +22,12 @@ pub(crate) type Group = GroupActor<GroupState<MemberId>>;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) enum FromPeer {
+    /// `connect`, and the `content` its frame also carried, if any.
     Connect {
         peer: MemberId,
         id: NetfluxId,
         members: Vec<NetfluxId>,
+        content: Option<ContentIn>,
     },
     Content {
         peer: MemberId,
@@ -88,12 +93,27 @@ impl Dialect for GroupState<MemberId> {
 
     fn decode(frame: Bytes, peer: MemberId) -> Result<Heard<FromPeer>, SigverError> {
         Ok(match codec::decode(frame)? {
-            Inbound::Heartbeat => Heard::Heartbeat,
-            Inbound::Connect { id, members } => {
-                Heard::Event(FromPeer::Connect { peer, id, members })
-            }
             Inbound::Content(content) => Heard::Event(FromPeer::Content { peer, content }),
-            Inbound::Connected => Heard::Ignored,
+            Inbound::Connect {
+                id,
+                members,
+                content,
+            } => Heard::Event(FromPeer::Connect {
+                peer,
+                id,
+                members,
+                content,
+            }),
+            // The type is acted on here; a content the frame also carried
+            // goes to the group.
+            Inbound::Heartbeat { content } => match content {
+                Some(content) => Heard::HeartbeatWith(FromPeer::Content { peer, content }),
+                None => Heard::Heartbeat,
+            },
+            Inbound::Connected { content } => match content {
+                Some(content) => Heard::Event(FromPeer::Content { peer, content }),
+                None => Heard::Ignored,
+            },
         })
     }
 
@@ -107,8 +127,13 @@ impl Handler<FromPeer> for Group {
 
     fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
         match event {
-            FromPeer::Connect { peer, id, members } => self.event(peer, |state, key, ids, out| {
-                state.connect(peer, id, &members, ids, out);
+            FromPeer::Connect {
+                peer,
+                id,
+                members,
+                content,
+            } => self.event(peer, |state, key, ids, out| {
+                merged::connect_with_content(state, peer, (id, &members), content, ids, out);
                 tracing::debug!(%key, %peer, netflux_id = id, member = state.is_member(peer), "connect");
             }),
             FromPeer::Content { peer, content } => {

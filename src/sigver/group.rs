@@ -44,6 +44,9 @@ pub(crate) enum Heard<E> {
     /// An event for the group (the session takes one unit of credit for
     /// it, which the group gives back through the sink once handled).
     Event(E),
+    /// A heartbeat whose frame also carried an event for the group (sigver
+    /// 20 relayed a frame's `content` whatever its type).
+    HeartbeatWith(E),
     /// Nothing to do (e.g. `connected` from a client).
     Ignored,
 }

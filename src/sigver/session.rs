@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, ProtocolError, Session};
 use sigway_sockjs::ws::{self, ReadFailure};
@@ -23,7 +24,7 @@ use crate::observe::Stats;
 use crate::rooms::{MemberId, Sink, SinkReceiver};
 use crate::services::Services;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Leave, Outbound, PeerEntry};
-use crate::sigver::handshake::{dialect_of, has_query_flag, key_of};
+use crate::sigver::handshake::{dialect_of, echoed_subprotocol, has_query_flag, key_of};
 use crate::sigver::heartbeat::{Beat, Heartbeat};
 use crate::sigver::legacy::state::LegacyGroupState;
 use crate::sigver::state::GroupState;
@@ -42,7 +43,18 @@ pub(crate) async fn entry(
     body: web::Payload,
     services: web::Data<Services>,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let (mut response, session, stream) = actix_ws::handle(&req, body)?;
+    if let Some(protocol) = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|offered| offered.to_str().ok())
+        .and_then(echoed_subprotocol)
+        .and_then(|protocol| HeaderValue::from_str(protocol).ok())
+    {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
     let query = req.uri().query().unwrap_or("");
     let dialect = dialect_of(query, services.settings.sigver.protocol);
     let opening = Opening {
@@ -155,19 +167,26 @@ pub(crate) async fn run<D: Dialect>(
                             in_flight.sent();
                             D::tell(&group, event);
                         }
+                        Ok(Heard::HeartbeatWith(event)) => {
+                            heartbeat.heard();
+                            in_flight.sent();
+                            D::tell(&group, event);
+                        }
                         Ok(Heard::Ignored) => {}
                         Err(error) => break failed::<D>(error, stats),
                     }
                 }
                 Some(Ok(AggregatedMessage::Text(_))) => {
-                    break failed::<D>(SigverError::BadMessage("text frames are not sigver messages".into()), stats);
+                    break failed::<D>(SigverError::TextFrame, stats);
                 }
                 Some(Ok(AggregatedMessage::Ping(payload))) => {
                     let _ = session.pong(&payload).await;
                 }
                 Some(Ok(AggregatedMessage::Pong(_))) => {}
-                // Answered with an empty close frame, as sigver does.
-                Some(Ok(AggregatedMessage::Close(_))) | None => break ws::Ending::ClientClosed(None),
+                // Answered with the client's own code and reason, as both
+                // Node servers did.
+                Some(Ok(AggregatedMessage::Close(reason))) => break ws::Ending::ClientClosed(reason),
+                None => break ws::Ending::ClientClosed(None),
                 Some(Err(error)) => break read_failed::<D>(error, max_frame, stats),
             },
             _ = &mut beat => {
@@ -203,7 +222,10 @@ pub(crate) async fn run<D: Dialect>(
 fn failed<D: Dialect>(error: SigverError, stats: &Stats) -> ws::Ending<Close> {
     if matches!(
         error,
-        SigverError::BadMessage(_) | SigverError::FrameTooLarge(_)
+        SigverError::BadMessage(_)
+            | SigverError::TextFrame
+            | SigverError::InvalidFrame { .. }
+            | SigverError::FrameTooLarge(_)
     ) {
         Stats::count(&stats.protocol_errors);
     }
@@ -222,7 +244,17 @@ fn read_failed<D: Dialect>(
         ReadFailure::Gone => ws::Ending::Gone,
         ReadFailure::TooBig => failed::<D>(SigverError::FrameTooLarge(max_frame), stats),
         ReadFailure::Invalid => failed::<D>(
-            SigverError::BadMessage(format!("invalid WebSocket frame: {error}").into()),
+            SigverError::InvalidFrame {
+                utf8: false,
+                detail: error.to_string().into(),
+            },
+            stats,
+        ),
+        ReadFailure::InvalidUtf8 => failed::<D>(
+            SigverError::InvalidFrame {
+                utf8: true,
+                detail: error.to_string().into(),
+            },
             stats,
         ),
     }

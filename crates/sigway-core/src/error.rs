@@ -5,7 +5,8 @@
 //! protocol or must go) and ask it for its [`Close`] (WebSocket close code
 //! and reason), which is protocol knowledge (the spec's tables) and so lives
 //! here; turning a `Close` into a frame or a refusal into an HTTP status is
-//! the gateway's. The sigver dialects differ only in their code numbers, so
+//! the gateway's. The sigver dialects differ in their code numbers and in
+//! their reason texts (each Node server's own words, typos included), so
 //! the mapping takes the [`SigverDialect`]. videre never closes for bad
 //! packets: a [`VidereError`] becomes an error notice packet.
 
@@ -56,6 +57,10 @@ impl Close {
 // Standard WebSocket codes the gateway uses besides the protocol ones.
 /// 1001: the server is going away (shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// 1002: the client broke the WebSocket protocol.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// 1007: a text frame whose bytes are not UTF-8.
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// 1008: a policy says no (too many connections from one address).
 pub const CLOSE_POLICY: u16 = 1008;
 /// 1009: a frame or message is larger than the configured limit.
@@ -111,6 +116,18 @@ pub enum SigverError {
     /// text is the close reason.
     #[error("{0}")]
     BadMessage(Cow<'static, str>),
+    /// A text frame (sigver speaks binary frames only).
+    #[error("a text frame is not a sigver message")]
+    TextFrame,
+    /// The client broke the WebSocket protocol itself: a malformed frame,
+    /// or (`utf8`) a text frame whose bytes are not UTF-8.
+    #[error("invalid WebSocket frame: {detail}")]
+    InvalidFrame {
+        /// The frame was text that is not UTF-8 (1007 rather than 1002).
+        utf8: bool,
+        /// What was wrong, for the log.
+        detail: Cow<'static, str>,
+    },
     /// The lone member a joiner could not reach is replaced by it.
     #[error("replaced by a peer as prevented him from joining the group")]
     BlockingMember,
@@ -133,39 +150,50 @@ impl SigverError {
         let code = match (self, dialect) {
             (SigverError::EmptyKey | SigverError::KeyTooLong(_), Current) => 4741,
             (SigverError::HeartbeatMissed, Current) => 4742,
-            (SigverError::BadMessage(_), Current) => 4743,
+            (SigverError::BadMessage(_) | SigverError::TextFrame, Current) => 4743,
             (SigverError::BlockingMember, Current) => 4744,
             (SigverError::SendFailed(_), Current) => 4745,
             (SigverError::EmptyKey | SigverError::KeyTooLong(_), Legacy) => 4001,
             (SigverError::HeartbeatMissed, Legacy) => 4002,
-            (SigverError::BadMessage(_), Legacy) => 4003,
+            // sigver 20's `ws` closed these with its own status code and no
+            // reason (and then the whole server crashed, which we do not copy).
+            (SigverError::InvalidFrame { utf8: true, .. }, Current) => CLOSE_INVALID_PAYLOAD,
+            (SigverError::InvalidFrame { utf8: false, .. }, Current) => CLOSE_PROTOCOL_ERROR,
+            (SigverError::BadMessage(_) | SigverError::TextFrame, Legacy) => 4003,
+            (SigverError::InvalidFrame { .. }, Legacy) => 4003,
             (SigverError::BlockingMember, Legacy) => 4004,
             // sigver 18.x had no code for a failed send; 1011 is "server error".
             (SigverError::SendFailed(_), Legacy) => 1011,
             (SigverError::FrameTooLarge(_), _) => CLOSE_TOO_BIG,
             (SigverError::Refused(refusal), _) => return refusal.close(),
         };
-        Close::owned(code, self.reason(dialect))
+        Close::owned(code, self.reason(dialect, code))
     }
 
-    /// The close reason text: sigver 18.x's own words in the legacy
-    /// dialect (its typo included), ours otherwise. A `BadMessage` already
-    /// carries the text its dialect gives it.
-    fn reason(&self, dialect: SigverDialect) -> String {
+    /// The close reason text: what the dialect's Node server said, in its
+    /// own words (sigver 20.1.0 for the current dialect, 18.0.0 for the
+    /// legacy one), typos and the empty key printed between two spaces
+    /// included; ours where the server had no such close. A `BadMessage`
+    /// already carries the text its dialect gives it.
+    fn reason(&self, dialect: SigverDialect, code: u16) -> String {
+        use SigverDialect::{Current, Legacy};
         match (self, dialect) {
-            // sigver 18 prints the empty key between two spaces.
-            (SigverError::EmptyKey, SigverDialect::Legacy) => {
-                "4001: The key  is an empty string".into()
+            // Both servers threw `${code}: ${message}` for a bad key.
+            (SigverError::EmptyKey, _) => format!("{code}: The key  is an empty string"),
+            (SigverError::KeyTooLong(limit), _) => {
+                format!("{code}: The key length exceeds the limit of {limit} characters")
             }
-            (SigverError::KeyTooLong(limit), SigverDialect::Legacy) => {
-                format!("4001: The key length exceeds the limit of {limit} characters")
+            (SigverError::HeartbeatMissed, _) => "Too many missed hearbeats".into(),
+            (SigverError::BlockingMember, Current) => {
+                "replaced by a peer as prevented him from joining the group".into()
             }
-            (SigverError::HeartbeatMissed, SigverDialect::Legacy) => {
-                "Too many missed hearbeats".into()
-            }
-            (SigverError::BlockingMember, SigverDialect::Legacy) => {
+            (SigverError::BlockingMember, Legacy) => {
                 "prevent other peers from joining the group".into()
             }
+            (SigverError::TextFrame, Current) => "Wrong data type".into(),
+            (SigverError::InvalidFrame { .. }, Current) => String::new(),
+            // sigver 18 mostly ignored text frames; we close (spec/sigver.md).
+            (SigverError::TextFrame, Legacy) => "text frames are not sigver messages".into(),
             _ => self.to_string(),
         }
     }
@@ -234,6 +262,23 @@ mod tests {
             (SigverError::KeyTooLong(512), 4741, 4001),
             (SigverError::HeartbeatMissed, 4742, 4002),
             (SigverError::BadMessage("x".into()), 4743, 4003),
+            (SigverError::TextFrame, 4743, 4003),
+            (
+                SigverError::InvalidFrame {
+                    utf8: false,
+                    detail: "Bad opcode".into(),
+                },
+                1002,
+                4003,
+            ),
+            (
+                SigverError::InvalidFrame {
+                    utf8: true,
+                    detail: "invalid utf-8".into(),
+                },
+                1007,
+                4003,
+            ),
             (SigverError::BlockingMember, 4744, 4004),
             (SigverError::SendFailed("queue full".into()), 4745, 1011),
             (SigverError::FrameTooLarge(10), 1009, 1009),
@@ -246,34 +291,78 @@ mod tests {
 
     #[test]
     fn legacy_reasons_are_sigver_18s_words() {
-        use SigverDialect::{Current, Legacy};
-        let reason = |err: SigverError, dialect| err.close(dialect).reason.into_owned();
+        use SigverDialect::Legacy;
+        let reason = |err: SigverError| err.close(Legacy).reason.into_owned();
         assert_eq!(
-            reason(SigverError::EmptyKey, Legacy),
+            reason(SigverError::EmptyKey),
             "4001: The key  is an empty string"
         );
         assert_eq!(
-            reason(SigverError::KeyTooLong(512), Legacy),
+            reason(SigverError::KeyTooLong(512)),
             "4001: The key length exceeds the limit of 512 characters"
         );
         assert_eq!(
-            reason(SigverError::HeartbeatMissed, Legacy),
+            reason(SigverError::HeartbeatMissed),
             "Too many missed hearbeats"
         );
         assert_eq!(
-            reason(SigverError::BlockingMember, Legacy),
+            reason(SigverError::BlockingMember),
             "prevent other peers from joining the group"
         );
         assert_eq!(
-            reason(
-                SigverError::BadMessage("index out of range: 1 + 1 > 1".into()),
-                Legacy
-            ),
+            reason(SigverError::BadMessage(
+                "index out of range: 1 + 1 > 1".into()
+            )),
             "index out of range: 1 + 1 > 1"
         );
         assert_eq!(
-            reason(SigverError::EmptyKey, Current),
-            "The key is an empty string"
+            reason(SigverError::TextFrame),
+            "text frames are not sigver messages"
+        );
+    }
+
+    /// sigver 20.1.0's texts, as `tests/node_conformance.rs` observes them.
+    #[test]
+    fn current_reasons_are_sigver_20s_words() {
+        use SigverDialect::Current;
+        let reason = |err: SigverError| err.close(Current).reason.into_owned();
+        assert_eq!(
+            reason(SigverError::EmptyKey),
+            "4741: The key  is an empty string"
+        );
+        assert_eq!(
+            reason(SigverError::KeyTooLong(512)),
+            "4741: The key length exceeds the limit of 512 characters"
+        );
+        assert_eq!(
+            reason(SigverError::HeartbeatMissed),
+            "Too many missed hearbeats"
+        );
+        assert_eq!(
+            reason(SigverError::BlockingMember),
+            "replaced by a peer as prevented him from joining the group"
+        );
+        assert_eq!(reason(SigverError::TextFrame), "Wrong data type");
+        // `ws`'s own closes for a broken frame carried no reason.
+        let broken = SigverError::InvalidFrame {
+            utf8: false,
+            detail: "Received an unmasked frame from client".into(),
+        };
+        assert_eq!(reason(broken.clone()), "");
+        assert_eq!(
+            broken.close(SigverDialect::Legacy).reason,
+            "invalid WebSocket frame: Received an unmasked frame from client"
+        );
+        assert_eq!(
+            reason(SigverError::BadMessage(
+                "Wrong message format or unknown message".into()
+            )),
+            "Wrong message format or unknown message"
+        );
+        // sigway's own closes keep sigway's words.
+        assert_eq!(
+            reason(SigverError::SendFailed("queue full".into())),
+            "failed to send: queue full"
         );
     }
 

@@ -366,7 +366,7 @@ impl Connection {
                 tracing::info!("sockjs websocket: {error}, closing");
                 close_with_frame(error.close())
             }
-            ReadFailure::Invalid => {
+            ReadFailure::Invalid | ReadFailure::InvalidUtf8 => {
                 tracing::debug!("sockjs websocket protocol error: {err}");
                 close_without_frame(Close::new(1002, "Protocol error"))
             }

@@ -33,6 +33,8 @@ pub enum ReadFailure {
     TooBig,
     /// The client broke the WebSocket protocol.
     Invalid,
+    /// A text frame whose bytes are not UTF-8 (WebSocket's 1007 case).
+    InvalidUtf8,
 }
 
 /// Classifies a read error of an actix-ws stream.
@@ -50,6 +52,12 @@ pub fn read_failure(error: &ProtocolError) -> ReadFailure {
         // I/O error with this text.
         ProtocolError::Io(io) if io.to_string().contains("maximum continuation size") => {
             ReadFailure::TooBig
+        }
+        // actix-ws reports a text frame that is not UTF-8 as invalid data.
+        ProtocolError::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData && io.to_string().contains("utf-8") =>
+        {
+            ReadFailure::InvalidUtf8
         }
         _ => ReadFailure::Invalid,
     }

@@ -5,9 +5,12 @@
 //! the member limit, departures, member choice), keep their joiner–member
 //! links in one [`bindings`] table and draw signaling ids from a per-group
 //! [`ids`] allocator; one test kit (`testkit`) checks the invariants they
-//! share. [`codec`] maps bytes to messages; [`handshake`] checks what the
-//! upgrade request says (key, flags, dialect); [`heartbeat`] is the
-//! missed-heartbeat rule; [`types`] names what they all share.
+//! share. [`codec`] maps bytes to messages, reading them as sigver 20 did
+//! with the [`protobufjs`] reader both dialects' codecs share; [`merged`] is
+//! what a frame that carries `content` besides its `connect` does;
+//! [`handshake`] checks what the upgrade request says (key, flags,
+//! dialect); [`heartbeat`] is the missed-heartbeat rule; [`types`] names
+//! what they all share.
 
 pub mod bindings;
 pub mod codec;
@@ -16,6 +19,8 @@ pub mod heartbeat;
 pub mod ids;
 pub mod legacy;
 pub mod membership;
+pub mod merged;
+pub mod protobufjs;
 pub mod state;
 #[cfg(test)]
 mod testkit;
