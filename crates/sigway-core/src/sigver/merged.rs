@@ -55,8 +55,8 @@ pub fn connect_with_content<P: PeerKey>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sigver::testkit::SeqIds;
     use crate::sigver::state::PeerId;
+    use crate::sigver::testkit::SeqIds;
     use bytes::Bytes;
 
     fn data(recipient_id: u32, last_data: bool, bytes: &'static [u8]) -> Option<ContentIn> {
