@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::Peer;
@@ -12,9 +13,17 @@ use sigway::proto::sigver::message::Type;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sigway");
 
-fn free_port() -> u16 {
+/// The tests of this file start gateways in parallel: picking a free port,
+/// starting sigway on it and waiting until it listens happen under this
+/// lock, so two tests are never handed the same port (the loser's gateway
+/// would fail to bind while the winner's answered its probes).
+static LAUNCHING: Mutex<()> = Mutex::new(());
+
+/// A free port, and the lock to hold until sigway listens on it.
+fn free_port() -> (u16, MutexGuard<'static, ()>) {
+    let launching = LAUNCHING.lock().unwrap_or_else(|p| p.into_inner());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    (listener.local_addr().expect("addr").port(), launching)
 }
 
 /// A running `sigway` process, killed on drop.
@@ -39,12 +48,17 @@ fn spawn(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Gateway {
     Gateway(cmd.spawn().expect("spawn sigway"))
 }
 
-fn wait_listening(port: u16) {
+/// Waits until `gw` listens on `port`, then lets other tests launch.
+fn wait_listening(port: u16, gw: &mut Gateway, launching: MutexGuard<'static, ()>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = gw.0.try_wait() {
+            panic!("sigway exited before listening on {port}: {status}");
+        }
         assert!(Instant::now() < deadline, "sigway did not listen on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    drop(launching);
 }
 
 fn run_to_end(args: &[&str], dir: &Path) -> (i32, String, String) {
@@ -124,7 +138,7 @@ fn invalid_settings_stop_start_up_with_one_clear_line() {
 #[tokio::test]
 async fn toml_file_env_and_flags_layer_in_order() {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
+    let (port, launching) = free_port();
     let file = dir.path().join("sigway.toml");
     std::fs::write(
         &file,
@@ -133,7 +147,7 @@ async fn toml_file_env_and_flags_layer_in_order() {
     .expect("write");
     let port_arg = port.to_string();
     // File says port 1 and 5 s heartbeats; env shortens the heartbeat; the flag picks the port.
-    let _gw = spawn(
+    let mut gw = spawn(
         &["--config", file.to_str().expect("utf-8"), "-p", &port_arg],
         dir.path(),
         &[
@@ -141,7 +155,7 @@ async fn toml_file_env_and_flags_layer_in_order() {
             ("SIGWAY_PORT", "2"),
         ],
     );
-    wait_listening(port);
+    wait_listening(port, &mut gw, launching);
     let period = heartbeat_period(port).await;
     assert!(
         period < Duration::from_millis(1000),
@@ -152,18 +166,18 @@ async fn toml_file_env_and_flags_layer_in_order() {
 #[tokio::test]
 async fn conf_json_in_the_working_directory_is_read_like_videre_server() {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
+    let (port, launching) = free_port();
     std::fs::write(
         dir.path().join("conf.json"),
         format!(r#"{{ "Port": {port}, "TLS": false, "Cert": "path_to_cert_file", "Key": "path_to_key_file" }}"#),
     )
     .expect("write");
-    let _gw = spawn(
+    let mut gw = spawn(
         &["-h", "127.0.0.1"],
         dir.path(),
         &[("SIGWAY_LOG__FILE", "")],
     );
-    wait_listening(port);
+    wait_listening(port, &mut gw, launching);
     let mut peer = Peer::open_url(&format!("ws://127.0.0.1:{port}/room")).await;
     assert!(peer.connect(1, &[]).await);
     peer.send(Type::Heartbeat(true)).await;
@@ -172,14 +186,14 @@ async fn conf_json_in_the_working_directory_is_read_like_videre_server() {
 #[tokio::test]
 async fn sigterm_closes_peers_with_1001_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
+    let (port, launching) = free_port();
     let port_arg = port.to_string();
     let mut gw = spawn(
         &["-h", "127.0.0.1", "-p", &port_arg],
         dir.path(),
         &[("SIGWAY_LOG__FILE", "")],
     );
-    wait_listening(port);
+    wait_listening(port, &mut gw, launching);
     let mut peer = Peer::open_url(&format!("ws://127.0.0.1:{port}/room")).await;
     assert!(peer.connect(1, &[]).await);
     let pid = gw.0.id().to_string();
