@@ -25,7 +25,7 @@ use crate::error::{CLOSE_GO_AWAY, Close, SockjsError};
 use crate::frame;
 use crate::link::{Outgoing, SessionLink};
 use crate::server::Server;
-use crate::session::{AppHandle, spawn_app};
+use crate::session::{AppHandle, drain_batch, spawn_app};
 use crate::ws::{self, FINAL_WRITE, ReadFailure};
 
 /// sockjs-node's answers to a request on a WebSocket URL that it cannot
@@ -297,12 +297,22 @@ impl Connection {
         }
     }
 
+    /// Sends `first` and whatever else is already queued, one frame per
+    /// message as sockjs-node sends them, without a trip through the
+    /// connection's `select!` per message (a busy room queues many).
     async fn send_messages(&mut self, first: bytestring::ByteString) -> Option<Ending> {
-        if !self.framed {
-            return self.send_text(first).await;
+        let (batch, close) = drain_batch(first, &mut self.outgoing);
+        for message in batch {
+            let text = if self.framed {
+                frame::messages(&[message]).into()
+            } else {
+                message
+            };
+            if let Some(ending) = self.send_text(text).await {
+                return Some(ending);
+            }
         }
-        // One frame per message, as sockjs-node sends them.
-        self.send_text(frame::messages(&[first]).into()).await
+        close.map(|(code, reason)| close_with_frame(Close::owned(code, reason.to_string())))
     }
 
     async fn incoming(
