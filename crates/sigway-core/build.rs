@@ -1,10 +1,11 @@
-//! Compiles the sigver wire formats (`proto/*.proto`) into Rust with prost,
+//! Compiles the sigver wire formats and the cluster's (`proto/*.proto`) into Rust with prost,
 //! using protox as the parser so that no `protoc` binary is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "../../proto/sigver.proto",
         "../../proto/sigver_legacy.proto",
+        "../../proto/cluster.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
@@ -15,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (proto, module) in [
         ("../../proto/sigver.proto", "sigver"),
         ("../../proto/sigver_legacy.proto", "sigver_legacy"),
+        ("../../proto/cluster.proto", "cluster"),
     ] {
         let fds = protox::compile([proto], ["../../proto"])?;
         let dir = out_dir.join(module);

@@ -135,6 +135,20 @@ impl Settings {
         if self.limits.max_frame_bytes < 1024 || self.limits.outbound_queue == 0 {
             return invalid("limits.max_frame_bytes >= 1024 and limits.outbound_queue > 0".into());
         }
+        let cluster = &self.cluster;
+        if cluster.enabled() {
+            if cluster.heartbeat_ms == 0 || cluster.dead_after_ms <= cluster.heartbeat_ms {
+                return invalid(
+                    "cluster.heartbeat_ms must be > 0 and below cluster.dead_after_ms".into(),
+                );
+            }
+            if cluster.prefix.is_empty() || cluster.prefix.contains(char::is_whitespace) {
+                return invalid(format!(
+                    "cluster.prefix {:?} must be a non-empty word",
+                    cluster.prefix
+                ));
+            }
+        }
         if !["minutely", "hourly", "daily", "never"].contains(&self.log.rotation.as_str()) {
             return invalid(format!(
                 "log rotation {:?} is not one of minutely, hourly, daily, never",

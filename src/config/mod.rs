@@ -40,6 +40,8 @@ pub struct Settings {
     pub videre: VidereSettings,
     /// Console and file logging.
     pub log: LogSettings,
+    /// Several nodes as one deployment, through Redis (off by default).
+    pub cluster: ClusterSettings,
 }
 
 /// `[tls]`: certificate files and whether to serve https/wss.
@@ -137,6 +139,49 @@ pub struct LogSettings {
     pub max_files: usize,
 }
 
+/// `[cluster]`: run as one node of several that share rooms through Redis
+/// (README "Running a cluster"). Off while `redis_url` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Redis to meet the other nodes through: `redis://host:port[/db]`;
+    /// empty: this node runs alone, exactly as without cluster mode.
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel name.
+    pub prefix: String,
+    /// This node's number in the deployment (1..=4294967295); 0: a random
+    /// one at each start.
+    pub node_id: u32,
+    /// Milliseconds between two heartbeats of this node.
+    pub heartbeat_ms: u64,
+    /// A node not heard for this many milliseconds is dead: its peers
+    /// leave their rooms and its rooms move.
+    pub dead_after_ms: u64,
+    /// Milliseconds an empty room stays claimed by its node before the
+    /// directory entry is released (a member on its way keeps it).
+    pub release_after_ms: u64,
+}
+
+impl ClusterSettings {
+    /// Whether cluster mode is on.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.trim().is_empty()
+    }
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            prefix: "sw".into(),
+            node_id: 0,
+            heartbeat_ms: 1_000,
+            dead_after_ms: 3_000,
+            release_after_ms: 2_000,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -151,6 +196,7 @@ impl Default for Settings {
             sockjs: SockjsSettings::default(),
             videre: VidereSettings::default(),
             log: LogSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }

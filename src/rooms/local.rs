@@ -105,6 +105,11 @@ impl LocalRooms {
             .cloned()
     }
 
+    /// Whether a room of `kind` and `key` is open.
+    pub(super) fn contains(&self, kind: &'static str, key: &str) -> bool {
+        self.shard(kind, key).contains_key(&(kind, Arc::from(key)))
+    }
+
     /// Removes the room if every attach forwarded to it was seen by it.
     pub(super) fn release(&self, kind: &'static str, key: &Arc<str>, attaches_seen: u64) -> bool {
         let mut shard = self.shard(kind, key);
@@ -139,7 +144,7 @@ impl LocalRooms {
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::rooms::{Occupancy, Rooms};
+    use crate::rooms::{Occupancy, RoomRef, Rooms};
 
     /// A room that only counts who attached, and leaves on request.
     struct Counter {
@@ -195,22 +200,29 @@ mod tests {
         Rooms::new(Arc::new(settings), Arc::new(Stats::default()))
     }
 
+    fn addr(room: &RoomRef<Counter>) -> Addr<Counter> {
+        match room {
+            RoomRef::Local(addr) => addr.clone(),
+            RoomRef::Remote(_) => unreachable!("a node alone has no remote rooms"),
+        }
+    }
+
     #[actix_web::test]
     async fn a_room_is_released_only_when_every_forwarded_attach_was_seen() {
         let rooms = rooms(10);
-        let first = rooms.join::<Counter>("k".into(), ()).expect("join");
+        let first = rooms.join_here::<Counter>("k".into(), ()).expect("join");
         // A second member is on its way when the first leaves: the room
         // has seen one attach of two, so it must stay.
-        let second = rooms.join::<Counter>("k".into(), ()).expect("join");
+        let second = rooms.join_here::<Counter>("k".into(), ()).expect("join");
         assert_eq!(rooms.len(), 1, "one key, one room");
-        assert!(!first.addr.send(LeaveOne).await.expect("alive"));
-        assert!(second.addr.send(LeaveOne).await.expect("alive"));
+        assert!(!addr(&first).send(LeaveOne).await.expect("alive"));
+        assert!(addr(&second).send(LeaveOne).await.expect("alive"));
         assert_eq!(rooms.len(), 0);
         assert!(rooms.find::<Counter>("k").is_none());
-        let again = rooms.join::<Counter>("k".into(), ()).expect("a fresh room");
+        let again = rooms.join_here::<Counter>("k".into(), ()).expect("a fresh room");
         assert_eq!(rooms.len(), 1);
         assert!(
-            again.addr.send(LeaveOne).await.expect("alive"),
+            addr(&again).send(LeaveOne).await.expect("alive"),
             "the fresh room counts only its own attach"
         );
     }
@@ -218,19 +230,19 @@ mod tests {
     #[actix_web::test]
     async fn the_room_limit_counts_every_kind_and_frees_on_release() {
         let rooms = rooms(2);
-        let a = rooms.join::<Counter>("a".into(), ()).expect("a");
-        rooms.join::<Counter>("b".into(), ()).expect("b");
+        let a = rooms.join_here::<Counter>("a".into(), ()).expect("a");
+        rooms.join_here::<Counter>("b".into(), ()).expect("b");
         assert_eq!(
-            rooms.join::<Counter>("c".into(), ()).expect_err("full"),
+            rooms.join_here::<Counter>("c".into(), ()).expect_err("full"),
             Refusal::TooManyRooms(2)
         );
         rooms
-            .join::<Counter>("a".into(), ())
+            .join_here::<Counter>("a".into(), ())
             .expect("an open room takes members");
-        assert!(!a.addr.send(LeaveOne).await.expect("alive"));
-        assert!(a.addr.send(LeaveOne).await.expect("alive"));
+        assert!(!addr(&a).send(LeaveOne).await.expect("alive"));
+        assert!(addr(&a).send(LeaveOne).await.expect("alive"));
         rooms
-            .join::<Counter>("c".into(), ())
+            .join_here::<Counter>("c".into(), ())
             .expect("a place came back");
     }
 }

@@ -9,10 +9,17 @@
 //! room, started on the joining session's arbiter; later a cluster) is
 //! behind the handle, so sessions do not change when it does.
 //!
+//! In cluster mode (`cluster`), each room runs on one owner node of the
+//! deployment; a session on another node joins it through the handle as
+//! usual and gets a [`RoomRef`] that forwards its events to the owner,
+//! which reaches the member through a [`Sink`] that forwards back. Room
+//! kinds whose members can live on other nodes say how ([`Portable`]).
+//!
 //! Refusals are typed ([`Refusal`]); each adapter maps them to its own wire
 //! signal in one place.
 
 pub(crate) mod admission;
+mod cluster;
 mod local;
 pub(crate) mod sink;
 
@@ -20,17 +27,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
+use bytes::Bytes;
 
 pub(crate) use crate::error::Refusal;
 pub(crate) use admission::{Admission, Ticket};
 pub(crate) use sink::{InFlight, Sink, SinkError, SinkReceiver};
 
+pub(crate) use cluster::{Away, Cluster, ClusterStart, Exported, RemoteSink};
+
 use crate::config::Settings;
 use crate::observe::Stats;
+use cluster::RemoteRoom;
 use local::LocalRooms;
 
 /// A gateway node of a deployment (0 when sigway runs alone).
-pub(crate) type NodeId = u32;
+pub(crate) type NodeId = sigway_cluster::NodeId;
 
 /// One session (a sigver connection or a videre SockJS session), as rooms
 /// address it: the node it is connected to and its number there. Unique in
@@ -59,6 +70,26 @@ pub(crate) trait Room: Actor<Context = Context<Self>> + Handler<Attach<Self>> {
     fn new_room(key: Arc<str>, home: RoomHome) -> Self;
 }
 
+/// A kind of room whose members may be connected to other nodes (cluster
+/// mode): how a member travels to the room's owner and how what the
+/// member's node sends afterwards reaches the room. Members of kinds that
+/// are not portable always meet on the node they joined.
+pub(crate) trait Portable: Room {
+    /// Splits a member into what its room's owner needs and the end that
+    /// stays here to take what the room sends it.
+    fn export(member: Self::Member) -> Exported;
+    /// Rebuilds a member of another node on the owner, its sink forwarding
+    /// to that node.
+    fn import(id: MemberId, info: &[u8], sink: RemoteSink) -> Self::Member;
+    /// A frame the remote member `id` sent, for its room here.
+    fn forward(room: &Addr<Self>, id: MemberId, frame: Bytes);
+    /// The remote member `id` is gone.
+    fn leave(room: &Addr<Self>, id: MemberId);
+    /// What a remote member whose join was refused is told (the kind's
+    /// encoding of a close, as [`Exported::away`] decodes it).
+    fn refused(refusal: Refusal) -> Bytes;
+}
+
 /// A member enters a room; sent by [`Rooms::join`] only, so that the
 /// registry counts every attach it forwards.
 pub(crate) struct Attach<R: Room> {
@@ -76,14 +107,21 @@ pub(crate) struct RoomHome {
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
     rooms: Arc<LocalRooms>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl RoomHome {
     /// The room has no member left: it may stop unless an attach forwarded
     /// after `occupancy` went idle is still on its way. Returns whether the
-    /// room was released (the caller then stops its actor).
+    /// room was released (the caller then stops its actor). In a cluster,
+    /// the node gives up its claim on the room a little later.
     pub(crate) fn release_if_idle<R: Room>(&self, key: &Arc<str>, occupancy: &Occupancy) -> bool {
-        occupancy.count() == 0 && self.rooms.release(R::KIND, key, occupancy.attaches_seen)
+        let released =
+            occupancy.count() == 0 && self.rooms.release(R::KIND, key, occupancy.attaches_seen);
+        if released && let Some(cluster) = &self.cluster {
+            cluster.room_released(R::KIND, key.clone(), self.rooms.clone());
+        }
+        released
     }
 }
 
@@ -110,35 +148,75 @@ impl Occupancy {
     }
 }
 
-/// A room a session joined (or found): the way to send it messages.
-pub(crate) struct RoomRef<R: Room> {
-    addr: Addr<R>,
+/// A room a session joined (or found): the way to send it messages. The
+/// room runs here, or (cluster mode) on its owner node, where the session's
+/// frames are forwarded as they came from its client.
+pub(crate) enum RoomRef<R: Room> {
+    Local(Addr<R>),
+    Remote(Arc<RemoteRoom>),
 }
 
 impl<R: Room> Clone for RoomRef<R> {
     fn clone(&self) -> Self {
-        Self {
-            addr: self.addr.clone(),
+        match self {
+            RoomRef::Local(addr) => RoomRef::Local(addr.clone()),
+            RoomRef::Remote(remote) => RoomRef::Remote(remote.clone()),
         }
     }
 }
 
 impl<R: Room> std::fmt::Debug for RoomRef<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomRef").field("kind", &R::KIND).finish()
+        let remote = matches!(self, RoomRef::Remote(_));
+        f.debug_struct("RoomRef")
+            .field("kind", &R::KIND)
+            .field("remote", &remote)
+            .finish()
     }
 }
 
 impl<R: Room> RoomRef<R> {
-    /// Queues `message` for the room without waiting. A room that is gone
-    /// (it stopped after the session left it) drops it.
+    /// Queues `message` for a room on this node without waiting. A room
+    /// that is gone (it stopped after the session left it) drops it. Only
+    /// kinds that are not [`Portable`] use it; they always run here.
     pub(crate) fn tell<M>(&self, message: M)
     where
         M: Message<Result = ()> + Send + 'static,
         R: Handler<M>,
         R::Context: actix::dev::ToEnvelope<R, M>,
     {
-        self.addr.do_send(message);
+        match self {
+            RoomRef::Local(addr) => addr.do_send(message),
+            RoomRef::Remote(remote) => remote.misrouted(R::KIND),
+        }
+    }
+
+    /// Hands the room an event its member decoded from `frame`: the event
+    /// itself here, the frame to the owner node (which decodes it again).
+    pub(crate) fn event<M>(&self, message: M, frame: &Bytes)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        R: Handler<M>,
+        R::Context: actix::dev::ToEnvelope<R, M>,
+    {
+        match self {
+            RoomRef::Local(addr) => addr.do_send(message),
+            RoomRef::Remote(remote) => remote.event(frame.clone()),
+        }
+    }
+
+    /// The member leaves (its session ended); `message` says so to a room
+    /// here, the owner node is told otherwise.
+    pub(crate) fn leave<M>(&self, message: M)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        R: Handler<M>,
+        R::Context: actix::dev::ToEnvelope<R, M>,
+    {
+        match self {
+            RoomRef::Local(addr) => addr.do_send(message),
+            RoomRef::Remote(remote) => remote.leave(),
+        }
     }
 }
 
@@ -152,11 +230,13 @@ pub(crate) struct Rooms {
     local: Arc<LocalRooms>,
     settings: Arc<Settings>,
     stats: Arc<Stats>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Rooms {
-    /// The rooms of a node. Must be used from inside an actix system: a new
-    /// room starts on the arbiter of the session that first joins it.
+    /// The rooms of a node that runs alone. Must be used from inside an
+    /// actix system: a new room starts on the arbiter of the session that
+    /// first joins it.
     pub(crate) fn new(settings: Arc<Settings>, stats: Arc<Stats>) -> Self {
         Self {
             node: 0,
@@ -165,7 +245,23 @@ impl Rooms {
             local: Arc::new(LocalRooms::new(settings.limits.max_rooms, stats.clone())),
             settings,
             stats,
+            cluster: None,
         }
+    }
+
+    /// The rooms of one node of a cluster: portable kinds run on their
+    /// owner node, wherever their members are connected.
+    pub(crate) fn clustered(settings: Arc<Settings>, stats: Arc<Stats>, cluster: Arc<Cluster>) -> Self {
+        let mut rooms = Self::new(settings, stats);
+        rooms.node = cluster.node();
+        rooms.cluster = Some(cluster);
+        rooms
+    }
+
+    /// Whether this node can serve: always when it runs alone; in a
+    /// cluster, once it reaches the others (`/readyz`).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|cluster| cluster.is_ready())
     }
 
     /// A place for a new connection from `ip` under the connection limits;
@@ -182,10 +278,24 @@ impl Rooms {
         }
     }
 
-    /// Enters room `key` of kind `R` with `member`, creating the room on
-    /// first use. The room receives the member before any message the
-    /// caller sends it afterwards.
-    pub(crate) fn join<R: Room>(
+    /// Enters room `key` of kind `R` with `member`, wherever in the
+    /// deployment the room runs (here when the node runs alone). The room
+    /// receives the member before any message the caller sends it
+    /// afterwards.
+    pub(crate) async fn join<R: Portable>(
+        &self,
+        key: Arc<str>,
+        member: R::Member,
+    ) -> Result<RoomRef<R>, Refusal> {
+        match &self.cluster {
+            None => self.join_here(key, member),
+            Some(cluster) => cluster.join::<R>(self, key, member).await,
+        }
+    }
+
+    /// Enters room `key` of kind `R` on this node, creating the room on
+    /// first use (kinds that are not portable always meet here).
+    pub(crate) fn join_here<R: Room>(
         &self,
         key: Arc<str>,
         member: R::Member,
@@ -194,15 +304,21 @@ impl Rooms {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
             rooms: self.local.clone(),
+            cluster: self.cluster.clone(),
         };
         let addr = self.local.join::<R>(key, member, home)?;
-        Ok(RoomRef { addr })
+        Ok(RoomRef::Local(addr))
     }
 
-    /// A live room, without entering it (videre's lenient mode lets a
-    /// session broadcast into a room it has not joined).
+    /// A live room of this node, without entering it (videre's lenient
+    /// mode lets a session broadcast into a room it has not joined).
     pub(crate) fn find<R: Room>(&self, key: &str) -> Option<RoomRef<R>> {
-        self.local.find::<R>(key).map(|addr| RoomRef { addr })
+        self.local.find::<R>(key).map(RoomRef::Local)
+    }
+
+    /// Whether a room of `kind` and `key` is open on this node.
+    fn is_open_here(&self, kind: &'static str, key: &str) -> bool {
+        self.local.contains(kind, key)
     }
 
     #[cfg(test)]

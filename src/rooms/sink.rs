@@ -8,31 +8,52 @@
 //! the session drains the outbox to its socket, closes when the overflow
 //! fires, and stops reading its socket while its credit is used up, so a
 //! client that floods a room is slowed down instead of growing the room's
-//! mailbox. Today a sink is local; in cluster mode a member on another node
-//! is reached through a forwarder with the same face. The outbox itself is
+//! mailbox. In cluster mode a member on another node is reached through a
+//! remote sink with the same face: what the room pushes is encoded and
+//! sent to the member's node, which pushes it to the member's local sink
+//! (the member's credit is kept on its own node). The outbox itself is
 //! `sigway_sockjs::Outbox`, the same bounded queue with an overflow alarm
 //! that a SockJS session's link is built on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::Bytes;
+
 use sigway_sockjs::{Outbox, OutboxError, OutboxReceiver};
 use tokio::sync::{Notify, mpsc};
 
 pub(crate) use sigway_sockjs::Overflow;
 
+use super::RemoteSink;
+
 /// The room's end of one member: push without waiting, give back credit.
 #[derive(Debug)]
-pub(crate) struct Sink<T> {
-    outbox: Outbox<T>,
-    in_flight: Arc<InFlight>,
+pub(crate) enum Sink<T> {
+    /// A member connected to this node.
+    Local {
+        outbox: Outbox<T>,
+        in_flight: Arc<InFlight>,
+    },
+    /// A member connected to another node of the cluster; `encode` turns
+    /// what the room pushes into the bytes its node decodes.
+    Remote {
+        remote: RemoteSink,
+        encode: fn(T) -> Bytes,
+    },
 }
 
 impl<T> Clone for Sink<T> {
     fn clone(&self) -> Self {
-        Self {
-            outbox: self.outbox.clone(),
-            in_flight: self.in_flight.clone(),
+        match self {
+            Sink::Local { outbox, in_flight } => Sink::Local {
+                outbox: outbox.clone(),
+                in_flight: in_flight.clone(),
+            },
+            Sink::Remote { remote, encode } => Sink::Remote {
+                remote: remote.clone(),
+                encode: *encode,
+            },
         }
     }
 }
@@ -71,7 +92,7 @@ impl<T> Sink<T> {
     pub(crate) fn new(capacity: usize) -> (Self, SinkReceiver<T>) {
         let (outbox, OutboxReceiver { queue, overflow }) = Outbox::new(capacity);
         let in_flight = Arc::new(InFlight::for_outbox(capacity));
-        let sink = Self {
+        let sink = Sink::Local {
             outbox,
             in_flight: in_flight.clone(),
         };
@@ -88,12 +109,26 @@ impl<T> Sink<T> {
     /// Queues `item` without waiting. On a full outbox the member is told
     /// to close (once) and the item is dropped.
     pub(crate) fn push(&self, item: T) -> Result<(), SinkError> {
-        Ok(self.outbox.push(item)?)
+        match self {
+            Sink::Local { outbox, .. } => Ok(outbox.push(item)?),
+            Sink::Remote { remote, encode } => remote.deliver(encode(item)),
+        }
     }
 
-    /// The room handled one event this member sent.
+    /// The room handled one event this member sent (a remote member's
+    /// node gave its credit back when it forwarded the event).
     pub(crate) fn handled(&self) {
-        self.in_flight.handled();
+        if let Sink::Local { in_flight, .. } = self {
+            in_flight.handled();
+        }
+    }
+
+    /// The member's credit, when it is connected here.
+    pub(crate) fn credit(&self) -> Option<Arc<InFlight>> {
+        match self {
+            Sink::Local { in_flight, .. } => Some(in_flight.clone()),
+            Sink::Remote { .. } => None,
+        }
     }
 }
 

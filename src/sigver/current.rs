@@ -117,8 +117,8 @@ impl Dialect for GroupState<MemberId> {
         })
     }
 
-    fn tell(group: &RoomRef<Group>, event: FromPeer) {
-        group.tell(event);
+    fn tell(group: &RoomRef<Group>, event: FromPeer, frame: &Bytes) {
+        group.event(event, frame);
     }
 }
 

@@ -19,7 +19,11 @@ use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
-use crate::rooms::{Attach, MemberId, Occupancy, Room, RoomHome, RoomRef, Sink, SinkError};
+use crate::error::Refusal;
+use crate::rooms::{
+    Attach, Away, Exported, MemberId, Occupancy, Portable, RemoteSink, Room, RoomHome, RoomRef,
+    Sink, SinkError,
+};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::state::GroupLimits;
 
@@ -87,8 +91,9 @@ pub(crate) trait Dialect: Unpin + Sized + 'static {
     fn heartbeat() -> Bytes;
     /// Decodes one binary frame from `peer`.
     fn decode(frame: Bytes, peer: MemberId) -> Result<Heard<Self::Event>, SigverError>;
-    /// Hands an event to the group (this dialect's `Handler` takes it).
-    fn tell(group: &RoomRef<GroupActor<Self>>, event: Self::Event);
+    /// Hands an event decoded from `frame` to the group (this dialect's
+    /// `Handler` takes it; a group on another node gets the frame).
+    fn tell(group: &RoomRef<GroupActor<Self>>, event: Self::Event, frame: &Bytes);
 }
 
 /// The actor of one key, in either dialect: the rules, the group's
@@ -194,6 +199,176 @@ impl<R: Dialect> Handler<Leave> for GroupActor<R> {
                 .release_if_idle::<Self>(&self.key, &self.occupancy)
             {
                 ctx.stop();
+            }
+        }
+    }
+}
+
+/// Members of a group may be connected to other nodes: the owner gets
+/// their `?favored` flag, then their frames as they came (and decodes
+/// them again), and sends back each [`Outbound`] in [`wire`]'s encoding.
+impl<R: Dialect> Portable for GroupActor<R> {
+    fn export(member: PeerEntry) -> Exported {
+        let PeerEntry { id, favored, sink } = member;
+        Exported {
+            id,
+            info: vec![u8::from(favored)],
+            credit: sink.credit(),
+            away: Box::new(AwayPeer(sink)),
+        }
+    }
+
+    fn import(id: MemberId, info: &[u8], sink: RemoteSink) -> PeerEntry {
+        PeerEntry {
+            id,
+            favored: info.first() == Some(&1),
+            sink: Sink::Remote {
+                remote: sink,
+                encode: wire::encode,
+            },
+        }
+    }
+
+    fn forward(room: &Addr<Self>, id: MemberId, frame: Bytes) {
+        // The member's node already checked the frame; decoding it again
+        // here gives the same event.
+        match R::decode(frame.clone(), id) {
+            Ok(Heard::Event(event) | Heard::HeartbeatWith(event)) => {
+                R::tell(&RoomRef::Local(room.clone()), event, &frame);
+            }
+            Ok(Heard::Heartbeat | Heard::Ignored) => {}
+            Err(error) => tracing::debug!(%error, member = %id, "forwarded frame not decodable here"),
+        }
+    }
+
+    fn leave(room: &Addr<Self>, id: MemberId) {
+        room.do_send(Leave { peer: id });
+    }
+
+    fn refused(refusal: Refusal) -> Bytes {
+        wire::encode(Outbound::Close(SigverError::Refused(refusal)))
+    }
+}
+
+/// The session end of a member whose group runs on another node.
+struct AwayPeer(Sink<Outbound>);
+
+impl Away for AwayPeer {
+    fn deliver(&self, outbound: &[u8]) {
+        match wire::decode(outbound) {
+            // A full sink closes the session itself (4745).
+            Some(out) => drop(self.0.push(out)),
+            None => tracing::warn!("undecodable outbound from the group's node dropped"),
+        }
+    }
+
+    fn lost(&self) {
+        let _ = self
+            .0
+            .push(Outbound::Close(SigverError::Refused(Refusal::RoomMoved)));
+    }
+}
+
+/// [`Outbound`] between nodes: a tag byte, then the frame, or the close
+/// (only the errors a group closes a member with travel as themselves;
+/// any other is sent as a failed send with its text).
+mod wire {
+    use super::*;
+
+    const FRAME: u8 = 0;
+    const BLOCKING_MEMBER: u8 = 1;
+    const REFUSED: u8 = 2;
+    const OTHER: u8 = 3;
+
+    pub(super) fn encode(out: Outbound) -> Bytes {
+        let mut bytes = Vec::new();
+        match out {
+            Outbound::Frame(frame) => {
+                bytes.reserve(1 + frame.len());
+                bytes.push(FRAME);
+                bytes.extend_from_slice(&frame);
+            }
+            Outbound::Close(SigverError::BlockingMember) => bytes.push(BLOCKING_MEMBER),
+            Outbound::Close(SigverError::Refused(refusal)) => {
+                let (tag, limit) = match refusal {
+                    Refusal::TooManyConnections(n) => (0, n),
+                    Refusal::TooManyFromAddress(n) => (1, n),
+                    Refusal::TooManyRooms(n) => (2, n),
+                    Refusal::RoomFull(n) => (3, n),
+                    Refusal::Internal => (4, 0),
+                    Refusal::ClusterUnavailable => (5, 0),
+                    Refusal::RoomMoved => (6, 0),
+                };
+                bytes.extend_from_slice(&[REFUSED, tag]);
+                bytes.extend_from_slice(&(limit as u64).to_be_bytes());
+            }
+            Outbound::Close(other) => {
+                bytes.push(OTHER);
+                bytes.extend_from_slice(other.to_string().as_bytes());
+            }
+        }
+        bytes.into()
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Option<Outbound> {
+        let (&tag, rest) = bytes.split_first()?;
+        Some(match tag {
+            FRAME => Outbound::Frame(Bytes::copy_from_slice(rest)),
+            BLOCKING_MEMBER => Outbound::Close(SigverError::BlockingMember),
+            REFUSED => {
+                let (&which, limit) = rest.split_first()?;
+                let limit = usize::try_from(u64::from_be_bytes(limit.try_into().ok()?)).ok()?;
+                let refusal = match which {
+                    0 => Refusal::TooManyConnections(limit),
+                    1 => Refusal::TooManyFromAddress(limit),
+                    2 => Refusal::TooManyRooms(limit),
+                    3 => Refusal::RoomFull(limit),
+                    4 => Refusal::Internal,
+                    5 => Refusal::ClusterUnavailable,
+                    6 => Refusal::RoomMoved,
+                    _ => return None,
+                };
+                Outbound::Close(SigverError::Refused(refusal))
+            }
+            OTHER => Outbound::Close(SigverError::SendFailed(
+                String::from_utf8_lossy(rest).into_owned().into(),
+            )),
+            _ => return None,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn round_trip(out: Outbound) -> String {
+            let expected = format!("{out:?}");
+            let back = decode(&encode(out)).expect("decodes");
+            assert_eq!(format!("{back:?}"), expected);
+            expected
+        }
+
+        #[test]
+        fn what_a_group_sends_survives_the_trip() {
+            round_trip(Outbound::Frame(Bytes::from_static(b"\x08\x01\x12\x00")));
+            round_trip(Outbound::Frame(Bytes::new()));
+            round_trip(Outbound::Close(SigverError::BlockingMember));
+            for refusal in [
+                Refusal::RoomFull(7),
+                Refusal::TooManyRooms(100_000),
+                Refusal::RoomMoved,
+                Refusal::ClusterUnavailable,
+            ] {
+                round_trip(Outbound::Close(SigverError::Refused(refusal)));
+            }
+        }
+
+        #[test]
+        fn other_closes_keep_their_text_and_garbage_is_refused() {
+            let out = decode(&encode(Outbound::Close(SigverError::HeartbeatMissed)));
+            assert!(matches!(out, Some(Outbound::Close(SigverError::SendFailed(text))) if text == "Too many missed heartbeats"));
+            for garbage in [&b""[..], b"\x02", b"\x02\x09\0\0\0\0\0\0\0\0", b"\x02\x03\0", b"\x09"] {
+                assert!(decode(garbage).is_none(), "{garbage:?}");
             }
         }
     }

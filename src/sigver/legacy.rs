@@ -115,8 +115,8 @@ impl Dialect for LegacyGroupState<MemberId> {
         }))
     }
 
-    fn tell(group: &RoomRef<LegacyGroup>, event: FromLegacyPeer) {
-        group.tell(event);
+    fn tell(group: &RoomRef<LegacyGroup>, event: FromLegacyPeer, frame: &Bytes) {
+        group.event(event, frame);
     }
 }
 

@@ -112,7 +112,7 @@ pub(crate) async fn run<D: Dialect>(
         favored,
         sink,
     };
-    let group = match rooms.join::<GroupActor<D>>(key, entry) {
+    let group = match rooms.join::<GroupActor<D>>(key, entry).await {
         Ok(group) => group,
         Err(refusal) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
     };
@@ -159,18 +159,20 @@ pub(crate) async fn run<D: Dialect>(
             message = stream.recv(), if readable => match message {
                 Some(Ok(AggregatedMessage::Binary(frame))) => {
                     stats.received(frame.len());
+                    // A group on another node gets the frame itself.
+                    let raw = frame.clone();
                     match D::decode(frame, peer) {
                         Ok(Heard::Heartbeat) => heartbeat.heard(),
                         Ok(Heard::Event(event)) => {
                             // Counted before the group can see it, so its
                             // `handled` never comes first.
                             in_flight.sent();
-                            D::tell(&group, event);
+                            D::tell(&group, event, &raw);
                         }
                         Ok(Heard::HeartbeatWith(event)) => {
                             heartbeat.heard();
                             in_flight.sent();
-                            D::tell(&group, event);
+                            D::tell(&group, event, &raw);
                         }
                         Ok(Heard::Ignored) => {}
                         Err(error) => break failed::<D>(error, stats),
@@ -205,7 +207,7 @@ pub(crate) async fn run<D: Dialect>(
         }
     };
 
-    group.tell(Leave { peer });
+    group.leave(Leave { peer });
     let close = match ending {
         ws::Ending::Server(close) => Some(crate::error::ws_close(&close)),
         ws::Ending::ClientClosed(reason) => reason,

@@ -121,7 +121,7 @@ impl VidereSession {
         let result = match self
             .services
             .rooms
-            .join::<VidereRoom>(room_id.clone(), joiner)
+            .join_here::<VidereRoom>(room_id.clone(), joiner)
         {
             Ok(room) => match joined.await {
                 Ok(Ok(())) => Ok(room),

@@ -65,6 +65,8 @@ pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 pub const CLOSE_POLICY: u16 = 1008;
 /// 1009: a frame or message is larger than the configured limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// 1012: the service restarts; the client should connect again.
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 /// 1013: the server is full for now (connections, rooms, members).
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 
@@ -86,14 +88,24 @@ pub enum Refusal {
     /// The room layer failed to hand out the room (an internal error).
     #[error("server unavailable")]
     Internal,
+    /// Cluster mode: this node cannot reach the other nodes (or Redis)
+    /// right now.
+    #[error("cluster unavailable")]
+    ClusterUnavailable,
+    /// Cluster mode: the node that ran the room is gone and its state
+    /// could not be taken over; joining again starts it afresh.
+    #[error("room moved: join again")]
+    RoomMoved,
 }
 
 impl Refusal {
     /// The close a WebSocket client gets for this refusal (1008 for its
-    /// address's limit, 1013 "try again later" for the others).
+    /// address's limit, 1012 "service restart" for a room that moved, 1013
+    /// "try again later" for the others).
     pub fn close(&self) -> Close {
         let code = match self {
             Refusal::TooManyFromAddress(_) => CLOSE_POLICY,
+            Refusal::RoomMoved => CLOSE_SERVICE_RESTART,
             _ => CLOSE_TRY_AGAIN_LATER,
         };
         Close::owned(code, self.to_string())

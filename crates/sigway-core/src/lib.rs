@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cluster;
 pub mod error;
 pub mod proto;
 pub mod sigver;
