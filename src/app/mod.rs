@@ -9,12 +9,14 @@
 //! with 1001 and waits `shutdown_timeout_secs` for them.
 //! [`BackgroundServer`] runs one on its own thread for tests and tools.
 
+mod cluster;
 mod routes;
 mod tls;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
@@ -22,7 +24,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::observe::Stats;
-use crate::rooms::Rooms;
+use crate::rooms::{Cluster, Rooms};
 use crate::services::Services;
 use crate::shutdown::ShutdownTrigger;
 
@@ -36,6 +38,7 @@ pub struct Running {
     pub handle: ServerHandle,
     shutdown: ShutdownTrigger,
     server: actix_web::dev::Server,
+    cluster: Option<cluster::ClusterNode>,
 }
 
 impl Running {
@@ -45,11 +48,15 @@ impl Running {
             server,
             shutdown,
             handle,
+            cluster,
             ..
         } = self;
         let signals = actix_web::rt::spawn(shutdown_on_signal(shutdown, handle));
         let result = server.await;
         signals.abort();
+        if let Some(cluster) = cluster {
+            cluster.stop(Duration::from_secs(2)).await;
+        }
         result
     }
 
@@ -95,9 +102,22 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         n => n,
     };
     let (trigger, shutdown) = ShutdownTrigger::new();
+    let (rooms, cluster) = if settings.cluster.enabled() {
+        let node = cluster::node_id(&settings.cluster);
+        let release_after = Duration::from_millis(settings.cluster.release_after_ms);
+        let cluster = Cluster::new(node, release_after);
+        cluster.serve::<crate::sigver::current::Group>();
+        cluster.serve::<crate::sigver::legacy::LegacyGroup>();
+        let rooms = Rooms::clustered(settings.clone(), stats.clone(), cluster.clone());
+        tracing::info!(node, redis = %settings.cluster.redis_url, "cluster mode");
+        let node = cluster::launch(settings.cluster.clone(), cluster, rooms.clone());
+        (rooms, Some(node))
+    } else {
+        (Rooms::new(settings.clone(), stats.clone()), None)
+    };
     let services = web::Data::new(Services {
         settings: settings.clone(),
-        rooms: Rooms::new(settings.clone(), stats.clone()),
+        rooms,
         stats: stats.clone(),
         shutdown,
     });
@@ -141,6 +161,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         handle: server.handle(),
         shutdown: trigger,
         server,
+        cluster,
     })
 }
 
@@ -171,12 +192,17 @@ impl BackgroundServer {
     pub fn start(settings: Settings) -> io::Result<Self> {
         let tls = settings.tls_files().map_err(io::Error::other)?.is_some();
         let inner = sigway_sockjs::testing::BackgroundServer::start("sigway-server", move || {
-            let running = start(settings)?;
+            let mut running = start(settings)?;
             let shutdown = running.shutdown_trigger();
+            // Dropping the cluster node says goodbye to the other nodes.
+            let cluster = running.cluster.take();
             Ok(sigway_sockjs::testing::Started {
                 addr: running.addr,
                 server: running.server,
-                before_stop: Some(Box::new(move || shutdown.fire())),
+                before_stop: Some(Box::new(move || {
+                    shutdown.fire();
+                    drop(cluster);
+                })),
                 graceful: true,
             })
         })?;

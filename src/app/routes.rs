@@ -1,6 +1,7 @@
 //! Every route of the one port: the SockJS/videre endpoint under its prefix,
 //! the sigver WebSocket on any other path that asks for an upgrade, and
-//! plain pages (`/`, `/demo`, `/healthz`, `/metrics`, `/stats`) for the rest.
+//! plain pages (`/`, `/demo`, `/healthz`, `/readyz`, `/metrics`, `/stats`)
+//! for the rest.
 //! A plain request to any other path gets a JSON answer saying what this
 //! server is, never a hang.
 
@@ -35,6 +36,7 @@ pub(super) fn routes(
     .route("/", web::get().to(landing))
     .route("/demo", web::get().to(demo))
     .route("/healthz", web::get().to(observe::healthz))
+    .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(observe::metrics))
     .route("/stats", web::get().to(observe::stats))
     .default_service(web::to(not_a_websocket));
@@ -55,6 +57,23 @@ async fn demo() -> HttpResponse {
         .body(DEMO_PAGE)
 }
 
+/// Whether the node serves: always when alone; in a cluster, once it
+/// reaches the other nodes through Redis (and not while it cannot).
+async fn readyz(services: web::Data<Services>) -> HttpResponse {
+    let (status, body) = if services.rooms.is_ready() {
+        (actix_web::http::StatusCode::OK, "ready\n")
+    } else {
+        (
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: cluster unreachable\n",
+        )
+    };
+    HttpResponse::build(status)
+        .content_type("text/plain")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(body)
+}
+
 /// Any other plain request: say what this server is instead of hanging.
 async fn not_a_websocket(req: HttpRequest, services: web::Data<Services>) -> HttpResponse {
     let path = req.uri().path();
@@ -66,6 +85,6 @@ async fn not_a_websocket(req: HttpRequest, services: web::Data<Services>) -> Htt
             "error": "this path is a sigver signaling endpoint: open a WebSocket to it",
             "sigver": { "key": path.strip_prefix('/').unwrap_or(path), "url": format!("ws(s)://HOST{path}") },
             "videre": { "sockjs": services.settings.sockjs.prefix },
-            "endpoints": ["/", "/demo", "/healthz", "/metrics", "/stats"],
+            "endpoints": ["/", "/demo", "/healthz", "/readyz", "/metrics", "/stats"],
         }))
 }

@@ -33,7 +33,9 @@ pub(crate) use crate::error::Refusal;
 pub(crate) use admission::{Admission, Ticket};
 pub(crate) use sink::{InFlight, Sink, SinkError, SinkReceiver};
 
-pub(crate) use cluster::{Away, Cluster, ClusterStart, Exported, RemoteSink};
+pub(crate) use cluster::{
+    Away, BoxFuture, Cluster, ClusterStart, Directory, Exported, NodeLink, RemoteSink,
+};
 
 use crate::config::Settings;
 use crate::observe::Stats;

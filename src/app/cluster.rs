@@ -1,0 +1,211 @@
+//! Starts this node's part of a cluster (`[cluster]` settings): a
+//! dedicated arbiter that connects to Redis (retrying, one log line per
+//! attempt), runs the cluster bus on it, hands the room layer the bus and
+//! the directory, and then feeds the room layer what the bus delivers, in
+//! order. Rooms that members of other nodes open here start on this
+//! arbiter. All Redis I/O stays on it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use sigway_cluster::{
+    Bus, BusConfig, BusEvent, BusHandle, Claim, GroupHash, NodeId, RedisTransport, Transport,
+    TransportError,
+};
+use tokio::sync::oneshot;
+
+use crate::config::ClusterSettings;
+use crate::rooms::{BoxFuture, Cluster, ClusterStart, Directory, NodeLink, Rooms};
+
+/// This node's cluster machinery, as the composition root holds it.
+/// Dropping it stops the bus too (with a goodbye), without waiting.
+pub(crate) struct ClusterNode {
+    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    _arbiter: Arbiter,
+}
+
+impl ClusterNode {
+    /// Says goodbye to the other nodes (so they do not wait for the dead
+    /// timeout) and stops the bus; waits at most `patience`.
+    pub(crate) async fn stop(mut self, patience: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let (done, stopped) = oneshot::channel();
+            if stop.send(done).is_ok() {
+                let _ = tokio::time::timeout(patience, stopped).await;
+            }
+        }
+    }
+}
+
+/// A node id for this run: the configured one, or a random one.
+pub(crate) fn node_id(settings: &ClusterSettings) -> NodeId {
+    match settings.node_id {
+        0 => loop {
+            let id: NodeId = rand::random();
+            if id != 0 {
+                break id;
+            }
+        },
+        id => id,
+    }
+}
+
+/// Starts the cluster arbiter for `cluster`, whose room layer is `rooms`.
+pub(crate) fn launch(settings: ClusterSettings, cluster: Arc<Cluster>, rooms: Rooms) -> ClusterNode {
+    let arbiter = Arbiter::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread tokio runtime builds")
+    });
+    let (stop, stop_requests) = oneshot::channel();
+    arbiter.spawn(run(settings, cluster, rooms, stop_requests));
+    ClusterNode {
+        stop: Some(stop),
+        _arbiter: arbiter,
+    }
+}
+
+async fn run(
+    settings: ClusterSettings,
+    cluster: Arc<Cluster>,
+    rooms: Rooms,
+    mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    let me = cluster.node();
+    let urls: Vec<String> = settings
+        .redis_url
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let transport = tokio::select! {
+        transport = connect(&urls, &settings.prefix) => Arc::new(transport),
+        _ = &mut stop => return,
+    };
+    let mut config = BusConfig::new(me, incarnation());
+    config.heartbeat = Duration::from_millis(settings.heartbeat_ms);
+    config.dead_after = Duration::from_millis(settings.dead_after_ms);
+    let dead_after = config.dead_after;
+    let (bus, mut events) = Bus::start(transport.clone(), config);
+    cluster.connected(ClusterStart {
+        link: Arc::new(BusLink {
+            bus: bus.clone(),
+            since: Instant::now(),
+            dead_after,
+        }),
+        directory: Arc::new(RedisDirectory { transport, me }),
+    });
+    tracing::info!(node = me, "cluster: bus started, waiting to hear this node's own heartbeat");
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => handle(&cluster, &rooms, event).await,
+                None => break,
+            },
+            done = &mut stop => {
+                bus.shutdown().await;
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                break;
+            }
+        }
+    }
+}
+
+async fn handle(cluster: &Arc<Cluster>, rooms: &Rooms, event: BusEvent) {
+    match event {
+        BusEvent::Message { from, payload } => cluster.received(rooms, from, payload).await,
+        BusEvent::NodeUp(node) => tracing::info!(node, "cluster: node up"),
+        BusEvent::NodeDown(node) => {
+            tracing::info!(node, "cluster: node down");
+            cluster.node_gone(node);
+        }
+        BusEvent::LinkReset { peer } => {
+            tracing::warn!(peer, "cluster: link reset, bouncing what depended on it");
+            cluster.node_gone(peer);
+        }
+        BusEvent::Ready(ready) => tracing::info!(ready, "cluster: readiness"),
+    }
+}
+
+/// Connects to Redis, retrying until it answers.
+async fn connect(urls: &[String], prefix: &str) -> RedisTransport {
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1u32;
+    loop {
+        match RedisTransport::connect(urls, prefix).await {
+            Ok(transport) => {
+                tracing::info!(attempt, "cluster: connected to Redis");
+                return transport;
+            }
+            Err(error) => {
+                tracing::warn!(attempt, %error, retry_in_ms = delay.as_millis() as u64, "cluster: Redis unreachable");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Larger than any earlier run's of this node: the start time in ms.
+fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |since| since.as_millis() as u64)
+}
+
+/// The bus as the room layer uses it.
+struct BusLink {
+    bus: BusHandle,
+    since: Instant,
+    dead_after: Duration,
+}
+
+impl NodeLink for BusLink {
+    fn send(&self, to: NodeId, payload: Bytes) -> bool {
+        match self.bus.send(to, payload) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, "cluster: payload not sent");
+                false
+            }
+        }
+    }
+
+    fn may_be_alive(&self, node: NodeId) -> bool {
+        // A node we have not heard yet may simply have started after us.
+        self.since.elapsed() < self.dead_after * 2 || self.bus.alive_nodes().contains(&node)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.bus.is_ready()
+    }
+}
+
+/// The directory in Redis.
+struct RedisDirectory {
+    transport: Arc<RedisTransport>,
+    me: NodeId,
+}
+
+impl Directory for RedisDirectory {
+    fn claim(
+        &self,
+        group: GroupHash,
+        expected: Option<(NodeId, u64)>,
+    ) -> BoxFuture<Result<Claim, TransportError>> {
+        let transport = self.transport.clone();
+        let me = self.me;
+        Box::pin(async move { transport.claim(group, me, expected).await })
+    }
+
+    fn release(&self, group: GroupHash, epoch: u64) -> BoxFuture<Result<bool, TransportError>> {
+        let transport = self.transport.clone();
+        let me = self.me;
+        Box::pin(async move { transport.release(group, me, epoch).await })
+    }
+}
