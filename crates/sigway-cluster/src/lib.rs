@@ -13,6 +13,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod bus;
+mod memory;
 mod transport;
 
+pub use bus::{Bus, BusConfig, BusCounters, BusEvent, BusHandle, SendError};
+pub use memory::MemoryTransport;
+pub use sigway_core::cluster::link::LinkConfig;
 pub use transport::{Claim, Delivery, GroupHash, NodeId, Transport, TransportError};

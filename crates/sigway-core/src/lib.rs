@@ -3,7 +3,8 @@
 //! Wire formats (the sigver protobufs in [`proto`], their codecs, videre's
 //! JSON packets) and every protocol rule (sigver group membership and
 //! bindings in both dialects, the heartbeat and handshake checks, videre
-//! rooms and a session's memberships) as plain values that take events and
+//! rooms and a session's memberships, and the cluster's node liveness and
+//! message link) as plain values that take events and
 //! return what to send. The crate depends on no async runtime and no
 //! network library (checked in CI with `cargo tree`), so each rule is a
 //! unit test and the gateway's actors and sessions only move messages.
