@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod redis;
 mod transport;
 
+pub use self::redis::{DEFAULT_PREFIX, RedisOptions, RedisTransport};
 pub use transport::{Claim, Delivery, GroupHash, NodeId, Transport, TransportError};

@@ -97,8 +97,7 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Removes `node` from the node registry.
-    fn deregister(&self, node: NodeId)
-    -> impl Future<Output = Result<(), TransportError>> + Send;
+    fn deregister(&self, node: NodeId) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Claims `group` for `me`, atomically: it wins when the group has no
     /// owner, or when its owner is still `expected` (the owner the caller
