@@ -15,8 +15,10 @@
 
 mod bus;
 mod memory;
+mod redis;
 mod transport;
 
+pub use self::redis::{DEFAULT_PREFIX, RedisOptions, RedisTransport};
 pub use bus::{Bus, BusConfig, BusCounters, BusEvent, BusHandle, SendError};
 pub use memory::MemoryTransport;
 pub use sigway_core::cluster::link::LinkConfig;
