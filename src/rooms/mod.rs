@@ -318,11 +318,6 @@ impl Rooms {
         self.local.find::<R>(key).map(RoomRef::Local)
     }
 
-    /// Whether a room of `kind` and `key` is open on this node.
-    fn is_open_here(&self, kind: &'static str, key: &str) -> bool {
-        self.local.contains(kind, key)
-    }
-
     #[cfg(test)]
     /// Rooms currently open, all kinds.
     pub(crate) fn len(&self) -> usize {

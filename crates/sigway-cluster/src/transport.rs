@@ -129,3 +129,72 @@ pub trait Transport: Send + Sync + 'static {
         epoch: u64,
     ) -> impl Future<Output = Result<bool, TransportError>> + Send;
 }
+
+/// A shared transport is a transport: the bus and the directory's users
+/// can hold the same connection.
+impl<T: Transport> Transport for std::sync::Arc<T> {
+    fn subscribe(
+        &self,
+        me: NodeId,
+    ) -> impl Future<Output = Result<mpsc::Receiver<Delivery>, TransportError>> + Send {
+        T::subscribe(self, me)
+    }
+
+    fn publish_inbox(
+        &self,
+        node: NodeId,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send {
+        T::publish_inbox(self, node, payload)
+    }
+
+    fn publish_control(
+        &self,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send {
+        T::publish_control(self, payload)
+    }
+
+    fn register(
+        &self,
+        me: NodeId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        T::register(self, me, now_ms)
+    }
+
+    fn deregister(
+        &self,
+        node: NodeId,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        T::deregister(self, node)
+    }
+
+    fn claim(
+        &self,
+        group: GroupHash,
+        me: NodeId,
+        expected: Option<(NodeId, u64)>,
+    ) -> impl Future<Output = Result<Claim, TransportError>> + Send {
+        T::claim(self, group, me, expected)
+    }
+
+    fn write_snapshot(
+        &self,
+        group: GroupHash,
+        me: NodeId,
+        epoch: u64,
+        snapshot: Bytes,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send {
+        T::write_snapshot(self, group, me, epoch, snapshot)
+    }
+
+    fn release(
+        &self,
+        group: GroupHash,
+        me: NodeId,
+        epoch: u64,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send {
+        T::release(self, group, me, epoch)
+    }
+}

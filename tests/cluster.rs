@@ -1,0 +1,302 @@
+//! Cluster mode through real sockets and a real Redis: three gateways on
+//! loopback share one `redis-server` (started here on a port of its own),
+//! and Netflux peers of one key spread over them see every rule of
+//! `spec/sigver.md` hold as on one node: the join flow and end-of-binding
+//! notices, favored choice and rotation, blocking-member replacement (the
+//! 4744 lands on the member's node), both dialects; a node that goes away
+//! takes its peers out of the groups of the others; `/readyz` follows the
+//! node's reach. Skips with one line when `redis-server` is not installed.
+
+mod common;
+
+#[path = "../crates/sigway-cluster/tests/support/redis_harness.rs"]
+#[allow(dead_code)]
+mod redis_harness;
+
+use std::time::Duration;
+
+use common::{Peer, WAIT, test_settings};
+use futures_util::{SinkExt, StreamExt};
+use prost::Message as _;
+use sigway::proto::legacy;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use redis_harness::{RedisServer, redis_server_available};
+use sigway::app::BackgroundServer;
+use sigway::config::Settings;
+use sigway::proto::sigver::message::Type;
+
+/// Settings of one node of a test cluster on `redis`: fast heartbeats so
+/// that a node that goes away is noticed within a second.
+fn node_settings(redis: &str, node: u32) -> Settings {
+    let mut settings = test_settings();
+    settings.workers = 1;
+    settings.cluster.redis_url = redis.to_owned();
+    settings.cluster.node_id = node;
+    settings.cluster.heartbeat_ms = 100;
+    settings.cluster.dead_after_ms = 600;
+    settings.cluster.release_after_ms = 300;
+    settings
+}
+
+async fn ready(server: &BackgroundServer) -> bool {
+    reqwest::get(server.http_url("/readyz"))
+        .await
+        .is_ok_and(|response| response.status() == 200)
+}
+
+/// Three nodes on `redis`, each ready and having heard the others.
+async fn cluster_of_three(redis: &RedisServer) -> Vec<BackgroundServer> {
+    let nodes: Vec<BackgroundServer> = (1..=3)
+        .map(|node| BackgroundServer::start(node_settings(&redis.url(), node)).expect("node starts"))
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for node in &nodes {
+        while !ready(node).await {
+            assert!(tokio::time::Instant::now() < deadline, "every node gets ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // A few heartbeats, so that each node has heard the others.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    nodes
+}
+
+/// Joins `peer` through `through` (a member) as in tests/sigver.rs.
+async fn join_through(peer: &mut Peer, through: &mut Peer, id: u32, view: &[u32]) -> u32 {
+    assert!(!peer.connect(id, &[]).await, "a newcomer is bound first");
+    peer.content(0, 0, b"offer", false).await;
+    let (s, r, data) = through.recv_content().await;
+    assert_eq!((r, data.as_slice()), (0, &b"offer"[..]));
+    through.content(0, s, b"answer", false).await;
+    assert_eq!(peer.recv_content().await, (0, s, b"answer".to_vec()));
+    assert!(peer.connect(id, view).await, "a view sharing a member admits");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_spread_over_three_nodes_follows_every_rule() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let nodes = cluster_of_three(&redis).await;
+    let [n1, n2, n3] = [&nodes[0], &nodes[1], &nodes[2]];
+
+    // The join flow with A on node 1, B on node 2, C on node 3.
+    let mut a = Peer::open(n1, "/spread").await;
+    assert!(a.connect(1, &[]).await, "the first peer founds the group");
+    let mut b = Peer::open(n2, "/spread").await;
+    assert!(!b.connect(2, &[]).await);
+    for data in [&b"offer"[..], b"candidate-b1", b"candidate-b2"] {
+        b.content(0, 0, data, false).await;
+    }
+    let (sb, _, _) = a.recv_content().await;
+    assert_eq!(a.recv_content().await, (sb, 0, b"candidate-b1".to_vec()));
+    assert_eq!(a.recv_content().await, (sb, 0, b"candidate-b2".to_vec()));
+    a.content(0, sb, b"answer", false).await;
+    assert_eq!(b.recv_content().await, (0, sb, b"answer".to_vec()));
+    assert!(b.connect(2, &[1]).await, "B is a member once its view has A");
+    let mut c = Peer::open(n3, "/spread").await;
+    let sc = join_through(&mut c, &mut a, 3, &[1, 2]).await;
+    assert_ne!(sc, sb);
+
+    // lastData ends the binding: C's next content is not relayed to A.
+    c.content(0, 0, b"late", true).await;
+    assert_eq!(a.recv_content().await, (sc, 0, b"late".to_vec()));
+
+    // A leaves: B (node 2) gets its end-of-binding notice.
+    a.leave().await;
+    assert_eq!(b.recv_content().await, (0, sb, vec![]));
+    assert!(b.connect(2, &[3]).await, "the group still holds B and C");
+
+    // A newcomer on node 1 is bound to B, the first remaining member.
+    let mut d = Peer::open(n1, "/spread").await;
+    join_through(&mut d, &mut b, 4, &[2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn favored_choice_rotation_and_blocking_member_across_nodes() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let nodes = cluster_of_three(&redis).await;
+
+    let mut a = Peer::open(&nodes[0], "/k").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&nodes[1], "/k?favored").await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut c = Peer::open(&nodes[2], "/k").await;
+    join_through(&mut c, &mut b, 3, &[1]).await; // favored B first
+
+    let mut j = Peer::open(&nodes[2], "/k").await;
+    let mut members = [a, b, c];
+    let mut ids = Vec::new();
+    for (round, expected) in [1usize, 0, 2, 1].into_iter().enumerate() {
+        assert!(!j.connect(9, &[]).await);
+        let data = [round as u8];
+        j.content(0, 0, &data, false).await;
+        let (s, _, got) = members[expected].recv_content().await;
+        assert_eq!(got, data, "round {round} went to member {expected}");
+        ids.push(s);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "a fresh signaling id on every binding");
+
+    // A lone member on node 1 blocks a joiner on node 2: 4744 on node 1.
+    let mut lone = Peer::open(&nodes[0], "/lonely").await;
+    assert!(lone.connect(1, &[]).await);
+    let mut joiner = Peer::open(&nodes[1], "/lonely").await;
+    assert!(!joiner.connect(2, &[]).await);
+    joiner.content(0, 0, b"offer", false).await;
+    let (s, _, _) = lone.recv_content().await;
+    assert!(joiner.connect(2, &[]).await, "the joiner replaces the blocker");
+    assert_eq!(
+        lone.closed().await,
+        (
+            4744,
+            "replaced by a peer as prevented him from joining the group".into()
+        )
+    );
+    assert_eq!(joiner.recv_content().await, (0, s, vec![]));
+}
+
+/// A legacy (sigver 18) message to send.
+async fn send_legacy(peer: &mut Peer, message: legacy::message::Type) {
+    let bytes = legacy::Message {
+        r#type: Some(message),
+    }
+    .encode_to_vec();
+    peer.ws.send(Ws::Binary(bytes.into())).await.expect("send");
+}
+
+/// The next legacy message other than a heartbeat.
+async fn recv_legacy(peer: &mut Peer) -> legacy::message::Type {
+    loop {
+        let frame = tokio::time::timeout(WAIT, peer.ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame ok");
+        if let Ws::Binary(bytes) = frame {
+            let message = legacy::Message::decode(bytes).expect("valid message");
+            match message.r#type.expect("a type") {
+                legacy::message::Type::Heartbeat(_) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+fn legacy_data(id: u32, data: &[u8]) -> legacy::message::Type {
+    legacy::message::Type::Content(legacy::Content {
+        id,
+        r#type: Some(legacy::content::Type::Data(data.to_vec().into())),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_dialect_spans_nodes_too() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let nodes = cluster_of_three(&redis).await;
+    use legacy::message::Type as L;
+    let mut first = Peer::open(&nodes[0], "/old?protocol=legacy").await;
+    assert_eq!(recv_legacy(&mut first).await, L::IsFirst(true));
+    let mut second = Peer::open(&nodes[1], "/old?protocol=legacy").await;
+    assert_eq!(recv_legacy(&mut second).await, L::IsFirst(false));
+    send_legacy(&mut second, legacy_data(0, b"offer")).await;
+    let L::Content(legacy::Content { id, .. }) = recv_legacy(&mut first).await else {
+        panic!("the offer reaches the member on node 1");
+    };
+    send_legacy(&mut first, legacy_data(id, b"answer")).await;
+    assert_eq!(recv_legacy(&mut second).await, legacy_data(0, b"answer"));
+    // The member leaves: the joiner on node 2 hears isError.
+    first.leave().await;
+    assert_eq!(
+        recv_legacy(&mut second).await,
+        L::Content(legacy::Content {
+            id: 0,
+            r#type: Some(legacy::content::Type::IsError(true)),
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut nodes = cluster_of_three(&redis).await;
+    let mut a = Peer::open(&nodes[0], "/gone").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&nodes[1], "/gone").await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    let (sb, _, _) = a.recv_content().await;
+
+    // Node 2 stops: B's binding with A ends as if B's socket had dropped.
+    let gone = nodes.remove(1);
+    std::thread::spawn(move || gone.stop());
+    assert_eq!(a.recv_content().await, (sb, 0, vec![]));
+
+    // The group lives on: a newcomer on node 3 is bound to A.
+    let mut c = Peer::open(&nodes[1], "/gone").await;
+    join_through(&mut c, &mut a, 3, &[1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_owner_went_away_moves_and_its_peers_rejoin() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut nodes = cluster_of_three(&redis).await;
+    // The group is founded on node 1, which owns it.
+    let mut a = Peer::open(&nodes[0], "/moved").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&nodes[1], "/moved").await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+    let owner = nodes.remove(0);
+    std::thread::spawn(move || owner.stop());
+    // B's group ran on node 1: B is told to join again (1012).
+    let (code, _) = b.closed().await;
+    assert_eq!(code, 1012, "service restart: the room moved");
+    // Joining again works at once, on a new owner.
+    let mut b = Peer::open(&nodes[0], "/moved").await;
+    assert!(b.connect(2, &[]).await, "B founds the group afresh");
+    let mut c = Peer::open(&nodes[1], "/moved").await;
+    join_through(&mut c, &mut b, 3, &[2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_redis_is_not_ready_and_refuses_peers() {
+    if !redis_server_available() {
+        return;
+    }
+    // A port nothing listens on.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let node = BackgroundServer::start(node_settings(&format!("redis://127.0.0.1:{port}"), 7))
+        .expect("starts without Redis");
+    let healthz = reqwest::get(node.http_url("/healthz")).await.expect("get");
+    assert_eq!(healthz.status(), 200, "alive all the same");
+    let readyz = reqwest::get(node.http_url("/readyz")).await.expect("get");
+    assert_eq!(readyz.status(), 503);
+    let mut peer = Peer::open(&node, "/key").await;
+    peer.send(Type::Connect(sigway::proto::sigver::GroupData {
+        id: 1,
+        members: vec![],
+    }))
+    .await;
+    assert_eq!(
+        peer.closed().await,
+        (1013, "cluster unavailable".into()),
+        "try again later"
+    );
+}
