@@ -171,8 +171,11 @@ impl Backend {
         }
     }
 
-    /// A call timed out: a Sentinel deployment asks the sentinels again next time.
-    pub(crate) fn note_timeout(&self) {
+    /// A call timed out, or a subscription found its server gone or no
+    /// longer a master: a Sentinel deployment asks the sentinels again on
+    /// the next call (a PUBLISH to a demoted master would not fail, it
+    /// would only reach nobody).
+    pub(crate) fn suspect_master(&self) {
         if let Backend::Sentinel(master) = self {
             master.forget();
         }

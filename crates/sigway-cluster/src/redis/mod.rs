@@ -159,7 +159,7 @@ impl RedisTransport {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(transport_error(operation, &error)),
             Err(_) => {
-                self.backend.note_timeout();
+                self.backend.suspect_master();
                 Err(TransportError::Unreachable(format!(
                     "{operation}: no answer within {:?}",
                     self.options.call_timeout

@@ -12,7 +12,8 @@
 //! master counts as broken, as does a closed connection or a server-side
 //! unsubscription (the slot moved).
 //!
-//! When broken: [`Delivery::Interrupted`], then attempts with exponential
+//! When broken: [`Delivery::Interrupted`] (and, on Sentinel, the command
+//! connection is told to ask the sentinels again), then attempts with exponential
 //! backoff (one log line per failed attempt), each resolving the target
 //! again, then [`Delivery::Resubscribed`]. The task ends when the receiver
 //! of deliveries is dropped. Payloads stay bytes end to end.
@@ -180,6 +181,7 @@ async fn keep_alive(
             "cluster transport: Redis subscription lost ({reason}); resubscribing"
         );
         drop(session);
+        plan.backend.suspect_master();
         if deliveries.send(Delivery::Interrupted).await.is_err() {
             return;
         }
