@@ -118,7 +118,10 @@ async fn run(
 async fn handle(cluster: &Arc<Cluster>, rooms: &Rooms, event: BusEvent) {
     match event {
         BusEvent::Message { from, payload } => cluster.received(rooms, from, payload).await,
-        BusEvent::NodeUp(node) => tracing::info!(node, "cluster: node up"),
+        BusEvent::NodeUp(node) => {
+            tracing::info!(node, "cluster: node up");
+            cluster.node_up(node);
+        }
         BusEvent::NodeDown(node) => {
             tracing::info!(node, "cluster: node down");
             cluster.node_gone(node);

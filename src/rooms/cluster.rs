@@ -25,7 +25,7 @@
 //! [`NodeLink`] and [`Directory`], implemented over `sigway_cluster` by
 //! the composition root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -233,6 +233,9 @@ struct AwayEntry {
 
 #[derive(Default)]
 struct State {
+    /// Nodes seen going away (and not back since): a directory entry that
+    /// names one is taken over at once.
+    gone: HashSet<NodeId>,
     owners: HashMap<RoomName, Owner>,
     away: HashMap<u64, AwayEntry>,
     visitors: HashMap<MemberId, Box<dyn Visitor>>,
@@ -453,7 +456,8 @@ impl Cluster {
             Refusal::ClusterUnavailable
         };
         let claim = directory.claim(group, None).await.map_err(unavailable)?;
-        if claim.owner == self.me || link.may_be_alive(claim.owner) {
+        let gone = self.lock().gone.contains(&claim.owner);
+        if claim.owner == self.me || (!gone && link.may_be_alive(claim.owner)) {
             return Ok(claim);
         }
         tracing::info!(kind = room.0, dead = claim.owner, epoch = claim.epoch, "taking over a room of a dead node");
@@ -609,6 +613,7 @@ impl Cluster {
     pub(crate) fn node_gone(&self, node: NodeId) {
         let (visitors, aways) = {
             let mut state = self.lock();
+            state.gone.insert(node);
             let gone: Vec<MemberId> = state
                 .visitors
                 .keys()
@@ -641,6 +646,13 @@ impl Cluster {
         for entry in aways {
             entry.away.lost();
         }
+    }
+}
+
+impl Cluster {
+    /// `node` is (back) up.
+    pub(crate) fn node_up(&self, node: NodeId) {
+        self.lock().gone.remove(&node);
     }
 }
 
