@@ -7,6 +7,7 @@
 //! file (videre-server's `log/debug.log`) with per-packet detail at debug.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -33,6 +34,41 @@ pub(crate) struct Stats {
     pub refusals: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Where the cluster's figures come from (cluster mode only).
+    cluster: OnceLock<ClusterSource>,
+}
+
+/// Reads the cluster's figures when `/metrics` or `/stats` is asked.
+pub(crate) struct ClusterSource(pub Box<dyn Fn() -> ClusterFigures + Send + Sync>);
+
+impl std::fmt::Debug for ClusterSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSource")
+    }
+}
+
+/// A node's view of its cluster, for `/metrics` and `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct ClusterFigures {
+    /// This node's id.
+    pub node: u32,
+    /// Whether the node reaches the others (`/readyz`).
+    pub ready: bool,
+    /// Live nodes, this one included.
+    pub nodes: u64,
+    /// Rooms this node owns.
+    pub rooms_owned: u64,
+    /// Members of other nodes in rooms owned here.
+    pub remote_members: u64,
+    /// Sessions of this node in rooms owned elsewhere.
+    pub members_away: u64,
+    /// Messages sent to / received from other nodes.
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    /// Envelopes published again (lost or unacknowledged).
+    pub retransmits: u64,
+    /// Links to another node that started over.
+    pub link_resets: u64,
 }
 
 impl Default for Stats {
@@ -51,6 +87,7 @@ impl Default for Stats {
             refusals: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            cluster: OnceLock::new(),
         }
     }
 }
@@ -98,6 +135,15 @@ impl Stats {
 
     pub(crate) fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Cluster mode: where the cluster's figures come from (set once).
+    pub(crate) fn set_cluster_source(&self, source: ClusterSource) {
+        let _ = self.cluster.set(source);
+    }
+
+    fn cluster_figures(&self) -> Option<ClusterFigures> {
+        self.cluster.get().map(|source| (source.0)())
     }
 
     /// The Prometheus text exposition of every counter.
@@ -186,11 +232,84 @@ impl Stats {
             "Connections closed because they did not read.",
             &[("", u(&self.slow_consumers))],
         );
+        if let Some(cluster) = self.cluster_figures() {
+            let n = |v: u64| v as i64;
+            let figures: [(&str, &str, &str, i64); 10] = [
+                (
+                    "cluster_ready",
+                    "gauge",
+                    "1 when this node reaches the others.",
+                    i64::from(cluster.ready),
+                ),
+                (
+                    "cluster_nodes",
+                    "gauge",
+                    "Live nodes, this one included.",
+                    n(cluster.nodes),
+                ),
+                (
+                    "cluster_rooms_owned",
+                    "gauge",
+                    "Rooms this node owns.",
+                    n(cluster.rooms_owned),
+                ),
+                (
+                    "cluster_remote_members",
+                    "gauge",
+                    "Members of other nodes in rooms owned here.",
+                    n(cluster.remote_members),
+                ),
+                (
+                    "cluster_members_away",
+                    "gauge",
+                    "Sessions of this node in rooms owned elsewhere.",
+                    n(cluster.members_away),
+                ),
+                (
+                    "cluster_messages_sent_total",
+                    "counter",
+                    "Messages sent to other nodes.",
+                    n(cluster.messages_sent),
+                ),
+                (
+                    "cluster_messages_received_total",
+                    "counter",
+                    "Messages received from other nodes.",
+                    n(cluster.messages_received),
+                ),
+                (
+                    "cluster_retransmits_total",
+                    "counter",
+                    "Envelopes published again.",
+                    n(cluster.retransmits),
+                ),
+                (
+                    "cluster_link_resets_total",
+                    "counter",
+                    "Links to another node that started over.",
+                    n(cluster.link_resets),
+                ),
+                (
+                    "cluster_node_info",
+                    "gauge",
+                    "This node's id, as a label.",
+                    1,
+                ),
+            ];
+            for (name, kind, help, value) in figures {
+                let labels = if name == "cluster_node_info" {
+                    format!("{{node=\"{}\"}}", cluster.node)
+                } else {
+                    String::new()
+                };
+                metric(name, kind, help, &[(labels.as_str(), value)]);
+            }
+        }
         out
     }
 
     pub(crate) fn snapshot_json(&self) -> serde_json::Value {
-        json!({
+        let mut snapshot = json!({
             "uptime_seconds": self.started.elapsed().as_secs(),
             "connections_open": self.connections_open.load(Relaxed),
             "connections_total": self.connections_total.load(Relaxed),
@@ -204,7 +323,11 @@ impl Stats {
             "refusals": self.refusals.load(Relaxed),
             "protocol_errors": self.protocol_errors.load(Relaxed),
             "slow_consumers": self.slow_consumers.load(Relaxed),
-        })
+        });
+        if let Some(cluster) = self.cluster_figures() {
+            snapshot["cluster"] = json!(cluster);
+        }
+        snapshot
     }
 }
 

@@ -18,12 +18,12 @@ use std::time::Duration;
 use common::{Peer, WAIT, test_settings};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
-use sigway::proto::legacy;
-use tokio_tungstenite::tungstenite::Message as Ws;
 use redis_harness::{RedisServer, redis_server_available};
 use sigway::app::BackgroundServer;
 use sigway::config::Settings;
+use sigway::proto::legacy;
 use sigway::proto::sigver::message::Type;
+use tokio_tungstenite::tungstenite::Message as Ws;
 
 /// Settings of one node of a test cluster on `redis`: fast heartbeats so
 /// that a node that goes away is noticed within a second.
@@ -47,12 +47,17 @@ async fn ready(server: &BackgroundServer) -> bool {
 /// Three nodes on `redis`, each ready and having heard the others.
 async fn cluster_of_three(redis: &RedisServer) -> Vec<BackgroundServer> {
     let nodes: Vec<BackgroundServer> = (1..=3)
-        .map(|node| BackgroundServer::start(node_settings(&redis.url(), node)).expect("node starts"))
+        .map(|node| {
+            BackgroundServer::start(node_settings(&redis.url(), node)).expect("node starts")
+        })
         .collect();
     let deadline = tokio::time::Instant::now() + WAIT;
     for node in &nodes {
         while !ready(node).await {
-            assert!(tokio::time::Instant::now() < deadline, "every node gets ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "every node gets ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -69,7 +74,10 @@ async fn join_through(peer: &mut Peer, through: &mut Peer, id: u32, view: &[u32]
     assert_eq!((r, data.as_slice()), (0, &b"offer"[..]));
     through.content(0, s, b"answer", false).await;
     assert_eq!(peer.recv_content().await, (0, s, b"answer".to_vec()));
-    assert!(peer.connect(id, view).await, "a view sharing a member admits");
+    assert!(
+        peer.connect(id, view).await,
+        "a view sharing a member admits"
+    );
     s
 }
 
@@ -95,7 +103,10 @@ async fn a_group_spread_over_three_nodes_follows_every_rule() {
     assert_eq!(a.recv_content().await, (sb, 0, b"candidate-b2".to_vec()));
     a.content(0, sb, b"answer", false).await;
     assert_eq!(b.recv_content().await, (0, sb, b"answer".to_vec()));
-    assert!(b.connect(2, &[1]).await, "B is a member once its view has A");
+    assert!(
+        b.connect(2, &[1]).await,
+        "B is a member once its view has A"
+    );
     let mut c = Peer::open(n3, "/spread").await;
     let sc = join_through(&mut c, &mut a, 3, &[1, 2]).await;
     assert_ne!(sc, sb);
@@ -150,7 +161,10 @@ async fn favored_choice_rotation_and_blocking_member_across_nodes() {
     assert!(!joiner.connect(2, &[]).await);
     joiner.content(0, 0, b"offer", false).await;
     let (s, _, _) = lone.recv_content().await;
-    assert!(joiner.connect(2, &[]).await, "the joiner replaces the blocker");
+    assert!(
+        joiner.connect(2, &[]).await,
+        "the joiner replaces the blocker"
+    );
     assert_eq!(
         lone.closed().await,
         (
@@ -299,4 +313,206 @@ async fn a_node_without_redis_is_not_ready_and_refuses_peers() {
         (1013, "cluster unavailable".into()),
         "try again later"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let nodes = cluster_of_three(&redis).await;
+    let mut a = Peer::open(&nodes[0], "/paused").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&nodes[1], "/paused").await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    let (sb, _, _) = a.recv_content().await;
+
+    // B keeps sending while Redis is stopped for a second (longer than a
+    // node's dead timeout here) and then resumed.
+    const COUNT: usize = 100;
+    let sender = tokio::spawn(async move {
+        for i in 0..COUNT {
+            b.content(0, 0, format!("m{i}").as_bytes(), false).await;
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.resume();
+    for i in 0..COUNT {
+        assert_eq!(
+            a.recv_content().await,
+            (sb, 0, format!("m{i}").into_bytes()),
+            "message {i} arrives once and in order"
+        );
+    }
+    let mut b = sender.await.expect("sender");
+    // Both sessions are still open and the group still works.
+    a.content(0, sb, b"still here", false).await;
+    assert_eq!(b.recv_content().await, (0, sb, b"still here".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_stats_show_the_cluster() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let nodes = cluster_of_three(&redis).await;
+    let mut a = Peer::open(&nodes[0], "/counted").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&nodes[1], "/counted").await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    a.recv_content().await;
+
+    let stats: serde_json::Value = reqwest::get(nodes[0].http_url("/stats"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let cluster = &stats["cluster"];
+    assert_eq!(cluster["node"], 1);
+    assert_eq!(cluster["ready"], true);
+    assert_eq!(cluster["nodes"], 3, "{stats}");
+    assert_eq!(cluster["rooms_owned"], 1, "node 1 founded the group");
+    assert_eq!(cluster["remote_members"], 1, "B is on node 2");
+    assert!(
+        cluster["messages_received"].as_u64() >= Some(2),
+        "attach and offer"
+    );
+    let metrics = reqwest::get(nodes[1].http_url("/metrics"))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "sigway_cluster_nodes 3\n",
+        "sigway_cluster_members_away 1\n",
+        "sigway_cluster_node_info{node=\"2\"} 1\n",
+        "sigway_cluster_ready 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} in\n{metrics}");
+    }
+    // A node alone says nothing about a cluster.
+    let alone = common::start(test_settings());
+    let stats: serde_json::Value = reqwest::get(alone.http_url("/stats"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(stats.get("cluster").is_none());
+}
+
+/// A `sigway` process of a test cluster, killed on drop.
+struct NodeProcess {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NodeProcess {
+    fn spawn(redis: &str, node: u32) -> NodeProcess {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigway"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .env("SIGWAY_LOG__FILE", "")
+            .env("SIGWAY_LOG__LEVEL", "warn")
+            .env("SIGWAY_WORKERS", "1")
+            .env("SIGWAY_CLUSTER__REDIS_URL", redis)
+            .env("SIGWAY_CLUSTER__NODE_ID", node.to_string())
+            .env("SIGWAY_CLUSTER__HEARTBEAT_MS", "100")
+            .env("SIGWAY_CLUSTER__DEAD_AFTER_MS", "600")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sigway");
+        NodeProcess { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_ready(&mut self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(
+                self.child.try_wait().expect("status").is_none(),
+                "node exited before it was ready"
+            );
+            assert!(tokio::time::Instant::now() < deadline, "node ready in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill_hard(&mut self) {
+        // SIGKILL: no goodbye, no close frames, nothing flushed.
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut nodes: Vec<NodeProcess> = (1..=3)
+        .map(|node| NodeProcess::spawn(&redis.url(), node))
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // A (node 1) owns the group; B on node 2 is bound to A; C on node 3 is
+    // a member in a group owned by node 1 too.
+    let mut a = Peer::open_url(&nodes[0].url("/killed")).await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open_url(&nodes[1].url("/killed")).await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    let (sb, _, _) = a.recv_content().await;
+
+    // A non-owner dies: A hears the end of B's binding within
+    // dead_after + 0.5 s, as for a dropped socket.
+    let killed = tokio::time::Instant::now();
+    nodes[1].kill_hard();
+    assert_eq!(a.recv_content().await, (sb, 0, vec![]));
+    assert!(
+        killed.elapsed() < Duration::from_millis(600 + 500),
+        "noticed after {:?}",
+        killed.elapsed()
+    );
+
+    // The owner dies: C (node 3), bound to nobody yet, is told to join
+    // again, and joining again works at once on node 3.
+    let mut c = Peer::open_url(&nodes[2].url("/killed")).await;
+    join_through(&mut c, &mut a, 3, &[1]).await;
+    nodes[0].kill_hard();
+    let (code, _) = c.closed().await;
+    assert_eq!(code, 1012, "the room moved");
+    let mut c = Peer::open_url(&nodes[2].url("/killed")).await;
+    assert!(c.connect(3, &[]).await, "C founds the group afresh");
 }

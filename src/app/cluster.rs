@@ -17,6 +17,7 @@ use sigway_cluster::{
 use tokio::sync::oneshot;
 
 use crate::config::ClusterSettings;
+use crate::observe::{ClusterFigures, ClusterSource, Stats};
 use crate::rooms::{BoxFuture, Cluster, ClusterStart, Directory, NodeLink, Rooms};
 
 /// This node's cluster machinery, as the composition root holds it.
@@ -53,7 +54,12 @@ pub(crate) fn node_id(settings: &ClusterSettings) -> NodeId {
 }
 
 /// Starts the cluster arbiter for `cluster`, whose room layer is `rooms`.
-pub(crate) fn launch(settings: ClusterSettings, cluster: Arc<Cluster>, rooms: Rooms) -> ClusterNode {
+pub(crate) fn launch(
+    settings: ClusterSettings,
+    cluster: Arc<Cluster>,
+    rooms: Rooms,
+    stats: Arc<Stats>,
+) -> ClusterNode {
     let arbiter = Arbiter::with_tokio_rt(|| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -61,7 +67,7 @@ pub(crate) fn launch(settings: ClusterSettings, cluster: Arc<Cluster>, rooms: Ro
             .expect("a current-thread tokio runtime builds")
     });
     let (stop, stop_requests) = oneshot::channel();
-    arbiter.spawn(run(settings, cluster, rooms, stop_requests));
+    arbiter.spawn(run(settings, cluster, rooms, stats, stop_requests));
     ClusterNode {
         stop: Some(stop),
         _arbiter: arbiter,
@@ -72,6 +78,7 @@ async fn run(
     settings: ClusterSettings,
     cluster: Arc<Cluster>,
     rooms: Rooms,
+    stats: Arc<Stats>,
     mut stop: oneshot::Receiver<oneshot::Sender<()>>,
 ) {
     let me = cluster.node();
@@ -87,8 +94,32 @@ async fn run(
     let mut config = BusConfig::new(me, incarnation());
     config.heartbeat = Duration::from_millis(settings.heartbeat_ms);
     config.dead_after = Duration::from_millis(settings.dead_after_ms);
+    // What is in flight between two nodes survives an engine outage this
+    // long (Redis paused or restarting); the ring's byte bound still holds.
+    config.link.ring_age = (config.dead_after * 3).max(Duration::from_secs(10));
     let dead_after = config.dead_after;
     let (bus, mut events) = Bus::start(transport.clone(), config);
+    let figures = {
+        let bus = bus.clone();
+        let cluster = cluster.clone();
+        move || {
+            let counters = bus.counters();
+            let (owned, visitors, away) = cluster.census();
+            ClusterFigures {
+                node: me,
+                ready: bus.is_ready(),
+                nodes: bus.alive_nodes().len() as u64 + u64::from(bus.is_ready()),
+                rooms_owned: owned as u64,
+                remote_members: visitors as u64,
+                members_away: away as u64,
+                messages_sent: counters.messages_sent,
+                messages_received: counters.messages_received,
+                retransmits: counters.retransmits,
+                link_resets: counters.link_resets,
+            }
+        }
+    };
+    stats.set_cluster_source(ClusterSource(Box::new(figures)));
     cluster.connected(ClusterStart {
         link: Arc::new(BusLink {
             bus: bus.clone(),
@@ -97,7 +128,10 @@ async fn run(
         }),
         directory: Arc::new(RedisDirectory { transport, me }),
     });
-    tracing::info!(node = me, "cluster: bus started, waiting to hear this node's own heartbeat");
+    tracing::info!(
+        node = me,
+        "cluster: bus started, waiting to hear this node's own heartbeat"
+    );
     loop {
         tokio::select! {
             event = events.recv() => match event {

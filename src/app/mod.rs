@@ -110,7 +110,12 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         cluster.serve::<crate::sigver::legacy::LegacyGroup>();
         let rooms = Rooms::clustered(settings.clone(), stats.clone(), cluster.clone());
         tracing::info!(node, redis = %settings.cluster.redis_url, "cluster mode");
-        let node = cluster::launch(settings.cluster.clone(), cluster, rooms.clone());
+        let node = cluster::launch(
+            settings.cluster.clone(),
+            cluster,
+            rooms.clone(),
+            stats.clone(),
+        );
         (rooms, Some(node))
     } else {
         (Rooms::new(settings.clone(), stats.clone()), None)

@@ -460,7 +460,12 @@ impl Cluster {
         if claim.owner == self.me || (!gone && link.may_be_alive(claim.owner)) {
             return Ok(claim);
         }
-        tracing::info!(kind = room.0, dead = claim.owner, epoch = claim.epoch, "taking over a room of a dead node");
+        tracing::info!(
+            kind = room.0,
+            dead = claim.owner,
+            epoch = claim.epoch,
+            "taking over a room of a dead node"
+        );
         directory
             .claim(group, Some((claim.owner, claim.epoch)))
             .await
@@ -494,7 +499,12 @@ impl Cluster {
 
     /// A room owned here emptied and stopped: give the claim up after a
     /// grace period, unless the room opened again meanwhile.
-    pub(super) fn room_released(self: &Arc<Self>, kind: &'static str, key: Arc<str>, local: Arc<LocalRooms>) {
+    pub(super) fn room_released(
+        self: &Arc<Self>,
+        kind: &'static str,
+        key: Arc<str>,
+        local: Arc<LocalRooms>,
+    ) {
         let this = self.clone();
         actix::spawn(async move {
             tokio::time::sleep(this.release_after).await;
@@ -575,7 +585,11 @@ impl Cluster {
             .get(attach.kind.as_str())
             .cloned();
         let (Some(kind), Ok((link, directory))) = (kind, self.parts()) else {
-            tracing::warn!(from, kind = attach.kind, "attach for a kind this node does not serve, or while not ready");
+            tracing::warn!(
+                from,
+                kind = attach.kind,
+                "attach for a kind this node does not serve, or while not ready"
+            );
             return;
         };
         let room: RoomName = (kind.name, Arc::from(attach.key.as_str()));
@@ -638,7 +652,12 @@ impl Cluster {
             (visitors, aways)
         };
         if !visitors.is_empty() || !aways.is_empty() {
-            tracing::info!(node, members_left = visitors.len(), members_moved = aways.len(), "cluster node gone");
+            tracing::info!(
+                node,
+                members_left = visitors.len(),
+                members_moved = aways.len(),
+                "cluster node gone"
+            );
         }
         for visitor in visitors {
             visitor.leave();

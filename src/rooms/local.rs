@@ -219,7 +219,9 @@ mod tests {
         assert!(addr(&second).send(LeaveOne).await.expect("alive"));
         assert_eq!(rooms.len(), 0);
         assert!(rooms.find::<Counter>("k").is_none());
-        let again = rooms.join_here::<Counter>("k".into(), ()).expect("a fresh room");
+        let again = rooms
+            .join_here::<Counter>("k".into(), ())
+            .expect("a fresh room");
         assert_eq!(rooms.len(), 1);
         assert!(
             addr(&again).send(LeaveOne).await.expect("alive"),
@@ -233,7 +235,9 @@ mod tests {
         let a = rooms.join_here::<Counter>("a".into(), ()).expect("a");
         rooms.join_here::<Counter>("b".into(), ()).expect("b");
         assert_eq!(
-            rooms.join_here::<Counter>("c".into(), ()).expect_err("full"),
+            rooms
+                .join_here::<Counter>("c".into(), ())
+                .expect_err("full"),
             Refusal::TooManyRooms(2)
         );
         rooms

@@ -253,7 +253,11 @@ impl Rooms {
 
     /// The rooms of one node of a cluster: portable kinds run on their
     /// owner node, wherever their members are connected.
-    pub(crate) fn clustered(settings: Arc<Settings>, stats: Arc<Stats>, cluster: Arc<Cluster>) -> Self {
+    pub(crate) fn clustered(
+        settings: Arc<Settings>,
+        stats: Arc<Stats>,
+        cluster: Arc<Cluster>,
+    ) -> Self {
         let mut rooms = Self::new(settings, stats);
         rooms.node = cluster.node();
         rooms.cluster = Some(cluster);
@@ -263,7 +267,9 @@ impl Rooms {
     /// Whether this node can serve: always when it runs alone; in a
     /// cluster, once it reaches the others (`/readyz`).
     pub(crate) fn is_ready(&self) -> bool {
-        self.cluster.as_ref().is_none_or(|cluster| cluster.is_ready())
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.is_ready())
     }
 
     /// A place for a new connection from `ip` under the connection limits;

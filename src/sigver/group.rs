@@ -17,9 +17,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
+use crate::error::Refusal;
 use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
-use crate::error::Refusal;
 use crate::rooms::{
     Attach, Away, Exported, MemberId, Occupancy, Portable, RemoteSink, Room, RoomHome, RoomRef,
     Sink, SinkError,
@@ -237,7 +237,9 @@ impl<R: Dialect> Portable for GroupActor<R> {
                 R::tell(&RoomRef::Local(room.clone()), event, &frame);
             }
             Ok(Heard::Heartbeat | Heard::Ignored) => {}
-            Err(error) => tracing::debug!(%error, member = %id, "forwarded frame not decodable here"),
+            Err(error) => {
+                tracing::debug!(%error, member = %id, "forwarded frame not decodable here")
+            }
         }
     }
 
@@ -366,8 +368,16 @@ mod wire {
         #[test]
         fn other_closes_keep_their_text_and_garbage_is_refused() {
             let out = decode(&encode(Outbound::Close(SigverError::HeartbeatMissed)));
-            assert!(matches!(out, Some(Outbound::Close(SigverError::SendFailed(text))) if text == "Too many missed heartbeats"));
-            for garbage in [&b""[..], b"\x02", b"\x02\x09\0\0\0\0\0\0\0\0", b"\x02\x03\0", b"\x09"] {
+            assert!(
+                matches!(out, Some(Outbound::Close(SigverError::SendFailed(text))) if text == "Too many missed heartbeats")
+            );
+            for garbage in [
+                &b""[..],
+                b"\x02",
+                b"\x02\x09\0\0\0\0\0\0\0\0",
+                b"\x02\x03\0",
+                b"\x09",
+            ] {
                 assert!(decode(garbage).is_none(), "{garbage:?}");
             }
         }

@@ -163,10 +163,7 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
         T::register(self, me, now_ms)
     }
 
-    fn deregister(
-        &self,
-        node: NodeId,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+    fn deregister(&self, node: NodeId) -> impl Future<Output = Result<(), TransportError>> + Send {
         T::deregister(self, node)
     }
 

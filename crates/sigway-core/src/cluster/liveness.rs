@@ -192,6 +192,14 @@ impl Liveness {
             // Another process with our id and another incarnation is a
             // misconfiguration; it must not count as our receive path.
             if incarnation == self.my_incarnation {
+                if self.suspended(now) {
+                    // We heard nobody while our own heartbeats did not come
+                    // back (the engine between nodes was away): the others'
+                    // silence proves nothing, so each gets a fresh grace.
+                    for alive in self.alive.values_mut() {
+                        alive.last_heard = alive.last_heard.max(now);
+                    }
+                }
                 self.own_last_heard = Some(self.own_last_heard.map_or(now, |t| t.max(now)));
                 self.own_deadline_armed = true;
             }
@@ -270,8 +278,15 @@ impl Liveness {
         events
     }
 
-    /// Reports every node silent for `dead_after` or more at `now`.
+    /// Reports every node silent for `dead_after` or more at `now`, unless
+    /// our own heartbeats stopped coming back too: then nobody can be heard
+    /// (the engine between nodes is away) and judging waits until we hear
+    /// ourselves again.
     pub fn sweep(&mut self, now: Instant) -> Vec<LivenessEvent> {
+        if self.suspended(now) {
+            self.own_deadline_armed = false;
+            return Vec::new();
+        }
         let dead_after = self.dead_after;
         let silent: Vec<(NodeId, Incarnation)> = self
             .alive
@@ -308,15 +323,23 @@ impl Liveness {
             .own_last_heard
             .filter(|_| self.own_deadline_armed)
             .map(|t| t + self.dead_after);
+        // While suspended, only our own heartbeat can change anything.
         let peers = self
             .alive
             .values()
             .map(|a| a.last_heard + self.dead_after)
-            .min();
+            .min()
+            .filter(|_| self.own_last_heard.is_none() || self.own_deadline_armed);
         match (own, peers) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Whether silence is not being judged at `now`: our own heartbeats
+    /// came back once, but not within `dead_after`.
+    fn suspended(&self, now: Instant) -> bool {
+        self.own_last_heard.is_some() && !self.receiving(now)
     }
 
     /// Whether our own heartbeats come back: false until the first one
@@ -379,6 +402,27 @@ mod tests {
         );
         assert_eq!(view.incarnation_of(2), None);
         assert_eq!(view.next_deadline(), None);
+    }
+
+    #[test]
+    fn nobody_is_judged_silent_while_our_own_heartbeats_do_not_come_back() {
+        let t0 = Instant::now();
+        let mut view = Liveness::new(1, 10, DEAD);
+        view.heard(1, 10, t0);
+        view.heard(2, 5, t0);
+        // The engine between nodes goes away: nothing, ourselves included,
+        // is heard for twice dead_after.
+        assert_eq!(view.sweep(t0 + 800 * MS), vec![], "suspended");
+        assert!(!view.receiving(t0 + 800 * MS));
+        assert_eq!(view.incarnation_of(2), Some(5), "still up");
+        // Back: node 2 gets a full dead_after from now to be heard again.
+        view.heard(1, 10, t0 + 900 * MS);
+        assert_eq!(view.sweep(t0 + 1_199 * MS), vec![]);
+        assert_eq!(
+            view.sweep(t0 + 1_200 * MS),
+            vec![down(2, 5, DownReason::Silent)],
+            "a node that stays silent once we hear again is dead"
+        );
     }
 
     #[test]
@@ -494,7 +538,7 @@ mod tests {
         // Random heard/bye/sweep with monotone time: at most one NodeDown per
         // NodeUp (and never a Down without an Up), no event about ourselves
         // (node 1), and after every sweep no node stays up past dead_after
-        // of silence.
+        // of silence, unless our own heartbeats stopped coming back.
         #[test]
         fn ups_and_downs_pair_up_and_silence_is_always_noticed(ops in prop::collection::vec(op(), 1..200)) {
             let t0 = Instant::now();
@@ -505,16 +549,24 @@ mod tests {
             for op in ops {
                 let events = match op {
                     Op::Heard { node, incarnation } => {
+                        let resumed = node == 1 && incarnation == 2 && view.suspended(now);
                         let events = view.heard(node, incarnation, now);
                         if view.incarnation_of(node) == Some(incarnation) {
                             last_heard.insert(node, now);
+                        }
+                        if resumed {
+                            // Our own heartbeat is back: everyone gets a fresh grace.
+                            for (node, _) in view.alive() {
+                                last_heard.insert(node, now);
+                            }
                         }
                         events
                     }
                     Op::Bye { node, incarnation } => view.bye(node, incarnation),
                     Op::Sweep => {
+                        let judging = !view.suspended(now);
                         let events = view.sweep(now);
-                        for (node, _) in view.alive() {
+                        for (node, _) in view.alive().filter(|_| judging) {
                             let heard = last_heard[&node];
                             prop_assert!(now.duration_since(heard) < DEAD, "node {node} silent too long");
                         }
