@@ -263,27 +263,42 @@ async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_whose_owner_went_away_moves_and_its_peers_rejoin() {
+async fn a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings() {
     if !redis_server_available() {
         return;
     }
     let redis = RedisServer::start();
     let mut nodes = cluster_of_three(&redis).await;
-    // The group is founded on node 1, which owns it.
+    // The group is founded on node 1, which owns it; B (node 2) and C
+    // (node 3) join through A, and D (node 3) is bound to B, mid-join.
     let mut a = Peer::open(&nodes[0], "/moved").await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&nodes[1], "/moved").await;
-    join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut b = Peer::open(&nodes[1], "/moved?favored").await;
+    let sb = join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut c = Peer::open(&nodes[2], "/moved").await;
+    let sc = join_through(&mut c, &mut b, 3, &[1, 2]).await;
+    let mut d = Peer::open(&nodes[2], "/moved").await;
+    assert!(!d.connect(4, &[]).await);
+    d.content(0, 0, b"offer-d", false).await;
+    let (sd, _, _) = b.recv_content().await;
+
+    // Node 1 stops: A is closed (1001) and the group moves to a node that
+    // rebuilds it from its snapshot. Nobody else is bounced: B hears only
+    // the end of its binding with A.
     let owner = nodes.remove(0);
     std::thread::spawn(move || owner.stop());
-    // B's group ran on node 1: B is told to join again (1012).
-    let (code, _) = b.closed().await;
-    assert_eq!(code, 1012, "service restart: the room moved");
-    // Joining again works at once, on a new owner.
-    let mut b = Peer::open(&nodes[0], "/moved").await;
-    assert!(b.connect(2, &[]).await, "B founds the group afresh");
-    let mut c = Peer::open(&nodes[1], "/moved").await;
-    join_through(&mut c, &mut b, 3, &[2]).await;
+    assert_eq!(b.recv_content().await, (0, sb, vec![]), "B's binding with A ends");
+    b.silent_for(Duration::from_millis(300)).await;
+
+    // The binding D-B survived the move: D's answer still reaches it.
+    b.content(0, sd, b"answer-d", false).await;
+    assert_eq!(d.recv_content().await, (0, sd, b"answer-d".to_vec()));
+    // And the order and favored flag too: a newcomer is bound to favored B.
+    let mut e = Peer::open(&nodes[0], "/moved").await;
+    join_through(&mut e, &mut b, 5, &[2, 3]).await;
+    // C is still a member: its end notice for B's binding never came.
+    c.silent_for(Duration::from_millis(100)).await;
+    assert_ne!(sc, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,13 +521,20 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
         killed.elapsed()
     );
 
-    // The owner dies: C (node 3), bound to nobody yet, is told to join
-    // again, and joining again works at once on node 3.
+    // The owner dies: node 3 adopts the group from its snapshot; C, bound
+    // to A, hears the end of that binding within the same bound, and stays.
     let mut c = Peer::open_url(&nodes[2].url("/killed")).await;
-    join_through(&mut c, &mut a, 3, &[1]).await;
+    let sc = join_through(&mut c, &mut a, 3, &[1]).await;
+    let killed = tokio::time::Instant::now();
     nodes[0].kill_hard();
-    let (code, _) = c.closed().await;
-    assert_eq!(code, 1012, "the room moved");
-    let mut c = Peer::open_url(&nodes[2].url("/killed")).await;
-    assert!(c.connect(3, &[]).await, "C founds the group afresh");
+    assert_eq!(c.recv_content().await, (0, sc, vec![]));
+    assert!(
+        killed.elapsed() < Duration::from_millis(600 + 500),
+        "noticed after {:?}",
+        killed.elapsed()
+    );
+    // The group goes on with C: a newcomer on node 3 is bound to it.
+    let mut d = Peer::open_url(&nodes[2].url("/killed")).await;
+    join_through(&mut d, &mut c, 4, &[3]).await;
 }
+

@@ -125,6 +125,7 @@ async fn run(
             bus: bus.clone(),
             since: Instant::now(),
             dead_after,
+            closed: std::sync::atomic::AtomicBool::new(false),
         }),
         directory: Arc::new(RedisDirectory { transport, me }),
     });
@@ -139,6 +140,10 @@ async fn run(
                 None => break,
             },
             done = &mut stop => {
+                // The rooms this node owns are adopted from their last
+                // snapshots: stop sending, write them all, then say goodbye.
+                cluster.leave();
+                let _ = tokio::time::timeout(Duration::from_secs(2), cluster.flush_snapshots()).await;
                 bus.shutdown().await;
                 if let Ok(done) = done {
                     let _ = done.send(());
@@ -158,11 +163,11 @@ async fn handle(cluster: &Arc<Cluster>, rooms: &Rooms, event: BusEvent) {
         }
         BusEvent::NodeDown(node) => {
             tracing::info!(node, "cluster: node down");
-            cluster.node_gone(node);
+            cluster.node_gone(rooms, node).await;
         }
         BusEvent::LinkReset { peer } => {
             tracing::warn!(peer, "cluster: link reset, bouncing what depended on it");
-            cluster.node_gone(peer);
+            cluster.link_reset(peer);
         }
         BusEvent::Ready(ready) => tracing::info!(ready, "cluster: readiness"),
     }
@@ -200,10 +205,14 @@ struct BusLink {
     bus: BusHandle,
     since: Instant,
     dead_after: Duration,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl NodeLink for BusLink {
     fn send(&self, to: NodeId, payload: Bytes) -> bool {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
         match self.bus.send(to, payload) {
             Ok(()) => true,
             Err(error) => {
@@ -220,6 +229,10 @@ impl NodeLink for BusLink {
 
     fn is_ready(&self) -> bool {
         self.bus.is_ready()
+    }
+
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -244,5 +257,16 @@ impl Directory for RedisDirectory {
         let transport = self.transport.clone();
         let me = self.me;
         Box::pin(async move { transport.release(group, me, epoch).await })
+    }
+
+    fn write_snapshot(
+        &self,
+        group: GroupHash,
+        epoch: u64,
+        snapshot: Bytes,
+    ) -> BoxFuture<Result<bool, TransportError>> {
+        let transport = self.transport.clone();
+        let me = self.me;
+        Box::pin(async move { transport.write_snapshot(group, me, epoch, snapshot).await })
     }
 }

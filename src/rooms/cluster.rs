@@ -15,20 +15,28 @@
 //! every message of one member takes one ordered link, the room sees them
 //! in the order the client sent them.
 //!
-//! When a node is gone (dead, or its link reset), the owners make its
-//! members leave, as if their sockets had dropped, and its own members of
-//! rooms it owned are told the room moved (1012) so that they join again.
-//! An owner gives its claim up a little after its room emptied, so a
-//! member on its way still finds it.
+//! An owner writes a snapshot of a room's state after each change of its
+//! membership (coalesced, in order, fenced by its claim's epoch). When a
+//! node is gone (dead, or said goodbye), the owners make its members leave,
+//! as if their sockets had dropped, and each room it owned is adopted: the
+//! first node with members there to claim it (epoch + 1) rebuilds it from
+//! the snapshot with its order, bindings and ids, then makes the gone
+//! node's members leave; the other nodes follow the new owner and attach
+//! their members again (already known from the snapshot, or new). Without a
+//! usable snapshot the room's members are told it moved (1012) and join
+//! again. A link that reset bounces the same way. An owner gives its claim
+//! up a little after its room emptied, so a member on its way still finds
+//! it.
 //!
 //! The bus and the directory are reached through two small traits,
 //! [`NodeLink`] and [`Directory`], implemented over `sigway_cluster` by
 //! the composition root.
 
-use std::collections::{HashMap, HashSet};
+use std::any::Any;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -38,9 +46,10 @@ use prost::Message as _;
 use sigway_cluster::{Claim, GroupHash, TransportError};
 use sigway_core::proto::cluster::room_message::Body;
 use sigway_core::proto::cluster::{Attach, Deliver, Event, Leave, RoomMessage};
+use tokio::sync::{mpsc, oneshot};
 
 use super::local::LocalRooms;
-use super::{InFlight, MemberId, NodeId, Portable, Refusal, RoomRef, Rooms, SinkError};
+use super::{InFlight, MemberId, NodeId, Portable, Reach, Refusal, RoomRef, Rooms, SinkError};
 
 /// A future the directory answers with.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -55,6 +64,8 @@ pub(crate) trait NodeLink: Send + Sync + 'static {
     fn may_be_alive(&self, node: NodeId) -> bool;
     /// Whether this node reaches the others.
     fn is_ready(&self) -> bool;
+    /// This node is leaving: nothing more is sent from now on.
+    fn close(&self);
 }
 
 /// The room directory, as the room layer uses it.
@@ -67,6 +78,13 @@ pub(crate) trait Directory: Send + Sync + 'static {
     ) -> BoxFuture<Result<Claim, TransportError>>;
     /// Gives up this node's claim on `group` at `epoch`.
     fn release(&self, group: GroupHash, epoch: u64) -> BoxFuture<Result<bool, TransportError>>;
+    /// Writes `group`'s snapshot while this node owns it at `epoch`.
+    fn write_snapshot(
+        &self,
+        group: GroupHash,
+        epoch: u64,
+        snapshot: Bytes,
+    ) -> BoxFuture<Result<bool, TransportError>>;
 }
 
 /// What a portable room kind makes of a member that joins a room owned
@@ -87,6 +105,9 @@ pub(crate) trait Away: Send {
     fn deliver(&self, outbound: &[u8]);
     /// The room's owner is gone: the member must join again.
     fn lost(&self);
+    /// The end itself, for the kind to take back when this node adopts the
+    /// member's room.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
 
 /// How the owner reaches a member connected to another node.
@@ -118,20 +139,27 @@ impl RemoteSink {
 }
 
 /// A room owned by another node, as one member of this node sees it.
+/// Its owner changes when the room is adopted (possibly by this node).
 pub(crate) struct RemoteRoom {
     cluster: Arc<Cluster>,
-    owner: NodeId,
+    owner: Arc<AtomicU32>,
     member: MemberId,
     credit: Option<Arc<InFlight>>,
     left: AtomicBool,
 }
 
 impl RemoteRoom {
-    /// Forwards a frame of the member; its credit comes back at once, the
-    /// link being bounded itself.
+    /// Forwards a frame of the member. Its credit comes back at once, the
+    /// link being bounded itself (an adopted room here gives it back as a
+    /// local room does).
     pub(super) fn event(&self, frame: Bytes) {
+        let owner = self.owner.load(Ordering::Acquire);
+        if owner == self.cluster.me {
+            self.cluster.visit(self.member, |visitor| visitor.event(frame));
+            return;
+        }
         let sent = self.cluster.send(
-            self.owner,
+            owner,
             Body::Event(Event {
                 member: self.member.local,
                 frame,
@@ -141,7 +169,7 @@ impl RemoteRoom {
             credit.handled();
         }
         if !sent {
-            tracing::warn!(member = %self.member, owner = self.owner, "cluster link lost: member must join again");
+            tracing::warn!(member = %self.member, owner, "cluster link lost: member must join again");
             self.cluster.lose_away(self.member.local);
         }
     }
@@ -151,12 +179,20 @@ impl RemoteRoom {
         if self.left.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.cluster.send(
-            self.owner,
-            Body::Leave(Leave {
-                member: self.member.local,
-            }),
-        );
+        let owner = self.owner.load(Ordering::Acquire);
+        if owner == self.cluster.me {
+            let visitor = self.cluster.lock().visitors.remove(&self.member);
+            if let Some(visitor) = visitor {
+                visitor.leave();
+            }
+        } else {
+            self.cluster.send(
+                owner,
+                Body::Leave(Leave {
+                    member: self.member.local,
+                }),
+            );
+        }
         self.cluster.forget_away(self.member.local);
     }
 
@@ -198,6 +234,43 @@ struct Kind {
     name: &'static str,
     attach: fn(&Rooms, Arc<str>, MemberId, &[u8], RemoteSink) -> Result<Box<dyn Visitor>, Refusal>,
     refused: fn(Refusal) -> Bytes,
+    restore: RestoreFn,
+}
+
+/// Rebuilds and starts a room from a snapshot; its members as visitors.
+type RestoreFn = fn(
+    &Rooms,
+    Arc<str>,
+    &[u8],
+    &mut dyn FnMut(MemberId) -> Reach,
+) -> Option<Vec<(MemberId, Box<dyn Visitor>)>>;
+
+fn restore_room<R: Portable>(
+    rooms: &Rooms,
+    key: Arc<str>,
+    snapshot: &[u8],
+    reach: &mut dyn FnMut(MemberId) -> Reach,
+) -> Option<Vec<(MemberId, Box<dyn Visitor>)>> {
+    let (room, members) = R::restore(key.clone(), rooms.home(), snapshot, reach)?;
+    let addr = match rooms.adopt(key, room, members.len()) {
+        Ok(addr) => addr,
+        Err(refusal) => {
+            tracing::warn!(kind = R::KIND, %refusal, "adopted room could not start");
+            return None;
+        }
+    };
+    Some(
+        members
+            .into_iter()
+            .map(|id| {
+                let visitor: Box<dyn Visitor> = Box::new(Visiting::<R> {
+                    room: addr.clone(),
+                    id,
+                });
+                (id, visitor)
+            })
+            .collect(),
+    )
 }
 
 fn attach_visitor<R: Portable>(
@@ -226,9 +299,12 @@ struct Owner {
 }
 
 struct AwayEntry {
-    owner: NodeId,
+    /// Shared with the member's [`RemoteRoom`].
+    owner: Arc<AtomicU32>,
     room: RoomName,
     away: Box<dyn Away>,
+    /// What the member's attach carried, to attach it again elsewhere.
+    info: Bytes,
 }
 
 #[derive(Default)]
@@ -252,6 +328,20 @@ pub(crate) struct Cluster {
     directory: OnceLock<Arc<dyn Directory>>,
     kinds: RwLock<HashMap<&'static str, Arc<Kind>>>,
     state: Mutex<State>,
+    snapshots: OnceLock<mpsc::UnboundedSender<SnapshotJob>>,
+    /// Set once this node leaves the cluster: rooms stop writing snapshots.
+    leaving: AtomicBool,
+}
+
+/// What the snapshot writer is asked.
+enum SnapshotJob {
+    Write {
+        room: RoomName,
+        epoch: u64,
+        snapshot: Bytes,
+    },
+    /// Answered once every write asked before is done.
+    Flush(oneshot::Sender<()>),
 }
 
 /// What the composition root hands the cluster once the bus runs.
@@ -278,13 +368,67 @@ impl Cluster {
             directory: OnceLock::new(),
             kinds: RwLock::default(),
             state: Mutex::default(),
+            snapshots: OnceLock::new(),
+            leaving: AtomicBool::new(false),
         })
     }
 
     /// The bus runs: rooms may span nodes from now on.
     pub(crate) fn connected(&self, start: ClusterStart) {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let _ = self.snapshots.set(jobs);
+        actix::spawn(write_snapshots(start.directory.clone(), queue));
         let _ = self.link.set(start.link);
         let _ = self.directory.set(start.directory);
+    }
+
+    /// This node leaves the cluster (it stops): from now on nothing more
+    /// goes to other nodes and no snapshot is taken, so that the snapshots
+    /// already asked for match what the other nodes were told. The node
+    /// that adopts a room then makes this node's members leave it.
+    pub(crate) fn leave(&self) {
+        self.leaving.store(true, Ordering::Release);
+        if let Some(link) = self.link.get() {
+            link.close();
+        }
+    }
+
+    /// Waits until every snapshot asked for so far is written (before this
+    /// node says goodbye, so that its rooms are adopted as they are).
+    pub(crate) async fn flush_snapshots(&self) {
+        let (done, flushed) = oneshot::channel();
+        if let Some(jobs) = self.snapshots.get()
+            && jobs.send(SnapshotJob::Flush(done)).is_ok()
+        {
+            let _ = flushed.await;
+        }
+    }
+
+    /// See [`RoomHome::save`](super::RoomHome::save).
+    pub(super) fn save(&self, kind: &'static str, key: &Arc<str>, snapshot: impl FnOnce() -> Vec<u8>) {
+        let Some(jobs) = self.snapshots.get() else {
+            return;
+        };
+        if self.leaving.load(Ordering::Acquire) {
+            return;
+        }
+        let room: RoomName = (kind, key.clone());
+        let epoch = match self.lock().owners.get(&room) {
+            Some(owner) if owner.node == self.me && !owner.releasing => owner.epoch,
+            _ => return,
+        };
+        let _ = jobs.send(SnapshotJob::Write {
+            room,
+            epoch,
+            snapshot: snapshot().into(),
+        });
+    }
+
+    /// Runs `with` on the visitor `id` (a member of a room owned here).
+    fn visit(&self, id: MemberId, with: impl FnOnce(&dyn Visitor)) {
+        if let Some(visitor) = self.lock().visitors.get(&id) {
+            with(visitor.as_ref());
+        }
     }
 
     /// Lets rooms of kind `R` span nodes.
@@ -293,6 +437,7 @@ impl Cluster {
             name: R::KIND,
             attach: attach_visitor::<R>,
             refused: R::refused,
+            restore: restore_room::<R>,
         };
         self.kinds
             .write()
@@ -346,7 +491,7 @@ impl Cluster {
     ) -> Result<RoomRef<R>, Refusal> {
         let (link, directory) = self.parts()?;
         let room: RoomName = (R::KIND, key.clone());
-        let owner = self.locate(&room, true, link, directory).await?;
+        let owner = self.locate(rooms, &room, true, link, directory).await?;
         if owner == self.me {
             // Under the state lock, so that giving the claim up (which
             // checks for an open room under it) cannot pass in between.
@@ -363,17 +508,20 @@ impl Cluster {
             away,
             credit,
         } = R::export(member);
+        let info = Bytes::from(info);
+        let shared_owner = Arc::new(AtomicU32::new(owner));
         self.lock().away.insert(
             id.local,
             AwayEntry {
-                owner,
+                owner: shared_owner.clone(),
                 room: room.clone(),
                 away,
+                info: info.clone(),
             },
         );
         let remote = RemoteRoom {
             cluster: self.clone(),
-            owner,
+            owner: shared_owner,
             member: id,
             credit,
             left: AtomicBool::new(false),
@@ -382,7 +530,7 @@ impl Cluster {
             kind: R::KIND.into(),
             key: key.to_string(),
             member: id.local,
-            info: info.into(),
+            info,
         });
         if !self.send(owner, attach) {
             remote.left.store(true, Ordering::Release);
@@ -398,6 +546,7 @@ impl Cluster {
     /// is another node.
     async fn locate(
         &self,
+        rooms: &Rooms,
         room: &RoomName,
         away: bool,
         link: &Arc<dyn NodeLink>,
@@ -414,7 +563,7 @@ impl Cluster {
                 Known::Unknown => break,
             }
         }
-        let claim = self.claim(room, link, directory).await?;
+        let claim = self.claim(room, Some(rooms), link, directory).await?;
         let mut state = self.lock();
         let entry = state.owners.entry(room.clone()).or_insert(Owner {
             node: claim.owner,
@@ -447,6 +596,7 @@ impl Cluster {
     async fn claim(
         &self,
         room: &RoomName,
+        rooms: Option<&Rooms>,
         link: &Arc<dyn NodeLink>,
         directory: &Arc<dyn Directory>,
     ) -> Result<Claim, Refusal> {
@@ -466,10 +616,17 @@ impl Cluster {
             epoch = claim.epoch,
             "taking over a room of a dead node"
         );
-        directory
-            .claim(group, Some((claim.owner, claim.epoch)))
+        let dead = claim.owner;
+        let taken = directory
+            .claim(group, Some((dead, claim.epoch)))
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if taken.owner == self.me
+            && let (Some(snapshot), Some(rooms)) = (&taken.snapshot, rooms)
+        {
+            self.restore(rooms, room, taken.epoch, snapshot, dead);
+        }
+        Ok(taken)
     }
 
     /// A session of this node left a room owned elsewhere.
@@ -479,7 +636,8 @@ impl Cluster {
             return;
         };
         if let Some(owner) = state.owners.get_mut(&entry.room)
-            && owner.node == entry.owner
+            && owner.node == entry.owner.load(Ordering::Acquire)
+            && owner.node != self.me
         {
             owner.away_users = owner.away_users.saturating_sub(1);
             if owner.away_users == 0 {
@@ -602,7 +760,12 @@ impl Cluster {
         };
         // The sender believed this node owns the room; it normally still
         // does. If it gave its claim up meanwhile, it claims it again.
-        let owner = match self.locate(&room, false, link, directory).await {
+        if self.lock().visitors.contains_key(&id) {
+            // Attached again after an adoption, and already in the
+            // snapshot this node rebuilt the room from.
+            return;
+        }
+        let owner = match self.locate(rooms, &room, false, link, directory).await {
             Ok(owner) => owner,
             Err(refusal) => return refuse(refusal),
         };
@@ -621,11 +784,29 @@ impl Cluster {
         }
     }
 
-    /// `node` is gone (dead, stopped, or its link reset): its members
-    /// leave the rooms owned here as if their sockets had dropped, and this
-    /// node's members of rooms it owned must join again.
-    pub(crate) fn node_gone(&self, node: NodeId) {
-        let (visitors, aways) = {
+    /// `node` is gone (dead, or it said goodbye): its members leave the
+    /// rooms owned here as if their sockets had dropped, and the rooms it
+    /// owned where this node has members are adopted (see the module doc).
+    pub(crate) async fn node_gone(&self, rooms: &Rooms, node: NodeId) {
+        let orphans = self.drop_node(node);
+        for (room, epoch) in orphans {
+            self.adopt_or_follow(rooms, room, node, epoch).await;
+        }
+    }
+
+    /// The link with `node` reset: what travelled on it may be lost, so its
+    /// members leave the rooms here and this node's members of its rooms
+    /// join again (the node itself lives on and keeps its rooms).
+    pub(crate) fn link_reset(&self, node: NodeId) {
+        for (room, _) in self.drop_node(node) {
+            self.bounce(&room);
+        }
+    }
+
+    /// Makes `node`'s members leave the rooms owned here; returns the rooms
+    /// it owned where this node has members, with the epoch of its claim.
+    fn drop_node(&self, node: NodeId) -> Vec<(RoomName, u64)> {
+        let (visitors, orphans) = {
             let mut state = self.lock();
             state.gone.insert(node);
             let gone: Vec<MemberId> = state
@@ -638,32 +819,242 @@ impl Cluster {
                 .iter()
                 .filter_map(|id| state.visitors.remove(id))
                 .collect();
-            let orphans: Vec<u64> = state
-                .away
+            let orphans: Vec<(RoomName, u64)> = state
+                .owners
                 .iter()
-                .filter(|(_, entry)| entry.owner == node)
-                .map(|(member, _)| *member)
+                .filter(|(_, owner)| owner.node == node)
+                .map(|(room, owner)| (room.clone(), owner.epoch))
                 .collect();
-            let aways: Vec<_> = orphans
-                .iter()
-                .filter_map(|member| state.away.remove(member))
-                .collect();
-            state.owners.retain(|_, owner| owner.node != node);
-            (visitors, aways)
+            (visitors, orphans)
         };
-        if !visitors.is_empty() || !aways.is_empty() {
-            tracing::info!(
-                node,
-                members_left = visitors.len(),
-                members_moved = aways.len(),
-                "cluster node gone"
-            );
+        if !visitors.is_empty() || !orphans.is_empty() {
+            tracing::info!(node, members_left = visitors.len(), rooms_orphaned = orphans.len(), "cluster node gone");
         }
         for visitor in visitors {
             visitor.leave();
         }
-        for entry in aways {
+        orphans
+    }
+
+    /// This node's members of `room` are told it moved (1012).
+    fn bounce(&self, room: &RoomName) {
+        let members = {
+            let mut state = self.lock();
+            state.owners.remove(room);
+            let ids: Vec<u64> = state
+                .away
+                .iter()
+                .filter(|(_, entry)| &entry.room == room)
+                .map(|(member, _)| *member)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| state.away.remove(&id))
+                .collect::<Vec<_>>()
+        };
+        for entry in members {
             entry.away.lost();
+        }
+    }
+
+    /// The owner of `room` (at `epoch`) is gone: claim it; the winner
+    /// rebuilds it from its snapshot, the others follow the winner.
+    async fn adopt_or_follow(&self, rooms: &Rooms, room: RoomName, dead: NodeId, epoch: u64) {
+        let Ok((_, directory)) = self.parts() else {
+            return self.bounce(&room);
+        };
+        let directory = directory.clone();
+        let claim = match directory.claim(group_of(&room), Some((dead, epoch))).await {
+            Ok(claim) => claim,
+            Err(error) => {
+                tracing::warn!(%error, kind = room.0, "cannot adopt a room: directory unreachable");
+                return self.bounce(&room);
+            }
+        };
+        if claim.owner == self.me {
+            let restored = match &claim.snapshot {
+                Some(snapshot) => self.restore(rooms, &room, claim.epoch, snapshot, dead),
+                None => false,
+            };
+            if !restored {
+                self.bounce(&room);
+                let _ = directory.release(group_of(&room), claim.epoch).await;
+            }
+            return;
+        }
+        let gone = self.lock().gone.contains(&claim.owner);
+        if gone {
+            return self.bounce(&room);
+        }
+        self.follow(&room, claim.owner, claim.epoch);
+    }
+
+    /// Another node adopted `room`: this node's members attach there again
+    /// (the adopter knows them from the snapshot, or takes them as new).
+    fn follow(&self, room: &RoomName, owner: NodeId, epoch: u64) {
+        let reattach: Vec<(u64, Bytes)> = {
+            let mut state = self.lock();
+            if let Some(entry) = state.owners.get_mut(room) {
+                entry.node = owner;
+                entry.epoch = epoch;
+            }
+            state
+                .away
+                .iter()
+                .filter(|(_, entry)| &entry.room == room)
+                .map(|(member, entry)| {
+                    entry.owner.store(owner, Ordering::Release);
+                    (*member, entry.info.clone())
+                })
+                .collect()
+        };
+        tracing::info!(kind = room.0, owner, members = reattach.len(), "following an adopted room");
+        for (member, info) in reattach {
+            self.send(
+                owner,
+                Body::Attach(Attach {
+                    kind: room.0.into(),
+                    key: room.1.to_string(),
+                    member,
+                    info,
+                }),
+            );
+        }
+    }
+
+    /// Rebuilds `room` here from `snapshot` (this node won its claim at
+    /// `epoch`; `dead` owned it). Returns whether it runs.
+    fn restore(&self, rooms: &Rooms, room: &RoomName, epoch: u64, snapshot: &[u8], dead: NodeId) -> bool {
+        let kind = self
+            .kinds
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(room.0)
+            .cloned();
+        let (Some(kind), Some(link)) = (kind, self.link.get()) else {
+            return false;
+        };
+        let (mut mine, gone_nodes) = {
+            let mut state = self.lock();
+            let ids: Vec<u64> = state
+                .away
+                .iter()
+                .filter(|(_, entry)| &entry.room == room)
+                .map(|(member, _)| *member)
+                .collect();
+            let mine: HashMap<u64, AwayEntry> = ids
+                .into_iter()
+                .filter_map(|id| state.away.remove(&id).map(|entry| (id, entry)))
+                .collect();
+            (mine, state.gone.clone())
+        };
+        let mut leaving = Vec::new();
+        let mut adopted_here = Vec::new();
+        let mut reach = |id: MemberId| {
+            if id.node == self.me {
+                match mine.remove(&id.local) {
+                    Some(entry) => {
+                        adopted_here.push(entry.owner);
+                        Reach::Here(entry.away)
+                    }
+                    None => {
+                        leaving.push(id);
+                        Reach::Gone
+                    }
+                }
+            } else if id.node == dead || gone_nodes.contains(&id.node) {
+                leaving.push(id);
+                Reach::Gone
+            } else {
+                Reach::There(RemoteSink {
+                    link: link.clone(),
+                    to: id,
+                })
+            }
+        };
+        let restored = (kind.restore)(rooms, room.1.clone(), snapshot, &mut reach);
+        let Some(visitors) = restored else {
+            // Not usable: the members kept here go back, to be bounced.
+            let mut state = self.lock();
+            for (id, entry) in mine {
+                state.away.insert(id, entry);
+            }
+            return false;
+        };
+        {
+            let mut state = self.lock();
+            state.owners.insert(
+                room.clone(),
+                Owner {
+                    node: self.me,
+                    epoch,
+                    away_users: 0,
+                    releasing: false,
+                },
+            );
+            for (id, visitor) in visitors {
+                state.visitors.insert(id, visitor);
+            }
+        }
+        // This node's members now reach the room here.
+        for owner in adopted_here {
+            owner.store(self.me, Ordering::Release);
+        }
+        tracing::info!(kind = room.0, dead, epoch, leaving = leaving.len(), "adopted a room");
+        for id in leaving {
+            let visitor = self.lock().visitors.remove(&id);
+            if let Some(visitor) = visitor {
+                visitor.leave();
+            }
+        }
+        // Members of this node that joined after the last snapshot: the
+        // room does not know them, so they join again.
+        for (_, entry) in mine {
+            entry.away.lost();
+        }
+        true
+    }
+}
+
+/// Writes the snapshots asked for, in order, coalescing those of one room
+/// that queued up meanwhile (only the last counts).
+async fn write_snapshots(
+    directory: Arc<dyn Directory>,
+    mut jobs: mpsc::UnboundedReceiver<SnapshotJob>,
+) {
+    let mut pending: HashMap<RoomName, (u64, Bytes)> = HashMap::new();
+    let mut order: VecDeque<RoomName> = VecDeque::new();
+    let mut flushes = Vec::new();
+    while let Some(job) = jobs.recv().await {
+        let mut next = Some(job);
+        while let Some(job) = next {
+            match job {
+                SnapshotJob::Write {
+                    room,
+                    epoch,
+                    snapshot,
+                } => {
+                    if pending.insert(room.clone(), (epoch, snapshot)).is_none() {
+                        order.push_back(room);
+                    }
+                }
+                SnapshotJob::Flush(done) => flushes.push(done),
+            }
+            next = jobs.try_recv().ok();
+        }
+        while let Some(room) = order.pop_front() {
+            let Some((epoch, snapshot)) = pending.remove(&room) else {
+                continue;
+            };
+            match directory.write_snapshot(group_of(&room), epoch, snapshot).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(kind = room.0, epoch, "snapshot not written: the room changed hands");
+                }
+                Err(error) => tracing::warn!(%error, kind = room.0, "snapshot not written"),
+            }
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
         }
     }
 }

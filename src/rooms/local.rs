@@ -97,6 +97,27 @@ impl LocalRooms {
         Ok(addr)
     }
 
+    /// Starts `room` (rebuilt elsewhere, with `members` already in it) as
+    /// the room `key`; refused when one is open under that key already.
+    pub(super) fn adopt<R: Room>(&self, key: Arc<str>, room: R, members: usize) -> Result<Addr<R>, Refusal> {
+        let mut shard = self.shard(R::KIND, &key);
+        let map_key = (R::KIND, key);
+        if shard.contains_key(&map_key) {
+            return Err(Refusal::Internal);
+        }
+        self.reserve_room()?;
+        let addr = room.start();
+        shard.insert(
+            map_key,
+            Entry {
+                addr: Box::new(addr.clone()),
+                attaches_forwarded: members as u64,
+            },
+        );
+        self.stats.room_opened(R::KIND);
+        Ok(addr)
+    }
+
     pub(super) fn find<R: Room>(&self, key: &str) -> Option<Addr<R>> {
         let shard = self.shard(R::KIND, key);
         shard

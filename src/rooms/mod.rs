@@ -90,6 +90,27 @@ pub(crate) trait Portable: Room {
     /// What a remote member whose join was refused is told (the kind's
     /// encoding of a close, as [`Exported::away`] decodes it).
     fn refused(refusal: Refusal) -> Bytes;
+    /// Rebuilds a room from the snapshot its owner left (cluster adoption);
+    /// `reach` says how each member in it is reached now. Returns the room,
+    /// ready to start, and its members; `None` when the snapshot is not
+    /// usable.
+    fn restore(
+        key: Arc<str>,
+        home: RoomHome,
+        snapshot: &[u8],
+        reach: &mut dyn FnMut(MemberId) -> Reach,
+    ) -> Option<(Self, Vec<MemberId>)>;
+}
+
+/// How a member of an adopted room is reached.
+pub(crate) enum Reach {
+    /// It is connected here: the end this node kept for it.
+    Here(Box<dyn Away>),
+    /// It is connected to another node.
+    There(RemoteSink),
+    /// It is gone (its node died, or it left meanwhile): it leaves the room
+    /// once the room runs.
+    Gone,
 }
 
 /// A member enters a room; sent by [`Rooms::join`] only, so that the
@@ -117,6 +138,15 @@ impl RoomHome {
     /// after `occupancy` went idle is still on its way. Returns whether the
     /// room was released (the caller then stops its actor). In a cluster,
     /// the node gives up its claim on the room a little later.
+    /// Cluster mode: the room's state changed; `snapshot` writes it down
+    /// (called only when a cluster may adopt the room, and only if this
+    /// node owns it). Writes are coalesced and ordered per room.
+    pub(crate) fn save(&self, kind: &'static str, key: &Arc<str>, snapshot: impl FnOnce() -> Vec<u8>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.save(kind, key, snapshot);
+        }
+    }
+
     pub(crate) fn release_if_idle<R: Room>(&self, key: &Arc<str>, occupancy: &Occupancy) -> bool {
         let released =
             occupancy.count() == 0 && self.rooms.release(R::KIND, key, occupancy.attaches_seen);
@@ -135,6 +165,14 @@ pub(crate) struct Occupancy {
 }
 
 impl Occupancy {
+    /// A room rebuilt with `members` already in it (cluster adoption).
+    pub(crate) fn restored(members: usize) -> Self {
+        Self {
+            attached: members,
+            attaches_seen: members as u64,
+        }
+    }
+
     pub(crate) fn attached(&mut self) {
         self.attached += 1;
         self.attaches_seen += 1;
@@ -308,14 +346,23 @@ impl Rooms {
         key: Arc<str>,
         member: R::Member,
     ) -> Result<RoomRef<R>, Refusal> {
-        let home = RoomHome {
+        let addr = self.local.join::<R>(key, member, self.home())?;
+        Ok(RoomRef::Local(addr))
+    }
+
+    fn home(&self) -> RoomHome {
+        RoomHome {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
             rooms: self.local.clone(),
             cluster: self.cluster.clone(),
-        };
-        let addr = self.local.join::<R>(key, member, home)?;
-        Ok(RoomRef::Local(addr))
+        }
+    }
+
+    /// Starts `room`, rebuilt with `members` in it, as this node's room
+    /// `key` of kind `R` (cluster adoption); fails if one is open already.
+    fn adopt<R: Room>(&self, key: Arc<str>, room: R, members: usize) -> Result<Addr<R>, Refusal> {
+        self.local.adopt(key, room, members)
     }
 
     /// A live room of this node, without entering it (videre's lenient

@@ -120,12 +120,35 @@ impl Dialect for GroupState<MemberId> {
     fn tell(group: &RoomRef<Group>, event: FromPeer, frame: &Bytes) {
         group.event(event, frame);
     }
+
+    fn changes_state(event: &FromPeer) -> bool {
+        match event {
+            FromPeer::Connect { .. } => true,
+            // lastData ends a binding; any other content is a plain relay.
+            FromPeer::Content { content, .. } => content.last_data,
+        }
+    }
+
+    fn snapshot(&self, ids: &GroupIds) -> Vec<u8> {
+        GroupState::snapshot(self, ids, |peer| (peer.node, peer.local))
+    }
+
+    fn restore(snapshot: &[u8], limits: GroupLimits) -> Option<(Self, GroupIds)> {
+        GroupState::restore(snapshot, limits, |(node, local)| MemberId { node, local })
+            .map_err(|error| tracing::warn!(%error, "group snapshot not usable"))
+            .ok()
+    }
+
+    fn peers(&self) -> Vec<MemberId> {
+        GroupState::peers(self)
+    }
 }
 
 impl Handler<FromPeer> for Group {
     type Result = ();
 
     fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
+        let changes = <GroupState<MemberId> as Dialect>::changes_state(&event);
         match event {
             FromPeer::Connect {
                 peer,
@@ -139,6 +162,9 @@ impl Handler<FromPeer> for Group {
             FromPeer::Content { peer, content } => {
                 self.event(peer, |state, _, _, out| state.content(peer, content, out))
             }
+        }
+        if changes {
+            self.save();
         }
     }
 }

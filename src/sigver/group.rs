@@ -21,8 +21,8 @@ use crate::error::Refusal;
 use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
 use crate::rooms::{
-    Attach, Away, Exported, MemberId, Occupancy, Portable, RemoteSink, Room, RoomHome, RoomRef,
-    Sink, SinkError,
+    Attach, Away, Exported, MemberId, Occupancy, Portable, Reach, RemoteSink, Room, RoomHome,
+    RoomRef, Sink, SinkError,
 };
 use crate::sigver::ids::GroupIds;
 use crate::sigver::state::GroupLimits;
@@ -94,6 +94,15 @@ pub(crate) trait Dialect: Unpin + Sized + 'static {
     /// Hands an event decoded from `frame` to the group (this dialect's
     /// `Handler` takes it; a group on another node gets the frame).
     fn tell(group: &RoomRef<GroupActor<Self>>, event: Self::Event, frame: &Bytes);
+    /// Whether handling `event` may change membership or bindings (what a
+    /// snapshot holds); plain relays do not.
+    fn changes_state(event: &Self::Event) -> bool;
+    /// The rules and the group's live ids, written down (cluster mode).
+    fn snapshot(&self, ids: &GroupIds) -> Vec<u8>;
+    /// The rules and ids rebuilt from [`Dialect::snapshot`]'s bytes.
+    fn restore(snapshot: &[u8], limits: GroupLimits) -> Option<(Self, GroupIds)>;
+    /// Every peer the rules hold.
+    fn peers(&self) -> Vec<MemberId>;
 }
 
 /// The actor of one key, in either dialect: the rules, the group's
@@ -122,6 +131,13 @@ impl<R: Dialect> GroupActor<R> {
         }
         apply(&mut self.rules, &self.key, &mut self.ids, &mut self.actions);
         self.carry_out();
+    }
+
+    /// Cluster mode: the state changed, so it is written down for a node
+    /// that may have to adopt the group.
+    pub(crate) fn save(&self) {
+        let (rules, ids) = (&self.rules, &self.ids);
+        self.home.save(R::KIND, &self.key, || rules.snapshot(ids));
     }
 
     fn carry_out(&mut self) {
@@ -182,6 +198,7 @@ impl<R: Dialect> Handler<Attach<Self>> for GroupActor<R> {
         self.rules
             .attached(&self.key, id, favored, &mut self.ids, &mut self.actions);
         self.carry_out();
+        self.save();
     }
 }
 
@@ -192,6 +209,7 @@ impl<R: Dialect> Handler<Leave> for GroupActor<R> {
         self.rules
             .left(leave.peer, &mut self.ids, &mut self.actions);
         self.carry_out();
+        self.save();
         if self.sinks.remove(&leave.peer).is_some() {
             self.occupancy.detached();
             if self
@@ -250,6 +268,48 @@ impl<R: Dialect> Portable for GroupActor<R> {
     fn refused(refusal: Refusal) -> Bytes {
         wire::encode(Outbound::Close(SigverError::Refused(refusal)))
     }
+
+    fn restore(
+        key: Arc<str>,
+        home: RoomHome,
+        snapshot: &[u8],
+        reach: &mut dyn FnMut(MemberId) -> Reach,
+    ) -> Option<(Self, Vec<MemberId>)> {
+        let limits = GroupLimits {
+            max_members: home.settings.limits.max_members_per_room,
+        };
+        let Some((rules, ids)) = R::restore(snapshot, limits) else {
+            tracing::warn!(%key, "unusable group snapshot");
+            return None;
+        };
+        let peers = rules.peers();
+        let mut sinks = HashMap::with_capacity(peers.len());
+        for &peer in &peers {
+            let sink = match reach(peer) {
+                Reach::Here(away) => match away.into_any().downcast::<AwayPeer>() {
+                    Ok(away) => away.0,
+                    Err(_) => return None,
+                },
+                Reach::There(remote) => Sink::Remote {
+                    remote,
+                    encode: wire::encode,
+                },
+                // Gone: its leave follows at once; nothing reaches it.
+                Reach::Gone => Sink::new(1).0,
+            };
+            sinks.insert(peer, sink);
+        }
+        let group = Self {
+            key,
+            rules,
+            ids,
+            sinks,
+            occupancy: Occupancy::restored(peers.len()),
+            home,
+            actions: Vec::new(),
+        };
+        Some((group, peers))
+    }
 }
 
 /// The session end of a member whose group runs on another node.
@@ -268,6 +328,10 @@ impl Away for AwayPeer {
         let _ = self
             .0
             .push(Outbound::Close(SigverError::Refused(Refusal::RoomMoved)));
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
     }
 }
 

@@ -118,12 +118,39 @@ impl Dialect for LegacyGroupState<MemberId> {
     fn tell(group: &RoomRef<LegacyGroup>, event: FromLegacyPeer, frame: &Bytes) {
         group.event(event, frame);
     }
+
+    fn changes_state(event: &FromLegacyPeer) -> bool {
+        // Data is a plain relay; isEnd/isError end directions, stable and
+        // tryAnother change membership or bindings.
+        !matches!(
+            event,
+            FromLegacyPeer::Content {
+                payload: Payload::Data(_),
+                ..
+            }
+        )
+    }
+
+    fn snapshot(&self, ids: &GroupIds) -> Vec<u8> {
+        LegacyGroupState::snapshot(self, ids, |peer| (peer.node, peer.local))
+    }
+
+    fn restore(snapshot: &[u8], limits: GroupLimits) -> Option<(Self, GroupIds)> {
+        LegacyGroupState::restore(snapshot, limits, |(node, local)| MemberId { node, local })
+            .map_err(|error| tracing::warn!(%error, "group snapshot not usable"))
+            .ok()
+    }
+
+    fn peers(&self) -> Vec<MemberId> {
+        LegacyGroupState::peers(self)
+    }
 }
 
 impl Handler<FromLegacyPeer> for LegacyGroup {
     type Result = ();
 
     fn handle(&mut self, event: FromLegacyPeer, _: &mut Context<Self>) {
+        let changes = <LegacyGroupState<MemberId> as Dialect>::changes_state(&event);
         match event {
             FromLegacyPeer::Stable { peer } => self.event(peer, |state, key, ids, out| {
                 state.stable(peer, ids, out);
@@ -141,6 +168,9 @@ impl Handler<FromLegacyPeer> for LegacyGroup {
                 .event(peer, |state, _, ids, out| {
                     state.untyped_content(peer, id, ids, out)
                 }),
+        }
+        if changes {
+            self.save();
         }
     }
 }
