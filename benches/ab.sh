@@ -5,6 +5,7 @@
 # that machine noise hits both alike. Prints every line, then the median of
 # each figure per binary and the B/A ratio.
 # Usage: benches/ab.sh A_BIN B_BIN [rounds, default 3] [seconds per scenario, default 5]
+# SCENARIOS="videre relay16" picks some of: relay1 relay16 joins videre idle.
 # Typical: build the baseline in a worktree of the older commit with
 #   cargo build --release --bin sigway --example load
 # then: benches/ab.sh ../baseline/target/release/sigway target/release/sigway 3 5
@@ -20,8 +21,10 @@ pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null' EXIT
 results=$(mktemp)
 
+wanted=" ${SCENARIOS:-relay1 relay16 joins videre idle} "
 scenario() { # label binary name args...
   local label=$1 bin=$2 name=$3; shift 3
+  [[ $wanted == *" $name "* ]] || return 0
   local port; port=$(free_port)
   SIGWAY_LOG__FILE="" SIGWAY_LOG__LEVEL=warn "$bin" -h 127.0.0.1 -p "$port" &
   pid=$!

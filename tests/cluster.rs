@@ -538,3 +538,32 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
     join_through(&mut d, &mut c, 4, &[3]).await;
 }
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = redis_harness::RedisCluster::start();
+    let seeds = redis.urls().join(" ");
+    let nodes: Vec<BackgroundServer> = (1..=2)
+        .map(|node| BackgroundServer::start(node_settings(&seeds, node)).expect("node starts"))
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for node in &nodes {
+        while !ready(node).await {
+            assert!(tokio::time::Instant::now() < deadline, "every node gets ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Several keys, so that their directory entries fall on every master.
+    for key in ["/k1", "/k2", "/k3", "/k4", "/k5", "/k6"] {
+        let mut a = Peer::open(&nodes[0], key).await;
+        assert!(a.connect(1, &[]).await);
+        let mut b = Peer::open(&nodes[1], key).await;
+        let s = join_through(&mut b, &mut a, 2, &[1]).await;
+        a.leave().await;
+        assert_eq!(b.recv_content().await, (0, s, vec![]), "{key}");
+    }
+}

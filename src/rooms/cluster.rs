@@ -863,7 +863,17 @@ impl Cluster {
             return self.bounce(&room);
         };
         let directory = directory.clone();
-        let claim = match directory.claim(group_of(&room), Some((dead, epoch))).await {
+        let group = group_of(&room);
+        let mut claim = directory.claim(group, Some((dead, epoch))).await;
+        // The dead node claimed it again meanwhile (an epoch this node had
+        // not seen): take it over at that epoch.
+        if let Ok(stale) = &claim
+            && stale.owner == dead
+            && stale.epoch != epoch
+        {
+            claim = directory.claim(group, Some((dead, stale.epoch))).await;
+        }
+        let claim = match claim {
             Ok(claim) => claim,
             Err(error) => {
                 tracing::warn!(%error, kind = room.0, "cannot adopt a room: directory unreachable");
