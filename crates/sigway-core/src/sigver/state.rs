@@ -58,7 +58,10 @@ pub enum Action<P = PeerId> {
 
 /// The rules of one key in sigver 20.x, on the shared membership core: a
 /// member is known by its Netflux id, and so is a member its joiners tried.
-#[derive(Debug)]
+///
+/// Two states are equal when they hold the same peers, members, bindings and
+/// limits: they then answer every event alike (given ids drawn alike).
+#[derive(Debug, PartialEq)]
 pub struct GroupState<P: PeerKey = PeerId> {
     core: GroupCore<P, Self>,
 }
@@ -117,6 +120,16 @@ impl<P: PeerKey> GroupState<P> {
         Self {
             core: GroupCore::new(limits),
         }
+    }
+
+    /// The membership core the rules are built on (snapshots read it).
+    pub(crate) fn core(&self) -> &GroupCore<P, Self> {
+        &self.core
+    }
+
+    /// The rules on a core rebuilt from a snapshot.
+    pub(crate) fn from_core(core: GroupCore<P, Self>) -> Self {
+        Self { core }
     }
 
     /// A connection opened under this key; `favored` is its `?favored` flag.

@@ -52,7 +52,10 @@ type Identity<P> = (P, u32);
 /// The rules of one key in sigver 18.x, on the shared membership core: a
 /// member is just a member, and a member its joiners tried is remembered by
 /// the route identity it had then.
-#[derive(Debug)]
+///
+/// Two states are equal when they hold the same peers, members, bindings and
+/// limits: they then answer every event alike (given ids drawn alike).
+#[derive(Debug, PartialEq)]
 pub struct LegacyGroupState<P: PeerKey = PeerId> {
     core: GroupCore<P, Self>,
 }
@@ -108,6 +111,16 @@ impl<P: PeerKey> LegacyGroupState<P> {
         Self {
             core: GroupCore::new(limits),
         }
+    }
+
+    /// The membership core the rules are built on (snapshots read it).
+    pub(crate) fn core(&self) -> &GroupCore<P, Self> {
+        &self.core
+    }
+
+    /// The rules on a core rebuilt from a snapshot.
+    pub(crate) fn from_core(core: GroupCore<P, Self>) -> Self {
+        Self { core }
     }
 
     /// A connection opened under this key: it is answered at once, either
