@@ -278,7 +278,7 @@ impl<P: PeerKey> GroupState<P> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::Refusal;
     use crate::sigver::testkit::{self, Said, SeqIds, UnderTest};
@@ -596,20 +596,20 @@ mod tests {
         assert!(f.leave(2).is_empty(), "nothing owed twice");
     }
 
-    mod properties {
+    pub(crate) mod properties {
         use super::*;
         use crate::sigver::testkit::{Event, Model};
         use proptest::prelude::*;
 
         #[derive(Debug, Clone)]
-        enum Op {
+        pub(crate) enum Op {
             Attach(u8, bool),
             Connect(u8, u8, Vec<u8>),
             Send(u8, u8, bool),
             Leave(u8),
         }
 
-        fn op() -> impl Strategy<Value = Op> {
+        pub(crate) fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
                 (0u8..6, any::<bool>()).prop_map(|(p, f)| Op::Attach(p, f)),
                 (0u8..6, 0u8..6, prop::collection::vec(0u8..8, 0..4))
