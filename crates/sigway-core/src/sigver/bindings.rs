@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use crate::sigver::ids::MAX_ID;
 use crate::sigver::types::{PeerId, PeerKey, SignalingId, SignalingIds};
 
 /// Which way content travels along a binding.
@@ -233,7 +234,77 @@ impl<P: PeerKey> Bindings<P> {
             self.unbind(joiner, ids);
         }
     }
+
+    /// Every binding with its joiner, in the order they were made (for a
+    /// snapshot: no hash order leaks out).
+    pub(crate) fn in_order(&self) -> Vec<(P, &Binding<P>)> {
+        let mut all: Vec<_> = self.by_joiner.iter().map(|(&j, b)| (j, b)).collect();
+        all.sort_unstable_by_key(|(_, b)| b.order);
+        all
+    }
+
+    /// Bindings made so far (the last one's `order`, or more).
+    pub(crate) fn made(&self) -> u64 {
+        self.made
+    }
+
+    /// The table holding exactly `bindings` (joiner, binding), having made
+    /// `made` so far: what [`Bindings::in_order`] and [`Bindings::made`]
+    /// read, back. Refuses what no table could hold: a joiner bound twice or
+    /// to itself, an id that is 0, past 31 bits or held twice, an order
+    /// that is 0, repeated or beyond `made`. A member's joiners are listed
+    /// by order, as `bind` appends them.
+    pub(crate) fn from_parts(
+        bindings: impl IntoIterator<Item = (P, Binding<P>)>,
+        made: u64,
+    ) -> Result<Self, String> {
+        let mut table = Self {
+            made,
+            ..Self::default()
+        };
+        let mut orders = std::collections::HashSet::new();
+        let mut listed: Vec<(u64, P, SignalingId)> = Vec::new();
+        for (joiner, binding) in bindings {
+            if binding.member == joiner {
+                return Err(format!("{joiner:?} is bound to itself"));
+            }
+            if binding.id == 0 || binding.id > MAX_ID {
+                return Err(format!("binding id {} out of range", binding.id));
+            }
+            if binding.order == 0 || binding.order > made || !orders.insert(binding.order) {
+                return Err(format!(
+                    "binding order {} repeated or out of range",
+                    binding.order
+                ));
+            }
+            if table.routes.insert(binding.id, joiner).is_some() {
+                return Err(format!("binding id {} held twice", binding.id));
+            }
+            listed.push((binding.order, binding.member, binding.id));
+            if table.by_joiner.insert(joiner, binding).is_some() {
+                return Err(format!("{joiner:?} is bound twice"));
+            }
+        }
+        listed.sort_unstable_by_key(|&(order, _, _)| order);
+        for (_, member, id) in listed {
+            table.joiners.entry(member).or_default().push(id);
+        }
+        Ok(table)
+    }
 }
+
+/// Two tables are equal when they hold the same bindings, index them alike
+/// and have made as many.
+impl<P: PeerKey> PartialEq for Bindings<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.made == other.made
+            && self.by_joiner == other.by_joiner
+            && self.joiners == other.joiners
+            && self.routes == other.routes
+    }
+}
+
+impl<P: PeerKey> Eq for Bindings<P> {}
 
 #[cfg(test)]
 mod tests {
@@ -292,6 +363,47 @@ mod tests {
             b.drop_peer(2, &mut ids).is_empty(),
             "upstream already ended"
         );
+    }
+
+    #[test]
+    fn a_table_rebuilt_from_its_parts_is_equal_and_refuses_impossible_ones() {
+        let (mut b, mut ids) = (Bindings::default(), SeqIds::default());
+        b.bind(10, 1, &mut ids); // id 1, dropped below
+        b.bind(11, 1, &mut ids); // id 2
+        b.bind(12, 2, &mut ids); // id 3
+        b.bind(13, 1, &mut ids); // id 4
+        b.bind(10, 2, &mut ids); // id 5
+        b.route(2, 5).expect("joiner 10").1.end(Hop::Down);
+        let parts = |b: &Bindings| -> Vec<(PeerId, Binding)> {
+            b.in_order()
+                .into_iter()
+                .map(|(j, b)| (j, b.clone()))
+                .collect()
+        };
+        let rebuilt = Bindings::from_parts(parts(&b).into_iter().rev(), b.made());
+        assert_eq!(rebuilt.as_ref(), Ok(&b));
+        assert_eq!(b.joiners_of(1), &[2, 4], "a member's joiners in bind order");
+
+        let with = |change: fn(&mut Vec<(PeerId, Binding)>)| {
+            let mut all = parts(&b);
+            change(&mut all);
+            Bindings::from_parts(all, b.made()).err()
+        };
+        assert!(with(|all| all[0].1.member = all[0].0).is_some(), "self");
+        assert!(with(|all| all[0].1.id = 0).is_some(), "id 0");
+        assert!(
+            with(|all| all[0].1.id = MAX_ID + 1).is_some(),
+            "id > 31 bits"
+        );
+        assert!(with(|all| all[1].1.id = all[0].1.id).is_some(), "id twice");
+        assert!(
+            with(|all| all[1].1.order = all[0].1.order).is_some(),
+            "order twice"
+        );
+        assert!(with(|all| all[0].1.order = 0).is_some(), "order 0");
+        assert!(with(|all| all[0].1.order = 99).is_some(), "order > made");
+        assert!(with(|all| all[1].0 = all[0].0).is_some(), "joiner twice");
+        assert_eq!(with(|_| {}), None);
     }
 
     #[test]

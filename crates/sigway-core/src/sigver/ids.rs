@@ -4,8 +4,9 @@
 //! A signaling id (a route id in the legacy dialect) is only ever seen by
 //! the two peers of one binding inside one group, so each group draws its
 //! own: no lock shared between groups, and a group that moves (cluster mode)
-//! keeps its ids. Ids are random in `1..=2^31-1` (0 means "the member side"
-//! on the wire).
+//! keeps its ids ([`GroupIds::holding`] rebuilds an adopted group's
+//! allocator from its snapshot). Ids are random in `1..=2^31-1` (0 means
+//! "the member side" on the wire).
 
 use std::collections::HashSet;
 
@@ -13,12 +14,28 @@ use rand::Rng;
 
 use crate::sigver::types::{SignalingId, SignalingIds};
 
-const MAX_ID: u32 = 0x7fff_ffff;
+/// The largest signaling id drawn (31 bits).
+pub(crate) const MAX_ID: u32 = 0x7fff_ffff;
 
 /// The allocator a group actor hands its rules.
 #[derive(Debug, Default)]
 pub struct GroupIds {
     live: HashSet<SignalingId>,
+}
+
+impl GroupIds {
+    /// An allocator holding exactly `ids`, the live ids of a group rebuilt
+    /// from a snapshot: none of them is drawn again until released.
+    pub fn holding(ids: impl IntoIterator<Item = SignalingId>) -> Self {
+        Self {
+            live: ids.into_iter().collect(),
+        }
+    }
+
+    /// The ids held (drawn and not yet released), in no particular order.
+    pub fn held(&self) -> impl Iterator<Item = SignalingId> + '_ {
+        self.live.iter().copied()
+    }
 }
 
 impl SignalingIds for GroupIds {
@@ -53,5 +70,22 @@ mod tests {
             ids.release(id);
         }
         assert!(ids.live.is_empty(), "released ids are forgotten");
+    }
+
+    #[test]
+    fn an_allocator_holding_ids_never_draws_them_until_released() {
+        let mut ids = GroupIds::holding([1, 2, 3]);
+        let mut held: Vec<u32> = ids.held().collect();
+        held.sort_unstable();
+        assert_eq!(held, vec![1, 2, 3]);
+        // `allocate` only returns an id it could add to `live`: a held one
+        // never comes back while held.
+        let drawn = ids.allocate();
+        assert!(!(1..=3).contains(&drawn));
+        assert_eq!(ids.held().count(), 4);
+        ids.release(2);
+        let mut held: Vec<u32> = ids.held().filter(|&id| id != drawn).collect();
+        held.sort_unstable();
+        assert_eq!(held, vec![1, 3]);
     }
 }

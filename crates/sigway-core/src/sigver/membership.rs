@@ -20,7 +20,7 @@ use crate::sigver::bindings::{Bindings, Leg};
 use crate::sigver::types::{PeerKey, SignalingId, SignalingIds};
 
 /// Limits the rules enforce.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupLimits {
     /// Members a group may have; a peer that would be one more is refused
     /// and closed ([`Refusal::RoomFull`]).
@@ -92,7 +92,7 @@ pub(crate) trait MembershipRules<P: PeerKey>: Sized {
 }
 
 /// What the core keeps of one connection.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct PeerRecord<M, T, X> {
     /// Set while the peer is a member: what the dialect keeps of it as one.
     pub(crate) member: Option<M>,
@@ -121,6 +121,20 @@ pub(crate) struct GroupCore<P: PeerKey, R: MembershipRules<P>> {
     members: Vec<P>,
     bindings: Bindings<P>,
     limits: GroupLimits,
+}
+
+/// Two cores are equal when they hold the same peers with the same records,
+/// the same members in the same order, the same bindings and limits.
+impl<P: PeerKey, R: MembershipRules<P>> PartialEq for GroupCore<P, R>
+where
+    Record<P, R>: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.peers == other.peers
+            && self.members == other.members
+            && self.bindings == other.bindings
+            && self.limits == other.limits
+    }
 }
 
 impl<P: PeerKey, R: MembershipRules<P>> GroupCore<P, R> {
@@ -172,8 +186,8 @@ impl<P: PeerKey, R: MembershipRules<P>> GroupCore<P, R> {
         self.peers.len()
     }
 
-    /// Every attached peer's record, for the test kit's invariants.
-    #[cfg(test)]
+    /// Every attached peer's record, in no particular order (the test
+    /// kit's invariants, snapshots).
     pub(crate) fn records(&self) -> impl Iterator<Item = (P, &Record<P, R>)> {
         self.peers.iter().map(|(&peer, record)| (peer, record))
     }
@@ -181,6 +195,40 @@ impl<P: PeerKey, R: MembershipRules<P>> GroupCore<P, R> {
     #[cfg(test)]
     pub(crate) fn limits(&self) -> GroupLimits {
         self.limits
+    }
+
+    /// The core holding exactly these parts (what [`GroupCore::records`],
+    /// [`GroupCore::members`] and [`GroupCore::bindings`] read, back), under
+    /// `limits`. Refuses a member list that does not match the records:
+    /// a member twice, a member not attached, or a record holding member
+    /// data whose peer is not listed. The bindings are the caller's to check
+    /// against the peers (what a dialect allows of departed peers differs).
+    /// The member count may exceed `limits` (they may have changed since):
+    /// the limit then only refuses new members.
+    pub(crate) fn from_parts(
+        limits: GroupLimits,
+        peers: HashMap<P, Record<P, R>>,
+        members: Vec<P>,
+        bindings: Bindings<P>,
+    ) -> Result<Self, String> {
+        for (i, member) in members.iter().enumerate() {
+            if members[..i].contains(member) {
+                return Err(format!("{member:?} is a member twice"));
+            }
+            if peers.get(member).is_none_or(|r| r.member.is_none()) {
+                return Err(format!("member {member:?} is not an attached member"));
+            }
+        }
+        let seated = peers.values().filter(|r| r.member.is_some()).count();
+        if seated != members.len() {
+            return Err("a peer holds member data but is not a member".into());
+        }
+        Ok(Self {
+            peers,
+            members,
+            bindings,
+            limits,
+        })
     }
 
     pub(crate) fn record_mut(&mut self, peer: P) -> Option<&mut Record<P, R>> {

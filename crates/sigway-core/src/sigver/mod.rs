@@ -9,8 +9,9 @@
 //! with the [`protobufjs`] reader both dialects' codecs share; [`merged`] is
 //! what a frame that carries `content` besides its `connect` does;
 //! [`handshake`] checks what the upgrade request says (key, flags,
-//! dialect); [`heartbeat`] is the missed-heartbeat rule; [`types`] names
-//! what they all share.
+//! dialect); [`heartbeat`] is the missed-heartbeat rule; [`snapshot`]
+//! writes a group's state down for another cluster node to adopt and
+//! rebuilds it; [`types`] names what they all share.
 
 pub mod bindings;
 pub mod codec;
@@ -21,6 +22,7 @@ pub mod legacy;
 pub mod membership;
 pub mod merged;
 pub mod protobufjs;
+pub mod snapshot;
 pub mod state;
 #[cfg(test)]
 mod testkit;

@@ -58,7 +58,10 @@ pub enum Action<P = PeerId> {
 
 /// The rules of one key in sigver 20.x, on the shared membership core: a
 /// member is known by its Netflux id, and so is a member its joiners tried.
-#[derive(Debug)]
+///
+/// Two states are equal when they hold the same peers, members, bindings and
+/// limits: they then answer every event alike (given ids drawn alike).
+#[derive(Debug, PartialEq)]
 pub struct GroupState<P: PeerKey = PeerId> {
     core: GroupCore<P, Self>,
 }
@@ -117,6 +120,16 @@ impl<P: PeerKey> GroupState<P> {
         Self {
             core: GroupCore::new(limits),
         }
+    }
+
+    /// The membership core the rules are built on (snapshots read it).
+    pub(crate) fn core(&self) -> &GroupCore<P, Self> {
+        &self.core
+    }
+
+    /// The rules on a core rebuilt from a snapshot.
+    pub(crate) fn from_core(core: GroupCore<P, Self>) -> Self {
+        Self { core }
     }
 
     /// A connection opened under this key; `favored` is its `?favored` flag.
@@ -265,7 +278,7 @@ impl<P: PeerKey> GroupState<P> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::Refusal;
     use crate::sigver::testkit::{self, Said, SeqIds, UnderTest};
@@ -583,20 +596,20 @@ mod tests {
         assert!(f.leave(2).is_empty(), "nothing owed twice");
     }
 
-    mod properties {
+    pub(crate) mod properties {
         use super::*;
         use crate::sigver::testkit::{Event, Model};
         use proptest::prelude::*;
 
         #[derive(Debug, Clone)]
-        enum Op {
+        pub(crate) enum Op {
             Attach(u8, bool),
             Connect(u8, u8, Vec<u8>),
             Send(u8, u8, bool),
             Leave(u8),
         }
 
-        fn op() -> impl Strategy<Value = Op> {
+        pub(crate) fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
                 (0u8..6, any::<bool>()).prop_map(|(p, f)| Op::Attach(p, f)),
                 (0u8..6, 0u8..6, prop::collection::vec(0u8..8, 0..4))

@@ -52,14 +52,17 @@ type Identity<P> = (P, u32);
 /// The rules of one key in sigver 18.x, on the shared membership core: a
 /// member is just a member, and a member its joiners tried is remembered by
 /// the route identity it had then.
-#[derive(Debug)]
+///
+/// Two states are equal when they hold the same peers, members, bindings and
+/// limits: they then answer every event alike (given ids drawn alike).
+#[derive(Debug, PartialEq)]
 pub struct LegacyGroupState<P: PeerKey = PeerId> {
     core: GroupCore<P, Self>,
 }
 
 /// sigver 18's reasons for a `content` with no type, as the binding that saw
 /// it words them.
-fn untyped_from_joiner(id: SignalingId) -> SigverError {
+pub(crate) fn untyped_from_joiner(id: SignalingId) -> SigverError {
     SigverError::BadMessage(
         format!("4003: Unknown message type \"undefined\" from the {id} joining peer").into(),
     )
@@ -108,6 +111,16 @@ impl<P: PeerKey> LegacyGroupState<P> {
         Self {
             core: GroupCore::new(limits),
         }
+    }
+
+    /// The membership core the rules are built on (snapshots read it).
+    pub(crate) fn core(&self) -> &GroupCore<P, Self> {
+        &self.core
+    }
+
+    /// The rules on a core rebuilt from a snapshot.
+    pub(crate) fn from_core(core: GroupCore<P, Self>) -> Self {
+        Self { core }
     }
 
     /// A connection opened under this key: it is answered at once, either
@@ -319,7 +332,7 @@ impl<P: PeerKey> LegacyGroupState<P> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::Refusal;
     use crate::sigver::testkit::{self, Said, SeqIds, UnderTest};
@@ -841,7 +854,7 @@ mod tests {
         assert!(f.g.members().is_empty());
     }
 
-    mod properties {
+    pub(crate) mod properties {
         use super::*;
         use crate::sigver::testkit::{Event, Model};
         use proptest::prelude::*;
@@ -850,7 +863,7 @@ mod tests {
         /// (the server never reuses a `PeerId`, and a departed peer's
         /// bindings may outlive it).
         #[derive(Debug, Clone)]
-        enum Op {
+        pub(crate) enum Op {
             Open(u8),
             Stable(u8),
             TryAnother(u8),
@@ -861,7 +874,7 @@ mod tests {
             Leave(u8),
         }
 
-        fn op() -> impl Strategy<Value = Op> {
+        pub(crate) fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
                 (0u8..6).prop_map(Op::Open),
                 (0u8..6).prop_map(Op::Stable),
@@ -872,7 +885,7 @@ mod tests {
             ]
         }
 
-        fn payload(kind: u8) -> Payload {
+        pub(crate) fn payload(kind: u8) -> Payload {
             match kind {
                 0 => Payload::IsEnd,
                 1 => Payload::IsError,
@@ -881,7 +894,7 @@ mod tests {
         }
 
         /// Half the time a route id that is live, else a raw small one.
-        fn route_id(g: &LegacyGroupState, r: u8) -> u32 {
+        pub(crate) fn route_id(g: &LegacyGroupState, r: u8) -> u32 {
             let mut routes: Vec<_> = g.core.bindings().routes().map(|(id, _)| id).collect();
             routes.sort_unstable();
             if r < 6 && !routes.is_empty() {
