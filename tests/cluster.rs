@@ -287,7 +287,11 @@ async fn a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings() {
     // the end of its binding with A.
     let owner = nodes.remove(0);
     std::thread::spawn(move || owner.stop());
-    assert_eq!(b.recv_content().await, (0, sb, vec![]), "B's binding with A ends");
+    assert_eq!(
+        b.recv_content().await,
+        (0, sb, vec![]),
+        "B's binding with A ends"
+    );
     b.silent_for(Duration::from_millis(300)).await;
 
     // The binding D-B survived the move: D's answer still reaches it.
@@ -538,7 +542,6 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
     join_through(&mut d, &mut c, 4, &[3]).await;
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
     if !redis_server_available() {
@@ -552,7 +555,10 @@ async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
     let deadline = tokio::time::Instant::now() + WAIT;
     for node in &nodes {
         while !ready(node).await {
-            assert!(tokio::time::Instant::now() < deadline, "every node gets ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "every node gets ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

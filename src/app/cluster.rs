@@ -232,7 +232,8 @@ impl NodeLink for BusLink {
     }
 
     fn close(&self) {
-        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

@@ -155,7 +155,8 @@ impl RemoteRoom {
     pub(super) fn event(&self, frame: Bytes) {
         let owner = self.owner.load(Ordering::Acquire);
         if owner == self.cluster.me {
-            self.cluster.visit(self.member, |visitor| visitor.event(frame));
+            self.cluster
+                .visit(self.member, |visitor| visitor.event(frame));
             return;
         }
         let sent = self.cluster.send(
@@ -405,7 +406,12 @@ impl Cluster {
     }
 
     /// See [`RoomHome::save`](super::RoomHome::save).
-    pub(super) fn save(&self, kind: &'static str, key: &Arc<str>, snapshot: impl FnOnce() -> Vec<u8>) {
+    pub(super) fn save(
+        &self,
+        kind: &'static str,
+        key: &Arc<str>,
+        snapshot: impl FnOnce() -> Vec<u8>,
+    ) {
         let Some(jobs) = self.snapshots.get() else {
             return;
         };
@@ -828,7 +834,12 @@ impl Cluster {
             (visitors, orphans)
         };
         if !visitors.is_empty() || !orphans.is_empty() {
-            tracing::info!(node, members_left = visitors.len(), rooms_orphaned = orphans.len(), "cluster node gone");
+            tracing::info!(
+                node,
+                members_left = visitors.len(),
+                rooms_orphaned = orphans.len(),
+                "cluster node gone"
+            );
         }
         for visitor in visitors {
             visitor.leave();
@@ -917,7 +928,12 @@ impl Cluster {
                 })
                 .collect()
         };
-        tracing::info!(kind = room.0, owner, members = reattach.len(), "following an adopted room");
+        tracing::info!(
+            kind = room.0,
+            owner,
+            members = reattach.len(),
+            "following an adopted room"
+        );
         for (member, info) in reattach {
             self.send(
                 owner,
@@ -933,7 +949,14 @@ impl Cluster {
 
     /// Rebuilds `room` here from `snapshot` (this node won its claim at
     /// `epoch`; `dead` owned it). Returns whether it runs.
-    fn restore(&self, rooms: &Rooms, room: &RoomName, epoch: u64, snapshot: &[u8], dead: NodeId) -> bool {
+    fn restore(
+        &self,
+        rooms: &Rooms,
+        room: &RoomName,
+        epoch: u64,
+        snapshot: &[u8],
+        dead: NodeId,
+    ) -> bool {
         let kind = self
             .kinds
             .read()
@@ -1009,7 +1032,13 @@ impl Cluster {
         for owner in adopted_here {
             owner.store(self.me, Ordering::Release);
         }
-        tracing::info!(kind = room.0, dead, epoch, leaving = leaving.len(), "adopted a room");
+        tracing::info!(
+            kind = room.0,
+            dead,
+            epoch,
+            leaving = leaving.len(),
+            "adopted a room"
+        );
         for id in leaving {
             let visitor = self.lock().visitors.remove(&id);
             if let Some(visitor) = visitor {
@@ -1055,10 +1084,17 @@ async fn write_snapshots(
             let Some((epoch, snapshot)) = pending.remove(&room) else {
                 continue;
             };
-            match directory.write_snapshot(group_of(&room), epoch, snapshot).await {
+            match directory
+                .write_snapshot(group_of(&room), epoch, snapshot)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::debug!(kind = room.0, epoch, "snapshot not written: the room changed hands");
+                    tracing::debug!(
+                        kind = room.0,
+                        epoch,
+                        "snapshot not written: the room changed hands"
+                    );
                 }
                 Err(error) => tracing::warn!(%error, kind = room.0, "snapshot not written"),
             }

@@ -99,7 +99,12 @@ impl LocalRooms {
 
     /// Starts `room` (rebuilt elsewhere, with `members` already in it) as
     /// the room `key`; refused when one is open under that key already.
-    pub(super) fn adopt<R: Room>(&self, key: Arc<str>, room: R, members: usize) -> Result<Addr<R>, Refusal> {
+    pub(super) fn adopt<R: Room>(
+        &self,
+        key: Arc<str>,
+        room: R,
+        members: usize,
+    ) -> Result<Addr<R>, Refusal> {
         let mut shard = self.shard(R::KIND, &key);
         let map_key = (R::KIND, key);
         if shard.contains_key(&map_key) {

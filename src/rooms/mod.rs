@@ -141,7 +141,12 @@ impl RoomHome {
     /// Cluster mode: the room's state changed; `snapshot` writes it down
     /// (called only when a cluster may adopt the room, and only if this
     /// node owns it). Writes are coalesced and ordered per room.
-    pub(crate) fn save(&self, kind: &'static str, key: &Arc<str>, snapshot: impl FnOnce() -> Vec<u8>) {
+    pub(crate) fn save(
+        &self,
+        kind: &'static str,
+        key: &Arc<str>,
+        snapshot: impl FnOnce() -> Vec<u8>,
+    ) {
         if let Some(cluster) = &self.cluster {
             cluster.save(kind, key, snapshot);
         }

@@ -291,7 +291,10 @@ impl Liveness {
         let silent: Vec<(NodeId, Incarnation)> = self
             .alive
             .iter()
-            .filter(|(_, a)| now.saturating_duration_since(a.last_heard) >= dead_after)
+            .filter(|(_, a)| {
+                now.saturating_duration_since(a.last_heard) >= dead_after
+                    && self.heard_ourselves_since(a.last_heard)
+            })
             .map(|(node, a)| (*node, a.incarnation))
             .collect();
         let mut events = Vec::with_capacity(silent.len());
@@ -323,10 +326,12 @@ impl Liveness {
             .own_last_heard
             .filter(|_| self.own_deadline_armed)
             .map(|t| t + self.dead_after);
-        // While suspended, only our own heartbeat can change anything.
+        // A peer whose silence cannot be judged yet waits for our own next
+        // heartbeat (which calls for a new deadline), not for a timer.
         let peers = self
             .alive
             .values()
+            .filter(|a| self.heard_ourselves_since(a.last_heard))
             .map(|a| a.last_heard + self.dead_after)
             .min()
             .filter(|_| self.own_last_heard.is_none() || self.own_deadline_armed);
@@ -334,6 +339,17 @@ impl Liveness {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Whether our own heartbeats proved our receive path while a peer
+    /// heard last at `last_heard` was silent: one came back at least half
+    /// of `dead_after` later. A pause of the engine between nodes silences
+    /// everyone at once, ourselves included, so it never passes for a
+    /// peer's death. Before our first own heartbeat nothing can be proved
+    /// and silence alone decides.
+    fn heard_ourselves_since(&self, last_heard: Instant) -> bool {
+        self.own_last_heard
+            .is_none_or(|own| own >= last_heard + self.dead_after / 2)
     }
 
     /// Whether silence is not being judged at `now`: our own heartbeats
@@ -415,13 +431,45 @@ mod tests {
         assert_eq!(view.sweep(t0 + 800 * MS), vec![], "suspended");
         assert!(!view.receiving(t0 + 800 * MS));
         assert_eq!(view.incarnation_of(2), Some(5), "still up");
-        // Back: node 2 gets a full dead_after from now to be heard again.
+        // Back: node 2 gets a full dead_after from now to be heard again
+        // (while our own heartbeats keep coming back).
         view.heard(1, 10, t0 + 900 * MS);
+        view.heard(1, 10, t0 + 1_100 * MS);
         assert_eq!(view.sweep(t0 + 1_199 * MS), vec![]);
         assert_eq!(
             view.sweep(t0 + 1_200 * MS),
             vec![down(2, 5, DownReason::Silent)],
             "a node that stays silent once we hear again is dead"
+        );
+    }
+
+    #[test]
+    fn a_pause_that_silences_us_and_a_peer_together_is_no_death() {
+        let t0 = Instant::now();
+        let mut view = Liveness::new(1, 10, DEAD);
+        // The peer was heard last just before our own last heartbeat came
+        // back; then the engine pauses: the peer's deadline comes first.
+        view.heard(2, 5, t0);
+        view.heard(1, 10, t0 + 50 * MS);
+        assert_eq!(
+            view.sweep(t0 + 300 * MS),
+            vec![],
+            "no proof: we heard nobody either"
+        );
+        assert_eq!(
+            view.next_deadline(),
+            Some(t0 + 350 * MS),
+            "only our own deadline"
+        );
+        // Had our heartbeats kept coming back, the silent peer is dead on time.
+        let mut view = Liveness::new(1, 10, DEAD);
+        view.heard(2, 5, t0);
+        view.heard(1, 10, t0 + 50 * MS);
+        view.heard(1, 10, t0 + 200 * MS);
+        assert_eq!(view.next_deadline(), Some(t0 + 300 * MS));
+        assert_eq!(
+            view.sweep(t0 + 300 * MS),
+            vec![down(2, 5, DownReason::Silent)]
         );
     }
 
@@ -566,7 +614,12 @@ mod tests {
                     Op::Sweep => {
                         let judging = !view.suspended(now);
                         let events = view.sweep(now);
-                        for (node, _) in view.alive().filter(|_| judging) {
+                        let alive: Vec<NodeId> = view
+                            .alive()
+                            .map(|(node, _)| node)
+                            .filter(|&node| judging && view.heard_ourselves_since(last_heard[&node]))
+                            .collect();
+                        for node in alive {
                             let heard = last_heard[&node];
                             prop_assert!(now.duration_since(heard) < DEAD, "node {node} silent too long");
                         }
