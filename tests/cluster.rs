@@ -10,7 +10,6 @@
 mod common;
 
 #[path = "../crates/sigway-cluster/tests/support/redis_harness.rs"]
-#[allow(dead_code)]
 mod redis_harness;
 
 use std::time::Duration;

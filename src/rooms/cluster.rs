@@ -233,10 +233,14 @@ impl<R: Portable> Visitor for Visiting<R> {
 /// A portable kind, type-erased for the dispatcher.
 struct Kind {
     name: &'static str,
-    attach: fn(&Rooms, Arc<str>, MemberId, &[u8], RemoteSink) -> Result<Box<dyn Visitor>, Refusal>,
+    attach: AttachFn,
     refused: fn(Refusal) -> Bytes,
     restore: RestoreFn,
 }
+
+/// Attaches a member of another node to a room here.
+type AttachFn =
+    fn(&Rooms, Arc<str>, MemberId, &[u8], RemoteSink) -> Result<Box<dyn Visitor>, Refusal>;
 
 /// Rebuilds and starts a room from a snapshot; its members as visitors.
 type RestoreFn = fn(
@@ -317,6 +321,9 @@ struct State {
     away: HashMap<u64, AwayEntry>,
     visitors: HashMap<MemberId, Box<dyn Visitor>>,
 }
+
+/// The bus and the directory, once connected.
+type Parts<'a> = (&'a Arc<dyn NodeLink>, &'a Arc<dyn Directory>);
 
 /// How long a join waits for this node to finish giving up a claim.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
@@ -481,7 +488,7 @@ impl Cluster {
             .is_some_and(|link| link.send(to, encode(body)))
     }
 
-    fn parts(&self) -> Result<(&Arc<dyn NodeLink>, &Arc<dyn Directory>), Refusal> {
+    fn parts(&self) -> Result<Parts<'_>, Refusal> {
         match (self.link.get(), self.directory.get()) {
             (Some(link), Some(directory)) if link.is_ready() => Ok((link, directory)),
             _ => Err(Refusal::ClusterUnavailable),
