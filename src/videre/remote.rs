@@ -325,3 +325,72 @@ pub(crate) mod wire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sigway_sockjs::{Outgoing, SessionLink};
+    use tokio::sync::{mpsc, oneshot};
+
+    fn away() -> (
+        AwayMember,
+        mpsc::Receiver<Outgoing>,
+        oneshot::Receiver<Result<(), VidereError>>,
+    ) {
+        let (link, outgoing) = SessionLink::channel(8);
+        let (outcome, answer) = oneshot::channel();
+        let member = AwayMember {
+            link: MemberLink::Here(link),
+            outcome: Mutex::new(Some(Outcome::Here(outcome))),
+        };
+        (member, outgoing, answer)
+    }
+
+    fn message(text: &str) -> Vec<u8> {
+        wire::encode(&wire::Delivery::Message(ByteString::from(text))).to_vec()
+    }
+
+    #[test]
+    fn packets_reach_the_session_and_the_join_is_answered_once() {
+        let (member, mut outgoing, mut answer) = away();
+        member.deliver(&message("announce"));
+        member.deliver(&wire::encode(&wire::Delivery::Joined));
+        member.deliver(&wire::encode(&wire::Delivery::Refused(
+            Refusal::RoomFull(2).into(),
+        )));
+        member.deliver(b"\xffgarbage");
+        member.deliver(&message("broadcast"));
+        assert_eq!(answer.try_recv(), Ok(Ok(())), "the first outcome counts");
+        for expected in ["announce", "broadcast"] {
+            match outgoing.try_recv() {
+                Ok(Outgoing::Message(text)) => assert_eq!(text, expected),
+                other => panic!("expected {expected}, got {other:?}"),
+            }
+        }
+        // The room's node is gone: the member is told to join again.
+        member.lost();
+        match outgoing.try_recv() {
+            Ok(Outgoing::Close { code, reason }) => {
+                assert_eq!((code, &*reason), (1012, "room moved: join again"));
+            }
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_join_refused_or_lost_before_its_answer_is_refused() {
+        let (member, _outgoing, mut answer) = away();
+        member.deliver(&wire::encode(&wire::Delivery::Refused(
+            Refusal::RoomFull(2).into(),
+        )));
+        assert_eq!(answer.try_recv(), Ok(Err(Refusal::RoomFull(2).into())));
+
+        let (member, mut outgoing, mut answer) = away();
+        member.lost();
+        assert_eq!(answer.try_recv(), Ok(Err(Refusal::RoomMoved.into())));
+        assert!(
+            outgoing.try_recv().is_err(),
+            "a session not yet in stays open"
+        );
+    }
+}

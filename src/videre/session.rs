@@ -8,8 +8,11 @@
 //! the room's answer so later packets queue behind the join; `broadcast`
 //! and `ping` go straight to the room, each taking one unit of the
 //! session's in-flight credit (a flooding client waits instead of growing a
-//! room's mailbox); `disconnect` and the session's close leave. Nothing here
-//! blocks other sessions, and client input never panics.
+//! room's mailbox); `disconnect` and the session's close leave. In a
+//! cluster the room may run on another node: the join's answer then comes
+//! back from there, packets go there as the client sent them, and the
+//! credit comes back once a packet is on the link. Nothing here blocks
+//! other sessions, and client input never panics.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
