@@ -108,6 +108,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         let cluster = Cluster::new(node, release_after);
         cluster.serve::<crate::sigver::current::Group>();
         cluster.serve::<crate::sigver::legacy::LegacyGroup>();
+        cluster.serve::<crate::videre::room::VidereRoom>();
         let rooms = Rooms::clustered(settings.clone(), stats.clone(), cluster.clone());
         tracing::info!(node, redis = %settings.cluster.redis_url, "cluster mode");
         let node = cluster::launch(

@@ -196,11 +196,6 @@ impl RemoteRoom {
         }
         self.cluster.forget_away(self.member.local);
     }
-
-    /// A message only a room here can take was sent to a remote one.
-    pub(super) fn misrouted(&self, kind: &'static str) {
-        tracing::error!(kind, member = %self.member, "message for a local-only room kind sent to a remote room");
-    }
 }
 
 impl Drop for RemoteRoom {

@@ -221,21 +221,6 @@ impl<R: Room> std::fmt::Debug for RoomRef<R> {
 }
 
 impl<R: Room> RoomRef<R> {
-    /// Queues `message` for a room on this node without waiting. A room
-    /// that is gone (it stopped after the session left it) drops it. Only
-    /// kinds that are not [`Portable`] use it; they always run here.
-    pub(crate) fn tell<M>(&self, message: M)
-    where
-        M: Message<Result = ()> + Send + 'static,
-        R: Handler<M>,
-        R::Context: actix::dev::ToEnvelope<R, M>,
-    {
-        match self {
-            RoomRef::Local(addr) => addr.do_send(message),
-            RoomRef::Remote(remote) => remote.misrouted(R::KIND),
-        }
-    }
-
     /// Hands the room an event its member decoded from `frame`: the event
     /// itself here, the frame to the owner node (which decodes it again).
     pub(crate) fn event<M>(&self, message: M, frame: &Bytes)

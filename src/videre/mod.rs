@@ -3,13 +3,16 @@
 //! [`packet`] parses and builds packets and [`memberships`] keeps a
 //! session's rooms (both pure, from `sigway_core::videre`), [`room`] is the
 //! actor that applies a room's rules, [`session`] maps one SockJS session's
-//! messages onto rooms. [`VidereApp`] is what the SockJS layer mounts under
-//! the configured prefix (`/echo`): it admits each session under the
-//! connection limits before any of its packets runs (the session then owns
-//! its [`Ticket`]), and every session it opens becomes a [`VidereSession`].
+//! messages onto rooms, and [`remote`] lets a room's members be connected
+//! to other nodes of a cluster. [`VidereApp`] is what the SockJS layer
+//! mounts under the configured prefix (`/echo`): it admits each session
+//! under the connection limits before any of its packets runs (the session
+//! then owns its [`Ticket`]), and every session it opens becomes a
+//! [`VidereSession`].
 //! [`sockjs_options`] maps the gateway's settings onto the SockJS layer's
 //! options.
 
+pub(crate) mod remote;
 pub(crate) mod room;
 pub(crate) mod session;
 

@@ -1,9 +1,15 @@
 //! The actor of one videre room ([`VidereRoom`]): it owns one pure
-//! [`RoomCore`] (the rules, in `sigway_core`) holding its members' links,
-//! is created by the room layer ([`Rooms::join`](crate::rooms::Rooms::join)
-//! forwards an [`Attach`]) and releases itself when its last member left.
-//! It only moves messages, and gives each sender's [`InFlight`] credit back
-//! per event.
+//! [`RoomCore`] (the rules, in `sigway_core`) holding how it reaches each
+//! member ([`MemberLink`]), is created by the room layer
+//! ([`Rooms::join`](crate::rooms::Rooms::join) forwards an [`Attach`]) and
+//! releases itself when its last member left. It only moves messages, and
+//! gives each sender's [`InFlight`] credit back per event.
+//!
+//! A member is connected to this node (its SockJS link) or, in cluster
+//! mode, to another one: then the room reaches it through the room layer's
+//! [`RemoteSink`] and its events arrive as the frames its client sent
+//! (see [`remote`](super::remote), which makes the room [`Portable`](crate::rooms::Portable)).
+//! The rules do not see the difference.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,21 +18,97 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
-use crate::error::VidereError;
+use crate::error::{Refusal, VidereError};
 use crate::observe::Stats;
-use crate::rooms::{Attach, InFlight, MemberId, Occupancy, Room, RoomHome};
+use crate::rooms::{Attach, InFlight, MemberId, Occupancy, RemoteSink, Room, RoomHome, SinkError};
 use sigway_core::videre::packet::Packet;
 use sigway_core::videre::room::RoomCore;
 use sigway_sockjs::SessionLink;
 
+use super::remote::wire::{self, Delivery};
+
+/// How the room reaches one member.
+#[derive(Debug, Clone)]
+pub(crate) enum MemberLink {
+    /// A session of this node: its SockJS link.
+    Here(SessionLink),
+    /// A session of another node: what the room sends travels there in
+    /// [`wire`]'s encoding.
+    Away(RemoteSink),
+}
+
+impl MemberLink {
+    /// Queues `text` for the member without waiting. `Full` means its
+    /// client does not read (the SockJS layer closes that session; for a
+    /// member of another node, its node's link is congested); `Closed`
+    /// means it is gone (its leave is on its way).
+    pub(super) fn send(&self, text: ByteString) -> Result<(), SinkError> {
+        match self {
+            MemberLink::Here(link) => match link.send(text) {
+                Ok(()) => Ok(()),
+                Err(_) if link.is_closed() => Err(SinkError::Closed),
+                Err(_) => Err(SinkError::Full),
+            },
+            MemberLink::Away(sink) => sink.deliver(wire::encode(&Delivery::Message(text))),
+        }
+    }
+
+    /// Closes the member's session with the refusal's close (a member of
+    /// another node is closed by its own node, which the room layer tells).
+    pub(super) fn close(&self, refusal: &Refusal) {
+        match self {
+            MemberLink::Here(link) => {
+                let close = refusal.close();
+                link.close(close.code, &close.reason);
+            }
+            MemberLink::Away(_) => {
+                tracing::debug!("videre: a member of another node is closed by its node");
+            }
+        }
+    }
+}
+
+/// Where a joiner hears whether the room took it.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The session on this node awaits it.
+    Here(oneshot::Sender<Result<(), VidereError>>),
+    /// It travels back to the member's node (after the announce, on the
+    /// same ordered link), where the session awaits it.
+    Away(RemoteSink),
+}
+
+impl Outcome {
+    pub(super) fn tell(self, result: Result<(), VidereError>) {
+        match self {
+            Outcome::Here(sender) => {
+                // The session stopped waiting (it closed): nothing to tell.
+                let _ = sender.send(result);
+            }
+            Outcome::Away(sink) => {
+                let delivery = match result {
+                    Ok(()) => Delivery::Joined,
+                    Err(error) => Delivery::Refused(error),
+                };
+                // A lost link is noticed by the cluster, which tells the member.
+                let _ = sink.deliver(wire::encode(&delivery));
+            }
+        }
+    }
+}
+
 /// What a session hands the room when it joins.
 pub(crate) struct Joiner {
     pub session: MemberId,
-    pub user_id: Arc<str>,
-    pub link: SessionLink,
-    pub connect: Packet,
-    /// Told whether the room took the session (a full room refuses).
-    pub outcome: oneshot::Sender<Result<(), VidereError>>,
+    /// The `connect` packet; its `UserId` is the member's. `None` only for
+    /// a member of another node whose packet did not decode here (the room
+    /// refuses it).
+    pub connect: Option<Packet>,
+    pub link: MemberLink,
+    pub outcome: Outcome,
+    /// The session's credit, when it is connected here (a member of
+    /// another node got its credit back on its own node).
+    pub credit: Option<Arc<InFlight>>,
 }
 
 /// A session leaves the room (disconnect, another connect, or its close).
@@ -36,26 +118,30 @@ pub(crate) struct Leave {
     pub session: MemberId,
 }
 
-/// A broadcast packet for every member; `credit` is the sender's.
+/// A broadcast packet for every member; `credit` is the sender's (none for
+/// a packet forwarded by another node).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Broadcast {
     pub packet: Packet,
-    pub credit: Arc<InFlight>,
+    pub credit: Option<Arc<InFlight>>,
 }
 
-/// A ping; the answer goes to `reply`; `credit` is the sender's.
+/// A ping from session `from`: the answer goes to `reply`, or (a ping
+/// forwarded by another node) to the member `from`'s link; `credit` is the
+/// sender's.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Ping {
     pub packet: Packet,
-    pub reply: SessionLink,
-    pub credit: Arc<InFlight>,
+    pub from: MemberId,
+    pub reply: Option<MemberLink>,
+    pub credit: Option<Arc<InFlight>>,
 }
 
 /// The actor of one videre room.
 pub(crate) struct VidereRoom {
-    core: RoomCore<SessionLink, MemberId>,
+    core: RoomCore<MemberLink, MemberId>,
     occupancy: Occupancy,
     home: RoomHome,
 }
@@ -84,7 +170,7 @@ impl VidereRoom {
     }
 
     /// `session` leaves (if it is in); the room stops once it is released.
-    fn remove(&mut self, session: MemberId, ctx: &mut Context<Self>) {
+    pub(super) fn remove(&mut self, session: MemberId, ctx: &mut Context<Self>) {
         let Some((member, notice)) = self.core.leave(session) else {
             return;
         };
@@ -104,15 +190,15 @@ impl VidereRoom {
     }
 }
 
-/// Queues `text` for one client. A failed send means the session is gone
+/// Queues `text` for one member. A failed send means the session is gone
 /// (its close will make it leave) or its client does not read, which the
 /// SockJS layer handles by closing it.
-fn send(stats: &Stats, link: &SessionLink, text: ByteString) {
+fn send(stats: &Stats, link: &MemberLink, text: ByteString) {
     let bytes = text.len();
     match link.send(text) {
         Ok(()) => stats.sent(bytes),
-        Err(_) if link.is_closed() => {}
-        Err(_) => {
+        Err(SinkError::Closed) => {}
+        Err(SinkError::Full) => {
             stats.slow_consumers.fetch_add(1, Relaxed);
             tracing::debug!("videre: client queue full, message dropped");
         }
@@ -126,12 +212,20 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
         self.occupancy.attached();
         let Joiner {
             session,
-            user_id,
-            link,
             connect,
+            link,
             outcome,
+            credit: _,
         } = attach.member;
-        match self.core.join(session, user_id.clone(), link, &connect) {
+        let user_id: Arc<str> = connect
+            .as_ref()
+            .map_or("", |connect| connect.user_id.as_str())
+            .into();
+        let joined = match &connect {
+            Some(connect) => self.core.join(session, user_id.clone(), link, connect),
+            None => Err(Refusal::Internal.into()),
+        };
+        match joined {
             Ok(joined) => {
                 if let Some(notice) = &joined.moved {
                     // Sessions leave before they join again; should one not,
@@ -147,11 +241,11 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
                     "videre join"
                 );
                 self.send_to_all(&joined.announce);
-                let _ = outcome.send(Ok(()));
+                outcome.tell(Ok(()));
             }
             Err(error) => {
                 // The refused attach is gone at once, so release stays exact.
-                let _ = outcome.send(Err(error));
+                outcome.tell(Err(error));
                 self.detach(ctx);
             }
         }
@@ -170,7 +264,9 @@ impl Handler<Broadcast> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, broadcast: Broadcast, _: &mut Context<Self>) {
-        broadcast.credit.handled();
+        if let Some(credit) = &broadcast.credit {
+            credit.handled();
+        }
         let text = self.core.broadcast(&broadcast.packet);
         self.send_to_all(&text);
     }
@@ -180,7 +276,22 @@ impl Handler<Ping> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, ping: Ping, _: &mut Context<Self>) {
-        ping.credit.handled();
-        send(&self.home.stats, &ping.reply, self.core.ping(&ping.packet));
+        if let Some(credit) = &ping.credit {
+            credit.handled();
+        }
+        let reply = ping.reply.or_else(|| {
+            self.core
+                .members()
+                .iter()
+                .find(|member| member.session == ping.from)
+                .map(|member| member.link.clone())
+        });
+        match reply {
+            Some(link) => send(&self.home.stats, &link, self.core.ping(&ping.packet)),
+            // A forwarded ping of a member that left meanwhile.
+            None => {
+                tracing::debug!(session = %ping.from, "videre ping of a member no longer in the room")
+            }
+        }
     }
 }

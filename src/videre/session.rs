@@ -8,11 +8,15 @@
 //! the room's answer so later packets queue behind the join; `broadcast`
 //! and `ping` go straight to the room, each taking one unit of the
 //! session's in-flight credit (a flooding client waits instead of growing a
-//! room's mailbox); `disconnect` and the session's close leave. Nothing here
-//! blocks other sessions, and client input never panics.
+//! room's mailbox); `disconnect` and the session's close leave. In a
+//! cluster the room may run on another node: the join's answer then comes
+//! back from there, packets go there as the client sent them, and the
+//! credit comes back once a packet is on the link. Nothing here blocks
+//! other sessions, and client input never panics.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use actix_web::web;
 use bytestring::ByteString;
@@ -25,7 +29,11 @@ use sigway_core::videre::memberships::{Membership, Memberships, Target};
 use sigway_sockjs::{SessionInfo, SessionLink, SockjsSession};
 
 use super::packet::{self, Event, Packet};
-use super::room::{Broadcast, Joiner, Leave, Ping, VidereRoom};
+use super::room::{Broadcast, Joiner, Leave, MemberLink, Outcome, Ping, VidereRoom};
+
+/// How long a join waits for its room's answer (which a room on another
+/// node sends through the cluster) before it is given up.
+const JOIN_ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// The videre side of one SockJS session.
 pub(crate) struct VidereSession {
@@ -100,34 +108,56 @@ impl VidereSession {
     /// Leaves every room; each one tells its remaining members.
     fn leave_all(&mut self) {
         for membership in self.rooms.take_all() {
-            membership.room.tell(Leave { session: self.id });
+            self.leave(&membership.room);
         }
     }
 
+    /// Leaves `room`, here or on its node.
+    fn leave(&self, room: &RoomRef<VidereRoom>) {
+        room.leave(Leave { session: self.id });
+    }
+
     async fn connect(&mut self, connect: Packet) {
+        // Leaving first also keeps this session in at most one room at a
+        // time, which the cluster's bookkeeping of members away relies on
+        // (one remote room per member id).
         self.leave_all();
         let room_id: Arc<str> = connect.room_id.as_str().into();
         let user_id: Arc<str> = connect.user_id.as_str().into();
-        let (outcome, joined) = oneshot::channel();
+        let (outcome, answer) = oneshot::channel();
         let joiner = Joiner {
             session: self.id,
-            user_id: user_id.clone(),
-            link: self.link.clone(),
-            connect,
-            outcome,
+            connect: Some(connect),
+            link: MemberLink::Here(self.link.clone()),
+            outcome: Outcome::Here(outcome),
+            credit: Some(self.credit.clone()),
         };
         // Awaiting the room's answer orders every later packet of this
-        // session after the join.
+        // session after the join. A room on another node answers through
+        // the cluster, after the announce; should the answer never come,
+        // the join is given up (and left, in case it comes late).
         let result = match self
             .services
             .rooms
-            .join_here::<VidereRoom>(room_id.clone(), joiner)
+            .join::<VidereRoom>(room_id.clone(), joiner)
+            .await
         {
-            Ok(room) => match joined.await {
-                Ok(Ok(())) => Ok(room),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(Refusal::Internal.into()),
-            },
+            Ok(room) => {
+                let answer = match tokio::time::timeout(JOIN_ANSWER_WAIT, answer).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => Err(Refusal::Internal.into()),
+                    Err(_) => Err(Refusal::ClusterUnavailable.into()),
+                };
+                match answer {
+                    Ok(()) => Ok(room),
+                    Err(error) => {
+                        // A refused member is not in the room: leaving is a
+                        // no-op there, and frees the cluster's bookkeeping.
+                        self.leave(&room);
+                        Err(error)
+                    }
+                }
+            }
             Err(refusal) => Err(refusal.into()),
         };
         match result {
@@ -142,7 +172,7 @@ impl VidereSession {
 
     async fn disconnect(&mut self, packet: Packet) {
         match self.rooms.take(&packet.room_id) {
-            Some(membership) => membership.room.tell(Leave { session: self.id }),
+            Some(membership) => self.leave(&membership.room),
             None => self.refuse(&packet.user_id, &packet.room_id, VidereError::NotJoined),
         }
     }
@@ -151,6 +181,9 @@ impl VidereSession {
     async fn relay(&mut self, packet: Packet) {
         let room = match self.rooms.target(&packet, self.strict()) {
             Ok(Target::Joined(room)) => room.clone(),
+            // Lenient mode only: a room this node runs (in a cluster, rooms
+            // owned by other nodes are not found; strict mode, the default,
+            // reaches them through the session's membership).
             Ok(Target::Elsewhere) => {
                 match self.services.rooms.find::<VidereRoom>(&packet.room_id) {
                     Some(room) => room,
@@ -169,17 +202,21 @@ impl VidereSession {
         // rooms handle waits here (its transport stops reading) instead of
         // growing a room's mailbox.
         self.credit.acquire().await;
-        let credit = self.credit.clone();
+        let credit = Some(self.credit.clone());
+        // A room on another node gets the packet as the client sent it
+        // (and this session's credit back once it is on the link).
+        let frame = packet.text().as_bytes().clone();
         match packet.event {
             Event::Ping => {
-                let reply = self.link.clone();
-                room.tell(Ping {
+                let ping = Ping {
                     packet,
-                    reply,
+                    from: self.id,
+                    reply: Some(MemberLink::Here(self.link.clone())),
                     credit,
-                });
+                };
+                room.event(ping, &frame);
             }
-            _ => room.tell(Broadcast { packet, credit }),
+            _ => room.event(Broadcast { packet, credit }, &frame),
         }
     }
 }

@@ -1,0 +1,396 @@
+//! videre rooms across the nodes of a cluster: how a member connected to
+//! one node takes part in a room its owner node runs
+//! (`../shared/cluster.md`, option A).
+//!
+//! [`VidereRoom`] is [`Portable`]: a session joining a room owned elsewhere
+//! is exported as its [`MemberId`] and its `connect` packet (the `UserId`
+//! is the packet's own), and the owner rebuilds a [`Joiner`] whose
+//! [`MemberLink`] and [`Outcome`] reach the member's node through the room
+//! layer's [`RemoteSink`]. The session then forwards its `broadcast` and
+//! `ping` packets as its client sent them (the owner parses them again);
+//! a leave travels as the room layer's own leave. What the owner sends the
+//! member (every packet, and the join's outcome) comes back in [`wire`]'s
+//! encoding and is handed to [`AwayMember`], which pushes packets to the
+//! session's SockJS link and answers the session awaiting its join.
+//!
+//! Lenient mode (`videre.strict = false`) lets a session broadcast into a
+//! room it has not joined, found with `Rooms::find`: that lookup sees only
+//! the rooms this node runs, so in a cluster it is local only. Strict mode
+//! (the default) works across nodes.
+
+use std::sync::Mutex;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::error::{Refusal, VidereError};
+use crate::rooms::{Away, Exported, MemberId, Portable, RemoteSink};
+use sigway_core::videre::packet::Event;
+
+use super::room::{Broadcast, Joiner, Leave, MemberLink, Outcome, Ping, VidereRoom};
+
+impl Portable for VidereRoom {
+    fn export(member: Joiner) -> Exported {
+        let Joiner {
+            session,
+            connect,
+            link,
+            outcome,
+            credit,
+        } = member;
+        Exported {
+            id: session,
+            info: connect.map_or_else(Vec::new, |connect| wire::joiner_info(&connect)),
+            away: Box::new(AwayMember {
+                link,
+                outcome: Mutex::new(Some(outcome)),
+            }),
+            credit,
+        }
+    }
+
+    fn import(id: MemberId, info: &[u8], sink: RemoteSink) -> Joiner {
+        let connect = wire::connect_of(info);
+        if connect.is_none() {
+            tracing::warn!(member = %id, "videre joiner from another node without a valid connect packet");
+        }
+        Joiner {
+            session: id,
+            connect,
+            link: MemberLink::Away(sink.clone()),
+            outcome: Outcome::Away(sink),
+            credit: None,
+        }
+    }
+
+    fn forward(room: &Addr<Self>, id: MemberId, frame: Bytes) {
+        // The member's node checked the packet (size, ids, strict mode)
+        // before forwarding it; parsing it again gives the same packet.
+        let Some(packet) = wire::packet_of(frame) else {
+            tracing::debug!(member = %id, "forwarded videre packet not decodable here");
+            return;
+        };
+        match packet.event {
+            Event::Broadcast => room.do_send(Broadcast {
+                packet,
+                credit: None,
+            }),
+            Event::Ping => room.do_send(Ping {
+                packet,
+                from: id,
+                reply: None,
+                credit: None,
+            }),
+            // Joins and leaves travel as the room layer's attach and leave.
+            Event::Connect | Event::Disconnect => {
+                tracing::debug!(member = %id, event = %packet.event, "forwarded videre packet ignored");
+            }
+        }
+    }
+
+    fn leave(room: &Addr<Self>, id: MemberId) {
+        room.do_send(Leave { session: id });
+    }
+
+    fn refused(refusal: Refusal) -> Bytes {
+        wire::encode(&wire::Delivery::Refused(refusal.into()))
+    }
+}
+
+/// The session end of a member whose room runs on another node: packets
+/// go to the session's link, the join's outcome to the session awaiting it.
+pub(crate) struct AwayMember {
+    link: MemberLink,
+    /// Taken by the first outcome: joined, refused, or the room lost.
+    outcome: Mutex<Option<Outcome>>,
+}
+
+impl AwayMember {
+    fn take_outcome(&self) -> Option<Outcome> {
+        // Only ever a take: a panic cannot leave it half-updated.
+        self.outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    fn answer(&self, result: Result<(), VidereError>) {
+        match self.take_outcome() {
+            Some(outcome) => outcome.tell(result),
+            None => tracing::debug!("videre join outcome from another node arrived twice; dropped"),
+        }
+    }
+}
+
+impl Away for AwayMember {
+    fn deliver(&self, outbound: &[u8]) {
+        match wire::decode(outbound) {
+            // A full queue closes the session (the SockJS layer does it).
+            Some(wire::Delivery::Message(text)) => drop(self.link.send(text)),
+            Some(wire::Delivery::Joined) => self.answer(Ok(())),
+            Some(wire::Delivery::Refused(error)) => self.answer(Err(error)),
+            None => tracing::warn!("undecodable videre delivery from the room's node dropped"),
+        }
+    }
+
+    /// The room's node is gone and the room with it: a join still waiting
+    /// is refused; a member is closed with 1012 ("room moved"), so that its
+    /// client connects and joins again (a videre room has no snapshot to be
+    /// rebuilt from).
+    fn lost(&self) {
+        match self.take_outcome() {
+            Some(outcome) => outcome.tell(Err(Refusal::RoomMoved.into())),
+            None => self.link.close(&Refusal::RoomMoved),
+        }
+    }
+}
+
+/// What travels between nodes for a videre member, in both directions.
+///
+/// To the owner: the joiner's `info` is its `connect` packet's text, as
+/// the client sent it (the `UserId` is the packet's own), and each event is
+/// the packet's text. Back to the member's node, a [`Delivery`] is one tag
+/// byte followed by its body:
+///
+/// | tag | delivery | body |
+/// |---|---|---|
+/// | 0 | a packet for the client | its UTF-8 text |
+/// | 1 | the join succeeded | empty |
+/// | 2 | the join was refused | refusal tag (1 byte), limit (u64, big-endian) |
+///
+/// Refusal tags: 0 too many connections, 1 too many from the address, 2 too
+/// many rooms, 3 room full, 4 internal, 5 cluster unavailable, 6 room
+/// moved. A room only refuses a join for a limit; any other error travels
+/// as "internal". Decoding never panics: anything else is `None`.
+pub(crate) mod wire {
+    use super::*;
+    use sigway_core::videre::packet::{self, Packet};
+
+    const MESSAGE: u8 = 0;
+    const JOINED: u8 = 1;
+    const REFUSED: u8 = 2;
+
+    /// What a room sends a member of another node.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Delivery {
+        /// A packet for the client (announce, broadcast, ping answer,
+        /// disconnect or error notice).
+        Message(ByteString),
+        /// The room took the joiner.
+        Joined,
+        /// The room (or its node) refused the joiner.
+        Refused(VidereError),
+    }
+
+    pub(crate) fn encode(delivery: &Delivery) -> Bytes {
+        match delivery {
+            Delivery::Message(text) => {
+                let mut bytes = Vec::with_capacity(1 + text.len());
+                bytes.push(MESSAGE);
+                bytes.extend_from_slice(text.as_bytes());
+                bytes.into()
+            }
+            Delivery::Joined => Bytes::from_static(&[JOINED]),
+            Delivery::Refused(error) => {
+                let refusal = match error {
+                    VidereError::Refused(refusal) => refusal,
+                    _ => &Refusal::Internal,
+                };
+                let (tag, limit) = match refusal {
+                    Refusal::TooManyConnections(n) => (0, *n),
+                    Refusal::TooManyFromAddress(n) => (1, *n),
+                    Refusal::TooManyRooms(n) => (2, *n),
+                    Refusal::RoomFull(n) => (3, *n),
+                    Refusal::Internal => (4, 0),
+                    Refusal::ClusterUnavailable => (5, 0),
+                    Refusal::RoomMoved => (6, 0),
+                };
+                let mut bytes = vec![REFUSED, tag];
+                bytes.extend_from_slice(&(limit as u64).to_be_bytes());
+                bytes.into()
+            }
+        }
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Delivery> {
+        let (&tag, rest) = bytes.split_first()?;
+        Some(match tag {
+            MESSAGE => {
+                let text = std::str::from_utf8(rest).ok()?;
+                Delivery::Message(ByteString::from(text))
+            }
+            JOINED if rest.is_empty() => Delivery::Joined,
+            REFUSED => {
+                let (&which, limit) = rest.split_first()?;
+                let limit = usize::try_from(u64::from_be_bytes(limit.try_into().ok()?)).ok()?;
+                let refusal = match which {
+                    0 => Refusal::TooManyConnections(limit),
+                    1 => Refusal::TooManyFromAddress(limit),
+                    2 => Refusal::TooManyRooms(limit),
+                    3 => Refusal::RoomFull(limit),
+                    4 => Refusal::Internal,
+                    5 => Refusal::ClusterUnavailable,
+                    6 => Refusal::RoomMoved,
+                    _ => return None,
+                };
+                Delivery::Refused(refusal.into())
+            }
+            _ => return None,
+        })
+    }
+
+    /// The joiner's `info`: its connect packet as the client sent it.
+    pub(crate) fn joiner_info(connect: &Packet) -> Vec<u8> {
+        connect.text().as_bytes().to_vec()
+    }
+
+    /// The connect packet of a joiner's `info`; `None` unless it is one.
+    pub(crate) fn connect_of(info: &[u8]) -> Option<Packet> {
+        packet_of(Bytes::copy_from_slice(info)).filter(|packet| packet.event == Event::Connect)
+    }
+
+    /// A packet forwarded by the member's node, which already checked its
+    /// size and ids against the same settings.
+    pub(crate) fn packet_of(frame: Bytes) -> Option<Packet> {
+        let text = ByteString::try_from(frame).ok()?;
+        packet::parse(text, usize::MAX).ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn round_trip(delivery: Delivery) {
+            assert_eq!(decode(&encode(&delivery)), Some(delivery));
+        }
+
+        #[test]
+        fn every_delivery_survives_the_trip() {
+            round_trip(Delivery::Message(ByteString::from(
+                r#"{"Header":{"Event":"connect","UserId":"é\u0000","RoomId":""},"Payload":"true"}"#,
+            )));
+            round_trip(Delivery::Message(ByteString::new()));
+            round_trip(Delivery::Joined);
+            for refusal in [
+                Refusal::TooManyConnections(3),
+                Refusal::TooManyFromAddress(2),
+                Refusal::TooManyRooms(100_000),
+                Refusal::RoomFull(2),
+                Refusal::Internal,
+                Refusal::ClusterUnavailable,
+                Refusal::RoomMoved,
+            ] {
+                round_trip(Delivery::Refused(refusal.into()));
+            }
+        }
+
+        #[test]
+        fn errors_other_than_refusals_travel_as_internal() {
+            let back = decode(&encode(&Delivery::Refused(VidereError::NotJoined)));
+            assert_eq!(back, Some(Delivery::Refused(Refusal::Internal.into())));
+        }
+
+        #[test]
+        fn garbage_is_refused_without_a_panic() {
+            for garbage in [
+                &b""[..],
+                b"\x00\xff\xfe",
+                b"\x01x",
+                b"\x02",
+                b"\x02\x03",
+                b"\x02\x03\0\0\0",
+                b"\x02\x03\0\0\0\0\0\0\0\0\0",
+                b"\x02\x09\0\0\0\0\0\0\0\0",
+                b"\x03",
+                b"\xff hello",
+            ] {
+                assert_eq!(decode(garbage), None, "{garbage:?}");
+            }
+        }
+
+        #[test]
+        fn a_joiner_travels_as_its_connect_packet() {
+            let text =
+                r#"{"Header":{"Event":"connect","UserId":"u","RoomId":"r","x":1},"Payload":"{}"}"#;
+            let connect = packet::parse(text.into(), 1 << 20).expect("valid");
+            let info = joiner_info(&connect);
+            assert_eq!(connect_of(&info), Some(connect));
+            let broadcast = br#"{"Header":{"Event":"broadcast","UserId":"u","RoomId":"r"}}"#;
+            assert_eq!(connect_of(broadcast), None, "only a connect is a joiner");
+            for garbage in [&b""[..], b"\xff\xfe", b"{", b"[]", b"null"] {
+                assert_eq!(connect_of(garbage), None, "{garbage:?}");
+                assert_eq!(packet_of(Bytes::copy_from_slice(garbage)), None);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sigway_sockjs::{Outgoing, SessionLink};
+    use tokio::sync::{mpsc, oneshot};
+
+    fn away() -> (
+        AwayMember,
+        mpsc::Receiver<Outgoing>,
+        oneshot::Receiver<Result<(), VidereError>>,
+    ) {
+        let (link, outgoing) = SessionLink::channel(8);
+        let (outcome, answer) = oneshot::channel();
+        let member = AwayMember {
+            link: MemberLink::Here(link),
+            outcome: Mutex::new(Some(Outcome::Here(outcome))),
+        };
+        (member, outgoing, answer)
+    }
+
+    fn message(text: &str) -> Vec<u8> {
+        wire::encode(&wire::Delivery::Message(ByteString::from(text))).to_vec()
+    }
+
+    #[test]
+    fn packets_reach_the_session_and_the_join_is_answered_once() {
+        let (member, mut outgoing, mut answer) = away();
+        member.deliver(&message("announce"));
+        member.deliver(&wire::encode(&wire::Delivery::Joined));
+        member.deliver(&wire::encode(&wire::Delivery::Refused(
+            Refusal::RoomFull(2).into(),
+        )));
+        member.deliver(b"\xffgarbage");
+        member.deliver(&message("broadcast"));
+        assert_eq!(answer.try_recv(), Ok(Ok(())), "the first outcome counts");
+        for expected in ["announce", "broadcast"] {
+            match outgoing.try_recv() {
+                Ok(Outgoing::Message(text)) => assert_eq!(text, expected),
+                other => panic!("expected {expected}, got {other:?}"),
+            }
+        }
+        // The room's node is gone: the member is told to join again.
+        member.lost();
+        match outgoing.try_recv() {
+            Ok(Outgoing::Close { code, reason }) => {
+                assert_eq!((code, &*reason), (1012, "room moved: join again"));
+            }
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_join_refused_or_lost_before_its_answer_is_refused() {
+        let (member, _outgoing, mut answer) = away();
+        member.deliver(&wire::encode(&wire::Delivery::Refused(
+            Refusal::RoomFull(2).into(),
+        )));
+        assert_eq!(answer.try_recv(), Ok(Err(Refusal::RoomFull(2).into())));
+
+        let (member, mut outgoing, mut answer) = away();
+        member.lost();
+        assert_eq!(answer.try_recv(), Ok(Err(Refusal::RoomMoved.into())));
+        assert!(
+            outgoing.try_recv().is_err(),
+            "a session not yet in stays open"
+        );
+    }
+}
