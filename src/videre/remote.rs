@@ -18,14 +18,14 @@
 //! the rooms this node runs, so in a cluster it is local only. Strict mode
 //! (the default) works across nodes.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::error::{Refusal, VidereError};
-use crate::rooms::{Away, Exported, MemberId, Portable, RemoteSink};
+use crate::rooms::{Away, Exported, MemberId, Portable, Reach, RemoteSink, RoomHome};
 use sigway_core::videre::packet::Event;
 
 use super::room::{Broadcast, Joiner, Leave, MemberLink, Outcome, Ping, VidereRoom};
@@ -96,6 +96,17 @@ impl Portable for VidereRoom {
     fn refused(refusal: Refusal) -> Bytes {
         wire::encode(&wire::Delivery::Refused(refusal.into()))
     }
+
+    /// A videre room keeps no snapshot: its members on other nodes are
+    /// told it moved (1012) and join again.
+    fn restore(
+        _: Arc<str>,
+        _: RoomHome,
+        _: &[u8],
+        _: &mut dyn FnMut(MemberId) -> Reach,
+    ) -> Option<(Self, Vec<MemberId>)> {
+        None
+    }
 }
 
 /// The session end of a member whose room runs on another node: packets
@@ -143,6 +154,10 @@ impl Away for AwayMember {
             Some(outcome) => outcome.tell(Err(Refusal::RoomMoved.into())),
             None => self.link.close(&Refusal::RoomMoved),
         }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
     }
 }
 
