@@ -483,6 +483,15 @@ impl NodeProcess {
         }
     }
 
+    /// SIGTERM: the node closes its peers with 1001 and hands its rooms over.
+    fn terminate(&mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+    }
+
     fn kill_hard(&mut self) {
         // SIGKILL: no goodbye, no close frames, nothing flushed.
         self.child.kill().expect("SIGKILL");
@@ -571,4 +580,52 @@ async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
         a.leave().await;
         assert_eq!(b.recv_content().await, (0, s, vec![]), "{key}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a_bounce() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut nodes: Vec<NodeProcess> = (1..=2)
+        .map(|node| NodeProcess::spawn(&redis.url(), node))
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A on node 1 owns the group; B and C on node 2 joined through A; C is
+    // also bound to B.
+    let mut a = Peer::open_url(&nodes[0].url("/term")).await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open_url(&nodes[1].url("/term")).await;
+    let sb = join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut c = Peer::open_url(&nodes[1].url("/term")).await;
+    assert!(!c.connect(3, &[]).await);
+    c.content(0, 0, b"offer", false).await;
+    let (sc, _, _) = a.recv_content().await;
+
+    nodes[0].terminate();
+    assert_eq!(a.closed().await.0, 1001, "the node's own peers get 1001");
+    assert_eq!(
+        b.recv_content().await,
+        (0, sb, vec![]),
+        "B's binding with A ends once"
+    );
+    assert_eq!(
+        c.recv_content().await,
+        (0, sc, vec![]),
+        "C's binding with A ends once"
+    );
+    b.silent_for(Duration::from_millis(300)).await;
+    // The group moved to node 2 with B in it: C is bound to B next.
+    assert!(!c.connect(3, &[]).await);
+    c.content(0, 0, b"offer again", false).await;
+    let (s, _, data) = b.recv_content().await;
+    assert_eq!(data, b"offer again");
+    b.content(0, s, b"answer", false).await;
+    assert_eq!(c.recv_content().await, (0, s, b"answer".to_vec()));
+    let status = nodes[0].child.wait().expect("node 1 exits");
+    assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
 }
