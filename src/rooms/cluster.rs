@@ -307,6 +307,23 @@ struct AwayEntry {
     info: Bytes,
 }
 
+impl State {
+    /// Takes this node's members of `room` (owned elsewhere) out of the
+    /// books.
+    fn take_away(&mut self, room: &RoomName) -> HashMap<u64, AwayEntry> {
+        let members: Vec<u64> = self
+            .away
+            .iter()
+            .filter(|(_, entry)| &entry.room == room)
+            .map(|(member, _)| *member)
+            .collect();
+        members
+            .into_iter()
+            .filter_map(|member| self.away.remove(&member).map(|entry| (member, entry)))
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Nodes seen going away (and not back since): a directory entry that
@@ -854,17 +871,9 @@ impl Cluster {
         let members = {
             let mut state = self.lock();
             state.owners.remove(room);
-            let ids: Vec<u64> = state
-                .away
-                .iter()
-                .filter(|(_, entry)| &entry.room == room)
-                .map(|(member, _)| *member)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| state.away.remove(&id))
-                .collect::<Vec<_>>()
+            state.take_away(room)
         };
-        for entry in members {
+        for entry in members.into_values() {
             entry.away.lost();
         }
     }
@@ -970,17 +979,7 @@ impl Cluster {
         };
         let (mut mine, gone_nodes) = {
             let mut state = self.lock();
-            let ids: Vec<u64> = state
-                .away
-                .iter()
-                .filter(|(_, entry)| &entry.room == room)
-                .map(|(member, _)| *member)
-                .collect();
-            let mine: HashMap<u64, AwayEntry> = ids
-                .into_iter()
-                .filter_map(|id| state.away.remove(&id).map(|entry| (id, entry)))
-                .collect();
-            (mine, state.gone.clone())
+            (state.take_away(room), state.gone.clone())
         };
         let mut leaving = Vec::new();
         let mut adopted_here = Vec::new();

@@ -356,17 +356,8 @@ mod wire {
             }
             Outbound::Close(SigverError::BlockingMember) => bytes.push(BLOCKING_MEMBER),
             Outbound::Close(SigverError::Refused(refusal)) => {
-                let (tag, limit) = match refusal {
-                    Refusal::TooManyConnections(n) => (0, n),
-                    Refusal::TooManyFromAddress(n) => (1, n),
-                    Refusal::TooManyRooms(n) => (2, n),
-                    Refusal::RoomFull(n) => (3, n),
-                    Refusal::Internal => (4, 0),
-                    Refusal::ClusterUnavailable => (5, 0),
-                    Refusal::RoomMoved => (6, 0),
-                };
-                bytes.extend_from_slice(&[REFUSED, tag]);
-                bytes.extend_from_slice(&(limit as u64).to_be_bytes());
+                bytes.push(REFUSED);
+                bytes.extend_from_slice(&refusal.to_wire());
             }
             Outbound::Close(other) => {
                 bytes.push(OTHER);
@@ -381,21 +372,7 @@ mod wire {
         Some(match tag {
             FRAME => Outbound::Frame(Bytes::copy_from_slice(rest)),
             BLOCKING_MEMBER => Outbound::Close(SigverError::BlockingMember),
-            REFUSED => {
-                let (&which, limit) = rest.split_first()?;
-                let limit = usize::try_from(u64::from_be_bytes(limit.try_into().ok()?)).ok()?;
-                let refusal = match which {
-                    0 => Refusal::TooManyConnections(limit),
-                    1 => Refusal::TooManyFromAddress(limit),
-                    2 => Refusal::TooManyRooms(limit),
-                    3 => Refusal::RoomFull(limit),
-                    4 => Refusal::Internal,
-                    5 => Refusal::ClusterUnavailable,
-                    6 => Refusal::RoomMoved,
-                    _ => return None,
-                };
-                Outbound::Close(SigverError::Refused(refusal))
-            }
+            REFUSED => Outbound::Close(SigverError::Refused(Refusal::from_wire(rest)?)),
             OTHER => Outbound::Close(SigverError::SendFailed(
                 String::from_utf8_lossy(rest).into_owned().into(),
             )),

@@ -172,12 +172,10 @@ impl Away for AwayMember {
 /// |---|---|---|
 /// | 0 | a packet for the client | its UTF-8 text |
 /// | 1 | the join succeeded | empty |
-/// | 2 | the join was refused | refusal tag (1 byte), limit (u64, big-endian) |
+/// | 2 | the join was refused | the refusal (`Refusal::to_wire`: tag, limit) |
 ///
-/// Refusal tags: 0 too many connections, 1 too many from the address, 2 too
-/// many rooms, 3 room full, 4 internal, 5 cluster unavailable, 6 room
-/// moved. A room only refuses a join for a limit; any other error travels
-/// as "internal". Decoding never panics: anything else is `None`.
+/// A room only refuses a join for a limit; any other error travels as
+/// "internal". Decoding never panics: anything else is `None`.
 pub(crate) mod wire {
     use super::*;
     use sigway_core::videre::packet::{self, Packet};
@@ -212,17 +210,8 @@ pub(crate) mod wire {
                     VidereError::Refused(refusal) => refusal,
                     _ => &Refusal::Internal,
                 };
-                let (tag, limit) = match refusal {
-                    Refusal::TooManyConnections(n) => (0, *n),
-                    Refusal::TooManyFromAddress(n) => (1, *n),
-                    Refusal::TooManyRooms(n) => (2, *n),
-                    Refusal::RoomFull(n) => (3, *n),
-                    Refusal::Internal => (4, 0),
-                    Refusal::ClusterUnavailable => (5, 0),
-                    Refusal::RoomMoved => (6, 0),
-                };
-                let mut bytes = vec![REFUSED, tag];
-                bytes.extend_from_slice(&(limit as u64).to_be_bytes());
+                let mut bytes = vec![REFUSED];
+                bytes.extend_from_slice(&refusal.to_wire());
                 bytes.into()
             }
         }
@@ -236,21 +225,7 @@ pub(crate) mod wire {
                 Delivery::Message(ByteString::from(text))
             }
             JOINED if rest.is_empty() => Delivery::Joined,
-            REFUSED => {
-                let (&which, limit) = rest.split_first()?;
-                let limit = usize::try_from(u64::from_be_bytes(limit.try_into().ok()?)).ok()?;
-                let refusal = match which {
-                    0 => Refusal::TooManyConnections(limit),
-                    1 => Refusal::TooManyFromAddress(limit),
-                    2 => Refusal::TooManyRooms(limit),
-                    3 => Refusal::RoomFull(limit),
-                    4 => Refusal::Internal,
-                    5 => Refusal::ClusterUnavailable,
-                    6 => Refusal::RoomMoved,
-                    _ => return None,
-                };
-                Delivery::Refused(refusal.into())
-            }
+            REFUSED => Delivery::Refused(Refusal::from_wire(rest)?.into()),
             _ => return None,
         })
     }

@@ -98,7 +98,46 @@ pub enum Refusal {
     RoomMoved,
 }
 
+/// Bytes of a refusal between cluster nodes ([`Refusal::to_wire`]).
+pub const REFUSAL_WIRE_LEN: usize = 9;
+
 impl Refusal {
+    /// The refusal as cluster nodes send it to each other: a tag byte
+    /// (0 too many connections, 1 too many from the address, 2 too many
+    /// rooms, 3 room full, 4 internal, 5 cluster unavailable, 6 room moved)
+    /// and the limit as a big-endian u64 (0 when it has none).
+    pub fn to_wire(&self) -> [u8; REFUSAL_WIRE_LEN] {
+        let (tag, limit) = match self {
+            Refusal::TooManyConnections(n) => (0, *n),
+            Refusal::TooManyFromAddress(n) => (1, *n),
+            Refusal::TooManyRooms(n) => (2, *n),
+            Refusal::RoomFull(n) => (3, *n),
+            Refusal::Internal => (4, 0),
+            Refusal::ClusterUnavailable => (5, 0),
+            Refusal::RoomMoved => (6, 0),
+        };
+        let mut bytes = [0; REFUSAL_WIRE_LEN];
+        bytes[0] = tag;
+        bytes[1..].copy_from_slice(&(limit as u64).to_be_bytes());
+        bytes
+    }
+
+    /// The refusal [`Refusal::to_wire`] wrote; `None` for anything else.
+    pub fn from_wire(bytes: &[u8]) -> Option<Self> {
+        let (&tag, limit) = bytes.split_first()?;
+        let limit = usize::try_from(u64::from_be_bytes(limit.try_into().ok()?)).ok()?;
+        Some(match tag {
+            0 => Refusal::TooManyConnections(limit),
+            1 => Refusal::TooManyFromAddress(limit),
+            2 => Refusal::TooManyRooms(limit),
+            3 => Refusal::RoomFull(limit),
+            4 => Refusal::Internal,
+            5 => Refusal::ClusterUnavailable,
+            6 => Refusal::RoomMoved,
+            _ => return None,
+        })
+    }
+
     /// The close a WebSocket client gets for this refusal (1008 for its
     /// address's limit, 1012 "service restart" for a room that moved, 1013
     /// "try again later" for the others).
@@ -265,6 +304,29 @@ impl VidereError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_cross_nodes_unchanged_and_garbage_is_refused() {
+        for refusal in [
+            Refusal::TooManyConnections(3),
+            Refusal::TooManyFromAddress(10_000),
+            Refusal::TooManyRooms(usize::MAX),
+            Refusal::RoomFull(2),
+            Refusal::Internal,
+            Refusal::ClusterUnavailable,
+            Refusal::RoomMoved,
+        ] {
+            assert_eq!(Refusal::from_wire(&refusal.to_wire()), Some(refusal));
+        }
+        for garbage in [&[][..], &[3], &[3, 0, 0], &[7, 0, 0, 0, 0, 0, 0, 0, 0]] {
+            assert_eq!(Refusal::from_wire(garbage), None, "{garbage:?}");
+        }
+        assert_eq!(
+            Refusal::from_wire(&[3, 0, 0, 0, 0, 0, 0, 0, 2, 9]),
+            None,
+            "trailing bytes"
+        );
+    }
 
     #[test]
     fn sigver_codes_follow_the_spec_tables() {
