@@ -201,10 +201,12 @@ async fn sleep_until(due: Option<tokio::time::Instant>) {
     }
 }
 
-/// Close codes an endpoint may put in a WebSocket close frame.
+/// Close codes an endpoint may put in a WebSocket close frame (the
+/// registered ones, 1012 "service restart" and 1013 "try again later"
+/// included).
 fn sendable_code(code: u16) -> u16 {
     match code {
-        1000..=1003 | 1007..=1011 | 1013 | 3000..=4999 => code,
+        1000..=1003 | 1007..=1013 | 3000..=4999 => code,
         _ => 1000,
     }
 }
