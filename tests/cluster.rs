@@ -334,6 +334,32 @@ async fn a_node_without_redis_is_not_ready_and_refuses_peers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_require_false_a_node_without_redis_serves_alone() {
+    if !redis_server_available() {
+        return;
+    }
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut settings = node_settings(&format!("redis://127.0.0.1:{port}"), 8);
+    settings.cluster.require = false;
+    let node = BackgroundServer::start(settings).expect("starts without Redis");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !ready(&node).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ready as a node alone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut a = Peer::open(&node, "/alone").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&node, "/alone").await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
     if !redis_server_available() {
         return;

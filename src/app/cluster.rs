@@ -88,7 +88,17 @@ async fn run(
         .map(str::to_owned)
         .collect();
     let transport = tokio::select! {
-        transport = connect(&urls, &settings.prefix) => Arc::new(transport),
+        transport = connect(&urls, &settings.prefix, settings.require) => match transport {
+            Some(transport) => Arc::new(transport),
+            None => {
+                tracing::warn!(
+                    node = me,
+                    "cluster.require = false and Redis does not answer: serving as a node alone until restarted"
+                );
+                cluster.serve_alone();
+                return;
+            }
+        },
         _ = &mut stop => return,
     };
     let mut config = BusConfig::new(me, incarnation());
@@ -173,15 +183,20 @@ async fn handle(cluster: &Arc<Cluster>, rooms: &Rooms, event: BusEvent) {
     }
 }
 
-/// Connects to Redis, retrying until it answers.
-async fn connect(urls: &[String], prefix: &str) -> RedisTransport {
+/// Connects to Redis, retrying until it answers; gives up after the first
+/// failure unless `require`.
+async fn connect(urls: &[String], prefix: &str, require: bool) -> Option<RedisTransport> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
         match RedisTransport::connect(urls, prefix).await {
             Ok(transport) => {
                 tracing::info!(attempt, "cluster: connected to Redis");
-                return transport;
+                return Some(transport);
+            }
+            Err(error) if !require => {
+                tracing::warn!(%error, "cluster: Redis unreachable");
+                return None;
             }
             Err(error) => {
                 tracing::warn!(attempt, %error, retry_in_ms = delay.as_millis() as u64, "cluster: Redis unreachable");

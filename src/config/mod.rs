@@ -160,6 +160,10 @@ pub struct ClusterSettings {
     /// Milliseconds an empty room stays claimed by its node before the
     /// directory entry is released (a member on its way keeps it).
     pub release_after_ms: u64,
+    /// `true`: serve nothing until Redis answers (retrying forever);
+    /// `false`: if Redis does not answer at start, serve as a node alone
+    /// until restarted (and say so in the log).
+    pub require: bool,
 }
 
 impl ClusterSettings {
@@ -178,6 +182,7 @@ impl Default for ClusterSettings {
             heartbeat_ms: 1_000,
             dead_after_ms: 3_000,
             release_after_ms: 2_000,
+            require: true,
         }
     }
 }

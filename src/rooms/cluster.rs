@@ -351,6 +351,9 @@ pub(crate) struct Cluster {
     snapshots: OnceLock<mpsc::UnboundedSender<SnapshotJob>>,
     /// Set once this node leaves the cluster: rooms stop writing snapshots.
     leaving: AtomicBool,
+    /// Set when the node gave up on the cluster at start
+    /// (`cluster.require = false`): it serves as a node alone.
+    alone: AtomicBool,
 }
 
 /// What the snapshot writer is asked.
@@ -390,7 +393,19 @@ impl Cluster {
             state: Mutex::default(),
             snapshots: OnceLock::new(),
             leaving: AtomicBool::new(false),
+            alone: AtomicBool::new(false),
         })
+    }
+
+    /// Serve as a node alone from now on (only before the cluster was ever
+    /// reached, so no room spans nodes yet).
+    pub(crate) fn serve_alone(&self) {
+        self.alone.store(true, Ordering::Release);
+    }
+
+    /// Whether the node gave up on the cluster and serves alone.
+    pub(crate) fn is_alone(&self) -> bool {
+        self.alone.load(Ordering::Acquire)
     }
 
     /// The bus runs: rooms may span nodes from now on.

@@ -297,7 +297,7 @@ impl Rooms {
     pub(crate) fn is_ready(&self) -> bool {
         self.cluster
             .as_ref()
-            .is_none_or(|cluster| cluster.is_ready())
+            .is_none_or(|cluster| cluster.is_alone() || cluster.is_ready())
     }
 
     /// A place for a new connection from `ip` under the connection limits;
@@ -324,8 +324,8 @@ impl Rooms {
         member: R::Member,
     ) -> Result<RoomRef<R>, Refusal> {
         match &self.cluster {
-            None => self.join_here(key, member),
-            Some(cluster) => cluster.join::<R>(self, key, member).await,
+            Some(cluster) if !cluster.is_alone() => cluster.join::<R>(self, key, member).await,
+            _ => self.join_here(key, member),
         }
     }
 
