@@ -16,7 +16,8 @@
 # here is killed on exit.
 # Usage: benches/cluster.sh [rounds, default 3] [seconds per scenario, default 5] [nodes, default 2]
 # Only some: SCENARIOS="relay16 rtt10" benches/cluster.sh ...  (default: all)
-# Another build: SIGWAY_BIN=path/to/sigway benches/cluster.sh ...  (before/after)
+# Another build: GATEWAY_BIN=path/to/sigway benches/cluster.sh ...  (before/after;
+# not SIGWAY_*, which sigway itself reads as settings)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; secs=${2:-5}; nodes=${3:-2}
@@ -24,7 +25,7 @@ scenarios=${SCENARIOS:-"relay16 relay256 rtt10 joins"}
 target_dir=${CARGO_TARGET_DIR:-target}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --bin sigway --example load
-sigway=${SIGWAY_BIN:-$target_dir/release/sigway}
+sigway=${GATEWAY_BIN:-$target_dir/release/sigway}
 load=$target_dir/release/examples/load
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
