@@ -10,7 +10,19 @@
 //! ```
 //! `benches/load.sh` builds the gateway, starts it and runs them all. Every
 //! loop is bounded by `--seconds` (and counts); targets must be loopback.
+//!
+//! Several gateway URLs (`--url` repeated, or `--urls a,b,c`: the nodes of
+//! one cluster) spread the peers round-robin so that what is measured
+//! crosses nodes: in `relay` and `rtt` each pair's member (the first peer
+//! of its key, so its node owns the group) and joiner are on different
+//! nodes; in `joins` each timed join enters a group whose member is on
+//! another node; in `videre` each room's users are spread over the nodes.
+//! `--server-pid` repeated sums the CPU of every node; `--redis-port` adds
+//! the Redis commands per event over the window (`redis-cli INFO
+//! commandstats`). `benches/cluster.sh` runs these against a cluster. With
+//! one URL the scenarios and their output are exactly the single-node ones.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,16 +42,26 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Parser)]
 #[command(about = "Load generator for sigway (loopback only)")]
 struct Cli {
-    /// Gateway base URL (ws://127.0.0.1:PORT).
-    #[arg(long, default_value = "ws://127.0.0.1:8000")]
-    url: String,
+    /// Gateway base URL (ws://127.0.0.1:PORT); repeat it for the nodes of
+    /// a cluster (peers are then spread over them, see the module doc).
+    #[arg(long)]
+    url: Vec<String>,
+    /// The nodes' URLs, comma-separated (added after the `--url`s).
+    #[arg(long, value_delimiter = ',')]
+    urls: Vec<String>,
     /// Measurement window per scenario.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// The gateway's process id: throughput scenarios then also report the
-    /// CPU it used over the measurement window (from /proc).
+    /// CPU it used over the measurement window (from /proc). Repeat it for
+    /// the nodes of a cluster: their CPU is summed.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// A loopback Redis port (the cluster's): throughput scenarios then
+    /// also report the Redis commands per event over the window, from
+    /// `redis-cli INFO commandstats`.
+    #[arg(long)]
+    redis_port: Option<u16>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -146,11 +168,44 @@ async fn connect(ws: &mut Socket, id: u32, members: &[u32]) -> Result<bool, Erro
     }
 }
 
-/// A member and a joiner bound to it; returns (member, joiner, joiner's id).
-async fn pair(url: &str, key: &str) -> Result<(Socket, Socket, u32), Error> {
-    let mut member = open(&format!("{url}/{key}")).await?;
+/// What the load goes to: one gateway, or the nodes of a cluster.
+struct Target {
+    urls: Vec<String>,
+    server_pids: Vec<u32>,
+    redis_port: Option<u16>,
+}
+
+impl Target {
+    /// The node the `i`-th peer (or pair, or room) starts on: round-robin.
+    fn node(&self, i: usize) -> &str {
+        &self.urls[i % self.urls.len()]
+    }
+
+    fn nodes(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// What a scenario's label says about the nodes: nothing for one (the
+    /// single-node output stays as it always was).
+    fn across(&self) -> String {
+        match self.nodes() {
+            1 => String::new(),
+            n => format!(" across {n} nodes"),
+        }
+    }
+}
+
+/// A member (on `member_url`, the first of the key: its node owns the
+/// group) and a joiner bound to it (on `joiner_url`); returns (member,
+/// joiner, joiner's id).
+async fn pair(
+    member_url: &str,
+    joiner_url: &str,
+    key: &str,
+) -> Result<(Socket, Socket, u32), Error> {
+    let mut member = open(&format!("{member_url}/{key}")).await?;
     connect(&mut member, 1, &[]).await?;
-    let mut joiner = open(&format!("{url}/{key}")).await?;
+    let mut joiner = open(&format!("{joiner_url}/{key}")).await?;
     if connect(&mut joiner, 2, &[]).await? {
         return Err("joiner unexpectedly admitted".into());
     }
@@ -181,18 +236,18 @@ fn report_latencies(what: &str, mut samples: Vec<Duration>) {
 }
 
 async fn relay(
-    url: &str,
+    target: &Target,
     pairs: usize,
     size: usize,
     window: u64,
     seconds: u64,
-    server_pid: Option<u32>,
 ) -> Result<(), Error> {
     let received = Arc::new(AtomicU64::new(0));
     // Every pair is set up before any sends, so set-up is not measured.
     let mut ready = Vec::with_capacity(pairs);
     for i in 0..pairs {
-        ready.push(pair(url, &format!("relay-{i}-{}", std::process::id())).await?);
+        let key = format!("relay-{i}-{}", std::process::id());
+        ready.push(pair(target.node(i), target.node(i + 1), &key).await?);
     }
     let deadline = Instant::now() + Duration::from_secs(seconds) + Duration::from_secs(2);
     let mut tasks = Vec::new();
@@ -256,10 +311,13 @@ async fn relay(
         }));
     }
     measure_rate(
-        &format!("relay: pairs={pairs} size={size}B window={window} one-way msgs/s"),
+        &format!(
+            "relay{}: pairs={pairs} size={size}B window={window} one-way msgs/s",
+            target.across()
+        ),
         &received,
         seconds,
-        server_pid,
+        target,
     )
     .await;
     for t in tasks {
@@ -268,12 +326,12 @@ async fn relay(
     Ok(())
 }
 
-async fn rtt(url: &str, pairs: usize, size: usize, seconds: u64) -> Result<(), Error> {
+async fn rtt(target: &Target, pairs: usize, size: usize, seconds: u64) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for i in 0..pairs {
-        let (mut member, mut joiner, s) =
-            pair(url, &format!("rtt-{i}-{}", std::process::id())).await?;
+        let key = format!("rtt-{i}-{}", std::process::id());
+        let (mut member, mut joiner, s) = pair(target.node(i), target.node(i + 1), &key).await?;
         tasks.push(tokio::spawn(async move {
             let payload = vec![b'x'; size];
             let mut samples = Vec::new();
@@ -300,13 +358,25 @@ async fn rtt(url: &str, pairs: usize, size: usize, seconds: u64) -> Result<(), E
     }
     let rate = all.len() as f64 / seconds as f64;
     report_latencies(
-        &format!("rtt (pairs={pairs}, {size}B, one in flight, {rate:.0} round trips/s)"),
+        &format!(
+            "rtt{} (pairs={pairs}, {size}B, one in flight, {rate:.0} round trips/s)",
+            target.across()
+        ),
         all,
     );
     Ok(())
 }
 
-async fn joins(url: &str, total: usize, concurrency: usize, seconds: u64) -> Result<(), Error> {
+/// Joins per second. On one node each join opens a fresh group. Across
+/// nodes each timed join is a joiner entering a group whose member (its
+/// owner's peer, connected first, untimed) is on the next node, so every
+/// timed join crosses nodes.
+async fn joins(
+    target: &Target,
+    total: usize,
+    concurrency: usize,
+    seconds: u64,
+) -> Result<(), Error> {
     let permits = Arc::new(Semaphore::new(concurrency));
     let deadline = Instant::now() + Duration::from_secs(seconds.max(1) * 6);
     let started = Instant::now();
@@ -316,14 +386,31 @@ async fn joins(url: &str, total: usize, concurrency: usize, seconds: u64) -> Res
             break;
         }
         let permit = permits.clone().acquire_owned().await?;
-        let url = format!("{url}/join-{i}-{}", std::process::id());
+        let key = format!("join-{i}-{}", std::process::id());
+        let url = format!("{}/{key}", target.node(i));
+        let member_url = (target.nodes() > 1).then(|| format!("{}/{key}", target.node(i + 1)));
         tasks.push(tokio::spawn(async move {
-            let t0 = Instant::now();
             let result = async {
+                let member = match member_url {
+                    Some(member_url) => {
+                        let mut member = open(&member_url).await?;
+                        connect(&mut member, 1, &[]).await?;
+                        Some(member)
+                    }
+                    None => None,
+                };
+                let t0 = Instant::now();
                 let mut ws = open(&url).await?;
-                connect(&mut ws, 1, &[]).await?;
+                let id = if member.is_some() { 2 } else { 1 };
+                let admitted = connect(&mut ws, id, &[]).await?;
                 let elapsed = t0.elapsed();
+                if member.is_some() && admitted {
+                    return Err("a joiner of a group with a member was admitted".into());
+                }
                 let _ = ws.close(None).await;
+                if let Some(mut member) = member {
+                    let _ = member.close(None).await;
+                }
                 Ok::<_, Error>(elapsed)
             }
             .await;
@@ -341,7 +428,10 @@ async fn joins(url: &str, total: usize, concurrency: usize, seconds: u64) -> Res
     }
     let rate = samples.len() as f64 / started.elapsed().as_secs_f64();
     report_latencies(
-        &format!("joins ({concurrency} in flight, {rate:.0} joins/s, {failures} failed)"),
+        &format!(
+            "joins{} ({concurrency} in flight, {rate:.0} joins/s, {failures} failed)",
+            target.across()
+        ),
         samples,
     );
     Ok(())
@@ -397,22 +487,95 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU seconds the gateway processes used so far, summed (None when there
+/// are none, or one cannot be read).
+fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
+/// Calls so far of each Redis command (`cmdstat_<name>:calls=N,...` lines
+/// of `INFO commandstats`, read with `redis-cli`).
+fn redis_command_calls(port: u16) -> Result<BTreeMap<String, u64>, Error> {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["INFO", "commandstats"])
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("redis-cli failed: {}", output.status).into());
+    }
+    Ok(parse_command_calls(&String::from_utf8_lossy(
+        &output.stdout,
+    )))
+}
+
+fn parse_command_calls(info: &str) -> BTreeMap<String, u64> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// The Redis commands called per event between two `INFO commandstats`
+/// readings: the publishes, the writes (scripts and plain writes: content
+/// relay should make none) and all commands.
+fn redis_per_event(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    events: u64,
+) -> String {
+    let delta = |name: &str| {
+        let calls = |stats: &BTreeMap<String, u64>| stats.get(name).copied().unwrap_or(0);
+        calls(after).saturating_sub(calls(before))
+    };
+    let total: u64 = after.keys().map(|name| delta(name)).sum();
+    let publishes = delta("publish") + delta("spublish");
+    // The directory's writes (scripts, plain writes); the registry's ZADD
+    // (one per node and heartbeat, whatever the load) is shown apart.
+    let writes: u64 = ["evalsha", "eval", "set", "hset", "del"]
+        .iter()
+        .map(|name| delta(name))
+        .sum();
+    let per = |n: u64| n as f64 / events as f64;
+    format!(
+        " redis_publish_per_event={:.4} redis_evalsha={} redis_set={} redis_writes={writes} redis_zadd={} redis_commands_per_event={:.4}",
+        per(publishes),
+        delta("evalsha") + delta("eval"),
+        delta("set"),
+        delta("zadd"),
+        per(total),
+    )
+}
+
 /// Measures `counter` over `seconds` after a 1 s warm-up; prints the rate
-/// and, with a server pid, the server's CPU use per counted event.
-async fn measure_rate(what: &str, counter: &AtomicU64, seconds: u64, server_pid: Option<u32>) {
+/// and, with server pids, the servers' CPU use per counted event (and with
+/// a Redis port, the Redis commands over the window).
+async fn measure_rate(what: &str, counter: &AtomicU64, seconds: u64, target: &Target) {
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let redis_before = target.redis_port.map(redis_command_calls);
     let (start_count, start, start_cpu) = (
         counter.load(Ordering::Relaxed),
         Instant::now(),
-        server_pid.and_then(cpu_seconds),
+        servers_cpu_seconds(&target.server_pids),
     );
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (events, elapsed) = (
         counter.load(Ordering::Relaxed) - start_count,
         start.elapsed().as_secs_f64(),
     );
+    let end_cpu = servers_cpu_seconds(&target.server_pids);
+    let redis_after = target.redis_port.map(redis_command_calls);
     let rate = events as f64 / elapsed;
-    let cpu = match (server_pid.and_then(cpu_seconds), start_cpu) {
+    let cpu = match (end_cpu, start_cpu) {
         (Some(end), Some(start)) if events > 0 => format!(
             " server_cpu_cores={:.2} server_cpu_us_per_event={:.2}",
             (end - start) / elapsed,
@@ -420,7 +583,14 @@ async fn measure_rate(what: &str, counter: &AtomicU64, seconds: u64, server_pid:
         ),
         _ => String::new(),
     };
-    println!("{what}={rate:.0}{cpu}");
+    let redis = match (redis_before, redis_after) {
+        (Some(Ok(before)), Some(Ok(after))) if events > 0 => {
+            redis_per_event(&before, &after, events)
+        }
+        (Some(Err(error)), _) | (_, Some(Err(error))) => format!(" redis_error={error:?}"),
+        _ => String::new(),
+    };
+    println!("{what}={rate:.0}{cpu}{redis}");
 }
 
 fn rss_kib(pid: u32) -> Result<u64, Error> {
@@ -475,17 +645,19 @@ async fn idle(url: &str, connections: usize, pid: u32, seconds: u64) -> Result<(
 }
 
 async fn videre(
-    url: &str,
+    target: &Target,
     rooms: usize,
     users: usize,
     window: u64,
     seconds: u64,
-    server_pid: Option<u32>,
 ) -> Result<(), Error> {
     let delivered = Arc::new(AtomicU64::new(0));
     let mut ready = Vec::with_capacity(rooms * users);
     for r in 0..rooms {
         for u in 0..users {
+            // Each room's users spread over the nodes (room r starts on
+            // node r, so the rooms' first users spread too).
+            let url = target.node(r + u);
             let mut ws = open(&format!("{url}/echo/websocket")).await?;
             let room = format!("room-{r}-{}", std::process::id());
             let user = format!("user-{u}");
@@ -524,10 +696,13 @@ async fn videre(
         }));
     }
     measure_rate(
-        &format!("videre: rooms={rooms} users={users} broadcast deliveries/s"),
+        &format!(
+            "videre{}: rooms={rooms} users={users} broadcast deliveries/s",
+            target.across()
+        ),
         &delivered,
         seconds,
-        server_pid,
+        target,
     )
     .await;
     for t in tasks {
@@ -538,10 +713,27 @@ async fn videre(
 
 fn main() -> Result<(), Error> {
     let cli = Cli::parse();
-    let url = cli.url.trim_end_matches('/').to_string();
-    if !(url.contains("://127.") || url.contains("://localhost") || url.contains("://[::1]")) {
-        return Err("the load tool only targets loopback addresses".into());
+    let mut urls: Vec<String> = cli
+        .url
+        .iter()
+        .chain(&cli.urls)
+        .map(|url| url.trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty())
+        .collect();
+    if urls.is_empty() {
+        urls.push("ws://127.0.0.1:8000".to_owned());
     }
+    for url in &urls {
+        if !(url.contains("://127.") || url.contains("://localhost") || url.contains("://[::1]")) {
+            return Err("the load tool only targets loopback addresses".into());
+        }
+    }
+    let target = Target {
+        urls,
+        server_pids: cli.server_pid,
+        redis_port: cli.redis_port,
+    };
+    let target = &target;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -552,17 +744,20 @@ fn main() -> Result<(), Error> {
                 pairs,
                 size,
                 window,
-            } => relay(&url, pairs, size, window, cli.seconds, cli.server_pid).await,
-            Scenario::Rtt { pairs, size } => rtt(&url, pairs, size, cli.seconds).await,
+            } => relay(target, pairs, size, window, cli.seconds).await,
+            Scenario::Rtt { pairs, size } => rtt(target, pairs, size, cli.seconds).await,
             Scenario::Joins { total, concurrency } => {
-                joins(&url, total, concurrency, cli.seconds).await
+                joins(target, total, concurrency, cli.seconds).await
             }
-            Scenario::Idle { connections, pid } => idle(&url, connections, pid, cli.seconds).await,
+            // Memory is a per-process figure: measured on the first node.
+            Scenario::Idle { connections, pid } => {
+                idle(target.node(0), connections, pid, cli.seconds).await
+            }
             Scenario::Videre {
                 rooms,
                 users,
                 window,
-            } => videre(&url, rooms, users, window, cli.seconds, cli.server_pid).await,
+            } => videre(target, rooms, users, window, cli.seconds).await,
         }
     })
 }

@@ -10,13 +10,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sigway_core::cluster::link::{Envelope, Link, LinkOutput};
 use sigway_core::cluster::liveness::{Announcement, ControlMessage, Liveness, LivenessEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::publisher::{self, Job};
 use super::{BusConfig, BusEvent, Command, Shared};
 use crate::transport::{Delivery, NodeId, Transport};
 
 const FIRST_RESUBSCRIBE: Duration = Duration::from_millis(100);
+/// At most this many more commands, or deliveries, are taken in one turn
+/// once one arrived: what queued up while the bus was busy goes out in
+/// batch envelopes (the links flush at the end of the turn), yet timers and
+/// the other input are not starved.
+const TURN: usize = 256;
 const MAX_RESUBSCRIBE: Duration = Duration::from_secs(5);
 /// How long shutdown waits for `Bye` and the deregistration.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -77,12 +82,20 @@ impl<T: Transport> Actor<T> {
         let done = loop {
             let deadline = self.next_deadline();
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Command::Send { to, payload, queued }) => self.on_send(to, payload, &queued),
-                    Some(Command::Shutdown(done)) => break Some(done),
-                    None => break None,
-                },
-                delivery = next_delivery(&mut self.subscription) => self.on_delivery(delivery),
+                command = commands.recv() => {
+                    if let Some(stop) = self.on_commands(command, &mut commands) {
+                        break stop;
+                    }
+                }
+                delivery = next_delivery(&mut self.subscription) => {
+                    self.on_delivery(delivery);
+                    for _ in 1..TURN {
+                        let Some(Ok(delivery)) = self.subscription.as_mut().map(mpsc::Receiver::try_recv) else {
+                            break;
+                        };
+                        self.on_delivery(Some(delivery));
+                    }
+                }
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
             }
             self.on_timers().await;
@@ -93,6 +106,8 @@ impl<T: Transport> Actor<T> {
                 let _ = self.events.send(event).await;
             }
         };
+        // What the last turn queued (before the shutdown) still goes out.
+        self.collect_link_outputs();
         self.goodbye().await;
         if let Some(done) = done {
             let _ = done.send(());
@@ -111,11 +126,44 @@ impl<T: Transport> Actor<T> {
             .unwrap_or_else(|| Instant::now() + self.config.heartbeat)
     }
 
-    fn on_send(&mut self, to: NodeId, payload: Bytes, queued: &AtomicUsize) {
+    /// Takes `first` and what else is waiting (up to a turn's worth);
+    /// returns `Some` when the bus must stop (with whom to tell).
+    fn on_commands(
+        &mut self,
+        first: Option<Command>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Option<oneshot::Sender<()>>> {
+        let now = Instant::now();
+        let mut command = first;
+        for taken in 1.. {
+            match command {
+                Some(Command::Send {
+                    to,
+                    payload,
+                    queued,
+                }) => self.on_send(to, payload, &queued, now),
+                Some(Command::Shutdown(done)) => return Some(Some(done)),
+                None => return Some(None),
+            }
+            if taken == TURN {
+                break;
+            }
+            command = match commands.try_recv() {
+                Ok(next) => Some(next),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+        None
+    }
+
+    fn on_send(&mut self, to: NodeId, payload: Bytes, queued: &AtomicUsize, now: Instant) {
         queued.fetch_sub(1, Ordering::AcqRel);
         match self.links.get_mut(&to) {
             Some(link) => {
-                link.send(payload, Instant::now());
+                // Published when the turn ends, with what else this turn
+                // queued for the same node.
+                link.queue(payload, now);
                 self.shared
                     .counters
                     .messages_sent
@@ -288,6 +336,7 @@ impl<T: Transport> Actor<T> {
         let events = &mut self.pending_events;
         let counters = &self.shared.counters;
         for (peer, link) in &mut self.links {
+            link.flush();
             while let Some(output) = link.pop_output() {
                 match output {
                     LinkOutput::Publish(envelope) => {

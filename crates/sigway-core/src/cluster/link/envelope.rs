@@ -10,15 +10,19 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | version (1) |
-//! | 1 | kind: 1 data, 2 ack, 3 nack, 4 probe |
+//! | 1 | kind: 1 data, 2 ack, 3 nack, 4 probe, 5 batch |
 //! | 2..6 | from: sending node (u32) |
 //! | 6..14 | incarnation: the sending node's run (u64) |
 //! | 14..18 | generation of the sending state (u32, ≥ 1) |
-//! | 18..26 | seq: data: the payload's number (≥ 1); probe: the highest number sent; else 0 |
+//! | 18..26 | seq: data: the payload's number (≥ 1); batch: its first payload's number (≥ 1); probe: the highest number sent; else 0 |
 //! | 26..34 | to_incarnation: the destination run it is for (u64) |
 //! | 34..38 | ack_generation: the reverse state acknowledged (0: none known) |
 //! | 38..46 | ack: everything up to it was delivered (nack: resend from ack + 1) |
-//! | 46.. | payload (data only) |
+//! | 46.. | payload (data only); batch: consecutive payloads, each a u32 length then its bytes (at least one) |
+//!
+//! A batch carries payloads `seq`, `seq + 1`, ... of one link in one
+//! publish: under load a link sends what queued up meanwhile at once, so
+//! the engine between nodes sees one message per batch, not per payload.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -40,6 +44,9 @@ pub enum EnvelopeKind {
     /// "I have sent up to `seq`": the receiver answers with an ack or a
     /// nack at once (finds lost tails, announces a new generation).
     Probe,
+    /// Carries consecutive numbered payloads, from `seq` on
+    /// ([`Envelope::batch`] reads them).
+    Batch,
 }
 
 /// One link envelope (see the module doc for the fields' meaning).
@@ -78,7 +85,8 @@ pub enum EnvelopeError {
     #[error("unknown envelope kind {0}")]
     Kind(u8),
     /// Fields that contradict each other (generation 0, data numbered 0,
-    /// a payload on a non-data envelope).
+    /// a payload on a non-data envelope, a batch that is empty, does not
+    /// split into whole payloads, or numbers past `u64::MAX`).
     #[error("inconsistent envelope header")]
     Inconsistent,
 }
@@ -90,6 +98,7 @@ impl EnvelopeKind {
             Self::Ack => 2,
             Self::Nack => 3,
             Self::Probe => 4,
+            Self::Batch => 5,
         }
     }
 
@@ -99,6 +108,7 @@ impl EnvelopeKind {
             2 => Self::Ack,
             3 => Self::Nack,
             4 => Self::Probe,
+            5 => Self::Batch,
             other => return Err(EnvelopeError::Kind(other)),
         })
     }
@@ -142,12 +152,83 @@ impl Envelope {
         let consistent = envelope.generation != 0
             && match kind {
                 EnvelopeKind::Data => envelope.seq != 0,
+                EnvelopeKind::Batch => {
+                    envelope.seq != 0
+                        && batch_count(&envelope.payload)
+                            .is_some_and(|n| n > 0 && envelope.seq.checked_add(n - 1).is_some())
+                }
                 _ => envelope.payload.is_empty(),
             };
         if consistent {
             Ok(envelope)
         } else {
             Err(EnvelopeError::Inconsistent)
+        }
+    }
+}
+
+/// Bytes a batch body takes for a payload of `len` bytes.
+pub(crate) fn framed_len(len: usize) -> usize {
+    4 + len
+}
+
+/// Whether a payload of `len` bytes can go in a batch (its length must fit
+/// the u32 prefix; longer ones travel alone, as data).
+pub(crate) fn batchable(len: usize) -> bool {
+    u32::try_from(len).is_ok()
+}
+
+/// Appends one [`batchable`] payload to a batch body.
+pub(crate) fn put_framed(body: &mut BytesMut, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    body.put_u32(len);
+    body.put_slice(&payload[..len as usize]);
+}
+
+/// How many payloads a batch body holds (None: it does not split into
+/// whole payloads).
+fn batch_count(body: &[u8]) -> Option<u64> {
+    let mut rest = body;
+    let mut count = 0u64;
+    while !rest.is_empty() {
+        let len = u32_at(rest.get(..4)?, 0) as usize;
+        rest = rest.get(4..)?.get(len..)?;
+        count += 1;
+    }
+    Some(count)
+}
+
+/// The payloads of a batch body, in order (shares the body's bytes). Stops
+/// early at a malformed frame, which [`Envelope::decode`] never lets
+/// through.
+pub struct BatchPayloads {
+    rest: Bytes,
+}
+
+impl Iterator for BatchPayloads {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let len = u32_at(self.rest.get(..4)?, 0) as usize;
+        if self.rest.len() < 4 + len {
+            self.rest = Bytes::new();
+            return None;
+        }
+        let payload = self.rest.slice(4..4 + len);
+        self.rest = self.rest.slice(4 + len..);
+        Some(payload)
+    }
+}
+
+impl Envelope {
+    /// A batch's payloads, numbered `seq`, `seq + 1`, ... (nothing for
+    /// other kinds).
+    pub fn batch(&self) -> BatchPayloads {
+        BatchPayloads {
+            rest: match self.kind {
+                EnvelopeKind::Batch => self.payload.clone(),
+                _ => Bytes::new(),
+            },
         }
     }
 }

@@ -19,9 +19,14 @@
 //! peer) starts a fresh receiving state and reports [`LinkReset::Peer`],
 //! after which nothing of the older generation is delivered.
 //!
-//! It is a sans-IO state machine: inputs are [`Link::send`],
-//! [`Link::on_envelope`] and [`Link::poll`] (timers, with the time as an
-//! argument); outputs ([`LinkOutput`]: envelopes to publish, payloads to
+//! Payloads [`Link::queue`]d between two [`Link::flush`]es go out together
+//! in batch envelopes (numbered one by one all the same: acks, nacks, the
+//! ring and duplicates work per payload), so a busy link publishes once per
+//! batch rather than once per payload.
+//!
+//! It is a sans-IO state machine: inputs are [`Link::send`] (or
+//! [`Link::queue`] and [`Link::flush`]), [`Link::on_envelope`] and
+//! [`Link::poll`] (timers, with the time as an argument); outputs ([`LinkOutput`]: envelopes to publish, payloads to
 //! deliver, resets) are taken with [`Link::pop_output`]; the driver sleeps
 //! until [`Link::next_deadline`].
 
@@ -50,6 +55,9 @@ pub struct LinkConfig {
     pub ack_after: Duration,
     /// How many envelopes beyond a gap the receiver keeps.
     pub max_out_of_order: usize,
+    /// A batch envelope carries at most this many bytes of payloads (with
+    /// their 4-byte length prefixes); a longer payload travels alone.
+    pub batch_bytes: usize,
 }
 
 impl Default for LinkConfig {
@@ -60,6 +68,7 @@ impl Default for LinkConfig {
             resend_after: Duration::from_millis(200),
             ack_after: Duration::from_millis(10),
             max_out_of_order: 1024,
+            batch_bytes: 64 * 1024,
         }
     }
 }

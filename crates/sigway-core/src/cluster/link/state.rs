@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::LinkConfig;
-use super::envelope::{Envelope, EnvelopeKind};
+use super::envelope::{Envelope, EnvelopeKind, batchable, framed_len, put_framed};
 use crate::cluster::{Incarnation, NodeId};
 
 /// What the driver must do.
@@ -48,6 +48,9 @@ struct Pending {
 struct Sending {
     generation: u32,
     next_seq: u64,
+    /// Every payload up to this number was published at least once (the
+    /// ones after it are queued for the next flush).
+    published: u64,
     acked: u64,
     ring: VecDeque<Pending>,
     ring_bytes: usize,
@@ -59,6 +62,7 @@ impl Sending {
         Self {
             generation,
             next_seq: 1,
+            published: 0,
             acked: 0,
             ring: VecDeque::new(),
             ring_bytes: 0,
@@ -148,7 +152,7 @@ impl Link {
         self.sending.generation
     }
 
-    /// Payloads sent and not yet acknowledged.
+    /// Payloads sent (or queued) and not yet acknowledged.
     pub fn unacked(&self) -> u64 {
         self.sending.highest_sent() - self.sending.acked
     }
@@ -163,23 +167,113 @@ impl Link {
         self.outputs.pop_front()
     }
 
-    /// Sends `payload` to the peer.
+    /// Sends `payload` to the peer at once (one data envelope).
     pub fn send(&mut self, payload: Bytes, now: Instant) {
+        self.queue(payload, now);
+        self.flush();
+    }
+
+    /// Numbers `payload` and keeps it in the ring; it is published by the
+    /// next [`Link::flush`] (or [`Link::poll`]), together with whatever else
+    /// was queued meanwhile: one data envelope for one payload, batch
+    /// envelopes of up to `batch_bytes` for several. A driver queues what
+    /// one turn brings and flushes at the end of it, so batches form under
+    /// load and add no delay otherwise.
+    pub fn queue(&mut self, payload: Bytes, now: Instant) {
         let seq = self.sending.next_seq;
         self.sending.next_seq += 1;
         self.sending.ring_bytes += payload.len();
         self.sending.ring.push_back(Pending {
             seq,
-            payload: payload.clone(),
+            payload,
             first_sent: now,
         });
         while self.sending.ring_bytes > self.config.ring_bytes && self.sending.ring.len() > 1 {
-            self.sending.pop_front();
+            self.evict_front();
         }
         self.sending
             .resend_at
             .get_or_insert(now + self.config.resend_after);
-        self.publish(EnvelopeKind::Data, seq, payload);
+    }
+
+    /// Publishes every payload queued since the last flush.
+    pub fn flush(&mut self) {
+        let from = self.sending.published + 1;
+        if from <= self.sending.highest_sent() {
+            self.publish_ring_from(from);
+        }
+    }
+
+    /// Drops the ring's oldest payload, publishing what is queued first if
+    /// it was not yet (every payload goes out at least once; if it is lost
+    /// and then asked for, the link resets as for any evicted payload).
+    fn evict_front(&mut self) {
+        if self
+            .sending
+            .ring
+            .front()
+            .is_some_and(|entry| entry.seq > self.sending.published)
+        {
+            self.flush();
+        }
+        self.sending.pop_front();
+    }
+
+    /// Publishes the ring's payloads from number `from` on, as few
+    /// envelopes as `batch_bytes` allows; returns how many payloads.
+    fn publish_ring_from(&mut self, from: u64) -> u64 {
+        let Some(front) = self.sending.ring.front() else {
+            return 0;
+        };
+        let skip = usize::try_from(from.saturating_sub(front.seq)).unwrap_or(usize::MAX);
+        let payloads: Vec<(u64, Bytes)> = self
+            .sending
+            .ring
+            .iter()
+            .skip(skip)
+            .map(|entry| (entry.seq, entry.payload.clone()))
+            .collect();
+        let limit = self.config.batch_bytes;
+        let mut batch: Vec<(u64, Bytes)> = Vec::new();
+        let mut batch_bytes = 0;
+        for (seq, payload) in &payloads {
+            let framed = framed_len(payload.len());
+            let fits = batchable(payload.len()) && framed <= limit;
+            if !batch.is_empty() && (!fits || batch_bytes + framed > limit) {
+                self.publish_batch(std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+            if fits {
+                batch.push((*seq, payload.clone()));
+                batch_bytes += framed;
+            } else {
+                self.publish(EnvelopeKind::Data, *seq, payload.clone());
+            }
+        }
+        if !batch.is_empty() {
+            self.publish_batch(batch);
+        }
+        if let Some((last, _)) = payloads.last() {
+            self.sending.published = self.sending.published.max(*last);
+        }
+        payloads.len() as u64
+    }
+
+    /// Publishes consecutive payloads: one alone as data, more as a batch.
+    fn publish_batch(&mut self, batch: Vec<(u64, Bytes)>) {
+        match batch.as_slice() {
+            [] => {}
+            [(seq, payload)] => self.publish(EnvelopeKind::Data, *seq, payload.clone()),
+            [(first, _), ..] => {
+                let first = *first;
+                let len = batch.iter().map(|(_, p)| framed_len(p.len())).sum();
+                let mut body = BytesMut::with_capacity(len);
+                for (_, payload) in &batch {
+                    put_framed(&mut body, payload);
+                }
+                self.publish(EnvelopeKind::Batch, first, body.freeze());
+            }
+        }
     }
 
     /// Takes in an envelope the peer published (the driver routes by
@@ -229,6 +323,14 @@ impl Link {
 
         match envelope.kind {
             EnvelopeKind::Data => self.on_data(envelope.seq, envelope.payload, now),
+            EnvelopeKind::Batch => {
+                let mut seq = Some(envelope.seq);
+                for payload in envelope.batch() {
+                    let Some(this) = seq else { break };
+                    self.on_data(this, payload, now);
+                    seq = this.checked_add(1);
+                }
+            }
             EnvelopeKind::Probe => {
                 let receiving = &mut self.receiving;
                 receiving.peer_highest = receiving.peer_highest.max(envelope.seq);
@@ -246,9 +348,11 @@ impl Link {
         true
     }
 
-    /// Runs the timers due at `now`: ring eviction by age, probing after
-    /// `resend_after` without an ack, delayed acks, nacks for gaps.
+    /// Publishes what is queued, then runs the timers due at `now`: ring
+    /// eviction by age, probing after `resend_after` without an ack,
+    /// delayed acks, nacks for gaps.
     pub fn poll(&mut self, now: Instant) {
+        self.flush();
         let ring_age = self.config.ring_age;
         while self
             .sending
@@ -256,7 +360,7 @@ impl Link {
             .front()
             .is_some_and(|entry| entry.first_sent + ring_age <= now)
         {
-            self.sending.pop_front();
+            self.evict_front();
         }
         if self.sending.resend_at.is_some_and(|at| at <= now) {
             if self.unacked() == 0 {
@@ -303,7 +407,7 @@ impl Link {
 
     fn on_ack(&mut self, ack: u64, now: Instant) {
         let sending = &mut self.sending;
-        if ack <= sending.acked || ack > sending.highest_sent() {
+        if ack <= sending.acked || ack > sending.published {
             return;
         }
         sending.acked = ack;
@@ -329,16 +433,7 @@ impl Link {
             self.probe();
             return;
         }
-        let resend: Vec<(u64, Bytes)> = self
-            .sending
-            .ring
-            .iter()
-            .map(|entry| (entry.seq, entry.payload.clone()))
-            .collect();
-        self.retransmits += resend.len() as u64;
-        for (seq, payload) in resend {
-            self.publish(EnvelopeKind::Data, seq, payload);
-        }
+        self.retransmits += self.publish_ring_from(from);
         self.sending.resend_at = Some(now + self.config.resend_after);
     }
 
@@ -381,7 +476,7 @@ impl Link {
     }
 
     fn probe(&mut self) {
-        let highest = self.sending.highest_sent();
+        let highest = self.sending.published;
         self.publish(EnvelopeKind::Probe, highest, Bytes::new());
     }
 

@@ -28,6 +28,7 @@ fn config() -> LinkConfig {
         resend_after: Duration::from_millis(100),
         ack_after: Duration::from_millis(10),
         max_out_of_order: 8,
+        batch_bytes: 64,
     }
 }
 
@@ -147,9 +148,10 @@ fn a_gap_is_nacked_after_the_reordering_allowance_and_at_most_once_per_resend_af
     let resent = drain(&mut a).publish;
     assert_eq!(
         kinds(&resent),
-        [(EnvelopeKind::Data, 2), (EnvelopeKind::Data, 3)],
-        "everything from the gap"
+        [(EnvelopeKind::Batch, 2)],
+        "everything from the gap, in one batch"
     );
+    assert_eq!(texts(&resent[0].batch().collect::<Vec<_>>()), ["m2", "m3"]);
     assert_eq!(a.take_retransmits(), 2);
     for envelope in resent {
         b.on_envelope(envelope, t0 + 112 * MS);
@@ -330,10 +332,10 @@ fn decoding_rejects_what_is_not_an_envelope() {
         Err(EnvelopeError::Version(2))
     );
     raw[0] = 1;
-    raw[1] = 5;
+    raw[1] = 6;
     assert_eq!(
         Envelope::decode(raw.clone().into()),
-        Err(EnvelopeError::Kind(5))
+        Err(EnvelopeError::Kind(6))
     );
     raw[1] = 2;
     assert_eq!(
@@ -348,13 +350,166 @@ fn decoding_rejects_what_is_not_an_envelope() {
     );
 }
 
+/// A batch body of `payloads` (4-byte big-endian length, then the bytes).
+fn batch_body(payloads: &[&[u8]]) -> Bytes {
+    let mut body = Vec::new();
+    for payload in payloads {
+        body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        body.extend_from_slice(payload);
+    }
+    body.into()
+}
+
+#[test]
+fn payloads_queued_together_go_out_in_one_batch_and_are_delivered_and_acked_one_by_one() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(config());
+    for text in ["m1", "m2", "m3"] {
+        a.queue(Bytes::from(text), t0);
+    }
+    assert!(drain(&mut a).publish.is_empty(), "nothing before the flush");
+    assert_eq!(a.unacked(), 3);
+    a.flush();
+    let sent = drain(&mut a).publish;
+    assert_eq!(kinds(&sent), [(EnvelopeKind::Batch, 1)]);
+    assert_eq!(sent[0].payload, batch_body(&[b"m1", b"m2", b"m3"]));
+    a.flush();
+    assert!(drain(&mut a).publish.is_empty(), "flushed once");
+    b.on_envelope(sent[0].clone(), t0);
+    b.on_envelope(sent[0].clone(), t0);
+    assert_eq!(texts(&drain(&mut b).deliver), ["m1", "m2", "m3"], "once");
+    b.poll(t0 + 10 * MS);
+    let ack = drain(&mut b).publish;
+    assert_eq!((ack[0].kind, ack[0].ack), (EnvelopeKind::Ack, 3));
+    a.on_envelope(ack[0].clone(), t0 + 11 * MS);
+    assert_eq!(a.unacked(), 0);
+    // One queued payload alone goes out as plain data, and poll flushes.
+    a.queue(Bytes::from("m4"), t0 + 12 * MS);
+    a.poll(t0 + 12 * MS);
+    assert_eq!(kinds(&drain(&mut a).publish), [(EnvelopeKind::Data, 4)]);
+}
+
+#[test]
+fn batches_are_bounded_by_batch_bytes_and_a_longer_payload_travels_alone() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(LinkConfig {
+        batch_bytes: 20,
+        ..config()
+    });
+    // Framed: 4 + 6 = 10 bytes each, so two fit a batch; 30 bytes do not.
+    let long = "x".repeat(30);
+    for text in ["short1", "short2", "short3", long.as_str(), "short5"] {
+        a.queue(Bytes::from(text.to_owned()), t0);
+    }
+    a.flush();
+    let sent = drain(&mut a).publish;
+    assert_eq!(
+        kinds(&sent),
+        [
+            (EnvelopeKind::Batch, 1),
+            (EnvelopeKind::Data, 3),
+            (EnvelopeKind::Data, 4),
+            (EnvelopeKind::Data, 5)
+        ]
+    );
+    for envelope in sent.into_iter().rev() {
+        b.on_envelope(envelope, t0);
+    }
+    let delivered = drain(&mut b).deliver;
+    assert_eq!(
+        texts(&delivered),
+        ["short1", "short2", "short3", long.as_str(), "short5"],
+        "in order, whatever order the envelopes came in"
+    );
+}
+
+#[test]
+fn a_batch_overlapping_what_was_delivered_delivers_only_the_rest() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(config());
+    let first = send_n(&mut a, 1, t0);
+    b.on_envelope(first[0].clone(), t0);
+    let mut overlapping = first[0].clone();
+    overlapping.kind = EnvelopeKind::Batch;
+    overlapping.payload = batch_body(&[b"m1", b"m2", b"m3"]);
+    let overlapping = Envelope::decode(overlapping.encode()).expect("a well-formed batch");
+    b.on_envelope(overlapping, t0);
+    assert_eq!(texts(&drain(&mut b).deliver), ["m1", "m2", "m3"]);
+}
+
+#[test]
+fn a_payload_evicted_before_its_flush_is_published_first() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(LinkConfig {
+        ring_bytes: 4,
+        ..config()
+    });
+    for text in ["m1", "m2", "m3"] {
+        a.queue(Bytes::from(text), t0);
+    }
+    a.flush();
+    let sent = drain(&mut a).publish;
+    let mut published = Vec::new();
+    for envelope in &sent {
+        match envelope.kind {
+            EnvelopeKind::Data => published.push(envelope.payload.clone()),
+            _ => published.extend(envelope.batch()),
+        }
+    }
+    assert_eq!(texts(&published), ["m1", "m2", "m3"], "each went out once");
+    for envelope in sent {
+        b.on_envelope(envelope, t0);
+    }
+    assert_eq!(texts(&drain(&mut b).deliver), ["m1", "m2", "m3"]);
+}
+
+#[test]
+fn malformed_batches_are_not_envelopes() {
+    let batch = |seq: u64, body: Bytes| {
+        Envelope {
+            kind: EnvelopeKind::Batch,
+            from: 1,
+            incarnation: 2,
+            generation: 3,
+            seq,
+            to_incarnation: 4,
+            ack_generation: 0,
+            ack: 0,
+            payload: body,
+        }
+        .encode()
+    };
+    let good = batch_body(&[b"ab", b"", b"c"]);
+    let decoded = Envelope::decode(batch(7, good.clone())).expect("well-formed");
+    assert_eq!(texts(&decoded.batch().collect::<Vec<_>>()), ["ab", "", "c"]);
+    for (seq, body, why) in [
+        (7, Bytes::new(), "empty"),
+        (0, good.clone(), "numbered 0"),
+        (u64::MAX, good.clone(), "numbers past u64::MAX"),
+        (7, good.slice(..good.len() - 1), "last payload cut short"),
+        (7, good.slice(..3), "length prefix cut short"),
+    ] {
+        assert_eq!(
+            Envelope::decode(batch(seq, body)),
+            Err(EnvelopeError::Inconsistent),
+            "{why}"
+        );
+    }
+    assert_eq!(
+        Envelope::decode(batch(u64::MAX - 2, good)).map(|e| e.batch().count()),
+        Ok(3),
+        "the last number is u64::MAX"
+    );
+}
+
 fn any_envelope() -> impl Strategy<Value = Envelope> {
     (
         prop_oneof![
             Just(EnvelopeKind::Data),
             Just(EnvelopeKind::Ack),
             Just(EnvelopeKind::Nack),
-            Just(EnvelopeKind::Probe)
+            Just(EnvelopeKind::Probe),
+            Just(EnvelopeKind::Batch)
         ],
         any::<u32>(),
         any::<u64>(),
@@ -363,21 +518,30 @@ fn any_envelope() -> impl Strategy<Value = Envelope> {
         any::<u64>(),
         any::<u32>(),
         any::<u64>(),
-        prop::collection::vec(any::<u8>(), 0..64),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 1..4),
     )
         .prop_map(
-            |(kind, from, incarnation, generation, seq, to, ack_generation, ack, payload)| {
-                let data = kind == EnvelopeKind::Data;
+            |(kind, from, incarnation, generation, seq, to, ack_generation, ack, payloads)| {
+                let (seq, payload) = match kind {
+                    EnvelopeKind::Data => (seq.max(1), Bytes::from(payloads[0].clone())),
+                    EnvelopeKind::Batch => {
+                        let parts: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                        // Every number of the batch fits a u64.
+                        let last_first = u64::MAX - (parts.len() as u64 - 1);
+                        (seq.clamp(1, last_first), batch_body(&parts))
+                    }
+                    _ => (seq, Bytes::new()),
+                };
                 Envelope {
                     kind,
                     from,
                     incarnation,
                     generation,
-                    seq: if data { seq.max(1) } else { seq },
+                    seq,
                     to_incarnation: to,
                     ack_generation,
                     ack,
-                    payload: if data { payload.into() } else { Bytes::new() },
+                    payload,
                 }
             },
         )
@@ -407,12 +571,20 @@ enum Seen {
 }
 
 impl Sim {
-    fn send(&mut self, from: usize, count: u8) {
+    /// Sends `count` payloads from `from`, one by one, or queued and then
+    /// flushed together (in batches).
+    fn send(&mut self, from: usize, count: u8, batched: bool) {
         for _ in 0..count {
             let id = self.sent[from].len() as u64;
             self.sent[from].push(self.links[from].generation());
-            self.links[from].send(Bytes::copy_from_slice(&id.to_be_bytes()), self.now);
+            let payload = Bytes::copy_from_slice(&id.to_be_bytes());
+            if batched {
+                self.links[from].queue(payload, self.now);
+            } else {
+                self.links[from].send(payload, self.now);
+            }
         }
+        self.links[from].flush();
         self.flush();
     }
 
@@ -545,13 +717,18 @@ fn check_direction(sim: &Sim, sender: usize) -> Result<(), TestCaseError> {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Send { from: usize, count: u8 },
+    Send {
+        from: usize,
+        count: u8,
+        batched: bool,
+    },
     Wait(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        3 => (0usize..2, 1u8..6).prop_map(|(from, count)| Step::Send { from, count }),
+        3 => (0usize..2, 1u8..12, any::<bool>())
+            .prop_map(|(from, count, batched)| Step::Send { from, count, batched }),
         2 => (0u64..150).prop_map(Step::Wait),
     ]
 }
@@ -559,13 +736,16 @@ fn step() -> impl Strategy<Value = Step> {
 fn sim_config() -> impl Strategy<Value = LinkConfig> {
     prop_oneof![
         Just(LinkConfig::default()),
-        // Small rings, so resets happen.
-        (16usize..200, 50u64..600, 1usize..6).prop_map(|(bytes, age, early)| LinkConfig {
-            ring_bytes: bytes,
-            ring_age: Duration::from_millis(age),
-            resend_after: Duration::from_millis(40),
-            ack_after: Duration::from_millis(5),
-            max_out_of_order: early,
+        // Small rings, so resets happen; small batches, so they split.
+        (16usize..200, 50u64..600, 1usize..6, 1usize..40).prop_map(|(bytes, age, early, batch)| {
+            LinkConfig {
+                ring_bytes: bytes,
+                ring_age: Duration::from_millis(age),
+                resend_after: Duration::from_millis(40),
+                ack_after: Duration::from_millis(5),
+                max_out_of_order: early,
+                batch_bytes: batch,
+            }
         }),
     ]
 }
@@ -605,7 +785,7 @@ proptest! {
         };
         for step in steps {
             match step {
-                Step::Send { from, count } => sim.send(from, count),
+                Step::Send { from, count, batched } => sim.send(from, count, batched),
                 Step::Wait(ms) => sim.advance(ms),
             }
         }
