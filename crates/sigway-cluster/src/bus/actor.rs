@@ -1,6 +1,8 @@
 //! The bus task: feeds what the subscription brings and the clock to the
 //! pure liveness and link state machines, and carries out what they say
-//! (publish through the publisher, events to the user).
+//! (publish through the publisher, events to the user). About 400 lines:
+//! one event loop and the handlers of its five inputs, kept together so the
+//! order in which they touch the links stays readable.
 
 use std::collections::HashMap;
 use std::sync::Arc;

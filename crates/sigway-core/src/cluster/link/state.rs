@@ -1,6 +1,8 @@
 //! The link's state machine: the sending side (numbering, retransmit ring,
 //! resets) and the receiving side (ordering, duplicates, acks, nacks) of
 //! one node's link with one peer. The rules are in the parent module's doc.
+//! About 500 lines: the two halves share the generation, the peer's
+//! incarnation and the piggybacked acknowledgement, so they stay one type.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
