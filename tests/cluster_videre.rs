@@ -6,10 +6,13 @@
 //! sender, `ping` answered to the sender only with the users in join order,
 //! a `connect` elsewhere leaving the first room, disconnect notices (event,
 //! closed socket, stopped node), and the member limit's refusal notice,
-//! word for word the one a node alone sends. A stopped owner node bounces
-//! the members of its rooms on other nodes (1012), as for sigver groups.
-//! Clients use raw SockJS WebSockets (`/echo/websocket`). Skips with one
-//! line when `redis-server` is not installed.
+//! word for word the one a node alone sends. A room whose owner node stops
+//! or is killed (SIGKILL, with `sigway` processes) is adopted by a survivor
+//! from its snapshot: its other users stay, in join order, and hear the
+//! gone node's users' disconnect notices once, as for dropped sockets.
+//! Clients use raw SockJS WebSockets (`/echo/websocket`) unless a test
+//! needs another transport. Skips with one line when `redis-server` is not
+//! installed.
 
 mod videre_support;
 
@@ -22,7 +25,7 @@ use redis_harness::{RedisServer, redis_server_available};
 use serde_json::json;
 use sigway::app::BackgroundServer;
 use sigway::config::Settings;
-use videre_support::{Client, Incoming, Transport, WAIT, connect, expect_packet, packet};
+use videre_support::{Client, Transport, WAIT, connect, expect_packet, packet};
 
 /// Settings of one node of a test cluster on `redis`: fast heartbeats so
 /// that a node that goes away is noticed within a second.
@@ -217,45 +220,109 @@ async fn a_stopped_node_takes_its_users_out_of_the_rooms_of_the_others() {
     stopping.join().expect("node 2 stopped");
 }
 
+/// `client` receives the disconnect notices of `users` (in any order: they
+/// left as their node went), each once, and nothing else meanwhile.
+async fn expect_disconnects(client: &mut Client, users: &[&str], room: &str) {
+    let mut heard = Vec::new();
+    for _ in users {
+        let notice = client.recv_json().await;
+        assert_eq!(notice["Header"]["Event"], "disconnect", "{notice}");
+        assert_eq!(notice["Header"]["RoomId"], room, "{notice}");
+        assert_eq!(notice["Payload"], "", "{notice}");
+        heard.push(notice["Header"]["UserId"].as_str().unwrap_or("").to_owned());
+    }
+    heard.sort();
+    let mut expected: Vec<&str> = users.to_vec();
+    expected.sort_unstable();
+    assert_eq!(heard, expected, "each gone user's notice, once");
+}
+
+/// A broadcast of `user` reaches every client of `members` (the sender
+/// included), unchanged.
+async fn broadcast(sender: &mut Client, user: &str, room: &str, others: &mut [&mut Client]) {
+    let offer = packet(
+        "broadcast",
+        user,
+        room,
+        json!({"Type": "Ice Offer", "n": 1}),
+    )
+    .to_string();
+    sender.send(&offer).await;
+    assert_eq!(sender.recv().await, offer, "{user} hears its own broadcast");
+    for other in others.iter_mut() {
+        assert_eq!(other.recv().await, offer, "broadcast of {user}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_of_a_room_whose_owner_stopped_are_told_to_come_again() {
+async fn a_room_whose_owner_stopped_is_adopted_with_its_users_in_join_order() {
     if !redis_server_available() {
         return;
     }
     let redis = RedisServer::start();
-    let mut nodes = cluster_of_three(&redis, |_| {}).await;
+    // A small outbox gives each session a credit of 2 packets in flight:
+    // the adopted room must give it back for the adopter's own sessions.
+    let mut nodes = cluster_of_three(&redis, |settings| settings.limits.outbound_queue = 8).await;
+    // Node 1 owns the room (its user joined first); the users of nodes 1,
+    // 2 and 3 alternate in the join order. B is on the framed WebSocket,
+    // which carries a close code as is (a raw WebSocket's close frame says
+    // 1000), so a bounce (1012) would show.
     let mut a = open(&nodes[0]).await;
-    // SockJS framing carries the close code as is (a raw WebSocket's close
-    // frame says 1000, the SockJS layer's choice for codes outside its list).
     let mut b = Client::open(&nodes[1], Transport::FramedWebsocket).await;
-    join(&mut a, &mut [], "a", "moved", true).await;
-    join(&mut b, &mut [&mut a], "b", "moved", false).await;
-    // Node 1 ran the room; a videre room has no snapshot to be adopted
-    // from, so B is closed with 1012 ("service restart") to join again.
+    let mut a2 = open(&nodes[0]).await;
+    let mut c = open(&nodes[2]).await;
+    let mut d = open(&nodes[1]).await;
+    join(&mut a, &mut [], "a", "adopted", true).await;
+    join(&mut b, &mut [&mut a], "b", "adopted", false).await;
+    join(&mut a2, &mut [&mut a, &mut b], "a2", "adopted", false).await;
+    join(
+        &mut c,
+        &mut [&mut a, &mut b, &mut a2],
+        "c",
+        "adopted",
+        false,
+    )
+    .await;
+    join(
+        &mut d,
+        &mut [&mut a, &mut b, &mut a2, &mut c],
+        "d",
+        "adopted",
+        false,
+    )
+    .await;
+
+    // Node 1 stops: its users' sessions close, and the room moves to node
+    // 2 or 3, rebuilt from its snapshot. Nobody else is bounced: each
+    // survivor hears A's and A2's disconnect once (from node 1 before it
+    // left, or from the adopter), and nothing else.
     let owner = nodes.remove(0);
     let stopping = std::thread::spawn(move || owner.stop());
-    // (A's session, closed by its stopping node, may be announced first.)
-    let mut closed = None;
-    for _ in 0..3 {
-        match b.next().await {
-            Incoming::Closed(code, reason) => {
-                closed = Some((code, reason));
-                break;
-            }
-            Incoming::Message(text) => {
-                let notice: serde_json::Value = serde_json::from_str(&text).expect("json");
-                assert_eq!(notice["Header"]["Event"], "disconnect", "{text}");
-                assert_eq!(notice["Header"]["UserId"], "a", "{text}");
-            }
-        }
+    for survivor in [&mut b, &mut c, &mut d] {
+        expect_disconnects(survivor, &["a", "a2"], "adopted").await;
     }
-    let (code, reason) = closed.expect("B's session is closed");
-    assert_eq!((code, reason.as_str()), (1012, "room moved: join again"));
-    // Joining again works at once, on a new owner.
-    let mut b = open(&nodes[0]).await;
-    let mut c = open(&nodes[1]).await;
-    join(&mut b, &mut [], "b", "moved", true).await;
-    join(&mut c, &mut [&mut b], "c", "moved", false).await;
+    for survivor in [&mut b, &mut c, &mut d] {
+        survivor.expect_quiet().await;
+    }
+
+    // The room goes on, its order intact: ping (more packets than a
+    // session's credit), broadcast, a newcomer who is not the initiator.
+    for _ in 0..4 {
+        ping(&mut c, "c", "adopted", &["b", "c", "d"]).await;
+        ping(&mut b, "b", "adopted", &["b", "c", "d"]).await;
+        ping(&mut d, "d", "adopted", &["b", "c", "d"]).await;
+    }
+    broadcast(&mut d, "d", "adopted", &mut [&mut b, &mut c]).await;
+    let mut e = open(&nodes[1]).await;
+    join(&mut e, &mut [&mut b, &mut c, &mut d], "e", "adopted", false).await;
+    ping(&mut d, "d", "adopted", &["b", "c", "d", "e"]).await;
+    // Leaving still works in the adopted room.
+    c.close().await;
+    for other in [&mut b, &mut d, &mut e] {
+        expect_disconnect(other, "c", "adopted").await;
+    }
+    ping(&mut e, "e", "adopted", &["b", "d", "e"]).await;
+    b.expect_quiet().await;
     stopping.join().expect("node 1 stopped");
 }
 
@@ -310,4 +377,138 @@ async fn the_member_limit_refuses_across_nodes_exactly_as_on_one_node() {
         across_nodes, on_one_node,
         "the refusal notice, word for word"
     );
+}
+
+/// A `sigway` process of a test cluster, killed on drop (as in
+/// tests/cluster.rs).
+struct NodeProcess {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The dead timeout of the process nodes, in milliseconds.
+const DEAD_AFTER_MS: u64 = 600;
+
+impl NodeProcess {
+    fn spawn(redis: &str, node: u32) -> NodeProcess {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigway"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .env("SIGWAY_LOG__FILE", "")
+            .env("SIGWAY_LOG__LEVEL", "warn")
+            .env("SIGWAY_WORKERS", "1")
+            .env("SIGWAY_CLUSTER__REDIS_URL", redis)
+            .env("SIGWAY_CLUSTER__NODE_ID", node.to_string())
+            .env("SIGWAY_CLUSTER__HEARTBEAT_MS", "100")
+            .env("SIGWAY_CLUSTER__DEAD_AFTER_MS", DEAD_AFTER_MS.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sigway");
+        NodeProcess { child, port }
+    }
+
+    async fn open(&self) -> Client {
+        Client::open_websocket_url(&format!("ws://127.0.0.1:{}/echo/websocket", self.port)).await
+    }
+
+    async fn wait_ready(&mut self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(
+                self.child.try_wait().expect("status").is_none(),
+                "node exited before it was ready"
+            );
+            assert!(tokio::time::Instant::now() < deadline, "node ready in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill_hard(&mut self) {
+        // SIGKILL: no goodbye, no close frames, nothing flushed.
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+/// Within the dead timeout and half a second of `since`.
+fn in_time(since: tokio::time::Instant, what: &str) {
+    let elapsed = since.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(DEAD_AFTER_MS + 500),
+        "{what} after {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut nodes: Vec<NodeProcess> = (1..=4)
+        .map(|node| NodeProcess::spawn(&redis.url(), node))
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    // A few heartbeats, so that each node has heard the others.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // A (node 1) owns the room; B is on node 2, C on node 3, D on node 4.
+    let mut a = nodes[0].open().await;
+    let mut b = nodes[1].open().await;
+    let mut c = nodes[2].open().await;
+    let mut d = nodes[3].open().await;
+    join(&mut a, &mut [], "a", "killed", true).await;
+    join(&mut b, &mut [&mut a], "b", "killed", false).await;
+    join(&mut c, &mut [&mut a, &mut b], "c", "killed", false).await;
+    join(&mut d, &mut [&mut a, &mut b, &mut c], "d", "killed", false).await;
+
+    // A non-owner dies: the others hear B's disconnect within
+    // dead_after + 0.5 s, as for a dropped socket, and only once.
+    let killed = tokio::time::Instant::now();
+    nodes[1].kill_hard();
+    expect_disconnect(&mut a, "b", "killed").await;
+    in_time(killed, "B's disconnect noticed");
+    for other in [&mut c, &mut d] {
+        expect_disconnect(other, "b", "killed").await;
+    }
+    ping(&mut d, "d", "killed", &["a", "c", "d"]).await;
+    // (Quiet a while: the owner has written its snapshot without B.)
+    for client in [&mut a, &mut c, &mut d] {
+        client.expect_quiet().await;
+    }
+
+    // The owner dies: node 3 or 4 adopts the room from its snapshot. C and
+    // D stay (no bounce), hear A's disconnect within the same bound, once,
+    // and the room goes on in join order.
+    let killed = tokio::time::Instant::now();
+    nodes[0].kill_hard();
+    expect_disconnect(&mut c, "a", "killed").await;
+    in_time(killed, "A's disconnect noticed");
+    expect_disconnect(&mut d, "a", "killed").await;
+    c.expect_quiet().await;
+    d.expect_quiet().await;
+    ping(&mut d, "d", "killed", &["c", "d"]).await;
+    ping(&mut c, "c", "killed", &["c", "d"]).await;
+    broadcast(&mut c, "c", "killed", &mut [&mut d]).await;
+    let mut e = nodes[3].open().await;
+    join(&mut e, &mut [&mut c, &mut d], "e", "killed", false).await;
+    let mut f = nodes[2].open().await;
+    join(&mut f, &mut [&mut c, &mut d, &mut e], "f", "killed", false).await;
+    ping(&mut e, "e", "killed", &["c", "d", "e", "f"]).await;
 }

@@ -362,6 +362,12 @@ impl Rooms {
     }
 
     #[cfg(test)]
+    /// What a room of this node gets when created (to build one by hand).
+    pub(crate) fn test_home(&self) -> RoomHome {
+        self.home()
+    }
+
+    #[cfg(test)]
     /// Rooms currently open, all kinds.
     pub(crate) fn len(&self) -> usize {
         self.local.len()

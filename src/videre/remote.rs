@@ -13,11 +13,22 @@
 //! encoding and is handed to [`AwayMember`], which pushes packets to the
 //! session's SockJS link and answers the session awaiting its join.
 //!
+//! When the owner node is gone (it died or stopped), a node with members
+//! in the room adopts it from the snapshot the owner wrote after each join
+//! and leave (`sigway_core::videre::snapshot`): the users stay in join
+//! order, this node's sessions are reached again through their own links
+//! (taken back from their [`AwayMember`]), the other nodes' through the
+//! room layer, and the gone node's users leave once the room runs, so that
+//! the others receive their disconnect notices as for dropped sockets.
+//! Only when the room cannot be rebuilt are its members told it moved
+//! (1012, [`AwayMember::lost`]) and join again.
+//!
 //! Lenient mode (`videre.strict = false`) lets a session broadcast into a
 //! room it has not joined, found with `Rooms::find`: that lookup sees only
 //! the rooms this node runs, so in a cluster it is local only. Strict mode
 //! (the default) works across nodes.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
@@ -25,8 +36,9 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::error::{Refusal, VidereError};
-use crate::rooms::{Away, Exported, MemberId, Portable, Reach, RemoteSink, RoomHome};
+use crate::rooms::{Away, Exported, InFlight, MemberId, Portable, Reach, RemoteSink, RoomHome};
 use sigway_core::videre::packet::Event;
+use sigway_core::videre::room::RoomCore;
 
 use super::room::{Broadcast, Joiner, Leave, MemberLink, Outcome, Ping, VidereRoom};
 
@@ -45,6 +57,7 @@ impl Portable for VidereRoom {
             away: Box::new(AwayMember {
                 link,
                 outcome: Mutex::new(Some(outcome)),
+                credit: credit.clone(),
             }),
             credit,
         }
@@ -74,6 +87,7 @@ impl Portable for VidereRoom {
         match packet.event {
             Event::Broadcast => room.do_send(Broadcast {
                 packet,
+                from: id,
                 credit: None,
             }),
             Event::Ping => room.do_send(Ping {
@@ -97,15 +111,75 @@ impl Portable for VidereRoom {
         wire::encode(&wire::Delivery::Refused(refusal.into()))
     }
 
-    /// A videre room keeps no snapshot: its members on other nodes are
-    /// told it moved (1012) and join again.
+    /// Rebuilds the room its gone owner wrote down, users in join order.
+    /// A member connected here gets its own link back (a join still
+    /// awaiting its answer is answered: the snapshot holds it, so the room
+    /// took it); a member of another node is reached through the cluster;
+    /// a gone member leaves once the room runs (the room layer sees to
+    /// it). `None` (the members are then bounced) for a snapshot that does
+    /// not decode, names another room, or holds nobody.
     fn restore(
-        _: Arc<str>,
-        _: RoomHome,
-        _: &[u8],
-        _: &mut dyn FnMut(MemberId) -> Reach,
+        key: Arc<str>,
+        home: RoomHome,
+        snapshot: &[u8],
+        reach: &mut dyn FnMut(MemberId) -> Reach,
     ) -> Option<(Self, Vec<MemberId>)> {
-        None
+        let limit = home.settings.limits.max_members_per_room;
+        let session = |(node, local)| MemberId { node, local };
+        let mut adopted_credit = HashMap::new();
+        let mut foreign = false;
+        // This node's ends, taken from the room layer: answered once the
+        // room is adopted, told it is lost otherwise.
+        let mut taken: Vec<Box<AwayMember>> = Vec::new();
+        let link = |id: MemberId| match reach(id) {
+            Reach::Here(away) => match away.into_any().downcast::<AwayMember>() {
+                Ok(away) => {
+                    if let Some(credit) = &away.credit {
+                        adopted_credit.insert(id, credit.clone());
+                    }
+                    let link = away.link.clone();
+                    taken.push(away);
+                    link
+                }
+                Err(_) => {
+                    // Not a videre session's end: cannot happen for a room
+                    // of this kind; refuse the snapshot rather than guess.
+                    foreign = true;
+                    MemberLink::Gone
+                }
+            },
+            Reach::There(remote) => MemberLink::Away(remote),
+            Reach::Gone => MemberLink::Gone,
+        };
+        let core: RoomCore<MemberLink, MemberId> =
+            match RoomCore::restore(snapshot, limit, session, link) {
+                Ok(core) => core,
+                Err(error) => {
+                    // Refused before any member was reached: the room
+                    // layer bounces them all.
+                    tracing::warn!(room = %key, %error, "unusable videre room snapshot");
+                    return None;
+                }
+            };
+        if foreign || core.room_id() != &key || core.is_empty() {
+            tracing::warn!(
+                room = %key, snapshot_room = %core.room_id(), members = core.members().len(),
+                "videre room snapshot not adopted (a stranger's end, another room, or nobody in it)"
+            );
+            for away in taken {
+                away.lost();
+            }
+            return None;
+        }
+        // A join still awaiting its answer: the snapshot holds it, so the
+        // room took it (the answer was lost with the owner).
+        for away in taken {
+            if let Some(outcome) = away.take_outcome() {
+                outcome.tell(Ok(()));
+            }
+        }
+        let members = core.members().iter().map(|member| member.session).collect();
+        Some((VidereRoom::adopted(core, home, adopted_credit), members))
     }
 }
 
@@ -115,6 +189,9 @@ pub(crate) struct AwayMember {
     link: MemberLink,
     /// Taken by the first outcome: joined, refused, or the room lost.
     outcome: Mutex<Option<Outcome>>,
+    /// The session's credit, which the room gives back once this node
+    /// adopts it (the session's events then stay here).
+    credit: Option<Arc<InFlight>>,
 }
 
 impl AwayMember {
@@ -145,10 +222,10 @@ impl Away for AwayMember {
         }
     }
 
-    /// The room's node is gone and the room with it: a join still waiting
-    /// is refused; a member is closed with 1012 ("room moved"), so that its
-    /// client connects and joins again (a videre room has no snapshot to be
-    /// rebuilt from).
+    /// The room's node is gone and the room could not be rebuilt (no
+    /// usable snapshot, or this member joined after the last one): a join
+    /// still waiting is refused; a member is closed with 1012 ("room
+    /// moved"), so that its client connects and joins again.
     fn lost(&self) {
         match self.take_outcome() {
             Some(outcome) => outcome.tell(Err(Refusal::RoomMoved.into())),
@@ -332,6 +409,7 @@ mod tests {
         let member = AwayMember {
             link: MemberLink::Here(link),
             outcome: Mutex::new(Some(Outcome::Here(outcome))),
+            credit: None,
         };
         (member, outgoing, answer)
     }
@@ -364,6 +442,91 @@ mod tests {
                 assert_eq!((code, &*reason), (1012, "room moved: join again"));
             }
             other => panic!("expected a close, got {other:?}"),
+        }
+    }
+
+    fn rooms() -> crate::rooms::Rooms {
+        let settings = Arc::new(crate::config::Settings::default());
+        crate::rooms::Rooms::new(settings, Arc::new(crate::observe::Stats::default()))
+    }
+
+    fn connect(user: &str, room: &str) -> sigway_core::videre::packet::Packet {
+        let text = serde_json::json!({"Header": {"Event": "connect", "UserId": user, "RoomId": room}, "Payload": "{}"});
+        sigway_core::videre::packet::parse(text.to_string().into(), 1 << 20).expect("valid")
+    }
+
+    /// A snapshot of `room` holding `users` (node, session number, UserId).
+    fn snapshot(room: &str, users: &[(u32, u64, &str)]) -> Vec<u8> {
+        let mut core: RoomCore<(), MemberId> = RoomCore::new(room.into(), 10);
+        for &(node, local, user) in users {
+            core.join(
+                MemberId { node, local },
+                user.into(),
+                (),
+                &connect(user, room),
+            )
+            .expect("joins");
+        }
+        core.snapshot(|id| (id.node, id.local))
+    }
+
+    #[test]
+    fn an_adopted_room_takes_this_nodes_sessions_back_and_answers_a_waiting_join() {
+        let (here, mut outgoing, mut answer) = away();
+        let mut here = Some(here);
+        let bytes = snapshot("r", &[(1, 7, "gone"), (2, 3, "mine")]);
+        let mut reached = Vec::new();
+        let mut reach = |id: MemberId| {
+            reached.push(id);
+            match id.node {
+                2 => Reach::Here(Box::new(here.take().expect("reached once"))),
+                _ => Reach::Gone,
+            }
+        };
+        let (room, members) =
+            VidereRoom::restore("r".into(), rooms().test_home(), &bytes, &mut reach)
+                .expect("adopted");
+        let gone = MemberId { node: 1, local: 7 };
+        let mine = MemberId { node: 2, local: 3 };
+        assert_eq!(members, [gone, mine], "join order");
+        assert_eq!(reached, [gone, mine]);
+        assert_eq!(answer.try_recv(), Ok(Ok(())), "the waiting join is in");
+        let text = ByteString::from("to mine");
+        for member in room.core_for_tests().members() {
+            let sent = member.link.send(text.clone());
+            match member.session {
+                id if id == gone => assert_eq!(sent, Err(crate::rooms::SinkError::Closed)),
+                _ => assert_eq!(sent, Ok(())),
+            }
+        }
+        match outgoing.try_recv() {
+            Ok(Outgoing::Message(text)) => assert_eq!(text, "to mine"),
+            other => panic!("expected the packet on the session's own link, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_of_another_room_or_of_nobody_is_not_adopted_and_the_waiting_join_is_refused() {
+        for (bytes, what) in [
+            (snapshot("other", &[(2, 3, "mine")]), "another room"),
+            (snapshot("r", &[]), "nobody"),
+            (b"\xff\xff".to_vec(), "garbage"),
+        ] {
+            let (here, _outgoing, mut answer) = away();
+            let mut here = Some(here);
+            let mut reach = |_: MemberId| match here.take() {
+                Some(here) => Reach::Here(Box::new(here)),
+                None => Reach::Gone,
+            };
+            let restored = VidereRoom::restore("r".into(), rooms().test_home(), &bytes, &mut reach);
+            assert!(restored.is_none(), "{what}");
+            if what == "another room" {
+                // Its end was taken: it is told the room is lost.
+                assert_eq!(answer.try_recv(), Ok(Err(Refusal::RoomMoved.into())));
+            } else {
+                // Never taken: the room layer keeps it (and bounces it).
+                assert!(answer.try_recv().is_err(), "{what}");
+            }
         }
     }
 

@@ -9,8 +9,13 @@
 //! mode, to another one: then the room reaches it through the room layer's
 //! [`RemoteSink`] and its events arrive as the frames its client sent
 //! (see [`remote`](super::remote), which makes the room [`Portable`](crate::rooms::Portable)).
-//! The rules do not see the difference.
+//! The rules do not see the difference. In cluster mode the room writes
+//! its state down after each join and leave ([`RoomHome::save`]), so that
+//! a node adopting it when this one is gone rebuilds it with its users in
+//! join order ([`Portable::restore`](crate::rooms::Portable::restore) in
+//! `remote`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -35,6 +40,9 @@ pub(crate) enum MemberLink {
     /// A session of another node: what the room sends travels there in
     /// [`wire`]'s encoding.
     Away(RemoteSink),
+    /// A member of a rebuilt room whose session is gone (its node died, or
+    /// it left meanwhile): nothing reaches it, and its leave follows.
+    Gone,
 }
 
 impl MemberLink {
@@ -50,6 +58,7 @@ impl MemberLink {
                 Err(_) => Err(SinkError::Full),
             },
             MemberLink::Away(sink) => sink.deliver(wire::encode(&Delivery::Message(text))),
+            MemberLink::Gone => Err(SinkError::Closed),
         }
     }
 
@@ -64,6 +73,7 @@ impl MemberLink {
             MemberLink::Away(_) => {
                 tracing::debug!("videre: a member of another node is closed by its node");
             }
+            MemberLink::Gone => {}
         }
     }
 }
@@ -118,12 +128,13 @@ pub(crate) struct Leave {
     pub session: MemberId,
 }
 
-/// A broadcast packet for every member; `credit` is the sender's (none for
-/// a packet forwarded by another node).
+/// A broadcast packet of session `from` for every member; `credit` is the
+/// sender's (none for a packet forwarded by another node).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Broadcast {
     pub packet: Packet,
+    pub from: MemberId,
     pub credit: Option<Arc<InFlight>>,
 }
 
@@ -144,6 +155,10 @@ pub(crate) struct VidereRoom {
     core: RoomCore<MemberLink, MemberId>,
     occupancy: Occupancy,
     home: RoomHome,
+    /// The credit of this node's sessions that were members of the room
+    /// before this node adopted it: their packets still come as forwarded
+    /// frames (without credit), so the room gives it back for them.
+    adopted_credit: HashMap<MemberId, Arc<InFlight>>,
 }
 
 impl Actor for VidereRoom {
@@ -158,11 +173,49 @@ impl Room for VidereRoom {
             core: RoomCore::new(key, home.settings.limits.max_members_per_room),
             occupancy: Occupancy::default(),
             home,
+            adopted_credit: HashMap::new(),
         }
     }
 }
 
 impl VidereRoom {
+    /// A room rebuilt from its snapshot with `core`'s members in it
+    /// (cluster adoption); `adopted_credit` is that of the members
+    /// connected to this node.
+    pub(super) fn adopted(
+        core: RoomCore<MemberLink, MemberId>,
+        home: RoomHome,
+        adopted_credit: HashMap<MemberId, Arc<InFlight>>,
+    ) -> Self {
+        Self {
+            occupancy: Occupancy::restored(core.members().len()),
+            core,
+            home,
+            adopted_credit,
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn core_for_tests(&self) -> &RoomCore<MemberLink, MemberId> {
+        &self.core
+    }
+
+    /// Cluster mode: the members changed, so the room is written down for
+    /// a node that may have to adopt it.
+    fn save(&self) {
+        let core = &self.core;
+        self.home.save(Self::KIND, core.room_id(), || {
+            core.snapshot(|session| (session.node, session.local))
+        });
+    }
+
+    /// The room handled one packet of `from`: its credit goes back.
+    fn handled(&self, from: MemberId, credit: Option<&Arc<InFlight>>) {
+        if let Some(credit) = credit.or_else(|| self.adopted_credit.get(&from)) {
+            credit.handled();
+        }
+    }
+
     fn send_to_all(&self, text: &ByteString) {
         for member in self.core.members() {
             send(&self.home.stats, &member.link, text.clone());
@@ -175,7 +228,9 @@ impl VidereRoom {
             return;
         };
         tracing::info!(room = %self.core.room_id(), user = %member.user_id, %session, "videre leave");
+        self.adopted_credit.remove(&session);
         self.send_to_all(&notice);
+        self.save();
         self.detach(ctx);
     }
 
@@ -241,6 +296,7 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
                     "videre join"
                 );
                 self.send_to_all(&joined.announce);
+                self.save();
                 outcome.tell(Ok(()));
             }
             Err(error) => {
@@ -264,9 +320,7 @@ impl Handler<Broadcast> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, broadcast: Broadcast, _: &mut Context<Self>) {
-        if let Some(credit) = &broadcast.credit {
-            credit.handled();
-        }
+        self.handled(broadcast.from, broadcast.credit.as_ref());
         let text = self.core.broadcast(&broadcast.packet);
         self.send_to_all(&text);
     }
@@ -276,9 +330,7 @@ impl Handler<Ping> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, ping: Ping, _: &mut Context<Self>) {
-        if let Some(credit) = &ping.credit {
-            credit.handled();
-        }
+        self.handled(ping.from, ping.credit.as_ref());
         let reply = ping.reply.or_else(|| {
             self.core
                 .members()

@@ -216,7 +216,14 @@ impl VidereSession {
                 };
                 room.event(ping, &frame);
             }
-            _ => room.event(Broadcast { packet, credit }, &frame),
+            _ => room.event(
+                Broadcast {
+                    packet,
+                    from: self.id,
+                    credit,
+                },
+                &frame,
+            ),
         }
     }
 }

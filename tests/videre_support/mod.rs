@@ -186,6 +186,24 @@ impl Client {
         client
     }
 
+    /// Opens a raw WebSocket session (`/echo/websocket`) at `url` (for a
+    /// server the test did not start in process, e.g. a `sigway` child).
+    pub async fn open_websocket_url(url: &str) -> Client {
+        let (tx, inbox) = mpsc::unbounded_channel();
+        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("ws connect in time")
+            .expect("ws connect");
+        let (sink, stream) = ws.split();
+        Client {
+            transport: Transport::RawWebsocket,
+            sender: Sender::Raw(sink),
+            inbox,
+            reader: tokio::spawn(read_ws(stream, tx, false)),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Sends one message.
     pub async fn send(&mut self, text: &str) {
         match &mut self.sender {

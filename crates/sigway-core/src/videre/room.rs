@@ -61,6 +61,20 @@ impl<L, S: Copy + PartialEq> RoomCore<L, S> {
         }
     }
 
+    /// A room holding `members` already, in join order (a room rebuilt
+    /// from its snapshot, see [`snapshot`](super::snapshot)).
+    pub(super) fn with_members(
+        room_id: Arc<str>,
+        members: Vec<Member<L, S>>,
+        max_members: usize,
+    ) -> Self {
+        Self {
+            room_id,
+            members,
+            max_members,
+        }
+    }
+
     /// The room's `RoomId`.
     pub fn room_id(&self) -> &Arc<str> {
         &self.room_id
