@@ -655,3 +655,36 @@ async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a
     let status = nodes[0].child.wait().expect("node 1 exits");
     assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut nodes: Vec<NodeProcess> = (1..=3)
+        .map(|node| NodeProcess::spawn(&redis.url(), node))
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A (node 1) owns the group; favored B (node 2) joined through A; C
+    // (node 3) joined through B.
+    let mut a = Peer::open_url(&nodes[0].url("/ghost")).await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open_url(&nodes[1].url("/ghost?favored")).await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut c = Peer::open_url(&nodes[2].url("/ghost")).await;
+    let sc = join_through(&mut c, &mut b, 3, &[1, 2]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The owner dies, and B leaves before its node notices: B's leave goes
+    // to the dead owner. The group is adopted from a snapshot that still
+    // holds B; node 2 does not attach B again, so B leaves the adopted
+    // group too and C hears the end of its binding with B.
+    nodes[0].kill_hard();
+    b.leave().await;
+    let (s, r, data) = c.recv_content().await;
+    assert_eq!((s, r, data), (0, sc, vec![]), "C's binding with B ends");
+}

@@ -105,7 +105,8 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     let (rooms, cluster) = if settings.cluster.enabled() {
         let node = cluster::node_id(&settings.cluster);
         let release_after = Duration::from_millis(settings.cluster.release_after_ms);
-        let cluster = Cluster::new(node, release_after);
+        let dead_after = Duration::from_millis(settings.cluster.dead_after_ms);
+        let cluster = Cluster::new(node, release_after, dead_after * 3);
         cluster.serve::<crate::sigver::current::Group>();
         cluster.serve::<crate::sigver::legacy::LegacyGroup>();
         cluster.serve::<crate::videre::room::VidereRoom>();

@@ -186,6 +186,7 @@ impl Cluster {
         };
         let mut leaving = Vec::new();
         let mut adopted_here = Vec::new();
+        let mut elsewhere = Vec::new();
         let mut reach = |id: MemberId| {
             if id.node == self.me {
                 match mine.remove(&id.local) {
@@ -202,6 +203,7 @@ impl Cluster {
                 leaving.push(id);
                 Reach::Gone
             } else {
+                elsewhere.push(id);
                 Reach::There(RemoteSink {
                     link: link.clone(),
                     to: id,
@@ -231,7 +233,9 @@ impl Cluster {
             for (id, visitor) in visitors {
                 state.visitors.insert(id, visitor);
             }
+            state.unconfirmed.extend(elsewhere.iter().copied());
         }
+        self.confirm_later(elsewhere);
         // This node's members now reach the room here.
         for owner in adopted_here {
             owner.store(self.me, Ordering::Release);
@@ -255,5 +259,41 @@ impl Cluster {
             entry.away.lost();
         }
         true
+    }
+
+    /// Members of other nodes that an adopted room holds must be attached
+    /// again by their nodes (which follow the adopter); one whose node does
+    /// not within `confirm_after` left after the last snapshot (its leave
+    /// went to the dead owner), so it leaves now.
+    fn confirm_later(&self, members: Vec<MemberId>) {
+        if members.is_empty() {
+            return;
+        }
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        actix::spawn(async move {
+            tokio::time::sleep(this.confirm_after).await;
+            let ghosts: Vec<_> = {
+                let mut state = this.lock();
+                let unconfirmed: Vec<MemberId> = members
+                    .into_iter()
+                    .filter(|id| state.unconfirmed.remove(id))
+                    .collect();
+                unconfirmed
+                    .iter()
+                    .filter_map(|id| state.visitors.remove(id))
+                    .collect()
+            };
+            if !ghosts.is_empty() {
+                tracing::info!(
+                    members = ghosts.len(),
+                    "adopted members not attached again: they left"
+                );
+            }
+            for visitor in ghosts {
+                visitor.leave();
+            }
+        });
     }
 }

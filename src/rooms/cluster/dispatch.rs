@@ -73,10 +73,14 @@ impl Cluster {
         };
         // The sender believed this node owns the room; it normally still
         // does. If it gave its claim up meanwhile, it claims it again.
-        if self.lock().visitors.contains_key(&id) {
-            // Attached again after an adoption, and already in the
-            // snapshot this node rebuilt the room from.
-            return;
+        {
+            let mut state = self.lock();
+            if state.visitors.contains_key(&id) {
+                // Attached again after an adoption, and already in the
+                // snapshot this node rebuilt the room from.
+                state.unconfirmed.remove(&id);
+                return;
+            }
         }
         let owner = match self.locate(rooms, &room, false, link, directory).await {
             Ok(owner) => owner,

@@ -140,6 +140,9 @@ struct State {
     /// Nodes seen going away (and not back since): a directory entry that
     /// names one is taken over at once.
     gone: HashSet<NodeId>,
+    /// Members of other nodes in rooms adopted here, until their node
+    /// attaches them again.
+    unconfirmed: HashSet<MemberId>,
     owners: HashMap<RoomName, Owner>,
     away: HashMap<u64, AwayEntry>,
     visitors: HashMap<MemberId, Box<dyn Visitor>>,
@@ -154,7 +157,10 @@ const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// One node's part of the cluster's room layer.
 pub(crate) struct Cluster {
     me: NodeId,
+    /// This cluster itself, for the timers it starts.
+    this: std::sync::Weak<Cluster>,
     release_after: Duration,
+    confirm_after: Duration,
     link: OnceLock<Arc<dyn NodeLink>>,
     directory: OnceLock<Arc<dyn Directory>>,
     kinds: RwLock<HashMap<&'static str, Arc<Kind>>>,
@@ -194,10 +200,15 @@ fn group_of(room: &RoomName) -> GroupHash {
 
 impl Cluster {
     /// The room layer of node `me`; it serves nothing until [`Cluster::connected`].
-    pub(crate) fn new(me: NodeId, release_after: Duration) -> Arc<Self> {
-        Arc::new(Self {
+    /// `confirm_after`: how long a node that adopted a room waits for the
+    /// other nodes to attach its members again (a few dead timeouts: they
+    /// learn of the death up to one later).
+    pub(crate) fn new(me: NodeId, release_after: Duration, confirm_after: Duration) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
             me,
+            this: this.clone(),
             release_after,
+            confirm_after,
             link: OnceLock::new(),
             directory: OnceLock::new(),
             kinds: RwLock::default(),
