@@ -810,9 +810,24 @@ async fn sentinel_follows_a_failover() {
             publisher.claim(group(71), 71, None).await.map(|c| c.epoch),
             Ok(1)
         );
-        // The claim reached the replica before the master dies.
-        let acked = tokio::task::block_in_place(|| setup.master.command(&["WAIT", "1", "2000"]));
-        assert_eq!(acked.expect("WAIT"), "1");
+        // The claim reached the replica before the master dies. (WAIT from
+        // another connection proves nothing: it only waits for that
+        // connection's own writes; so look at the replica itself.)
+        let own: String = group(71).iter().map(|b| format!("{b:02x}")).collect();
+        let own = format!("s:{{g:{own}}}:own");
+        let replicated = Instant::now() + Duration::from_secs(10);
+        loop {
+            let epoch =
+                tokio::task::block_in_place(|| setup.replica.command(&["HGET", &own, "epoch"]));
+            if epoch.expect("HGET on the replica").trim() == "1" {
+                break;
+            }
+            assert!(
+                Instant::now() < replicated,
+                "the claim never reached the replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         tokio::task::block_in_place(|| setup.master.kill());
         let deadline = Instant::now() + Duration::from_secs(30);
