@@ -8,6 +8,9 @@
 #                       on different nodes (100 pairs, 100 B, window 16/256)
 #   rtt10               round trip p50/p99, 10 pairs split over two nodes
 #   joins               joins whose group's member is on another node
+#   videre              videre broadcast, 25 rooms of 4 users, each room's
+#                       users spread over the nodes (run with 3 nodes for
+#                       "a room spread over three nodes")
 # For each it reports the server CPU per event summed over the nodes, and
 # the Redis commands per event over the same window (`redis-cli INFO
 # commandstats` deltas: PUBLISH/SPUBLISH per message, and the directory's
@@ -21,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; secs=${2:-5}; nodes=${3:-2}
-scenarios=${SCENARIOS:-"relay16 relay256 rtt10 joins"}
+scenarios=${SCENARIOS:-"relay16 relay256 rtt10 joins videre"}
 target_dir=${CARGO_TARGET_DIR:-target}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --bin sigway --example load
@@ -109,6 +112,7 @@ for round in $(seq "$rounds"); do
       relay256) scenario relay256 relay --pairs 100 --size 100 --window 256 ;;
       rtt10) scenario rtt10 rtt --pairs 10 --size 100 ;;
       joins) scenario joins joins --total 5000 --concurrency 100 ;;
+      videre) scenario videre videre --rooms 25 --users 4 ;;
       *) echo "unknown scenario $name" >&2; exit 2 ;;
     esac
   done
