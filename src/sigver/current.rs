@@ -128,20 +128,6 @@ impl Dialect for GroupState<MemberId> {
             FromPeer::Content { content, .. } => content.last_data,
         }
     }
-
-    fn snapshot(&self, ids: &GroupIds) -> Vec<u8> {
-        GroupState::snapshot(self, ids, |peer| (peer.node, peer.local))
-    }
-
-    fn restore(snapshot: &[u8], limits: GroupLimits) -> Option<(Self, GroupIds)> {
-        GroupState::restore(snapshot, limits, |(node, local)| MemberId { node, local })
-            .map_err(|error| tracing::warn!(%error, "group snapshot not usable"))
-            .ok()
-    }
-
-    fn peers(&self) -> Vec<MemberId> {
-        GroupState::peers(self)
-    }
 }
 
 impl Handler<FromPeer> for Group {

@@ -25,6 +25,7 @@ use crate::rooms::{
     RoomRef, Sink, SinkError,
 };
 use crate::sigver::ids::GroupIds;
+use crate::sigver::snapshot::{PeerAddress, Snapshot};
 use crate::sigver::state::GroupLimits;
 
 /// What a group (current or legacy) asks a session to do.
@@ -67,8 +68,9 @@ pub(crate) struct Leave {
 /// what [`GroupActor`] needs (how the rules start, what a member attaching
 /// or leaving does, what each action sends). Each dialect's events get
 /// their own `Handler`, which hands them to the rules through
-/// [`GroupActor::event`].
-pub(crate) trait Dialect: Unpin + Sized + 'static {
+/// [`GroupActor::event`]. Both dialects' rules can be written down and
+/// rebuilt ([`Snapshot`], cluster mode), their peers addressed as members.
+pub(crate) trait Dialect: Snapshot<MemberId> + Unpin + Sized + 'static {
     const DIALECT: SigverDialect;
     /// The room kind: the registry's namespace and the metrics label.
     const KIND: &'static str;
@@ -97,12 +99,19 @@ pub(crate) trait Dialect: Unpin + Sized + 'static {
     /// Whether handling `event` may change membership or bindings (what a
     /// snapshot holds); plain relays do not.
     fn changes_state(event: &Self::Event) -> bool;
-    /// The rules and the group's live ids, written down (cluster mode).
-    fn snapshot(&self, ids: &GroupIds) -> Vec<u8>;
-    /// The rules and ids rebuilt from [`Dialect::snapshot`]'s bytes.
-    fn restore(snapshot: &[u8], limits: GroupLimits) -> Option<(Self, GroupIds)>;
-    /// Every peer the rules hold.
-    fn peers(&self) -> Vec<MemberId>;
+}
+
+/// How a member is named in a snapshot: its node and its number there.
+fn address(peer: &MemberId) -> PeerAddress {
+    (peer.node, peer.local)
+}
+
+/// The member a snapshot's address names.
+fn member(address: PeerAddress) -> MemberId {
+    MemberId {
+        node: address.0,
+        local: address.1,
+    }
 }
 
 /// The actor of one key, in either dialect: the rules, the group's
@@ -137,7 +146,8 @@ impl<R: Dialect> GroupActor<R> {
     /// that may have to adopt the group.
     pub(crate) fn save(&self) {
         let (rules, ids) = (&self.rules, &self.ids);
-        self.home.save(R::KIND, &self.key, || rules.snapshot(ids));
+        self.home
+            .save(R::KIND, &self.key, || rules.snapshot(ids, address));
     }
 
     fn carry_out(&mut self) {
@@ -278,9 +288,12 @@ impl<R: Dialect> Portable for GroupActor<R> {
         let limits = GroupLimits {
             max_members: home.settings.limits.max_members_per_room,
         };
-        let Some((rules, ids)) = R::restore(snapshot, limits) else {
-            tracing::warn!(%key, "unusable group snapshot");
-            return None;
+        let (rules, ids) = match R::restore(snapshot, limits, member) {
+            Ok(restored) => restored,
+            Err(error) => {
+                tracing::warn!(%key, %error, "unusable group snapshot");
+                return None;
+            }
         };
         let peers = rules.peers();
         let mut sinks = HashMap::with_capacity(peers.len());

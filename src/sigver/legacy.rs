@@ -130,20 +130,6 @@ impl Dialect for LegacyGroupState<MemberId> {
             }
         )
     }
-
-    fn snapshot(&self, ids: &GroupIds) -> Vec<u8> {
-        LegacyGroupState::snapshot(self, ids, |peer| (peer.node, peer.local))
-    }
-
-    fn restore(snapshot: &[u8], limits: GroupLimits) -> Option<(Self, GroupIds)> {
-        LegacyGroupState::restore(snapshot, limits, |(node, local)| MemberId { node, local })
-            .map_err(|error| tracing::warn!(%error, "group snapshot not usable"))
-            .ok()
-    }
-
-    fn peers(&self) -> Vec<MemberId> {
-        LegacyGroupState::peers(self)
-    }
 }
 
 impl Handler<FromLegacyPeer> for LegacyGroup {

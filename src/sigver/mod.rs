@@ -12,4 +12,4 @@ pub(crate) mod group;
 pub(crate) mod legacy;
 pub(crate) mod session;
 
-pub(crate) use sigway_core::sigver::{codec, handshake, heartbeat, ids, merged, state};
+pub(crate) use sigway_core::sigver::{codec, handshake, heartbeat, ids, merged, snapshot, state};

@@ -16,7 +16,10 @@ use sigway_cluster::{Bus, BusConfig, BusEvent, RedisTransport};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).cloned().unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let url = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
     let pairs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
     let seconds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5);
     let prefix = format!("busrtt{}", std::process::id());
@@ -48,7 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut samples = Vec::new();
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
-        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(2), events_a.recv()).await else {
+        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(2), events_a.recv()).await
+        else {
             return Err("no echo within 2 s".into());
         };
         if let BusEvent::Message { payload, .. } = event {

@@ -59,13 +59,15 @@ pub enum SnapshotError {
 }
 
 /// Dialect rules that can be written down and rebuilt: both
-/// [`GroupState`] and [`LegacyGroupState`], for a gateway generic over the
-/// dialect. Each method is the state's inherent one of the same name.
+/// [`GroupState`] and [`LegacyGroupState`] (what each writes is on its
+/// impl), for a gateway generic over the dialect.
 pub trait Snapshot<P: PeerKey>: Sized {
-    /// The state (rules + the group's live signaling ids), encoded.
+    /// The state (rules + the group's live signaling ids), encoded;
+    /// `address` must name each peer differently.
     fn snapshot(&self, ids: &GroupIds, address: impl Fn(&P) -> PeerAddress) -> Vec<u8>;
     /// The state a snapshot describes, under `limits`, with an allocator
-    /// holding exactly its live ids.
+    /// holding exactly its live ids; `peer` maps each address back to a key
+    /// (and must map different addresses to different keys).
     fn restore(
         bytes: &[u8],
         limits: GroupLimits,
@@ -409,63 +411,12 @@ fn peers<P: PeerKey, R: SnapshotRules<P>>(state: &R) -> Vec<P> {
     state.core().records().map(|(peer, _)| peer).collect()
 }
 
-impl<P: PeerKey> GroupState<P> {
-    /// The state and the group's live signaling ids, encoded: every
-    /// attached peer (favored flag, tried list), the members in order with
-    /// their Netflux ids, every binding and how many were made. `address`
-    /// must name each peer differently.
-    pub fn snapshot(&self, ids: &GroupIds, address: impl Fn(&P) -> PeerAddress) -> Vec<u8> {
-        snapshot(self, ids, address)
-    }
-
-    /// The state a sigver 20.x snapshot describes, under `limits`, with an
-    /// allocator holding exactly its live ids; `peer` maps each address back
-    /// to a key (and must map different addresses to different keys).
-    pub fn restore(
-        bytes: &[u8],
-        limits: GroupLimits,
-        peer: impl Fn(PeerAddress) -> P,
-    ) -> Result<(Self, GroupIds), SnapshotError> {
-        restore(bytes, limits, peer)
-    }
-
-    /// Every attached peer, member or not, in no particular order.
-    pub fn peers(&self) -> Vec<P> {
-        peers(self)
-    }
-}
-
-impl<P: PeerKey> LegacyGroupState<P> {
-    /// The state and the group's live route ids, encoded: every attached
-    /// peer (how many times it was bound, the route identities it tried),
-    /// the members in order, every binding (including those whose other
-    /// side has left) and how many were made. `address` must name each
-    /// peer differently, including peers that have left but are still
-    /// named by a binding or a tried list.
-    pub fn snapshot(&self, ids: &GroupIds, address: impl Fn(&P) -> PeerAddress) -> Vec<u8> {
-        snapshot(self, ids, address)
-    }
-
-    /// The state a sigver 18.x snapshot describes, under `limits`, with an
-    /// allocator holding exactly its live ids; `peer` maps each address back
-    /// to a key (and must map different addresses to different keys).
-    pub fn restore(
-        bytes: &[u8],
-        limits: GroupLimits,
-        peer: impl Fn(PeerAddress) -> P,
-    ) -> Result<(Self, GroupIds), SnapshotError> {
-        restore(bytes, limits, peer)
-    }
-
-    /// Every attached peer, member or not, in no particular order.
-    pub fn peers(&self) -> Vec<P> {
-        peers(self)
-    }
-}
-
+/// sigver 20.x: every attached peer (favored flag, tried list), the
+/// members in order with their Netflux ids, every binding and how many were
+/// made. `address` must name each peer differently.
 impl<P: PeerKey> Snapshot<P> for GroupState<P> {
     fn snapshot(&self, ids: &GroupIds, address: impl Fn(&P) -> PeerAddress) -> Vec<u8> {
-        GroupState::snapshot(self, ids, address)
+        snapshot(self, ids, address)
     }
 
     fn restore(
@@ -473,17 +424,22 @@ impl<P: PeerKey> Snapshot<P> for GroupState<P> {
         limits: GroupLimits,
         peer: impl Fn(PeerAddress) -> P,
     ) -> Result<(Self, GroupIds), SnapshotError> {
-        GroupState::restore(bytes, limits, peer)
+        restore(bytes, limits, peer)
     }
 
     fn peers(&self) -> Vec<P> {
-        GroupState::peers(self)
+        peers(self)
     }
 }
 
+/// sigver 18.x: every attached peer (how many times it was bound, the route
+/// identities it tried), the members in order, every binding (including
+/// those whose other side has left) and how many were made. `address` must
+/// name each peer differently, including peers that have left but are still
+/// named by a binding or a tried list.
 impl<P: PeerKey> Snapshot<P> for LegacyGroupState<P> {
     fn snapshot(&self, ids: &GroupIds, address: impl Fn(&P) -> PeerAddress) -> Vec<u8> {
-        LegacyGroupState::snapshot(self, ids, address)
+        snapshot(self, ids, address)
     }
 
     fn restore(
@@ -491,11 +447,11 @@ impl<P: PeerKey> Snapshot<P> for LegacyGroupState<P> {
         limits: GroupLimits,
         peer: impl Fn(PeerAddress) -> P,
     ) -> Result<(Self, GroupIds), SnapshotError> {
-        LegacyGroupState::restore(bytes, limits, peer)
+        restore(bytes, limits, peer)
     }
 
     fn peers(&self) -> Vec<P> {
-        LegacyGroupState::peers(self)
+        peers(self)
     }
 }
 
