@@ -132,7 +132,9 @@ fn content(recipient_id: u32, data: &[u8]) -> Ws {
 async fn open(url: &str) -> Result<Socket, Error> {
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
+        // Nagle off, as browsers have it: a small frame is not held back
+        // while the previous one is unacknowledged.
+        tokio_tungstenite::connect_async_with_config(url, None, true),
     )
     .await??;
     Ok(ws)

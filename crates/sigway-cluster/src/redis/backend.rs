@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{
     Client, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
@@ -76,7 +77,8 @@ impl Backend {
     ) -> Result<Self, RedisError> {
         match topology {
             Topology::Standalone(url) => {
-                let client = Client::open(url.as_str())?;
+                let info = url.as_str().into_connection_info()?.set_tcp_settings(tcp());
+                let client = Client::open(info)?;
                 let info = client.get_connection_info().clone();
                 let commands =
                     ConnectionManager::new_with_config(client, manager_config(options)).await?;
@@ -89,8 +91,10 @@ impl Backend {
                         RedisError::from((ErrorKind::InvalidClientConfig, "no cluster seed"))
                     })?
                     .as_str()
-                    .into_connection_info()?;
+                    .into_connection_info()?
+                    .set_tcp_settings(tcp());
                 let client = ClusterClient::builder(seeds)
+                    .tcp_settings(tcp())
                     .connection_timeout(options.call_timeout)
                     .response_timeout(options.call_timeout)
                     .build()?;
@@ -115,7 +119,8 @@ impl Backend {
                     sentinel: tokio::sync::Mutex::new(Sentinel::build(sentinels)?),
                     master_name,
                     node_info: SentinelNodeConnectionInfo::default()
-                        .set_redis_connection_info(master_settings),
+                        .set_redis_connection_info(master_settings)
+                        .set_tcp_settings(tcp()),
                     manager_config: manager_config(options),
                     current: Mutex::new(None),
                 };
@@ -210,8 +215,15 @@ impl Backend {
             .redis_settings()
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
-        Ok(info.set_redis_settings(settings))
+        Ok(info.set_redis_settings(settings).set_tcp_settings(tcp()))
     }
+}
+
+/// Every connection to Redis: Nagle off (redis-rs leaves it on). The bus
+/// publishes small envelopes back to back on one pipelined connection, and
+/// Nagle may hold one back until Redis acknowledges the previous one.
+fn tcp() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
 }
 
 fn manager_config(options: &RedisOptions) -> ConnectionManagerConfig {
