@@ -401,6 +401,70 @@ async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_closes_no_session_loses_nothing_and_keeps_its_groups() {
+    if !redis_server_available() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let nodes = cluster_of_three(&redis).await;
+    let mut a = Peer::open(&nodes[0], "/restarted").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&nodes[1], "/restarted").await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    let (sb, _, _) = a.recv_content().await;
+
+    // B keeps sending while Redis is killed and started again, empty: the
+    // directory (who owns the group) and every snapshot are gone.
+    const COUNT: usize = 100;
+    let sender = tokio::spawn(async move {
+        for i in 0..COUNT {
+            b.content(0, 0, format!("m{i}").as_bytes(), false).await;
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart();
+    for i in 0..COUNT {
+        assert_eq!(
+            a.recv_content().await,
+            (sb, 0, format!("m{i}").into_bytes()),
+            "message {i} arrives once and in order"
+        );
+    }
+    let mut b = sender.await.expect("sender");
+    a.content(0, sb, b"still here", false).await;
+    assert_eq!(b.recv_content().await, (0, sb, b"still here".to_vec()));
+
+    // The owner claimed its group again: a newcomer on the node that never
+    // saw the key joins it (a second owner would admit it alone).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for node in &nodes {
+        while !ready(node).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "every node is ready again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    while redis
+        .command(&["KEYS", "*:own"])
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owner claims its group again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = Peer::open(&nodes[2], "/restarted").await;
+    join_through(&mut c, &mut a, 3, &[1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_stats_show_the_cluster() {
     if !redis_server_available() {
         return;

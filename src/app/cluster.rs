@@ -179,7 +179,14 @@ async fn handle(cluster: &Arc<Cluster>, rooms: &Rooms, event: BusEvent) {
             tracing::warn!(peer, "cluster: link reset, bouncing what depended on it");
             cluster.link_reset(peer);
         }
-        BusEvent::Ready(ready) => tracing::info!(ready, "cluster: readiness"),
+        BusEvent::Ready(ready) => {
+            tracing::info!(ready, "cluster: readiness");
+            if ready {
+                // Back after an interruption (or ready the first time, with
+                // nothing owned yet): Redis may have restarted empty.
+                cluster.reassert(rooms);
+            }
+        }
     }
 }
 

@@ -76,7 +76,7 @@ pub(crate) trait Room: Actor<Context = Context<Self>> + Handler<Attach<Self>> {
 /// mode): how a member travels to the room's owner and how what the
 /// member's node sends afterwards reaches the room. Members of kinds that
 /// are not portable always meet on the node they joined.
-pub(crate) trait Portable: Room {
+pub(crate) trait Portable: Room + Handler<SaveAgain> {
     /// Splits a member into what its room's owner needs and the end that
     /// stays here to take what the room sends it.
     fn export(member: Self::Member) -> Exported;
@@ -101,6 +101,12 @@ pub(crate) trait Portable: Room {
         reach: &mut dyn FnMut(MemberId) -> Reach,
     ) -> Option<(Self, Vec<MemberId>)>;
 }
+
+/// Cluster mode: the room writes its state down again although it did not
+/// change (the directory lost it: Redis restarted without persistence).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SaveAgain;
 
 /// How a member of an adopted room is reached.
 pub(crate) enum Reach {

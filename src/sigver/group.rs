@@ -22,7 +22,7 @@ use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
 use crate::rooms::{
     Attach, Away, Exported, MemberId, Occupancy, Portable, Reach, RemoteSink, Room, RoomHome,
-    RoomRef, Sink, SinkError,
+    RoomRef, SaveAgain, Sink, SinkError,
 };
 use crate::sigver::ids::GroupIds;
 use crate::sigver::snapshot::{PeerAddress, Snapshot};
@@ -208,6 +208,14 @@ impl<R: Dialect> Handler<Attach<Self>> for GroupActor<R> {
         self.rules
             .attached(&self.key, id, favored, &mut self.ids, &mut self.actions);
         self.carry_out();
+        self.save();
+    }
+}
+
+impl<R: Dialect> Handler<SaveAgain> for GroupActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, _: SaveAgain, _: &mut Context<Self>) {
         self.save();
     }
 }

@@ -25,7 +25,9 @@ use tokio::sync::oneshot;
 
 use crate::error::{Refusal, VidereError};
 use crate::observe::Stats;
-use crate::rooms::{Attach, InFlight, MemberId, Occupancy, RemoteSink, Room, RoomHome, SinkError};
+use crate::rooms::{
+    Attach, InFlight, MemberId, Occupancy, RemoteSink, Room, RoomHome, SaveAgain, SinkError,
+};
 use sigway_core::videre::packet::Packet;
 use sigway_core::videre::room::RoomCore;
 use sigway_sockjs::SessionLink;
@@ -305,6 +307,14 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
                 self.detach(ctx);
             }
         }
+    }
+}
+
+impl Handler<SaveAgain> for VidereRoom {
+    type Result = ();
+
+    fn handle(&mut self, _: SaveAgain, _: &mut Context<Self>) {
+        self.save();
     }
 }
 

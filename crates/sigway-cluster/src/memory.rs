@@ -47,6 +47,9 @@ struct Subscriber {
     held: Option<(VecDeque<Delivery>, usize)>,
 }
 
+/// The owner of a released group's tombstone (no node has id 0).
+const RELEASED: NodeId = 0;
+
 #[derive(Debug, Clone)]
 struct Entry {
     owner: NodeId,
@@ -238,6 +241,12 @@ impl Transport for MemoryTransport {
                 epoch: 1,
                 snapshot: None,
             }),
+            // Released: claimed again, continuing the epochs.
+            Some(entry) if entry.owner == RELEASED => {
+                entry.owner = me;
+                entry.epoch += 1;
+                entry
+            }
             Some(entry) => {
                 if expected == Some((entry.owner, entry.epoch)) && entry.owner != me {
                     entry.owner = me;
@@ -270,7 +279,18 @@ impl Transport for MemoryTransport {
                 entry.snapshot = Some(snapshot);
                 Ok(true)
             }
-            _ => Ok(false),
+            Some(_) => Ok(false),
+            // The directory lost the group (see the trait): claimed again.
+            None => {
+                let snapshot = Some(snapshot);
+                let entry = Entry {
+                    owner: me,
+                    epoch,
+                    snapshot,
+                };
+                hub.directory.insert(group, entry);
+                Ok(true)
+            }
         }
     }
 
@@ -285,8 +305,11 @@ impl Transport for MemoryTransport {
             .directory
             .get(&group)
             .is_some_and(|entry| entry.owner == me && entry.epoch == epoch);
-        if owned {
-            hub.directory.remove(&group);
+        if let Some(entry) = hub.directory.get_mut(&group).filter(|_| owned) {
+            // A tombstone, as Redis keeps one: epochs continue, and a late
+            // snapshot write cannot claim the group again.
+            entry.owner = RELEASED;
+            entry.snapshot = None;
         }
         Ok(owned)
     }
@@ -383,16 +406,40 @@ mod tests {
         );
         assert!(!hub.release(G, 2, 1).await.expect("release"), "wrong epoch");
         assert!(hub.release(G, 2, 2).await.expect("release"));
+        assert!(
+            !hub.write_snapshot(G, 2, 2, Bytes::from_static(b"late"))
+                .await
+                .expect("write"),
+            "a late write does not claim a released group again"
+        );
         let fresh = hub.claim(G, 3, None).await.expect("claim");
         assert_eq!(
             fresh,
             Claim {
                 owner: 3,
-                epoch: 1,
+                epoch: 3,
                 snapshot: None
             },
-            "released: owner and snapshot are gone"
+            "released: owner and snapshot are gone, epochs continue"
         );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_of_a_group_the_directory_lost_claims_it_again() {
+        let hub = MemoryTransport::new();
+        assert!(
+            hub.write_snapshot(G, 4, 9, Bytes::from_static(b"s9"))
+                .await
+                .expect("write")
+        );
+        let other = hub.claim(G, 5, None).await.expect("claim");
+        assert_eq!(
+            (other.owner, other.epoch),
+            (4, 9),
+            "owned again at its epoch"
+        );
+        let owner = hub.claim(G, 4, None).await.expect("claim");
+        assert_eq!(owner.snapshot, Some(Bytes::from_static(b"s9")));
     }
 
     #[tokio::test]

@@ -111,7 +111,10 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Claim, TransportError>> + Send;
 
     /// Writes `group`'s snapshot if `me` still owns it at `epoch`; returns
-    /// whether it was written.
+    /// whether it was written. A group the directory has no record of at
+    /// all (not even a released one's) is claimed for `me` at `epoch` by
+    /// the write: the engine lost its data (Redis restarted without
+    /// persistence), and owners write their rooms again to claim them back.
     fn write_snapshot(
         &self,
         group: GroupHash,

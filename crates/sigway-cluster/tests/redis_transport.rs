@@ -266,7 +266,8 @@ async fn wait_for_count(node: &RedisTransport, inbox_of: NodeId, expected: usize
 /// The directory: first claim wins at epoch 1, others see the owner; a
 /// takeover needs the exact (node, epoch) and bumps the epoch; the winner
 /// gets the snapshot; a stale epoch can neither write nor release; a
-/// released group forgets its snapshot but not its epoch.
+/// released group forgets its snapshot but not its epoch; a group the
+/// directory lost is claimed again by its owner's snapshot write.
 async fn directory_claims_are_fenced(urls: &[String], prefix: &str) {
     let node = connect(urls, prefix).await;
     let other = connect(urls, prefix).await;
@@ -355,6 +356,19 @@ async fn directory_claims_are_fenced(urls: &[String], prefix: &str) {
     assert_eq!(
         node.claim(self::group(2), 4, None).await,
         Ok(owned_by(4, 1, None))
+    );
+    // A group the directory has no record of (Redis restarted empty) is
+    // claimed again by its owner's snapshot write, at the owner's epoch.
+    let lost = self::group(3);
+    assert_eq!(
+        node.write_snapshot(lost, 5, 7, Bytes::from_static(b"s7"))
+            .await,
+        Ok(true)
+    );
+    assert_eq!(other.claim(lost, 6, None).await, Ok(owned_by(5, 7, None)));
+    assert_eq!(
+        node.claim(lost, 5, None).await,
+        Ok(owned_by(5, 7, Some(b"s7")))
     );
 }
 

@@ -49,7 +49,9 @@ use sigway_core::proto::cluster::{Attach, Deliver, Event, Leave, RoomMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use super::local::LocalRooms;
-use super::{InFlight, MemberId, NodeId, Portable, Reach, Refusal, RoomRef, Rooms, SinkError};
+use super::{
+    InFlight, MemberId, NodeId, Portable, Reach, Refusal, RoomRef, Rooms, SaveAgain, SinkError,
+};
 
 mod adoption;
 mod dispatch;
@@ -58,7 +60,7 @@ mod remote;
 mod snapshots;
 
 pub(crate) use remote::{Away, Exported, RemoteRoom, RemoteSink};
-use remote::{Kind, Visitor, attach_visitor, restore_room};
+use remote::{Kind, Visitor, attach_visitor, restore_room, save_room_again};
 use snapshots::write_snapshots;
 
 /// A future the directory answers with.
@@ -300,6 +302,7 @@ impl Cluster {
             attach: attach_visitor::<R>,
             refused: R::refused,
             restore: restore_room::<R>,
+            save_again: save_room_again::<R>,
         };
         self.kinds
             .write()
@@ -309,6 +312,38 @@ impl Cluster {
 
     pub(crate) fn node(&self) -> NodeId {
         self.me
+    }
+
+    /// The node can reach the others again after an interruption: every
+    /// room it owns writes its snapshot again, which also claims it again
+    /// where Redis lost the directory (restarted without persistence; see
+    /// `sigway_cluster::Transport::write_snapshot`). Where Redis kept it,
+    /// this only rewrites the same state.
+    pub(crate) fn reassert(&self, rooms: &Rooms) {
+        let owned: Vec<RoomName> = self
+            .lock()
+            .owners
+            .iter()
+            .filter(|(_, owner)| owner.node == self.me && !owner.releasing)
+            .map(|(room, _)| room.clone())
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        tracing::info!(
+            rooms = owned.len(),
+            "cluster: writing the owned rooms down again"
+        );
+        let kinds = self
+            .kinds
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for (kind, key) in owned {
+            if let Some(kind) = kinds.get(kind) {
+                (kind.save_again)(rooms, &key);
+            }
+        }
     }
 
     pub(crate) fn is_ready(&self) -> bool {

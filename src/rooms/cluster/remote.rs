@@ -149,6 +149,15 @@ pub(super) struct Kind {
     pub(super) attach: AttachFn,
     pub(super) refused: fn(Refusal) -> Bytes,
     pub(super) restore: RestoreFn,
+    pub(super) save_again: fn(&Rooms, &str),
+}
+
+/// Asks the room `key` of kind `R`, if it runs here, to write its snapshot
+/// again.
+pub(super) fn save_room_again<R: Portable>(rooms: &Rooms, key: &str) {
+    if let Some(RoomRef::Local(room)) = rooms.find::<R>(key) {
+        room.do_send(SaveAgain);
+    }
 }
 
 /// Attaches a member of another node to a room here.

@@ -8,7 +8,10 @@
 //!   winning sets the owner to `me` at epoch + 1. It returns the owner, its
 //!   epoch, and the snapshot when the caller is that owner.
 //! - `write_snapshot(me, epoch, bytes)`: writes only while (`me`, `epoch`)
-//!   still owns the group.
+//!   still owns the group, or when the group has no owner hash at all
+//!   (not even a release's tombstone): Redis lost its data (a restart
+//!   without persistence), and the owner's write claims the group again at
+//!   its epoch.
 //! - `release(me, epoch, keep_ms)`: only while (`me`, `epoch`) owns it,
 //!   deletes the snapshot and the `node` field, and keeps the `epoch` field
 //!   for `keep_ms` (a tombstone), so that a group claimed again soon
@@ -46,6 +49,11 @@ return {owner, epoch, snapshot}
 /// `KEYS` owner, snapshot; `ARGV` me, epoch, snapshot bytes. Returns 1
 /// when written, 0 when (me, epoch) no longer owns the group.
 pub(crate) const WRITE_SNAPSHOT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[3])
+  return 1
+end
 if redis.call('HGET', KEYS[1], 'node') == ARGV[1]
    and redis.call('HGET', KEYS[1], 'epoch') == ARGV[2] then
   redis.call('SET', KEYS[2], ARGV[3])
