@@ -4,7 +4,7 @@
 //! JSON packets) and every protocol rule (sigver group membership and
 //! bindings in both dialects, the heartbeat and handshake checks, videre
 //! rooms and a session's memberships, and the cluster's node liveness and
-//! message link) as plain values that take events and
+//! message link, and signed room keys) as plain values that take events and
 //! return what to send. The crate depends on no async runtime and no
 //! network library (checked in CI with `cargo tree`), so each rule is a
 //! unit test and the gateway's actors and sessions only move messages.
@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod proto;
