@@ -7,77 +7,29 @@
 //! takes its peers out of the groups of the others; `/readyz` follows the
 //! node's reach. Skips with one line when `redis-server` is not installed.
 
+mod cluster_support;
 mod common;
-
-#[path = "../crates/sigway-cluster/tests/support/redis_harness.rs"]
-mod redis_harness;
 
 use std::time::Duration;
 
+use cluster_support::redis_harness::{self, RedisServer, redis_server_available};
+use cluster_support::{NodeProcess, join_through, node_settings, ready, start_nodes};
 use common::{Peer, WAIT, test_settings};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
-use redis_harness::{RedisServer, redis_server_available};
 use sigway::app::BackgroundServer;
-use sigway::config::Settings;
 use sigway::proto::legacy;
 use sigway::proto::sigver::message::Type;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-/// Settings of one node of a test cluster on `redis`: fast heartbeats so
-/// that a node that goes away is noticed within a second.
-fn node_settings(redis: &str, node: u32) -> Settings {
-    let mut settings = test_settings();
-    settings.workers = 1;
-    settings.cluster.redis_url = redis.to_owned();
-    settings.cluster.node_id = node;
-    settings.cluster.heartbeat_ms = 100;
-    settings.cluster.dead_after_ms = 600;
-    settings.cluster.release_after_ms = 300;
-    settings
-}
-
-async fn ready(server: &BackgroundServer) -> bool {
-    reqwest::get(server.http_url("/readyz"))
-        .await
-        .is_ok_and(|response| response.status() == 200)
-}
-
 /// Three nodes on `redis`, each ready and having heard the others.
 async fn cluster_of_three(redis: &RedisServer) -> Vec<BackgroundServer> {
-    let nodes: Vec<BackgroundServer> = (1..=3)
-        .map(|node| {
-            BackgroundServer::start(node_settings(&redis.url(), node)).expect("node starts")
-        })
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for node in &nodes {
-        while !ready(node).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "every node gets ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    // A few heartbeats, so that each node has heard the others.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    nodes
-}
-
-/// Joins `peer` through `through` (a member) as in tests/sigver.rs.
-async fn join_through(peer: &mut Peer, through: &mut Peer, id: u32, view: &[u32]) -> u32 {
-    assert!(!peer.connect(id, &[]).await, "a newcomer is bound first");
-    peer.content(0, 0, b"offer", false).await;
-    let (s, r, data) = through.recv_content().await;
-    assert_eq!((r, data.as_slice()), (0, &b"offer"[..]));
-    through.content(0, s, b"answer", false).await;
-    assert_eq!(peer.recv_content().await, (0, s, b"answer".to_vec()));
-    assert!(
-        peer.connect(id, view).await,
-        "a view sharing a member admits"
-    );
-    s
+    start_nodes(
+        (1..=3)
+            .map(|node| node_settings(test_settings(), &redis.url(), node))
+            .collect(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,8 +266,12 @@ async fn a_node_without_redis_is_not_ready_and_refuses_peers() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
-    let node = BackgroundServer::start(node_settings(&format!("redis://127.0.0.1:{port}"), 7))
-        .expect("starts without Redis");
+    let node = BackgroundServer::start(node_settings(
+        test_settings(),
+        &format!("redis://127.0.0.1:{port}"),
+        7,
+    ))
+    .expect("starts without Redis");
     let healthz = reqwest::get(node.http_url("/healthz")).await.expect("get");
     assert_eq!(healthz.status(), 200, "alive all the same");
     let readyz = reqwest::get(node.http_url("/readyz")).await.expect("get");
@@ -342,7 +298,7 @@ async fn with_require_false_a_node_without_redis_serves_alone() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
-    let mut settings = node_settings(&format!("redis://127.0.0.1:{port}"), 8);
+    let mut settings = node_settings(test_settings(), &format!("redis://127.0.0.1:{port}"), 8);
     settings.cluster.require = false;
     let node = BackgroundServer::start(settings).expect("starts without Redis");
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -455,95 +411,19 @@ async fn metrics_and_stats_show_the_cluster() {
     assert!(stats.get("cluster").is_none());
 }
 
-/// A `sigway` process of a test cluster, killed on drop.
-struct NodeProcess {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl NodeProcess {
-    fn spawn(redis: &str, node: u32) -> NodeProcess {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("addr").port()
-        };
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigway"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .env("SIGWAY_LOG__FILE", "")
-            .env("SIGWAY_LOG__LEVEL", "warn")
-            .env("SIGWAY_WORKERS", "1")
-            .env("SIGWAY_CLUSTER__REDIS_URL", redis)
-            .env("SIGWAY_CLUSTER__NODE_ID", node.to_string())
-            .env("SIGWAY_CLUSTER__HEARTBEAT_MS", "100")
-            .env("SIGWAY_CLUSTER__DEAD_AFTER_MS", "600")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sigway");
-        NodeProcess { child, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn wait_ready(&mut self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.port);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            assert!(
-                self.child.try_wait().expect("status").is_none(),
-                "node exited before it was ready"
-            );
-            assert!(tokio::time::Instant::now() < deadline, "node ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM: the node closes its peers with 1001 and hands its rooms over.
-    fn terminate(&mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-    }
-
-    fn kill_hard(&mut self) {
-        // SIGKILL: no goodbye, no close frames, nothing flushed.
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
     if !redis_server_available() {
         return;
     }
     let redis = RedisServer::start();
-    let mut nodes: Vec<NodeProcess> = (1..=3)
-        .map(|node| NodeProcess::spawn(&redis.url(), node))
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready().await;
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut nodes = NodeProcess::start_all(&redis.url(), 3).await;
 
     // A (node 1) owns the group; B on node 2 is bound to A; C on node 3 is
     // a member in a group owned by node 1 too.
-    let mut a = Peer::open_url(&nodes[0].url("/killed")).await;
+    let mut a = Peer::open_url(&nodes[0].ws_url("/killed")).await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].url("/killed")).await;
+    let mut b = Peer::open_url(&nodes[1].ws_url("/killed")).await;
     assert!(!b.connect(2, &[]).await);
     b.content(0, 0, b"offer", false).await;
     let (sb, _, _) = a.recv_content().await;
@@ -561,7 +441,7 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
 
     // The owner dies: node 3 adopts the group from its snapshot; C, bound
     // to A, hears the end of that binding within the same bound, and stays.
-    let mut c = Peer::open_url(&nodes[2].url("/killed")).await;
+    let mut c = Peer::open_url(&nodes[2].ws_url("/killed")).await;
     let sc = join_through(&mut c, &mut a, 3, &[1]).await;
     let killed = tokio::time::Instant::now();
     nodes[0].kill_hard();
@@ -572,7 +452,7 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
         killed.elapsed()
     );
     // The group goes on with C: a newcomer on node 3 is bound to it.
-    let mut d = Peer::open_url(&nodes[2].url("/killed")).await;
+    let mut d = Peer::open_url(&nodes[2].ws_url("/killed")).await;
     join_through(&mut d, &mut c, 4, &[3]).await;
 }
 
@@ -583,20 +463,12 @@ async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
     }
     let redis = redis_harness::RedisCluster::start();
     let seeds = redis.urls().join(" ");
-    let nodes: Vec<BackgroundServer> = (1..=2)
-        .map(|node| BackgroundServer::start(node_settings(&seeds, node)).expect("node starts"))
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for node in &nodes {
-        while !ready(node).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "every node gets ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let nodes = start_nodes(
+        (1..=2)
+            .map(|node| node_settings(test_settings(), &seeds, node))
+            .collect(),
+    )
+    .await;
     // Several keys, so that their directory entries fall on every master.
     for key in ["/k1", "/k2", "/k3", "/k4", "/k5", "/k6"] {
         let mut a = Peer::open(&nodes[0], key).await;
@@ -614,20 +486,14 @@ async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a
         return;
     }
     let redis = RedisServer::start();
-    let mut nodes: Vec<NodeProcess> = (1..=2)
-        .map(|node| NodeProcess::spawn(&redis.url(), node))
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready().await;
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut nodes = NodeProcess::start_all(&redis.url(), 2).await;
     // A on node 1 owns the group; B and C on node 2 joined through A; C is
     // also bound to B.
-    let mut a = Peer::open_url(&nodes[0].url("/term")).await;
+    let mut a = Peer::open_url(&nodes[0].ws_url("/term")).await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].url("/term")).await;
+    let mut b = Peer::open_url(&nodes[1].ws_url("/term")).await;
     let sb = join_through(&mut b, &mut a, 2, &[1]).await;
-    let mut c = Peer::open_url(&nodes[1].url("/term")).await;
+    let mut c = Peer::open_url(&nodes[1].ws_url("/term")).await;
     assert!(!c.connect(3, &[]).await);
     c.content(0, 0, b"offer", false).await;
     let (sc, _, _) = a.recv_content().await;
@@ -652,7 +518,7 @@ async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a
     assert_eq!(data, b"offer again");
     b.content(0, s, b"answer", false).await;
     assert_eq!(c.recv_content().await, (0, s, b"answer".to_vec()));
-    let status = nodes[0].child.wait().expect("node 1 exits");
+    let status = nodes[0].exited().await;
     assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
 }
 
@@ -662,20 +528,14 @@ async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too() 
         return;
     }
     let redis = RedisServer::start();
-    let mut nodes: Vec<NodeProcess> = (1..=3)
-        .map(|node| NodeProcess::spawn(&redis.url(), node))
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready().await;
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut nodes = NodeProcess::start_all(&redis.url(), 3).await;
     // A (node 1) owns the group; favored B (node 2) joined through A; C
     // (node 3) joined through B.
-    let mut a = Peer::open_url(&nodes[0].url("/ghost")).await;
+    let mut a = Peer::open_url(&nodes[0].ws_url("/ghost")).await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].url("/ghost?favored")).await;
+    let mut b = Peer::open_url(&nodes[1].ws_url("/ghost?favored")).await;
     join_through(&mut b, &mut a, 2, &[1]).await;
-    let mut c = Peer::open_url(&nodes[2].url("/ghost")).await;
+    let mut c = Peer::open_url(&nodes[2].ws_url("/ghost")).await;
     let sc = join_through(&mut c, &mut b, 3, &[1, 2]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 

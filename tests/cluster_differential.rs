@@ -8,17 +8,16 @@
 //! so that what it caused has arrived everywhere before the next one.
 //! Skips with one line when `redis-server` is not installed.
 
+mod cluster_support;
 mod common;
-
-#[path = "../crates/sigway-cluster/tests/support/redis_harness.rs"]
-mod redis_harness;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cluster_support::redis_harness::{RedisServer, redis_server_available};
+use cluster_support::{node_settings, start_nodes};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
-use redis_harness::{RedisServer, redis_server_available};
 use sigway::app::BackgroundServer;
 use sigway::proto::sigver::{Content, GroupData, Message, message::Type};
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -283,12 +282,6 @@ async fn transcripts(urls: Vec<String>, ops: &[Op], key: &str) -> Vec<Vec<String
     run.transcripts
 }
 
-async fn ready(server: &BackgroundServer) -> bool {
-    reqwest::get(server.http_url("/readyz"))
-        .await
-        .is_ok_and(|response| response.status() == 200)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sequences_give_the_same_transcripts_on_one_node_and_on_three() {
     if !redis_server_available() {
@@ -301,25 +294,19 @@ async fn random_sequences_give_the_same_transcripts_on_one_node_and_on_three() {
         settings
     };
     let alone = BackgroundServer::start(quiet_heartbeat(test_settings())).expect("node alone");
-    let nodes: Vec<BackgroundServer> = (1..=3)
-        .map(|node| {
-            let mut settings = quiet_heartbeat(test_settings());
-            settings.workers = 1;
-            settings.cluster.redis_url = redis.url();
-            settings.cluster.node_id = node;
-            settings.cluster.heartbeat_ms = 100;
-            settings.cluster.dead_after_ms = 600;
-            BackgroundServer::start(settings).expect("node starts")
-        })
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for node in &nodes {
-        while !ready(node).await {
-            assert!(tokio::time::Instant::now() < deadline, "nodes get ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let nodes = start_nodes(
+        (1..=3)
+            .map(|node| {
+                let mut settings =
+                    node_settings(quiet_heartbeat(test_settings()), &redis.url(), node);
+                // Empty groups keep their claim as long as by default.
+                settings.cluster.release_after_ms =
+                    sigway::config::ClusterSettings::default().release_after_ms;
+                settings
+            })
+            .collect(),
+    )
+    .await;
 
     let seeds = (1..=8).map(|n| 0x5eed_0000_u64 + n);
     let mut relayed = 0;
