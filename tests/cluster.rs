@@ -1,19 +1,25 @@
 //! Cluster mode through real sockets and a real Redis: three gateways on
-//! loopback share one `redis-server` (started here on a port of its own),
-//! and Netflux peers of one key spread over them see every rule of
+//! loopback share one `redis-server` or a 3-master Redis Cluster (started
+//! here on ports of their own; each scenario runs on both, as
+//! `<scenario>::standalone_redis` and `<scenario>::redis_cluster`), and
+//! Netflux peers of one key spread over them see every rule of
 //! `spec/sigver.md` hold as on one node: the join flow and end-of-binding
 //! notices, favored choice and rotation, blocking-member replacement (the
 //! 4744 lands on the member's node), both dialects; a node that goes away
-//! takes its peers out of the groups of the others; `/readyz` follows the
-//! node's reach. Skips with one line when `redis-server` is not installed.
+//! (stopped, SIGTERM, SIGKILL) takes its peers out of the groups of the
+//! others and its groups are adopted; Redis paused for two seconds closes
+//! nothing and loses nothing; `/readyz` follows the node's reach. Skips
+//! with one line when `redis-server` is not installed.
 
 mod cluster_support;
 mod common;
 
 use std::time::Duration;
 
-use cluster_support::redis_harness::{self, RedisServer, redis_server_available};
-use cluster_support::{NodeProcess, join_through, node_settings, ready, start_nodes};
+use cluster_support::redis_harness::{self, redis_server_available};
+use cluster_support::{
+    Backend, NodeProcess, Redis, join_through, node_settings, on_both_backends, ready, start_nodes,
+};
 use common::{Peer, WAIT, test_settings};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
@@ -23,7 +29,7 @@ use sigway::proto::sigver::message::Type;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 /// Three nodes on `redis`, each ready and having heard the others.
-async fn cluster_of_three(redis: &RedisServer) -> Vec<BackgroundServer> {
+async fn cluster_of_three(redis: &Redis) -> Vec<BackgroundServer> {
     start_nodes(
         (1..=3)
             .map(|node| node_settings(test_settings(), &redis.url(), node))
@@ -32,12 +38,9 @@ async fn cluster_of_three(redis: &RedisServer) -> Vec<BackgroundServer> {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_spread_over_three_nodes_follows_every_rule() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_group_spread_over_three_nodes_follows_every_rule);
+async fn a_group_spread_over_three_nodes_follows_every_rule(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
     let [n1, n2, n3] = [&nodes[0], &nodes[1], &nodes[2]];
 
@@ -76,12 +79,9 @@ async fn a_group_spread_over_three_nodes_follows_every_rule() {
     join_through(&mut d, &mut b, 4, &[2]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn favored_choice_rotation_and_blocking_member_across_nodes() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(favored_choice_rotation_and_blocking_member_across_nodes);
+async fn favored_choice_rotation_and_blocking_member_across_nodes(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
 
     let mut a = Peer::open(&nodes[0], "/k").await;
@@ -160,12 +160,9 @@ fn legacy_data(id: u32, data: &[u8]) -> legacy::message::Type {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_legacy_dialect_spans_nodes_too() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(the_legacy_dialect_spans_nodes_too);
+async fn the_legacy_dialect_spans_nodes_too(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
     use legacy::message::Type as L;
     let mut first = Peer::open(&nodes[0], "/old?protocol=legacy").await;
@@ -189,12 +186,9 @@ async fn the_legacy_dialect_spans_nodes_too() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_node_that_goes_away_takes_its_peers_out_of_the_others_groups);
+async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups(backend: Backend) {
+    let redis = Redis::start(backend);
     let mut nodes = cluster_of_three(&redis).await;
     let mut a = Peer::open(&nodes[0], "/gone").await;
     assert!(a.connect(1, &[]).await);
@@ -213,12 +207,9 @@ async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups() {
     join_through(&mut c, &mut a, 3, &[1]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings);
+async fn a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings(backend: Backend) {
+    let redis = Redis::start(backend);
     let mut nodes = cluster_of_three(&redis).await;
     // The group is founded on node 1, which owns it; B (node 2) and C
     // (node 3) join through A, and D (node 3) is bound to B, mid-join.
@@ -315,12 +306,9 @@ async fn with_require_false_a_node_without_redis_serves_alone() {
     join_through(&mut b, &mut a, 2, &[1]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(redis_paused_for_two_seconds_closes_no_session_and_loses_nothing);
+async fn redis_paused_for_two_seconds_closes_no_session_and_loses_nothing(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
     let mut a = Peer::open(&nodes[0], "/paused").await;
     assert!(a.connect(1, &[]).await);
@@ -329,9 +317,12 @@ async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
     b.content(0, 0, b"offer", false).await;
     let (sb, _, _) = a.recv_content().await;
 
-    // B keeps sending while Redis is stopped for a second (longer than a
-    // node's dead timeout here) and then resumed.
-    const COUNT: usize = 100;
+    // B keeps sending while Redis is stopped for two seconds (longer than
+    // a node's dead timeout here) and then resumed: the one server, or the
+    // masters of a Redis Cluster that carry the group (its directory entry
+    // and the inboxes of nodes 1 and 2).
+    let paused = redis.servers_of_room("sigver", "paused", &[1, 2]);
+    const COUNT: usize = 150;
     let sender = tokio::spawn(async move {
         for i in 0..COUNT {
             b.content(0, 0, format!("m{i}").as_bytes(), false).await;
@@ -340,9 +331,13 @@ async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
         b
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    redis.pause();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    redis.resume();
+    for server in &paused {
+        server.pause();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for server in &paused {
+        server.resume();
+    }
     for i in 0..COUNT {
         assert_eq!(
             a.recv_content().await,
@@ -361,7 +356,7 @@ async fn metrics_and_stats_show_the_cluster() {
     if !redis_server_available() {
         return;
     }
-    let redis = RedisServer::start();
+    let redis = Redis::start(Backend::Standalone);
     let nodes = cluster_of_three(&redis).await;
     let mut a = Peer::open(&nodes[0], "/counted").await;
     assert!(a.connect(1, &[]).await);
@@ -411,12 +406,9 @@ async fn metrics_and_stats_show_the_cluster() {
     assert!(stats.get("cluster").is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout);
+async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout(backend: Backend) {
+    let redis = Redis::start(backend);
     let mut nodes = NodeProcess::start_all(&redis.url(), 3).await;
 
     // A (node 1) owns the group; B on node 2 is bound to A; C on node 3 is
@@ -480,12 +472,11 @@ async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a_bounce() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a_bounce);
+async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a_bounce(
+    backend: Backend,
+) {
+    let redis = Redis::start(backend);
     let mut nodes = NodeProcess::start_all(&redis.url(), 2).await;
     // A on node 1 owns the group; B and C on node 2 joined through A; C is
     // also bound to B.
@@ -522,12 +513,9 @@ async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a
     assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too);
+async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too(backend: Backend) {
+    let redis = Redis::start(backend);
     let mut nodes = NodeProcess::start_all(&redis.url(), 3).await;
     // A (node 1) owns the group; favored B (node 2) joined through A; C
     // (node 3) joined through B.

@@ -1,6 +1,7 @@
 //! videre rooms across cluster nodes, through real sockets and a real
 //! Redis: three gateways on loopback share one `redis-server` (started here
-//! on a port of its own), and videre users of one room, each on another
+//! on a port of its own; the main scenarios also on a 3-master Redis
+//! Cluster), and videre users of one room, each on another
 //! node, see every rule of `spec/videre.md` as on one node: initiator
 //! flags, the announce to everyone, broadcast to every member including the
 //! sender, `ping` answered to the sender only with the users in join order,
@@ -22,8 +23,10 @@ use videre_support::common;
 
 use std::time::Duration;
 
-use cluster_support::redis_harness::{RedisServer, redis_server_available};
-use cluster_support::{DEAD_AFTER_MS, NodeProcess, node_settings, start_nodes};
+use cluster_support::redis_harness::redis_server_available;
+use cluster_support::{
+    Backend, DEAD_AFTER_MS, NodeProcess, Redis, node_settings, on_both_backends, start_nodes,
+};
 use serde_json::json;
 use sigway::app::BackgroundServer;
 use sigway::config::Settings;
@@ -31,10 +34,7 @@ use videre_support::{Client, Transport, connect, expect_packet, packet};
 
 /// Three nodes on `redis` with `adjust`ed settings, each ready and having
 /// heard the others.
-async fn cluster_of_three(
-    redis: &RedisServer,
-    adjust: impl Fn(&mut Settings),
-) -> Vec<BackgroundServer> {
+async fn cluster_of_three(redis: &Redis, adjust: impl Fn(&mut Settings)) -> Vec<BackgroundServer> {
     start_nodes(
         (1..=3)
             .map(|node| {
@@ -88,12 +88,9 @@ async fn expect_disconnect(client: &mut Client, user: &str, room: &str) {
     assert_eq!(notice["Payload"], "");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_spread_over_three_nodes_follows_every_rule() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_room_spread_over_three_nodes_follows_every_rule);
+async fn a_room_spread_over_three_nodes_follows_every_rule(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis, |_| {}).await;
     let mut a = open(&nodes[0]).await;
     let mut b = open(&nodes[1]).await;
@@ -168,7 +165,7 @@ async fn a_stopped_node_takes_its_users_out_of_the_rooms_of_the_others() {
     if !redis_server_available() {
         return;
     }
-    let redis = RedisServer::start();
+    let redis = Redis::start(Backend::Standalone);
     let mut nodes = cluster_of_three(&redis, |_| {}).await;
     // Node 1 owns the room (its user joined first).
     let mut a = open(&nodes[0]).await;
@@ -227,12 +224,9 @@ async fn broadcast(sender: &mut Client, user: &str, room: &str, others: &mut [&m
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_whose_owner_stopped_is_adopted_with_its_users_in_join_order() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_room_whose_owner_stopped_is_adopted_with_its_users_in_join_order);
+async fn a_room_whose_owner_stopped_is_adopted_with_its_users_in_join_order(backend: Backend) {
+    let redis = Redis::start(backend);
     // A small outbox gives each session a credit of 2 packets in flight:
     // the adopted room must give it back for the adopter's own sessions.
     let mut nodes = cluster_of_three(&redis, |settings| settings.limits.outbound_queue = 8).await;
@@ -343,7 +337,7 @@ async fn the_member_limit_refuses_across_nodes_exactly_as_on_one_node() {
     assert_eq!(notice["Header"]["Event"], "error");
     assert_eq!(notice["Payload"], "room full (limit 2 members)");
 
-    let redis = RedisServer::start();
+    let redis = Redis::start(Backend::Standalone);
     let nodes = cluster_of_three(&redis, limit).await;
     let across_nodes = refused_third(&nodes[0], &nodes[1], &nodes[2]).await;
     assert_eq!(
@@ -366,12 +360,9 @@ fn in_time(since: tokio::time::Instant, what: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted);
+async fn nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted(backend: Backend) {
+    let redis = Redis::start(backend);
     let mut nodes = NodeProcess::start_all(&redis.url(), 4).await;
 
     // A (node 1) owns the room; B is on node 2, C on node 3, D on node 4.

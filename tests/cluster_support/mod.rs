@@ -315,3 +315,28 @@ pub async fn join_through(peer: &mut Peer, through: &mut Peer, id: u32, view: &[
     );
     s
 }
+
+/// Declares the tests of scenario `async fn $scenario(backend: Backend)`:
+/// `$scenario::standalone_redis` and `$scenario::redis_cluster` (a
+/// 3-master Redis Cluster), each printing the one skip line and passing
+/// when `redis-server` is not installed.
+macro_rules! on_both_backends {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone_redis() {
+                if $crate::cluster_support::redis_harness::redis_server_available() {
+                    super::$scenario($crate::cluster_support::Backend::Standalone).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                if $crate::cluster_support::redis_harness::redis_server_available() {
+                    super::$scenario($crate::cluster_support::Backend::Cluster).await;
+                }
+            }
+        }
+    };
+}
+pub(crate) use on_both_backends;
