@@ -320,6 +320,7 @@ pub async fn join_through(peer: &mut Peer, through: &mut Peer, id: u32, view: &[
 /// `$scenario::standalone_redis` and `$scenario::redis_cluster` (a
 /// 3-master Redis Cluster), each printing the one skip line and passing
 /// when `redis-server` is not installed.
+#[allow(unused_macros)] // Not every test file has scenarios for both.
 macro_rules! on_both_backends {
     ($scenario:ident) => {
         mod $scenario {
@@ -339,4 +340,5 @@ macro_rules! on_both_backends {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use on_both_backends;
