@@ -36,6 +36,7 @@ pub fn settings() -> Settings {
     s
 }
 
+#[allow(unused_imports)] // Not every including test file starts its own server.
 pub use common::start;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
