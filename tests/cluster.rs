@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Duration;
 
-use cluster_support::redis_harness::{self, redis_server_available};
+use cluster_support::redis_harness::{self, RedisServer, redis_server_available};
 use cluster_support::{
     Backend, NodeProcess, Redis, join_through, node_settings, on_both_backends, ready, start_nodes,
 };
@@ -535,4 +535,181 @@ async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too(ba
     b.leave().await;
     let (s, r, data) = c.recv_content().await;
     assert_eq!((s, r, data), (0, sc, vec![]), "C's binding with B ends");
+}
+
+/// How a room's snapshot is made unusable before a survivor adopts it.
+#[derive(Debug, Clone, Copy)]
+enum SnapshotLoss {
+    Deleted,
+    Corrupted,
+}
+
+impl SnapshotLoss {
+    fn apply(self, redis: &Redis, kind: &str, key: &str) {
+        let snapshot = cluster_support::snapshot_key(kind, key);
+        match self {
+            SnapshotLoss::Deleted => {
+                assert_eq!(redis.command_on_key(&snapshot, &["DEL", &snapshot]), "1");
+            }
+            SnapshotLoss::Corrupted => {
+                assert_eq!(
+                    redis.command_on_key(&snapshot, &["SET", &snapshot, "\u{1}not a snapshot"]),
+                    "OK"
+                );
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until room `key` of `kind` has a snapshot holding
+/// `members` members: its owner wrote what the test set up.
+async fn wait_for_snapshot(redis: &Redis, kind: &str, key: &str) {
+    let snapshot = cluster_support::snapshot_key(kind, key);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while redis.command_on_key(&snapshot, &["EXISTS", &snapshot]) != "1" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owner writes the snapshot of {kind} {key}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The close code and reason `peer` gets, skipping whatever frames (of
+/// either dialect) come first.
+async fn close_of(peer: &mut Peer) -> (u16, String) {
+    loop {
+        let frame = tokio::time::timeout(WAIT, peer.ws.next())
+            .await
+            .expect("a close in time")
+            .expect("the socket ends with a close frame")
+            .expect("frame ok");
+        if let Ws::Close(close) = frame {
+            return close.map_or((1005, String::new()), |close| {
+                (u16::from(close.code), close.reason.to_string())
+            });
+        }
+    }
+}
+
+on_both_backends!(a_group_whose_snapshot_is_lost_bounces_its_peers_with_1012_and_they_rejoin);
+async fn a_group_whose_snapshot_is_lost_bounces_its_peers_with_1012_and_they_rejoin(
+    backend: Backend,
+) {
+    use legacy::message::Type as L;
+    let redis = Redis::start(backend);
+    let mut nodes = NodeProcess::start_all(&redis.url(), 2).await;
+    // Node 1 owns two groups, one of each dialect; their other members are
+    // on node 2.
+    let mut a = Peer::open_url(&nodes[0].ws_url("/lost")).await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut c = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    join_through(&mut c, &mut a, 3, &[1, 2]).await;
+    let mut old_first = Peer::open_url(&nodes[0].ws_url("/lost-old?protocol=legacy")).await;
+    assert_eq!(recv_legacy(&mut old_first).await, L::IsFirst(true));
+    let mut old_second = Peer::open_url(&nodes[1].ws_url("/lost-old?protocol=legacy")).await;
+    assert_eq!(recv_legacy(&mut old_second).await, L::IsFirst(false));
+    send_legacy(&mut old_second, legacy_data(0, b"offer")).await;
+    assert!(matches!(recv_legacy(&mut old_first).await, L::Content(_)));
+    wait_for_snapshot(&redis, "sigver", "lost").await;
+    wait_for_snapshot(&redis, "sigver-legacy", "lost-old").await;
+    // Whatever the owner still had to write is written by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The owner dies and, before node 2 adopts its groups, their snapshots
+    // become unusable: one deleted, the other corrupted.
+    nodes[0].kill_hard();
+    SnapshotLoss::Deleted.apply(&redis, "sigver", "lost");
+    SnapshotLoss::Corrupted.apply(&redis, "sigver-legacy", "lost-old");
+    let bounced = (1012, "room moved: join again".to_owned());
+    for peer in [&mut b, &mut c, &mut old_second] {
+        assert_eq!(close_of(peer).await, bounced);
+    }
+
+    // They join again, on node 2: the groups start afresh.
+    let mut b = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    assert!(b.connect(2, &[]).await, "B founds the group again");
+    let mut c = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    join_through(&mut c, &mut b, 3, &[2]).await;
+    let mut old_second = Peer::open_url(&nodes[1].ws_url("/lost-old?protocol=legacy")).await;
+    assert_eq!(recv_legacy(&mut old_second).await, L::IsFirst(true));
+}
+
+/// `node`'s cluster figures from `/stats`.
+async fn cluster_stats(node: &NodeProcess) -> serde_json::Value {
+    let stats: serde_json::Value = reqwest::get(node.http_url("/stats"))
+        .await
+        .expect("GET /stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    stats["cluster"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_reset_bounces_the_members_whose_traffic_crossed_it() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    // A long dead timeout: node 2 is frozen for a while and must not be
+    // judged dead meanwhile (a link reset, not a node death, is tested).
+    let slow_death = [("SIGWAY_CLUSTER__DEAD_AFTER_MS", "8000")];
+    let mut nodes = vec![
+        NodeProcess::spawn_with(&redis.url(), 1, &slow_death),
+        NodeProcess::spawn_with(&redis.url(), 2, &slow_death),
+    ];
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // X on node 1 owns the group; Y on node 2 joined through X.
+    let mut x = Peer::open_url(&nodes[0].ws_url("/reset")).await;
+    assert!(x.connect(1, &[]).await);
+    let mut y = Peer::open_url(&nodes[1].ws_url("/reset")).await;
+    let sy = join_through(&mut y, &mut x, 2, &[1]).await;
+
+    // Node 2 freezes and loses its subscription (as when Redis drops a
+    // subscriber): what node 1 sends it meanwhile is lost, and more than
+    // node 1's retransmit ring holds (4 MiB) goes to Y.
+    nodes[1].freeze();
+    let killed = redis
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .expect("CLIENT KILL");
+    assert!(killed.parse::<u32>().is_ok_and(|n| n >= 2), "{killed}");
+    let sent_before = cluster_stats(&nodes[0]).await["messages_sent"]
+        .as_u64()
+        .expect("messages_sent");
+    const CHUNKS: u64 = 96;
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..CHUNKS {
+        x.content(0, sy, &chunk, false).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cluster_stats(&nodes[0]).await["messages_sent"].as_u64() < Some(sent_before + CHUNKS) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 relays the chunks to node 2"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes[1].thaw();
+
+    // Node 2 subscribes again and asks for what it missed, which node 1
+    // no longer has: the link resets. Y, whose group runs on node 1, is
+    // bounced (1012) and X hears the end of its binding with Y.
+    assert_eq!(
+        close_of(&mut y).await,
+        (1012, "room moved: join again".to_owned())
+    );
+    assert_eq!(x.recv_content().await, (sy, 0, vec![]));
+    for node in &nodes {
+        let resets = cluster_stats(node).await["link_resets"].as_u64();
+        assert!(resets >= Some(1), "link resets counted: {resets:?}");
+    }
+    // Y joins again, through X, across the new generation of the link.
+    let mut y = Peer::open_url(&nodes[1].ws_url("/reset")).await;
+    join_through(&mut y, &mut x, 2, &[1]).await;
 }
