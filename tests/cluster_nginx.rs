@@ -90,7 +90,7 @@ fn running_as_root() -> bool {
         .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
 }
 
-/// An nginx (master and one worker) on a loopback port, killed on drop.
+/// An nginx (a master and one worker) on a loopback port, stopped on drop.
 struct Nginx {
     child: Child,
     port: u16,
@@ -99,16 +99,20 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The worker follows its master out; a bounded wait for it.
-        let pid_file = self.dir.path().join("nginx.pid");
-        for _ in 0..50 {
-            if !pid_file.exists() {
-                break;
+        // SIGTERM: the master stops its worker, then exits (a SIGKILL would
+        // leave the worker running, orphaned). SIGKILL only if it hangs.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -373,14 +377,15 @@ async fn a_videre_call_over_sockjs_polling_streaming_and_websocket_through_nginx
     let mut b = None;
     let mut abandoned: i64 = 0;
     for _ in 0..PLACEMENT_TRIES {
-        let before = connections_when(&nodes, 1 + abandoned).await;
+        let before = connections_when(&nodes, 1).await;
         let candidate = Client::open_at(&base, Transport::XhrPolling).await;
-        let counts = connections_when(&nodes, 2 + abandoned).await;
+        let counts = connections_when(&nodes, 2).await;
         if landed_on(&before, &counts) != a_node {
             b = Some(candidate);
             break;
         }
-        // Left to expire (the SockJS disconnect delay).
+        // Left to expire (the SockJS disconnect delay): the next try
+        // starts once only A's session is left.
         candidate.stop_polling();
         drop(candidate);
         abandoned += 1;
@@ -404,7 +409,7 @@ async fn a_videre_call_over_sockjs_polling_streaming_and_websocket_through_nginx
 
     // Every request of a SockJS session went to one node, and A's and B's
     // to different ones; no node opened a session of its own for a
-    // request that strayed (the abandoned tries have expired by then).
+    // request that strayed.
     let sessions = nginx.upstreams_by_session();
     assert!(
         sessions.len() as i64 >= 2 + abandoned,
