@@ -1,91 +1,46 @@
 //! Cluster mode through real sockets and a real Redis: three gateways on
-//! loopback share one `redis-server` (started here on a port of its own),
-//! and Netflux peers of one key spread over them see every rule of
+//! loopback share one `redis-server` or a 3-master Redis Cluster (started
+//! here on ports of their own; each scenario runs on both, as
+//! `<scenario>::standalone_redis` and `<scenario>::redis_cluster`), and
+//! Netflux peers of one key spread over them see every rule of
 //! `spec/sigver.md` hold as on one node: the join flow and end-of-binding
 //! notices, favored choice and rotation, blocking-member replacement (the
 //! 4744 lands on the member's node), both dialects; a node that goes away
-//! takes its peers out of the groups of the others; `/readyz` follows the
-//! node's reach. Skips with one line when `redis-server` is not installed.
+//! (stopped, SIGTERM, SIGKILL) takes its peers out of the groups of the
+//! others and its groups are adopted; Redis paused for two seconds closes
+//! nothing and loses nothing; `/readyz` follows the node's reach. Skips
+//! with one line when `redis-server` is not installed.
 
+mod cluster_support;
 mod common;
-
-#[path = "../crates/sigway-cluster/tests/support/redis_harness.rs"]
-mod redis_harness;
 
 use std::time::Duration;
 
+use cluster_support::redis_harness::{self, RedisServer, redis_server_available};
+use cluster_support::{
+    Backend, NodeProcess, Redis, join_through, node_settings, on_both_backends, ready, start_nodes,
+};
 use common::{Peer, WAIT, test_settings};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
-use redis_harness::{RedisServer, redis_server_available};
 use sigway::app::BackgroundServer;
-use sigway::config::Settings;
 use sigway::proto::legacy;
 use sigway::proto::sigver::message::Type;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-/// Settings of one node of a test cluster on `redis`: fast heartbeats so
-/// that a node that goes away is noticed within a second.
-fn node_settings(redis: &str, node: u32) -> Settings {
-    let mut settings = test_settings();
-    settings.workers = 1;
-    settings.cluster.redis_url = redis.to_owned();
-    settings.cluster.node_id = node;
-    settings.cluster.heartbeat_ms = 100;
-    settings.cluster.dead_after_ms = 600;
-    settings.cluster.release_after_ms = 300;
-    settings
-}
-
-async fn ready(server: &BackgroundServer) -> bool {
-    reqwest::get(server.http_url("/readyz"))
-        .await
-        .is_ok_and(|response| response.status() == 200)
-}
-
 /// Three nodes on `redis`, each ready and having heard the others.
-async fn cluster_of_three(redis: &RedisServer) -> Vec<BackgroundServer> {
-    let nodes: Vec<BackgroundServer> = (1..=3)
-        .map(|node| {
-            BackgroundServer::start(node_settings(&redis.url(), node)).expect("node starts")
-        })
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for node in &nodes {
-        while !ready(node).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "every node gets ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    // A few heartbeats, so that each node has heard the others.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    nodes
+async fn cluster_of_three(redis: &Redis) -> Vec<BackgroundServer> {
+    start_nodes(
+        (1..=3)
+            .map(|node| node_settings(test_settings(), &redis.url(), node))
+            .collect(),
+    )
+    .await
 }
 
-/// Joins `peer` through `through` (a member) as in tests/sigver.rs.
-async fn join_through(peer: &mut Peer, through: &mut Peer, id: u32, view: &[u32]) -> u32 {
-    assert!(!peer.connect(id, &[]).await, "a newcomer is bound first");
-    peer.content(0, 0, b"offer", false).await;
-    let (s, r, data) = through.recv_content().await;
-    assert_eq!((r, data.as_slice()), (0, &b"offer"[..]));
-    through.content(0, s, b"answer", false).await;
-    assert_eq!(peer.recv_content().await, (0, s, b"answer".to_vec()));
-    assert!(
-        peer.connect(id, view).await,
-        "a view sharing a member admits"
-    );
-    s
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_spread_over_three_nodes_follows_every_rule() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_group_spread_over_three_nodes_follows_every_rule);
+async fn a_group_spread_over_three_nodes_follows_every_rule(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
     let [n1, n2, n3] = [&nodes[0], &nodes[1], &nodes[2]];
 
@@ -124,12 +79,9 @@ async fn a_group_spread_over_three_nodes_follows_every_rule() {
     join_through(&mut d, &mut b, 4, &[2]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn favored_choice_rotation_and_blocking_member_across_nodes() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(favored_choice_rotation_and_blocking_member_across_nodes);
+async fn favored_choice_rotation_and_blocking_member_across_nodes(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
 
     let mut a = Peer::open(&nodes[0], "/k").await;
@@ -208,12 +160,9 @@ fn legacy_data(id: u32, data: &[u8]) -> legacy::message::Type {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_legacy_dialect_spans_nodes_too() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(the_legacy_dialect_spans_nodes_too);
+async fn the_legacy_dialect_spans_nodes_too(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
     use legacy::message::Type as L;
     let mut first = Peer::open(&nodes[0], "/old?protocol=legacy").await;
@@ -237,12 +186,9 @@ async fn the_legacy_dialect_spans_nodes_too() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_node_that_goes_away_takes_its_peers_out_of_the_others_groups);
+async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups(backend: Backend) {
+    let redis = Redis::start(backend);
     let mut nodes = cluster_of_three(&redis).await;
     let mut a = Peer::open(&nodes[0], "/gone").await;
     assert!(a.connect(1, &[]).await);
@@ -261,12 +207,9 @@ async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups() {
     join_through(&mut c, &mut a, 3, &[1]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings);
+async fn a_group_whose_owner_stops_is_adopted_with_its_order_and_bindings(backend: Backend) {
+    let redis = Redis::start(backend);
     let mut nodes = cluster_of_three(&redis).await;
     // The group is founded on node 1, which owns it; B (node 2) and C
     // (node 3) join through A, and D (node 3) is bound to B, mid-join.
@@ -314,8 +257,12 @@ async fn a_node_without_redis_is_not_ready_and_refuses_peers() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
-    let node = BackgroundServer::start(node_settings(&format!("redis://127.0.0.1:{port}"), 7))
-        .expect("starts without Redis");
+    let node = BackgroundServer::start(node_settings(
+        test_settings(),
+        &format!("redis://127.0.0.1:{port}"),
+        7,
+    ))
+    .expect("starts without Redis");
     let healthz = reqwest::get(node.http_url("/healthz")).await.expect("get");
     assert_eq!(healthz.status(), 200, "alive all the same");
     let readyz = reqwest::get(node.http_url("/readyz")).await.expect("get");
@@ -342,7 +289,7 @@ async fn with_require_false_a_node_without_redis_serves_alone() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
-    let mut settings = node_settings(&format!("redis://127.0.0.1:{port}"), 8);
+    let mut settings = node_settings(test_settings(), &format!("redis://127.0.0.1:{port}"), 8);
     settings.cluster.require = false;
     let node = BackgroundServer::start(settings).expect("starts without Redis");
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -359,12 +306,9 @@ async fn with_require_false_a_node_without_redis_serves_alone() {
     join_through(&mut b, &mut a, 2, &[1]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(redis_paused_for_two_seconds_closes_no_session_and_loses_nothing);
+async fn redis_paused_for_two_seconds_closes_no_session_and_loses_nothing(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
     let mut a = Peer::open(&nodes[0], "/paused").await;
     assert!(a.connect(1, &[]).await);
@@ -373,9 +317,12 @@ async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
     b.content(0, 0, b"offer", false).await;
     let (sb, _, _) = a.recv_content().await;
 
-    // B keeps sending while Redis is stopped for a second (longer than a
-    // node's dead timeout here) and then resumed.
-    const COUNT: usize = 100;
+    // B keeps sending while Redis is stopped for two seconds (longer than
+    // a node's dead timeout here) and then resumed: the one server, or the
+    // masters of a Redis Cluster that carry the group (its directory entry
+    // and the inboxes of nodes 1 and 2).
+    let paused = redis.servers_of_room("sigver", "paused", &[1, 2]);
+    const COUNT: usize = 150;
     let sender = tokio::spawn(async move {
         for i in 0..COUNT {
             b.content(0, 0, format!("m{i}").as_bytes(), false).await;
@@ -384,9 +331,13 @@ async fn redis_paused_for_a_second_closes_no_session_and_loses_nothing() {
         b
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    redis.pause();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    redis.resume();
+    for server in &paused {
+        server.pause();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for server in &paused {
+        server.resume();
+    }
     for i in 0..COUNT {
         assert_eq!(
             a.recv_content().await,
@@ -469,7 +420,7 @@ async fn metrics_and_stats_show_the_cluster() {
     if !redis_server_available() {
         return;
     }
-    let redis = RedisServer::start();
+    let redis = Redis::start(Backend::Standalone);
     let nodes = cluster_of_three(&redis).await;
     let mut a = Peer::open(&nodes[0], "/counted").await;
     assert!(a.connect(1, &[]).await);
@@ -519,95 +470,16 @@ async fn metrics_and_stats_show_the_cluster() {
     assert!(stats.get("cluster").is_none());
 }
 
-/// A `sigway` process of a test cluster, killed on drop.
-struct NodeProcess {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl NodeProcess {
-    fn spawn(redis: &str, node: u32) -> NodeProcess {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("addr").port()
-        };
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigway"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .env("SIGWAY_LOG__FILE", "")
-            .env("SIGWAY_LOG__LEVEL", "warn")
-            .env("SIGWAY_WORKERS", "1")
-            .env("SIGWAY_CLUSTER__REDIS_URL", redis)
-            .env("SIGWAY_CLUSTER__NODE_ID", node.to_string())
-            .env("SIGWAY_CLUSTER__HEARTBEAT_MS", "100")
-            .env("SIGWAY_CLUSTER__DEAD_AFTER_MS", "600")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sigway");
-        NodeProcess { child, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn wait_ready(&mut self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.port);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            assert!(
-                self.child.try_wait().expect("status").is_none(),
-                "node exited before it was ready"
-            );
-            assert!(tokio::time::Instant::now() < deadline, "node ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM: the node closes its peers with 1001 and hands its rooms over.
-    fn terminate(&mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-    }
-
-    fn kill_hard(&mut self) {
-        // SIGKILL: no goodbye, no close frames, nothing flushed.
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
-    let mut nodes: Vec<NodeProcess> = (1..=3)
-        .map(|node| NodeProcess::spawn(&redis.url(), node))
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready().await;
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+on_both_backends!(a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout);
+async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout(backend: Backend) {
+    let redis = Redis::start(backend);
+    let mut nodes = NodeProcess::start_all(&redis.url(), 3).await;
 
     // A (node 1) owns the group; B on node 2 is bound to A; C on node 3 is
     // a member in a group owned by node 1 too.
-    let mut a = Peer::open_url(&nodes[0].url("/killed")).await;
+    let mut a = Peer::open_url(&nodes[0].ws_url("/killed")).await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].url("/killed")).await;
+    let mut b = Peer::open_url(&nodes[1].ws_url("/killed")).await;
     assert!(!b.connect(2, &[]).await);
     b.content(0, 0, b"offer", false).await;
     let (sb, _, _) = a.recv_content().await;
@@ -625,7 +497,7 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
 
     // The owner dies: node 3 adopts the group from its snapshot; C, bound
     // to A, hears the end of that binding within the same bound, and stays.
-    let mut c = Peer::open_url(&nodes[2].url("/killed")).await;
+    let mut c = Peer::open_url(&nodes[2].ws_url("/killed")).await;
     let sc = join_through(&mut c, &mut a, 3, &[1]).await;
     let killed = tokio::time::Instant::now();
     nodes[0].kill_hard();
@@ -636,7 +508,7 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout() {
         killed.elapsed()
     );
     // The group goes on with C: a newcomer on node 3 is bound to it.
-    let mut d = Peer::open_url(&nodes[2].url("/killed")).await;
+    let mut d = Peer::open_url(&nodes[2].ws_url("/killed")).await;
     join_through(&mut d, &mut c, 4, &[3]).await;
 }
 
@@ -647,20 +519,12 @@ async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
     }
     let redis = redis_harness::RedisCluster::start();
     let seeds = redis.urls().join(" ");
-    let nodes: Vec<BackgroundServer> = (1..=2)
-        .map(|node| BackgroundServer::start(node_settings(&seeds, node)).expect("node starts"))
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for node in &nodes {
-        while !ready(node).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "every node gets ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let nodes = start_nodes(
+        (1..=2)
+            .map(|node| node_settings(test_settings(), &seeds, node))
+            .collect(),
+    )
+    .await;
     // Several keys, so that their directory entries fall on every master.
     for key in ["/k1", "/k2", "/k3", "/k4", "/k5", "/k6"] {
         let mut a = Peer::open(&nodes[0], key).await;
@@ -672,26 +536,19 @@ async fn a_group_spans_nodes_on_a_three_master_redis_cluster() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a_bounce() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
-    let mut nodes: Vec<NodeProcess> = (1..=2)
-        .map(|node| NodeProcess::spawn(&redis.url(), node))
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready().await;
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+on_both_backends!(sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a_bounce);
+async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a_bounce(
+    backend: Backend,
+) {
+    let redis = Redis::start(backend);
+    let mut nodes = NodeProcess::start_all(&redis.url(), 2).await;
     // A on node 1 owns the group; B and C on node 2 joined through A; C is
     // also bound to B.
-    let mut a = Peer::open_url(&nodes[0].url("/term")).await;
+    let mut a = Peer::open_url(&nodes[0].ws_url("/term")).await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].url("/term")).await;
+    let mut b = Peer::open_url(&nodes[1].ws_url("/term")).await;
     let sb = join_through(&mut b, &mut a, 2, &[1]).await;
-    let mut c = Peer::open_url(&nodes[1].url("/term")).await;
+    let mut c = Peer::open_url(&nodes[1].ws_url("/term")).await;
     assert!(!c.connect(3, &[]).await);
     c.content(0, 0, b"offer", false).await;
     let (sc, _, _) = a.recv_content().await;
@@ -716,30 +573,21 @@ async fn sigterm_closes_the_nodes_peers_with_1001_and_moves_its_groups_without_a
     assert_eq!(data, b"offer again");
     b.content(0, s, b"answer", false).await;
     assert_eq!(c.recv_content().await, (0, s, b"answer".to_vec()));
-    let status = nodes[0].child.wait().expect("node 1 exits");
+    let status = nodes[0].exited().await;
     assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
-    let mut nodes: Vec<NodeProcess> = (1..=3)
-        .map(|node| NodeProcess::spawn(&redis.url(), node))
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready().await;
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+on_both_backends!(a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too);
+async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too(backend: Backend) {
+    let redis = Redis::start(backend);
+    let mut nodes = NodeProcess::start_all(&redis.url(), 3).await;
     // A (node 1) owns the group; favored B (node 2) joined through A; C
     // (node 3) joined through B.
-    let mut a = Peer::open_url(&nodes[0].url("/ghost")).await;
+    let mut a = Peer::open_url(&nodes[0].ws_url("/ghost")).await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].url("/ghost?favored")).await;
+    let mut b = Peer::open_url(&nodes[1].ws_url("/ghost?favored")).await;
     join_through(&mut b, &mut a, 2, &[1]).await;
-    let mut c = Peer::open_url(&nodes[2].url("/ghost")).await;
+    let mut c = Peer::open_url(&nodes[2].ws_url("/ghost")).await;
     let sc = join_through(&mut c, &mut b, 3, &[1, 2]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -751,4 +599,181 @@ async fn a_member_that_left_while_its_owner_died_leaves_the_adopted_group_too() 
     b.leave().await;
     let (s, r, data) = c.recv_content().await;
     assert_eq!((s, r, data), (0, sc, vec![]), "C's binding with B ends");
+}
+
+/// How a room's snapshot is made unusable before a survivor adopts it.
+#[derive(Debug, Clone, Copy)]
+enum SnapshotLoss {
+    Deleted,
+    Corrupted,
+}
+
+impl SnapshotLoss {
+    fn apply(self, redis: &Redis, kind: &str, key: &str) {
+        let snapshot = cluster_support::snapshot_key(kind, key);
+        match self {
+            SnapshotLoss::Deleted => {
+                assert_eq!(redis.command_on_key(&snapshot, &["DEL", &snapshot]), "1");
+            }
+            SnapshotLoss::Corrupted => {
+                assert_eq!(
+                    redis.command_on_key(&snapshot, &["SET", &snapshot, "\u{1}not a snapshot"]),
+                    "OK"
+                );
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until room `key` of `kind` has a snapshot holding
+/// `members` members: its owner wrote what the test set up.
+async fn wait_for_snapshot(redis: &Redis, kind: &str, key: &str) {
+    let snapshot = cluster_support::snapshot_key(kind, key);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while redis.command_on_key(&snapshot, &["EXISTS", &snapshot]) != "1" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owner writes the snapshot of {kind} {key}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The close code and reason `peer` gets, skipping whatever frames (of
+/// either dialect) come first.
+async fn close_of(peer: &mut Peer) -> (u16, String) {
+    loop {
+        let frame = tokio::time::timeout(WAIT, peer.ws.next())
+            .await
+            .expect("a close in time")
+            .expect("the socket ends with a close frame")
+            .expect("frame ok");
+        if let Ws::Close(close) = frame {
+            return close.map_or((1005, String::new()), |close| {
+                (u16::from(close.code), close.reason.to_string())
+            });
+        }
+    }
+}
+
+on_both_backends!(a_group_whose_snapshot_is_lost_bounces_its_peers_with_1012_and_they_rejoin);
+async fn a_group_whose_snapshot_is_lost_bounces_its_peers_with_1012_and_they_rejoin(
+    backend: Backend,
+) {
+    use legacy::message::Type as L;
+    let redis = Redis::start(backend);
+    let mut nodes = NodeProcess::start_all(&redis.url(), 2).await;
+    // Node 1 owns two groups, one of each dialect; their other members are
+    // on node 2.
+    let mut a = Peer::open_url(&nodes[0].ws_url("/lost")).await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    join_through(&mut b, &mut a, 2, &[1]).await;
+    let mut c = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    join_through(&mut c, &mut a, 3, &[1, 2]).await;
+    let mut old_first = Peer::open_url(&nodes[0].ws_url("/lost-old?protocol=legacy")).await;
+    assert_eq!(recv_legacy(&mut old_first).await, L::IsFirst(true));
+    let mut old_second = Peer::open_url(&nodes[1].ws_url("/lost-old?protocol=legacy")).await;
+    assert_eq!(recv_legacy(&mut old_second).await, L::IsFirst(false));
+    send_legacy(&mut old_second, legacy_data(0, b"offer")).await;
+    assert!(matches!(recv_legacy(&mut old_first).await, L::Content(_)));
+    wait_for_snapshot(&redis, "sigver", "lost").await;
+    wait_for_snapshot(&redis, "sigver-legacy", "lost-old").await;
+    // Whatever the owner still had to write is written by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The owner dies and, before node 2 adopts its groups, their snapshots
+    // become unusable: one deleted, the other corrupted.
+    nodes[0].kill_hard();
+    SnapshotLoss::Deleted.apply(&redis, "sigver", "lost");
+    SnapshotLoss::Corrupted.apply(&redis, "sigver-legacy", "lost-old");
+    let bounced = (1012, "room moved: join again".to_owned());
+    for peer in [&mut b, &mut c, &mut old_second] {
+        assert_eq!(close_of(peer).await, bounced);
+    }
+
+    // They join again, on node 2: the groups start afresh.
+    let mut b = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    assert!(b.connect(2, &[]).await, "B founds the group again");
+    let mut c = Peer::open_url(&nodes[1].ws_url("/lost")).await;
+    join_through(&mut c, &mut b, 3, &[2]).await;
+    let mut old_second = Peer::open_url(&nodes[1].ws_url("/lost-old?protocol=legacy")).await;
+    assert_eq!(recv_legacy(&mut old_second).await, L::IsFirst(true));
+}
+
+/// `node`'s cluster figures from `/stats`.
+async fn cluster_stats(node: &NodeProcess) -> serde_json::Value {
+    let stats: serde_json::Value = reqwest::get(node.http_url("/stats"))
+        .await
+        .expect("GET /stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    stats["cluster"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_reset_bounces_the_members_whose_traffic_crossed_it() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    // A long dead timeout: node 2 is frozen for a while and must not be
+    // judged dead meanwhile (a link reset, not a node death, is tested).
+    let slow_death = [("SIGWAY_CLUSTER__DEAD_AFTER_MS", "8000")];
+    let mut nodes = vec![
+        NodeProcess::spawn_with(&redis.url(), 1, &slow_death),
+        NodeProcess::spawn_with(&redis.url(), 2, &slow_death),
+    ];
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // X on node 1 owns the group; Y on node 2 joined through X.
+    let mut x = Peer::open_url(&nodes[0].ws_url("/reset")).await;
+    assert!(x.connect(1, &[]).await);
+    let mut y = Peer::open_url(&nodes[1].ws_url("/reset")).await;
+    let sy = join_through(&mut y, &mut x, 2, &[1]).await;
+
+    // Node 2 freezes and loses its subscription (as when Redis drops a
+    // subscriber): what node 1 sends it meanwhile is lost, and more than
+    // node 1's retransmit ring holds (4 MiB) goes to Y.
+    nodes[1].freeze();
+    let killed = redis
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .expect("CLIENT KILL");
+    assert!(killed.parse::<u32>().is_ok_and(|n| n >= 2), "{killed}");
+    let sent_before = cluster_stats(&nodes[0]).await["messages_sent"]
+        .as_u64()
+        .expect("messages_sent");
+    const CHUNKS: u64 = 96;
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..CHUNKS {
+        x.content(0, sy, &chunk, false).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cluster_stats(&nodes[0]).await["messages_sent"].as_u64() < Some(sent_before + CHUNKS) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 relays the chunks to node 2"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes[1].thaw();
+
+    // Node 2 subscribes again and asks for what it missed, which node 1
+    // no longer has: the link resets. Y, whose group runs on node 1, is
+    // bounced (1012) and X hears the end of its binding with Y.
+    assert_eq!(
+        close_of(&mut y).await,
+        (1012, "room moved: join again".to_owned())
+    );
+    assert_eq!(x.recv_content().await, (sy, 0, vec![]));
+    for node in &nodes {
+        let resets = cluster_stats(node).await["link_resets"].as_u64();
+        assert!(resets >= Some(1), "link resets counted: {resets:?}");
+    }
+    // Y joins again, through X, across the new generation of the link.
+    let mut y = Peer::open_url(&nodes[1].ws_url("/reset")).await;
+    join_through(&mut y, &mut x, 2, &[1]).await;
 }

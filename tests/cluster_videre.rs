@@ -1,6 +1,7 @@
 //! videre rooms across cluster nodes, through real sockets and a real
 //! Redis: three gateways on loopback share one `redis-server` (started here
-//! on a port of its own), and videre users of one room, each on another
+//! on a port of its own; the main scenarios also on a 3-master Redis
+//! Cluster), and videre users of one room, each on another
 //! node, see every rule of `spec/videre.md` as on one node: initiator
 //! flags, the announce to everyone, broadcast to every member including the
 //! sender, `ping` answered to the sender only with the users in join order,
@@ -14,64 +15,36 @@
 //! needs another transport. Skips with one line when `redis-server` is not
 //! installed.
 
+mod cluster_support;
 mod videre_support;
 
-#[path = "../crates/sigway-cluster/tests/support/redis_harness.rs"]
-mod redis_harness;
+// The sigver helpers, shared with cluster_support (loaded once).
+use videre_support::common;
 
 use std::time::Duration;
 
-use redis_harness::{RedisServer, redis_server_available};
+use cluster_support::redis_harness::redis_server_available;
+use cluster_support::{
+    Backend, DEAD_AFTER_MS, NodeProcess, Redis, node_settings, on_both_backends, start_nodes,
+};
 use serde_json::json;
 use sigway::app::BackgroundServer;
 use sigway::config::Settings;
-use videre_support::{Client, Transport, WAIT, connect, expect_packet, packet};
-
-/// Settings of one node of a test cluster on `redis`: fast heartbeats so
-/// that a node that goes away is noticed within a second.
-fn node_settings(redis: &str, node: u32) -> Settings {
-    let mut settings = videre_support::settings();
-    settings.workers = 1;
-    settings.cluster.redis_url = redis.to_owned();
-    settings.cluster.node_id = node;
-    settings.cluster.heartbeat_ms = 100;
-    settings.cluster.dead_after_ms = 600;
-    settings.cluster.release_after_ms = 300;
-    settings
-}
-
-async fn ready(server: &BackgroundServer) -> bool {
-    reqwest::get(server.http_url("/readyz"))
-        .await
-        .is_ok_and(|response| response.status() == 200)
-}
+use videre_support::{Client, Transport, connect, expect_packet, packet};
 
 /// Three nodes on `redis` with `adjust`ed settings, each ready and having
 /// heard the others.
-async fn cluster_of_three(
-    redis: &RedisServer,
-    adjust: impl Fn(&mut Settings),
-) -> Vec<BackgroundServer> {
-    let nodes: Vec<BackgroundServer> = (1..=3)
-        .map(|node| {
-            let mut settings = node_settings(&redis.url(), node);
-            adjust(&mut settings);
-            BackgroundServer::start(settings).expect("node starts")
-        })
-        .collect();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for node in &nodes {
-        while !ready(node).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "every node gets ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    // A few heartbeats, so that each node has heard the others.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    nodes
+async fn cluster_of_three(redis: &Redis, adjust: impl Fn(&mut Settings)) -> Vec<BackgroundServer> {
+    start_nodes(
+        (1..=3)
+            .map(|node| {
+                let mut settings = node_settings(videre_support::settings(), &redis.url(), node);
+                adjust(&mut settings);
+                settings
+            })
+            .collect(),
+    )
+    .await
 }
 
 async fn open(node: &BackgroundServer) -> Client {
@@ -115,12 +88,9 @@ async fn expect_disconnect(client: &mut Client, user: &str, room: &str) {
     assert_eq!(notice["Payload"], "");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_spread_over_three_nodes_follows_every_rule() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_room_spread_over_three_nodes_follows_every_rule);
+async fn a_room_spread_over_three_nodes_follows_every_rule(backend: Backend) {
+    let redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis, |_| {}).await;
     let mut a = open(&nodes[0]).await;
     let mut b = open(&nodes[1]).await;
@@ -195,7 +165,7 @@ async fn a_stopped_node_takes_its_users_out_of_the_rooms_of_the_others() {
     if !redis_server_available() {
         return;
     }
-    let redis = RedisServer::start();
+    let redis = Redis::start(Backend::Standalone);
     let mut nodes = cluster_of_three(&redis, |_| {}).await;
     // Node 1 owns the room (its user joined first).
     let mut a = open(&nodes[0]).await;
@@ -254,12 +224,9 @@ async fn broadcast(sender: &mut Client, user: &str, room: &str, others: &mut [&m
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_whose_owner_stopped_is_adopted_with_its_users_in_join_order() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
+on_both_backends!(a_room_whose_owner_stopped_is_adopted_with_its_users_in_join_order);
+async fn a_room_whose_owner_stopped_is_adopted_with_its_users_in_join_order(backend: Backend) {
+    let redis = Redis::start(backend);
     // A small outbox gives each session a credit of 2 packets in flight:
     // the adopted room must give it back for the adopter's own sessions.
     let mut nodes = cluster_of_three(&redis, |settings| settings.limits.outbound_queue = 8).await;
@@ -370,7 +337,7 @@ async fn the_member_limit_refuses_across_nodes_exactly_as_on_one_node() {
     assert_eq!(notice["Header"]["Event"], "error");
     assert_eq!(notice["Payload"], "room full (limit 2 members)");
 
-    let redis = RedisServer::start();
+    let redis = Redis::start(Backend::Standalone);
     let nodes = cluster_of_three(&redis, limit).await;
     let across_nodes = refused_third(&nodes[0], &nodes[1], &nodes[2]).await;
     assert_eq!(
@@ -379,69 +346,9 @@ async fn the_member_limit_refuses_across_nodes_exactly_as_on_one_node() {
     );
 }
 
-/// A `sigway` process of a test cluster, killed on drop (as in
-/// tests/cluster.rs).
-struct NodeProcess {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The dead timeout of the process nodes, in milliseconds.
-const DEAD_AFTER_MS: u64 = 600;
-
-impl NodeProcess {
-    fn spawn(redis: &str, node: u32) -> NodeProcess {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("addr").port()
-        };
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigway"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .env("SIGWAY_LOG__FILE", "")
-            .env("SIGWAY_LOG__LEVEL", "warn")
-            .env("SIGWAY_WORKERS", "1")
-            .env("SIGWAY_CLUSTER__REDIS_URL", redis)
-            .env("SIGWAY_CLUSTER__NODE_ID", node.to_string())
-            .env("SIGWAY_CLUSTER__HEARTBEAT_MS", "100")
-            .env("SIGWAY_CLUSTER__DEAD_AFTER_MS", DEAD_AFTER_MS.to_string())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sigway");
-        NodeProcess { child, port }
-    }
-
-    async fn open(&self) -> Client {
-        Client::open_websocket_url(&format!("ws://127.0.0.1:{}/echo/websocket", self.port)).await
-    }
-
-    async fn wait_ready(&mut self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.port);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            assert!(
-                self.child.try_wait().expect("status").is_none(),
-                "node exited before it was ready"
-            );
-            assert!(tokio::time::Instant::now() < deadline, "node ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill_hard(&mut self) {
-        // SIGKILL: no goodbye, no close frames, nothing flushed.
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
-    }
+/// A videre client on a raw SockJS WebSocket to `node`.
+async fn open_on(node: &NodeProcess) -> Client {
+    Client::open_websocket_url(&node.ws_url("/echo/websocket")).await
 }
 
 /// Within the dead timeout and half a second of `since`.
@@ -453,26 +360,16 @@ fn in_time(since: tokio::time::Instant, what: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted() {
-    if !redis_server_available() {
-        return;
-    }
-    let redis = RedisServer::start();
-    let mut nodes: Vec<NodeProcess> = (1..=4)
-        .map(|node| NodeProcess::spawn(&redis.url(), node))
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready().await;
-    }
-    // A few heartbeats, so that each node has heard the others.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+on_both_backends!(nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted);
+async fn nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted(backend: Backend) {
+    let redis = Redis::start(backend);
+    let mut nodes = NodeProcess::start_all(&redis.url(), 4).await;
 
     // A (node 1) owns the room; B is on node 2, C on node 3, D on node 4.
-    let mut a = nodes[0].open().await;
-    let mut b = nodes[1].open().await;
-    let mut c = nodes[2].open().await;
-    let mut d = nodes[3].open().await;
+    let mut a = open_on(&nodes[0]).await;
+    let mut b = open_on(&nodes[1]).await;
+    let mut c = open_on(&nodes[2]).await;
+    let mut d = open_on(&nodes[3]).await;
     join(&mut a, &mut [], "a", "killed", true).await;
     join(&mut b, &mut [&mut a], "b", "killed", false).await;
     join(&mut c, &mut [&mut a, &mut b], "c", "killed", false).await;
@@ -506,9 +403,9 @@ async fn nodes_killed_with_sigkill_leave_the_room_and_its_owner_is_adopted() {
     ping(&mut d, "d", "killed", &["c", "d"]).await;
     ping(&mut c, "c", "killed", &["c", "d"]).await;
     broadcast(&mut c, "c", "killed", &mut [&mut d]).await;
-    let mut e = nodes[3].open().await;
+    let mut e = open_on(&nodes[3]).await;
     join(&mut e, &mut [&mut c, &mut d], "e", "killed", false).await;
-    let mut f = nodes[2].open().await;
+    let mut f = open_on(&nodes[2]).await;
     join(&mut f, &mut [&mut c, &mut d, &mut e], "f", "killed", false).await;
     ping(&mut e, "e", "killed", &["c", "d", "e", "f"]).await;
 }

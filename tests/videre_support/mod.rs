@@ -21,7 +21,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 
 /// Longest wait for anything the server should do.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -36,6 +36,7 @@ pub fn settings() -> Settings {
     s
 }
 
+#[allow(unused_imports)] // Not every including test file starts its own server.
 pub use common::start;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,11 +101,20 @@ fn session_path(prefix: &str) -> String {
 impl Client {
     /// Opens a session on `transport` and waits for it to be open.
     pub async fn open(server: &BackgroundServer, transport: Transport) -> Client {
+        Client::open_at(&server.http_url(""), transport).await
+    }
+
+    /// Opens a session on `transport` at `base` (`http://host:port`, e.g.
+    /// a load balancer in front of several servers) and waits for it to be
+    /// open.
+    pub async fn open_at(base: &str, transport: Transport) -> Client {
+        let http_url = |path: &str| format!("{base}{path}");
+        let ws_url = |path: &str| format!("ws{}{path}", base.strip_prefix("http").unwrap_or(base));
         let (tx, inbox) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let (sender, reader) = match transport {
             Transport::RawWebsocket => {
-                let url = server.ws_url("/echo/websocket");
+                let url = ws_url("/echo/websocket");
                 let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
                     .await
                     .expect("ws connect in time")
@@ -113,7 +123,7 @@ impl Client {
                 (Sender::Raw(sink), tokio::spawn(read_ws(stream, tx, false)))
             }
             Transport::FramedWebsocket => {
-                let url = server.ws_url(&format!("{}/websocket", session_path("/echo")));
+                let url = ws_url(&format!("{}/websocket", session_path("/echo")));
                 let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
                     .await
                     .expect("ws connect in time")
@@ -126,7 +136,7 @@ impl Client {
             }
             Transport::XhrStreaming | Transport::XhrPolling => {
                 let http = reqwest::Client::new();
-                let base = server.http_url(&session_path("/echo"));
+                let base = http_url(&session_path("/echo"));
                 let streaming = transport == Transport::XhrStreaming;
                 let reader = tokio::spawn(read_xhr(
                     http.clone(),
@@ -145,7 +155,7 @@ impl Client {
             }
             Transport::EventSource => {
                 let http = reqwest::Client::new();
-                let base = server.http_url(&session_path("/echo"));
+                let base = http_url(&session_path("/echo"));
                 let reader = tokio::spawn(read_eventsource(http.clone(), base.clone(), tx));
                 (
                     Sender::Xhr {
@@ -157,7 +167,7 @@ impl Client {
             }
             Transport::JsonpPolling => {
                 let http = reqwest::Client::new();
-                let base = server.http_url(&session_path("/echo"));
+                let base = http_url(&session_path("/echo"));
                 let reader = tokio::spawn(read_jsonp(http.clone(), base.clone(), tx, stop.clone()));
                 (
                     Sender::Jsonp {

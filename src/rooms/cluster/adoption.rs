@@ -20,7 +20,12 @@ impl Cluster {
     /// members leave the rooms here and this node's members of its rooms
     /// join again (the node itself lives on and keeps its rooms).
     pub(crate) fn link_reset(&self, node: NodeId) {
-        for (room, _) in self.drop_node(node) {
+        let orphans = self.drop_node(node);
+        // It is not gone: the directory entries naming it stay its own, so
+        // the members bounced here attach to it again (taking them over
+        // would run a second copy of a room it still runs).
+        self.lock().gone.remove(&node);
+        for (room, _) in orphans {
             self.bounce(&room);
         }
     }

@@ -412,12 +412,15 @@ fn serves_slot(cluster_nodes: &str, slot: u16) -> bool {
         })
 }
 
-/// A master, one replica and one sentinel watching them under the name
-/// `mymaster` (quorum 1, down after 500 ms).
+/// A master, one replica and one sentinel (or several) watching them under
+/// the name `mymaster` (quorum: a majority of the sentinels; down after
+/// 500 ms).
 pub struct RedisSentinel {
     pub master: RedisServer,
     pub replica: RedisServer,
     pub sentinel: RedisServer,
+    /// The sentinels beyond the first one.
+    pub more_sentinels: Vec<RedisServer>,
 }
 
 /// The name the sentinel monitors the master under.
@@ -427,6 +430,15 @@ impl RedisSentinel {
     /// Starts the three and waits until the replica is in sync and the
     /// sentinel knows it.
     pub fn start() -> Self {
+        Self::start_with_sentinels(1)
+    }
+
+    /// Starts a master, a replica and `count` sentinels (at least one), and
+    /// waits until the replica is in sync and every sentinel knows it and
+    /// the other sentinels.
+    pub fn start_with_sentinels(count: usize) -> Self {
+        let count = count.max(1);
+        let quorum = count / 2 + 1;
         // No delay before the first (diskless) sync, so the replica holds
         // the data quickly.
         let master = RedisServer::start_with(
@@ -446,30 +458,35 @@ impl RedisSentinel {
                 ]
             },
         );
-        let sentinel = RedisServer::start_with(
-            "redis-sentinel",
-            |port, dir| {
-                let config = dir.join("sentinel.conf");
-                std::fs::write(
-                    &config,
-                    format!(
-                        "port {port}\nbind 127.0.0.1\ndir {}\n\
-                     sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {master_port} 1\n\
+        let start_sentinel = || {
+            RedisServer::start_with(
+                "redis-sentinel",
+                |port, dir| {
+                    let config = dir.join("sentinel.conf");
+                    std::fs::write(
+                        &config,
+                        format!(
+                            "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {master_port} {quorum}\n\
                      sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 500\n\
                      sentinel failover-timeout {SENTINEL_MASTER_NAME} 2000\n",
-                        dir.display()
-                    ),
-                )
-                .expect("write sentinel.conf");
-                // The config file must be the first argument.
-                vec![config.display().to_string(), "--sentinel".to_owned()]
-            },
-            |_, _| Vec::new(),
-        );
+                            dir.display()
+                        ),
+                    )
+                    .expect("write sentinel.conf");
+                    // The config file must be the first argument.
+                    vec![config.display().to_string(), "--sentinel".to_owned()]
+                },
+                |_, _| Vec::new(),
+            )
+        };
+        let sentinel = start_sentinel();
+        let more_sentinels = (1..count).map(|_| start_sentinel()).collect();
         let setup = Self {
             master,
             replica,
             sentinel,
+            more_sentinels,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !setup
@@ -480,18 +497,50 @@ impl RedisSentinel {
             assert!(Instant::now() < deadline, "the replica never synced");
             std::thread::sleep(Duration::from_millis(50));
         }
-        while !setup
-            .sentinel
-            .command(&["SENTINEL", "REPLICAS", SENTINEL_MASTER_NAME])
-            .is_ok_and(|replicas| replicas.contains(&setup.replica.port().to_string()))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the sentinel never saw the replica"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for sentinel in setup.sentinels() {
+            while !sentinel
+                .command(&["SENTINEL", "REPLICAS", SENTINEL_MASTER_NAME])
+                .is_ok_and(|replicas| replicas.contains(&setup.replica.port().to_string()))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the sentinel never saw the replica"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Sentinels find each other through the master (a hello every
+            // 2 s); a failover needs a majority of them to agree.
+            let all_known = format!("sentinels={count}");
+            while !sentinel
+                .command(&["INFO", "sentinel"])
+                .is_ok_and(|info| info.contains(&all_known))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the sentinels never found each other"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         setup
+    }
+
+    /// Every sentinel, the first one first.
+    pub fn sentinels(&self) -> impl Iterator<Item = &RedisServer> {
+        std::iter::once(&self.sentinel).chain(&self.more_sentinels)
+    }
+
+    /// `redis+sentinel://127.0.0.1:<s1>,127.0.0.1:<s2>.../mymaster`: every
+    /// sentinel.
+    pub fn url_of_all(&self) -> String {
+        let sentinels: Vec<String> = self
+            .sentinels()
+            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
+            .collect();
+        format!(
+            "redis+sentinel://{}/{SENTINEL_MASTER_NAME}",
+            sentinels.join(",")
+        )
     }
 
     /// `redis+sentinel://127.0.0.1:<sentinel>/mymaster`.

@@ -153,6 +153,10 @@ pub struct Liveness {
     // Whether the own deadline is still worth waking up for (false once it
     // passed, so `next_deadline` never returns a past instant forever).
     own_deadline_armed: bool,
+    // Set when the receive path was re-made (`forget_own`): until our own
+    // heartbeat comes back on it, nobody's silence is judged, and then
+    // everyone gets a fresh grace (the outage was ours to see too).
+    awaiting_own: bool,
 }
 
 impl Liveness {
@@ -167,6 +171,7 @@ impl Liveness {
             gone: BTreeMap::new(),
             own_last_heard: None,
             own_deadline_armed: false,
+            awaiting_own: false,
         }
     }
 
@@ -202,6 +207,7 @@ impl Liveness {
                 }
                 self.own_last_heard = Some(self.own_last_heard.map_or(now, |t| t.max(now)));
                 self.own_deadline_armed = true;
+                self.awaiting_own = false;
             }
             return Vec::new();
         }
@@ -334,7 +340,9 @@ impl Liveness {
             .filter(|a| self.heard_ourselves_since(a.last_heard))
             .map(|a| a.last_heard + self.dead_after)
             .min()
-            .filter(|_| self.own_last_heard.is_none() || self.own_deadline_armed);
+            .filter(|_| {
+                !self.awaiting_own && (self.own_last_heard.is_none() || self.own_deadline_armed)
+            });
         match (own, peers) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -352,10 +360,11 @@ impl Liveness {
             .is_none_or(|own| own >= last_heard + self.dead_after / 2)
     }
 
-    /// Whether silence is not being judged at `now`: our own heartbeats
-    /// came back once, but not within `dead_after`.
+    /// Whether silence is not being judged at `now`: our receive path was
+    /// re-made and our own heartbeat has not come back on it yet, or our
+    /// own heartbeats came back once, but not within `dead_after`.
     fn suspended(&self, now: Instant) -> bool {
-        self.own_last_heard.is_some() && !self.receiving(now)
+        self.awaiting_own || (self.own_last_heard.is_some() && !self.receiving(now))
     }
 
     /// Whether our own heartbeats come back: false until the first one
@@ -366,10 +375,12 @@ impl Liveness {
     }
 
     /// Forgets our own heartbeats (after the subscription was re-made,
-    /// only a fresh one proves the new receive path).
+    /// only a fresh one proves the new receive path). Until it comes, no
+    /// node is judged silent; when it comes, each gets a fresh grace.
     pub fn forget_own(&mut self) {
         self.own_last_heard = None;
         self.own_deadline_armed = false;
+        self.awaiting_own = true;
     }
 
     /// The run of `node` if it is alive.
@@ -418,6 +429,30 @@ mod tests {
         );
         assert_eq!(view.incarnation_of(2), None);
         assert_eq!(view.next_deadline(), None);
+    }
+
+    #[test]
+    fn after_the_receive_path_is_re_made_nobody_is_judged_until_we_hear_ourselves() {
+        // A Sentinel failover: the subscription broke and was made again on
+        // the new master after longer than `dead_after`; the others were as
+        // deaf as we were, so the silence before proves nothing.
+        let t0 = Instant::now();
+        let mut view = Liveness::new(1, 10, DEAD);
+        view.heard(1, 10, t0);
+        view.heard(2, 5, t0);
+        view.forget_own();
+        let back = t0 + 2 * DEAD;
+        assert_eq!(view.sweep(back), vec![], "not judged before our heartbeat");
+        assert_eq!(view.next_deadline(), None, "no timer spins meanwhile");
+        assert_eq!(view.heard(1, 10, back), vec![]);
+        assert_eq!(view.sweep(back + DEAD - MS), vec![], "a fresh grace");
+        // Our heartbeats keep coming back; node 2's do not.
+        view.heard(1, 10, back + DEAD - MS);
+        assert_eq!(
+            view.sweep(back + DEAD),
+            vec![down(2, 5, DownReason::Silent)],
+            "still silent a full dead_after after we hear ourselves"
+        );
     }
 
     #[test]
