@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use cluster_support::redis_harness::{self, RedisServer, redis_server_available};
 use cluster_support::{
-    Backend, NodeProcess, Redis, join_through, node_settings, on_both_backends, ready, start_nodes,
+    Backend, NodeProcess, Redis, join_through, node_settings, on_both_backends, owner_key, ready,
+    start_nodes,
 };
 use common::{Peer, WAIT, test_settings};
 use futures_util::{SinkExt, StreamExt};
@@ -306,22 +307,46 @@ async fn with_require_false_a_node_without_redis_serves_alone() {
     join_through(&mut b, &mut a, 2, &[1]).await;
 }
 
+/// What happens to Redis while a group relays across nodes.
+enum Outage {
+    /// Stopped (SIGSTOP) for two seconds, longer than a node's dead timeout
+    /// here, then resumed: connections survive, nothing answers meanwhile.
+    Pause,
+    /// Killed and started again, empty (no persistence): the directory
+    /// (who owns the group) and every snapshot are gone.
+    Restart,
+}
+
 on_both_backends!(redis_paused_for_two_seconds_closes_no_session_and_loses_nothing);
 async fn redis_paused_for_two_seconds_closes_no_session_and_loses_nothing(backend: Backend) {
-    let redis = Redis::start(backend);
+    relay_through(backend, Outage::Pause, "paused").await;
+}
+
+on_both_backends!(redis_restarted_empty_closes_no_session_loses_nothing_and_keeps_its_groups);
+async fn redis_restarted_empty_closes_no_session_loses_nothing_and_keeps_its_groups(
+    backend: Backend,
+) {
+    relay_through(backend, Outage::Restart, "restarted").await;
+}
+
+/// B (node 2) keeps sending to A (node 1, the owner) while `outage` hits
+/// the Redis servers that carry the group: the one server, or the masters
+/// of a Redis Cluster holding its directory entry and the two nodes'
+/// inboxes. No session closes, every message arrives once and in order,
+/// and the group is still the one group: a newcomer on node 3, which never
+/// saw the key, joins it (after a restart, a node that did not claim the
+/// group again would leave node 3 to found a second one).
+async fn relay_through(backend: Backend, outage: Outage, key: &str) {
+    let mut redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
-    let mut a = Peer::open(&nodes[0], "/paused").await;
+    let path = format!("/{key}");
+    let mut a = Peer::open(&nodes[0], &path).await;
     assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&nodes[1], "/paused").await;
+    let mut b = Peer::open(&nodes[1], &path).await;
     assert!(!b.connect(2, &[]).await);
     b.content(0, 0, b"offer", false).await;
     let (sb, _, _) = a.recv_content().await;
 
-    // B keeps sending while Redis is stopped for two seconds (longer than
-    // a node's dead timeout here) and then resumed: the one server, or the
-    // masters of a Redis Cluster that carry the group (its directory entry
-    // and the inboxes of nodes 1 and 2).
-    let paused = redis.servers_of_room("sigver", "paused", &[1, 2]);
     const COUNT: usize = 150;
     let sender = tokio::spawn(async move {
         for i in 0..COUNT {
@@ -331,12 +356,18 @@ async fn redis_paused_for_two_seconds_closes_no_session_and_loses_nothing(backen
         b
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for server in &paused {
-        server.pause();
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for server in &paused {
-        server.resume();
+    match outage {
+        Outage::Pause => {
+            let paused = redis.servers_of_room("sigver", key, &[1, 2]);
+            for server in &paused {
+                server.pause();
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            for server in &paused {
+                server.resume();
+            }
+        }
+        Outage::Restart => redis.restart_servers_of_room("sigver", key, &[1, 2]),
     }
     for i in 0..COUNT {
         assert_eq!(
@@ -349,47 +380,7 @@ async fn redis_paused_for_two_seconds_closes_no_session_and_loses_nothing(backen
     // Both sessions are still open and the group still works.
     a.content(0, sb, b"still here", false).await;
     assert_eq!(b.recv_content().await, (0, sb, b"still here".to_vec()));
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restarted_empty_closes_no_session_loses_nothing_and_keeps_its_groups() {
-    if !redis_server_available() {
-        return;
-    }
-    let mut redis = RedisServer::start();
-    let nodes = cluster_of_three(&redis).await;
-    let mut a = Peer::open(&nodes[0], "/restarted").await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&nodes[1], "/restarted").await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    let (sb, _, _) = a.recv_content().await;
-
-    // B keeps sending while Redis is killed and started again, empty: the
-    // directory (who owns the group) and every snapshot are gone.
-    const COUNT: usize = 100;
-    let sender = tokio::spawn(async move {
-        for i in 0..COUNT {
-            b.content(0, 0, format!("m{i}").as_bytes(), false).await;
-            tokio::time::sleep(Duration::from_millis(15)).await;
-        }
-        b
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    redis.restart();
-    for i in 0..COUNT {
-        assert_eq!(
-            a.recv_content().await,
-            (sb, 0, format!("m{i}").into_bytes()),
-            "message {i} arrives once and in order"
-        );
-    }
-    let mut b = sender.await.expect("sender");
-    a.content(0, sb, b"still here", false).await;
-    assert_eq!(b.recv_content().await, (0, sb, b"still here".to_vec()));
-
-    // The owner claimed its group again: a newcomer on the node that never
-    // saw the key joins it (a second owner would admit it alone).
     let deadline = tokio::time::Instant::now() + WAIT;
     for node in &nodes {
         while !ready(node).await {
@@ -400,18 +391,15 @@ async fn redis_restarted_empty_closes_no_session_loses_nothing_and_keeps_its_gro
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    while redis
-        .command(&["KEYS", "*:own"])
-        .unwrap_or_default()
-        .is_empty()
-    {
+    let owner = owner_key("sigver", key);
+    while redis.command_on_key(&owner, &["EXISTS", &owner]) != "1" {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the owner claims its group again"
+            "the owner holds its claim"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut c = Peer::open(&nodes[2], "/restarted").await;
+    let mut c = Peer::open(&nodes[2], &path).await;
     join_through(&mut c, &mut a, 3, &[1, 2]).await;
 }
 

@@ -102,6 +102,27 @@ impl Redis {
         servers
     }
 
+    /// Kills the servers [`Redis::servers_of_room`] names and starts them
+    /// again, empty (a Cluster master keeps its `nodes.conf`, so its slots).
+    pub fn restart_servers_of_room(&mut self, kind: &str, key: &str, nodes: &[u32]) {
+        let ports: Vec<u16> = self
+            .servers_of_room(kind, key, nodes)
+            .iter()
+            .map(|server| server.port())
+            .collect();
+        match self {
+            Redis::Standalone(server) => server.restart(),
+            Redis::Cluster(cluster) => {
+                for server in &mut cluster.nodes {
+                    if ports.contains(&server.port()) {
+                        server.restart();
+                    }
+                }
+                cluster.wait_until_ok();
+            }
+        }
+    }
+
     /// Runs one command on the server holding `key`.
     pub fn command_on_key(&self, key: &str, args: &[&str]) -> String {
         self.server_for(key)

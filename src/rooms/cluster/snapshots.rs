@@ -1,7 +1,16 @@
 //! The snapshot writer: writes rooms' snapshots in order, coalescing
 //! those of one room that queued up meanwhile, fenced by the claim's epoch.
+//! A write Redis could not take (unreachable, or a Cluster slot not served
+//! yet after a restart) is tried again until it lands or a newer snapshot
+//! of the room replaces it: an adopter must find the last state, and a
+//! directory Redis lost is claimed back this way.
 
 use super::*;
+
+/// First pause before writing failed snapshots again; it doubles up to
+/// [`LONGEST_RETRY`] while they keep failing.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LONGEST_RETRY: Duration = Duration::from_secs(2);
 
 /// Writes the snapshots asked for, in order, coalescing those of one room
 /// that queued up meanwhile (only the last counts).
@@ -11,9 +20,29 @@ pub(super) async fn write_snapshots(
 ) {
     let mut pending: HashMap<RoomName, (u64, Bytes)> = HashMap::new();
     let mut order: VecDeque<RoomName> = VecDeque::new();
+    // Rooms whose last write failed, waiting for `retry`.
+    let mut failed: Vec<RoomName> = Vec::new();
+    let mut retry_in = FIRST_RETRY;
     let mut flushes = Vec::new();
-    while let Some(job) = jobs.recv().await {
-        let mut next = Some(job);
+    loop {
+        // The first job, or `None` when it is time to retry failed writes.
+        let first = if failed.is_empty() {
+            Some(jobs.recv().await)
+        } else {
+            tokio::select! {
+                job = jobs.recv() => Some(job),
+                () = tokio::time::sleep(retry_in) => None,
+            }
+        };
+        let mut next = match first {
+            Some(None) => return,
+            Some(Some(job)) => Some(job),
+            None => {
+                order.extend(failed.drain(..));
+                retry_in = (retry_in * 2).min(LONGEST_RETRY);
+                jobs.try_recv().ok()
+            }
+        };
         while let Some(job) = next {
             match job {
                 SnapshotJob::Write {
@@ -21,6 +50,8 @@ pub(super) async fn write_snapshots(
                     epoch,
                     snapshot,
                 } => {
+                    // A room is queued once, in `order` or in `failed`,
+                    // while it has a pending snapshot.
                     if pending.insert(room.clone(), (epoch, snapshot)).is_none() {
                         order.push_back(room);
                     }
@@ -34,7 +65,7 @@ pub(super) async fn write_snapshots(
                 continue;
             };
             match directory
-                .write_snapshot(group_of(&room), epoch, snapshot)
+                .write_snapshot(group_of(&room), epoch, snapshot.clone())
                 .await
             {
                 Ok(true) => {}
@@ -45,9 +76,19 @@ pub(super) async fn write_snapshots(
                         "snapshot not written: the room changed hands"
                     );
                 }
-                Err(error) => tracing::warn!(%error, kind = room.0, "snapshot not written"),
+                Err(error) => {
+                    tracing::warn!(%error, kind = room.0, "snapshot not written; trying again");
+                    // Unless a newer one was queued meanwhile.
+                    pending.entry(room.clone()).or_insert((epoch, snapshot));
+                    failed.push(room);
+                }
             }
         }
+        if failed.is_empty() {
+            retry_in = FIRST_RETRY;
+        }
+        // A flush waits for what can be written now; a failed write is not
+        // waited for (a graceful stop must not hang on an unreachable Redis).
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
