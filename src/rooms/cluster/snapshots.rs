@@ -20,7 +20,7 @@ pub(super) async fn write_snapshots(
 ) {
     let mut pending: HashMap<RoomName, (u64, Bytes)> = HashMap::new();
     let mut order: VecDeque<RoomName> = VecDeque::new();
-    // Rooms whose last write failed, waiting for `retry`.
+    // Rooms whose last write failed, waiting `retry_in` to be tried again.
     let mut failed: Vec<RoomName> = Vec::new();
     let mut retry_in = FIRST_RETRY;
     let mut flushes = Vec::new();
@@ -60,6 +60,8 @@ pub(super) async fn write_snapshots(
             }
             next = jobs.try_recv().ok();
         }
+        let mut failures = 0usize;
+        let mut last_error = None;
         while let Some(room) = order.pop_front() {
             let Some((epoch, snapshot)) = pending.remove(&room) else {
                 continue;
@@ -77,12 +79,23 @@ pub(super) async fn write_snapshots(
                     );
                 }
                 Err(error) => {
-                    tracing::warn!(%error, kind = room.0, "snapshot not written; trying again");
-                    // Unless a newer one was queued meanwhile.
-                    pending.entry(room.clone()).or_insert((epoch, snapshot));
+                    // Kept (nothing newer can have been queued during the
+                    // write: this task is the only reader of the queue).
+                    pending.insert(room.clone(), (epoch, snapshot));
                     failed.push(room);
+                    failures += 1;
+                    last_error = Some(error);
                 }
             }
+        }
+        // One line per round, however many rooms an outage holds back.
+        if let Some(error) = last_error {
+            tracing::warn!(
+                %error,
+                rooms = failures,
+                retry_in_ms = retry_in.as_millis() as u64,
+                "snapshots not written; trying again"
+            );
         }
         if failed.is_empty() {
             retry_in = FIRST_RETRY;
