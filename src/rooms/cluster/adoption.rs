@@ -10,6 +10,8 @@ impl Cluster {
     /// rooms owned here as if their sockets had dropped, and the rooms it
     /// owned where this node has members are adopted (see the module doc).
     pub(crate) async fn node_gone(&self, rooms: &Rooms, node: NodeId) {
+        // Its claims may be taken over from now on (until it comes up again).
+        self.lock().gone.insert(node);
         let orphans = self.drop_node(node);
         for (room, epoch) in orphans {
             self.adopt_or_follow(rooms, room, node, epoch).await;
@@ -20,12 +22,10 @@ impl Cluster {
     /// members leave the rooms here and this node's members of its rooms
     /// join again (the node itself lives on and keeps its rooms).
     pub(crate) fn link_reset(&self, node: NodeId) {
-        let orphans = self.drop_node(node);
-        // It is not gone: the directory entries naming it stay its own, so
+        // Not marked gone: the directory entries naming it stay its own, so
         // the members bounced here attach to it again (taking them over
         // would run a second copy of a room it still runs).
-        self.lock().gone.remove(&node);
-        for (room, _) in orphans {
+        for (room, _) in self.drop_node(node) {
             self.bounce(&room);
         }
     }
@@ -35,7 +35,6 @@ impl Cluster {
     pub(super) fn drop_node(&self, node: NodeId) -> Vec<(RoomName, u64)> {
         let (visitors, orphans) = {
             let mut state = self.lock();
-            state.gone.insert(node);
             let gone: Vec<MemberId> = state
                 .visitors
                 .keys()

@@ -20,9 +20,11 @@ pub(super) async fn write_snapshots(
 ) {
     let mut pending: HashMap<RoomName, (u64, Bytes)> = HashMap::new();
     let mut order: VecDeque<RoomName> = VecDeque::new();
-    // Rooms whose last write failed, waiting `retry_in` to be tried again.
+    // Rooms whose last write failed, tried again at `retry_at` (a deadline,
+    // so that a steady flow of new jobs does not keep postponing it).
     let mut failed: Vec<RoomName> = Vec::new();
     let mut retry_in = FIRST_RETRY;
+    let mut retry_at = tokio::time::Instant::now();
     let mut flushes = Vec::new();
     loop {
         // The first job, or `None` when it is time to retry failed writes.
@@ -31,7 +33,7 @@ pub(super) async fn write_snapshots(
         } else {
             tokio::select! {
                 job = jobs.recv() => Some(job),
-                () = tokio::time::sleep(retry_in) => None,
+                () = tokio::time::sleep_until(retry_at) => None,
             }
         };
         let mut next = match first {
@@ -90,10 +92,16 @@ pub(super) async fn write_snapshots(
         }
         // One line per round, however many rooms an outage holds back.
         if let Some(error) = last_error {
+            if failures == failed.len() {
+                // The first failures since the last retry: it is due then.
+                retry_at = tokio::time::Instant::now() + retry_in;
+            }
             tracing::warn!(
                 %error,
                 rooms = failures,
-                retry_in_ms = retry_in.as_millis() as u64,
+                retry_in_ms = retry_at
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .as_millis() as u64,
                 "snapshots not written; trying again"
             );
         }
