@@ -190,13 +190,18 @@ fn content(recipient_id: u32, data: &[u8]) -> Ws {
 
 async fn open(url: &str) -> Result<Socket, Error> {
     // Loopback servers under test have self-signed certificates: any
-    // certificate is accepted (main() refuses non-loopback URLs).
+    // certificate is accepted (main() refuses non-loopback URLs). Built
+    // once: building one reads the system's trust store.
+    static TLS: std::sync::OnceLock<Result<native_tls::TlsConnector, String>> =
+        std::sync::OnceLock::new();
     let connector = if url.starts_with("wss://") {
-        Some(tokio_tungstenite::Connector::NativeTls(
+        let tls = TLS.get_or_init(|| {
             native_tls::TlsConnector::builder()
                 .danger_accept_invalid_certs(true)
-                .build()?,
-        ))
+                .build()
+                .map_err(|error| error.to_string())
+        });
+        Some(tokio_tungstenite::Connector::NativeTls(tls.clone()?))
     } else {
         None
     };
@@ -902,9 +907,25 @@ async fn open_idle_peer(url: &str, kind: IdleKind, i: usize) -> Result<Socket, E
 }
 
 /// Answers what an idle peer of `kind` must answer to stay connected
-/// (sigver heartbeats, either dialect); everything else is read and dropped.
-async fn keep_idle_peer(mut ws: Socket, kind: IdleKind, until: Instant) -> Socket {
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until.into(), ws.next()).await {
+/// (sigver heartbeats, either dialect) until `stop` says so; everything else
+/// is read and dropped. Returns the socket, or None when the server closed
+/// it first.
+async fn keep_idle_peer(
+    mut ws: Socket,
+    kind: IdleKind,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<Socket> {
+    loop {
+        let frame = tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(frame)) => frame,
+                _ => return None,
+            },
+            _ = stop.wait_for(|stop| *stop) => return Some(ws),
+        };
+        if matches!(frame, Ws::Close(_)) {
+            return None;
+        }
         let Ws::Binary(bytes) = frame else { continue };
         let answer = match kind {
             IdleKind::Sigver => matches!(
@@ -935,7 +956,6 @@ async fn keep_idle_peer(mut ws: Socket, kind: IdleKind, until: Instant) -> Socke
             let _ = ws.send(answer).await;
         }
     }
-    ws
 }
 
 async fn idle(
@@ -946,18 +966,19 @@ async fn idle(
     hold_seconds: u64,
 ) -> Result<(), Error> {
     let before = rss_kib(pid)?;
-    let mut sockets = Vec::with_capacity(connections);
+    // Each peer is kept alive (heartbeats answered) from the moment it is
+    // open: opening many can take longer than a heartbeat timeout.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut holders = Vec::with_capacity(connections);
     for i in 0..connections {
-        sockets.push(open_idle_peer(url, kind, i).await?);
+        let ws = open_idle_peer(url, kind, i).await?;
+        holders.push(tokio::spawn(keep_idle_peer(ws, kind, stopped.clone())));
     }
-    // Keep them alive (answer heartbeats) while the server settles.
-    let settle = Instant::now() + Duration::from_secs(hold_seconds);
-    let holders: Vec<_> = sockets
-        .into_iter()
-        .map(|ws| tokio::spawn(keep_idle_peer(ws, kind, settle + Duration::from_secs(2))))
-        .collect();
-    tokio::time::sleep_until(settle.into()).await;
+    // Held while the server settles.
+    tokio::time::sleep(Duration::from_secs(hold_seconds)).await;
     let after = rss_kib(pid)?;
+    // Peers the server closed make the figure meaningless: say so.
+    let closed_by_server = holders.iter().filter(|h| h.is_finished()).count();
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
     // The sigver line stays as it always was (benches/ab.sh reads it).
     let label = match kind {
@@ -967,12 +988,17 @@ async fn idle(
         IdleKind::Raw => "idle (raw)",
         IdleKind::Open => "idle (open)",
     };
+    let warning = match closed_by_server {
+        0 => String::new(),
+        n => format!(" (WARNING: the server closed {n} of them before RSS was read)"),
+    };
     println!(
-        "{label}: connections={connections} server RSS before={before} KiB after={after} KiB per connection={per:.0} B"
+        "{label}: connections={connections} server RSS before={before} KiB after={after} KiB per connection={per:.0} B{warning}"
     );
+    let _ = stop.send(true);
     let mut closing = Vec::with_capacity(holders.len());
     for h in holders {
-        if let Ok(ws) = h.await {
+        if let Ok(Some(ws)) = h.await {
             closing.push(ws);
         }
     }
