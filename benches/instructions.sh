@@ -15,14 +15,14 @@
 #   instructions_per_message window=W sigway=… relay=… echo=… sigway_over_echo=…
 # (.ci/perf-check reads it). Everything started here is killed on exit.
 #
-# Usage: benches/instructions.sh [messages N, default 20000] [pairs, default 10]
+# Usage: benches/instructions.sh [messages N, default 5000] [pairs, default 10]
 # Environment: WINDOWS="1 16" (messages in flight, default both),
 # SERVERS="sigway relay echo", GATEWAY_BIN=path/to/sigway (another build),
 # NO_BUILD=1 (use the release binaries already built).
 # Needs valgrind (Debian: apt-get install -y valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-messages=${1:-20000}; pairs=${2:-10}
+messages=${1:-5000}; pairs=${2:-10}
 windows=${WINDOWS:-"1 16"}
 servers=${SERVERS:-"sigway relay echo"}
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -64,9 +64,9 @@ count() {
   pid=$!
   wait_port "$port" || { echo "$server did not start under valgrind" >&2; cat "$work/valgrind.log" >&2; exit 1; }
   if [ "$server" = echo ]; then
-    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 120 echo --connections "$pairs" --size 100 --window "$window" --messages "$n")
+    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 300 echo --connections "$pairs" --size 100 --window "$window" --messages "$n")
   else
-    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 120 relay --pairs "$pairs" --size 100 --window "$window" --messages "$n")
+    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 300 relay --pairs "$pairs" --size 100 --window "$window" --messages "$n")
   fi
   kill -TERM "$pid"
   wait "$pid" || true
