@@ -7,9 +7,22 @@
 //! cargo run --release --example load -- --url ws://127.0.0.1:8000 joins --total 20000 --concurrency 100
 //! cargo run --release --example load -- --url ws://127.0.0.1:8000 idle --connections 10000 --pid <gateway pid>
 //! cargo run --release --example load -- --url ws://127.0.0.1:8000 videre --rooms 25 --users 4
+//! cargo run --release --example load -- --url ws://127.0.0.1:8000 idle --kind sockjs --connections 10000 --pid <pid>
+//! cargo run --release --example load -- --url ws://127.0.0.1:9000 echo --connections 100 --window 16
 //! ```
-//! `benches/load.sh` builds the gateway, starts it and runs them all. Every
-//! loop is bounded by `--seconds` (and counts); targets must be loopback.
+//! `benches/load.sh` builds the gateway, starts it and runs them all;
+//! `benches/compare.sh` runs them against sigway, the Node references and
+//! the floor servers (`examples/raw_echo.rs`, `examples/minimal_relay.rs`)
+//! in one run. Every loop is bounded by `--seconds` (and counts); targets
+//! must be loopback (`wss://` is accepted with any certificate: the test
+//! servers' are self-signed).
+//!
+//! Figures for comparing a relay with an echo: `relay` also prints
+//! `server_cpu_us_per_forwarded`, the server CPU per message it forwarded
+//! (the counted payloads and the acks going back), which is what `echo`
+//! prints too (each echo is one forwarded message). `relay --messages N`
+//! and `echo --messages N` send exactly N messages and stop (for
+//! `benches/instructions.sh`, which counts the server's instructions).
 //!
 //! Several gateway URLs (`--url` repeated, or `--urls a,b,c`: the nodes of
 //! one cluster) spread the peers round-robin so that what is measured
@@ -30,6 +43,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
+use sigway::proto::legacy::{Message as LegacyMessage, message::Type as LegacyType};
 use sigway::proto::sigver::{Content, GroupData, Message, message::Type};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -77,6 +91,26 @@ enum Scenario {
         /// Messages in flight per pair.
         #[arg(long, default_value_t = 256)]
         window: u64,
+        /// Send exactly this many messages (spread over the pairs), wait
+        /// until they arrived (at most `--seconds`) and stop, printing the
+        /// count instead of a rate.
+        #[arg(long)]
+        messages: Option<u64>,
+    },
+    /// Echoed messages/s over plain WebSockets (`--url` an echo server such
+    /// as examples/raw_echo.rs), pipelined like `relay`: the floor a relay
+    /// is compared with.
+    Echo {
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Messages in flight per connection.
+        #[arg(long, default_value_t = 16)]
+        window: u64,
+        /// As for `relay`: exactly this many messages, then stop.
+        #[arg(long)]
+        messages: Option<u64>,
     },
     /// Round trip joiner → member → joiner, one message in flight per pair.
     Rtt {
@@ -98,6 +132,12 @@ enum Scenario {
         connections: usize,
         #[arg(long)]
         pid: u32,
+        /// What each idle peer is.
+        #[arg(long, value_enum, default_value_t = IdleKind::Sigver)]
+        kind: IdleKind,
+        /// How long the peers are held before RSS is read.
+        #[arg(long, default_value_t = 4)]
+        hold_seconds: u64,
     },
     /// videre broadcast deliveries/s over /echo/websocket.
     Videre {
@@ -108,6 +148,25 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         window: u64,
     },
+}
+
+/// The idle peers of the `idle` scenario.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IdleKind {
+    /// sigver, current dialect: `/<key>`, `connect`, answers heartbeats
+    /// (100 keys: one member and many bound joiners each).
+    Sigver,
+    /// sigver 18.x dialect: `/<key>?protocol=legacy`, reads `isFirst`,
+    /// answers heartbeats.
+    Legacy,
+    /// videre over the SockJS framed WebSocket
+    /// (`/echo/<server>/<session>/websocket`): reads `o`, joins a room of two.
+    Sockjs,
+    /// videre over the raw SockJS WebSocket (`/echo/websocket`): joins a
+    /// room of two.
+    Raw,
+    /// A bare WebSocket on `/idle-<n>` that says nothing (for an echo).
+    Open,
 }
 
 fn encode(r#type: Type) -> Ws {
@@ -130,11 +189,27 @@ fn content(recipient_id: u32, data: &[u8]) -> Ws {
 }
 
 async fn open(url: &str) -> Result<Socket, Error> {
+    // Loopback servers under test have self-signed certificates: any
+    // certificate is accepted (main() refuses non-loopback URLs). Built
+    // once: building one reads the system's trust store.
+    static TLS: std::sync::OnceLock<Result<native_tls::TlsConnector, String>> =
+        std::sync::OnceLock::new();
+    let connector = if url.starts_with("wss://") {
+        let tls = TLS.get_or_init(|| {
+            native_tls::TlsConnector::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .map_err(|error| error.to_string())
+        });
+        Some(tokio_tungstenite::Connector::NativeTls(tls.clone()?))
+    } else {
+        None
+    };
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
         // Nagle off, as browsers have it: a small frame is not held back
         // while the previous one is unacknowledged.
-        tokio_tungstenite::connect_async_with_config(url, None, true),
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector),
     )
     .await??;
     Ok(ws)
@@ -225,16 +300,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn report_latencies(what: &str, mut samples: Vec<Duration>) {
+fn report_latencies(what: &str, samples: Vec<Duration>) {
+    println!("{}", latencies_line(what, samples));
+}
+
+fn latencies_line(what: &str, mut samples: Vec<Duration>) -> String {
     samples.sort();
-    println!(
+    format!(
         "{what}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
         samples.len(),
         percentile(&samples, 0.5),
         percentile(&samples, 0.9),
         percentile(&samples, 0.99),
         samples.last().copied().unwrap_or_default()
-    );
+    )
 }
 
 async fn relay(
@@ -242,19 +321,31 @@ async fn relay(
     pairs: usize,
     size: usize,
     window: u64,
+    messages: Option<u64>,
     seconds: u64,
 ) -> Result<(), Error> {
     let received = Arc::new(AtomicU64::new(0));
+    // Acks the members sent back, as the joiners received them: with the
+    // payloads, what the server forwarded.
+    let acks_received = Arc::new(AtomicU64::new(0));
+    // Acks the members sent: what a counted run's server forwarded back
+    // (the last ones may still be on their way when the joiner stops).
+    let acks_sent = Arc::new(AtomicU64::new(0));
     // Every pair is set up before any sends, so set-up is not measured.
     let mut ready = Vec::with_capacity(pairs);
     for i in 0..pairs {
         let key = format!("relay-{i}-{}", std::process::id());
         ready.push(pair(target.node(i), target.node(i + 1), &key).await?);
     }
-    let deadline = Instant::now() + Duration::from_secs(seconds) + Duration::from_secs(2);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds) + Duration::from_secs(2);
     let mut tasks = Vec::new();
-    for (member, joiner, _) in ready {
+    for (i, (member, joiner, _)) in ready.into_iter().enumerate() {
         let received = received.clone();
+        let acks_received = acks_received.clone();
+        let acks_sent = acks_sent.clone();
+        // With --messages, the pairs share them out (the first ones one more).
+        let quota = messages.map(|n| n / pairs as u64 + u64::from((i as u64) < n % pairs as u64));
         tasks.push(tokio::spawn(async move {
             let (mut member_tx, mut member_rx) = member.split();
             let (mut joiner_tx, mut joiner_rx) = joiner.split();
@@ -264,7 +355,7 @@ async fn relay(
             // Member: count, ack every window/2 messages back to the joiner.
             let member_task = tokio::spawn(async move {
                 let mut count = 0u64;
-                while Instant::now() < deadline {
+                while Instant::now() < deadline && quota.is_none_or(|quota| count < quota) {
                     let Ok(Some(Ok(frame))) =
                         tokio::time::timeout_at(deadline.into(), member_rx.next()).await
                     else {
@@ -284,10 +375,18 @@ async fn relay(
                         if member_tx.send(content(c.sender_id, &ack)).await.is_err() {
                             break;
                         }
+                        acks_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                (member_tx, member_rx)
             });
+            // In a counted run, the count the member's last ack carries.
+            let step = (window / 2).max(1);
+            let last_ack = quota.map(|quota| quota - quota % step);
             let ack_task = tokio::spawn(async move {
+                if last_ack == Some(0) {
+                    return;
+                }
                 while let Ok(Some(Ok(Ws::Binary(bytes)))) =
                     tokio::time::timeout_at(deadline.into(), joiner_rx.next()).await
                 {
@@ -296,7 +395,12 @@ async fn relay(
                     }) = Message::decode(bytes)
                         && let Ok(n) = <[u8; 8]>::try_from(&c.data[..])
                     {
-                        acked_by_member.store(u64::from_le_bytes(n), Ordering::Relaxed);
+                        acks_received.fetch_add(1, Ordering::Relaxed);
+                        let n = u64::from_le_bytes(n);
+                        acked_by_member.store(n, Ordering::Relaxed);
+                        if last_ack == Some(n) {
+                            break;
+                        }
                     }
                 }
             });
@@ -305,19 +409,125 @@ async fn relay(
                 || content(0, &payload),
                 &acked,
                 window,
+                quota,
                 deadline,
             )
             .await;
-            let _ = member_task.await;
-            ack_task.abort();
+            let member_halves = member_task.await;
+            if quota.is_some() {
+                // Every ack forwarded before the joiner closes.
+                let _ = ack_task.await;
+            } else {
+                ack_task.abort();
+            }
+            // Close both peers: in a counted run the server's work for
+            // the closes is then the same whatever the count.
+            if let Ok((mut member_tx, _)) = member_halves {
+                let _ = member_tx.close().await;
+            }
+            let _ = joiner_tx.close().await;
         }));
     }
+    let what = format!(
+        "relay{}: pairs={pairs} size={size}B window={window}",
+        target.across()
+    );
+    if let Some(messages) = messages {
+        for t in tasks {
+            let _ = t.await;
+        }
+        println!(
+            "{what} messages={messages} delivered={} acks={} in {:.2} s",
+            received.load(Ordering::Relaxed),
+            acks_sent.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     measure_rate(
-        &format!(
-            "relay{}: pairs={pairs} size={size}B window={window} one-way msgs/s",
-            target.across()
-        ),
+        &format!("{what} one-way msgs/s"),
         &received,
+        Some(&acks_received),
+        seconds,
+        target,
+    )
+    .await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// Echoed messages/s: each connection sends `size`-byte binary messages,
+/// at most `window` ahead of the echoes it got back.
+async fn echo(
+    target: &Target,
+    connections: usize,
+    size: usize,
+    window: u64,
+    messages: Option<u64>,
+    seconds: u64,
+) -> Result<(), Error> {
+    let echoed = Arc::new(AtomicU64::new(0));
+    let mut ready = Vec::with_capacity(connections);
+    for i in 0..connections {
+        ready.push(open(&format!("{}/echo-{i}", target.node(i))).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds) + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for (i, ws) in ready.into_iter().enumerate() {
+        let echoed = echoed.clone();
+        let quota = messages
+            .map(|n| n / connections as u64 + u64::from((i as u64) < n % connections as u64));
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = ws.split();
+            let payload = vec![b'x'; size];
+            let back = Arc::new(AtomicU64::new(0));
+            let back_rx = back.clone();
+            let reader = tokio::spawn(async move {
+                let mut count = 0u64;
+                while quota.is_none_or(|quota| count < quota) {
+                    match tokio::time::timeout_at(deadline.into(), rx.next()).await {
+                        Ok(Some(Ok(Ws::Binary(_)))) => {
+                            count += 1;
+                            back_rx.store(count, Ordering::Relaxed);
+                            echoed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        _ => break,
+                    }
+                }
+            });
+            send_windowed(
+                &mut tx,
+                || Ws::Binary(payload.clone().into()),
+                &back,
+                window,
+                quota,
+                deadline,
+            )
+            .await;
+            let _ = reader.await;
+            let _ = tx.close().await;
+        }));
+    }
+    let what = format!("echo: connections={connections} size={size}B window={window}");
+    if let Some(messages) = messages {
+        for t in tasks {
+            let _ = t.await;
+        }
+        println!(
+            "{what} messages={messages} delivered={} in {:.2} s",
+            echoed.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    measure_rate(
+        &format!("{what} echoed msgs/s"),
+        &echoed,
+        Some(&AtomicU64::new(0)),
         seconds,
         target,
     )
@@ -382,6 +592,7 @@ async fn joins(
     let permits = Arc::new(Semaphore::new(concurrency));
     let deadline = Instant::now() + Duration::from_secs(seconds.max(1) * 6);
     let started = Instant::now();
+    let start_cpu = servers_cpu_seconds(&target.server_pids);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         if Instant::now() > deadline {
@@ -429,29 +640,41 @@ async fn joins(
         }
     }
     let rate = samples.len() as f64 / started.elapsed().as_secs_f64();
-    report_latencies(
-        &format!(
-            "joins{} ({concurrency} in flight, {rate:.0} joins/s, {failures} failed)",
-            target.across()
+    // Server CPU over all the joins (opens, joins and closes), per join.
+    let cpu = match (servers_cpu_seconds(&target.server_pids), start_cpu) {
+        (Some(end), Some(start)) if !samples.is_empty() => format!(
+            " server_cpu_us_per_event={:.2}",
+            (end - start) * 1e6 / samples.len() as f64
         ),
-        samples,
+        _ => String::new(),
+    };
+    let what = format!(
+        "joins{} ({concurrency} in flight, {rate:.0} joins/s, {failures} failed)",
+        target.across()
     );
+    println!("{}{cpu}", latencies_line(&what, samples));
     Ok(())
 }
 
-/// Sends `frame()` until `deadline`, never more than `window` ahead of what
-/// `acked` says arrived, flushing every 16 frames (pipelined, yet bounded).
+/// Sends `frame()` until `deadline` (or `quota` frames were sent), never
+/// more than `window` ahead of what `acked` says arrived, flushing every 16
+/// frames (pipelined, yet bounded).
 async fn send_windowed<S>(
     tx: &mut S,
     frame: impl Fn() -> Ws,
     acked: &AtomicU64,
     window: u64,
+    quota: Option<u64>,
     deadline: Instant,
 ) where
     S: futures_util::Sink<Ws> + Unpin,
 {
     let (mut sent, mut unflushed) = (0u64, 0u64);
     while Instant::now() < deadline {
+        if quota.is_some_and(|quota| sent >= quota) {
+            let _ = tx.flush().await;
+            break;
+        }
         if sent.saturating_sub(acked.load(Ordering::Relaxed)) >= window {
             // The window is full: what was fed must go out before any ack
             // can come back (with a window under 16 it never would).
@@ -560,18 +783,29 @@ fn redis_per_event(
 
 /// Measures `counter` over `seconds` after a 1 s warm-up; prints the rate
 /// and, with server pids, the servers' CPU use per counted event (and with
-/// a Redis port, the Redis commands over the window).
-async fn measure_rate(what: &str, counter: &AtomicU64, seconds: u64, target: &Target) {
+/// a Redis port, the Redis commands over the window). With `also_forwarded`
+/// (messages the server forwarded besides the counted ones, e.g. acks) it
+/// adds the forwarded rate and the CPU per forwarded message at the end.
+async fn measure_rate(
+    what: &str,
+    counter: &AtomicU64,
+    also_forwarded: Option<&AtomicU64>,
+    seconds: u64,
+    target: &Target,
+) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let redis_before = target.redis_port.map(redis_command_calls);
-    let (start_count, start, start_cpu) = (
+    let also_forwarded_count = || also_forwarded.map(|c| c.load(Ordering::Relaxed));
+    let (start_count, start_also, start, start_cpu) = (
         counter.load(Ordering::Relaxed),
+        also_forwarded_count(),
         Instant::now(),
         servers_cpu_seconds(&target.server_pids),
     );
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let (events, elapsed) = (
+    let (events, end_also, elapsed) = (
         counter.load(Ordering::Relaxed) - start_count,
+        also_forwarded_count(),
         start.elapsed().as_secs_f64(),
     );
     let end_cpu = servers_cpu_seconds(&target.server_pids);
@@ -592,7 +826,24 @@ async fn measure_rate(what: &str, counter: &AtomicU64, seconds: u64, target: &Ta
         (Some(Err(error)), _) | (_, Some(Err(error))) => format!(" redis_error={error:?}"),
         _ => String::new(),
     };
-    println!("{what}={rate:.0}{cpu}{redis}");
+    let forwarded = match (start_also, end_also) {
+        (Some(start_also), Some(end_also)) => {
+            let forwarded = events + end_also.saturating_sub(start_also);
+            let cpu = match (end_cpu, start_cpu) {
+                (Some(end), Some(start)) if forwarded > 0 => format!(
+                    " server_cpu_us_per_forwarded={:.2}",
+                    (end - start) * 1e6 / forwarded as f64
+                ),
+                _ => String::new(),
+            };
+            format!(
+                " forwarded_msgs_per_s={:.0}{cpu}",
+                forwarded as f64 / elapsed
+            )
+        }
+        _ => String::new(),
+    };
+    println!("{what}={rate:.0}{cpu}{redis}{forwarded}");
 }
 
 fn rss_kib(pid: u32) -> Result<u64, Error> {
@@ -604,45 +855,158 @@ fn rss_kib(pid: u32) -> Result<u64, Error> {
     Ok(line.split_whitespace().nth(1).ok_or("bad VmRSS")?.parse()?)
 }
 
-async fn idle(url: &str, connections: usize, pid: u32, seconds: u64) -> Result<(), Error> {
-    let before = rss_kib(pid)?;
-    let mut sockets = Vec::with_capacity(connections);
-    for i in 0..connections {
-        let mut ws = open(&format!("{url}/idle-{}", i % 100)).await?;
-        connect(&mut ws, i as u32 + 1, &[]).await?;
-        sockets.push(ws);
+/// A videre `connect` packet.
+fn videre_connect(user: &str, room: &str) -> String {
+    format!(
+        r#"{{"Header":{{"Event":"connect","UserId":"{user}","RoomId":"{room}"}},"Payload":"{{}}"}}"#
+    )
+}
+
+/// Opens the `i`-th idle peer of `kind` and brings it to its idle state.
+async fn open_idle_peer(url: &str, kind: IdleKind, i: usize) -> Result<Socket, Error> {
+    let room = format!("idle-room-{}-{}", i / 2, std::process::id());
+    let user = format!("user-{}", i % 2);
+    match kind {
+        IdleKind::Sigver => {
+            let mut ws = open(&format!("{url}/idle-{}", i % 100)).await?;
+            connect(&mut ws, i as u32 + 1, &[]).await?;
+            Ok(ws)
+        }
+        IdleKind::Legacy => {
+            let mut ws = open(&format!("{url}/idle-legacy-{}?protocol=legacy", i % 100)).await?;
+            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await?
+                .ok_or("closed before isFirst")??;
+            let Ws::Binary(bytes) = frame else {
+                return Err(format!("expected isFirst, got {frame:?}").into());
+            };
+            match LegacyMessage::decode(bytes)?.r#type {
+                Some(LegacyType::IsFirst(_)) => Ok(ws),
+                other => Err(format!("expected isFirst, got {other:?}").into()),
+            }
+        }
+        IdleKind::Sockjs => {
+            // Server and session ids are path segments without dots.
+            let mut ws = open(&format!("{url}/echo/{:03}/idle{i}/websocket", i % 1000)).await?;
+            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await?
+                .ok_or("closed before the open frame")??;
+            if frame != Ws::Text("o".into()) {
+                return Err(format!("expected the SockJS open frame, got {frame:?}").into());
+            }
+            let batch = serde_json::to_string(&[videre_connect(&user, &room)])?;
+            ws.send(Ws::Text(batch.into())).await?;
+            Ok(ws)
+        }
+        IdleKind::Raw => {
+            let mut ws = open(&format!("{url}/echo/websocket")).await?;
+            ws.send(Ws::Text(videre_connect(&user, &room).into()))
+                .await?;
+            Ok(ws)
+        }
+        IdleKind::Open => open(&format!("{url}/idle-{i}")).await,
     }
-    // Keep them alive (answer heartbeats) while the server settles.
-    let settle = Instant::now() + Duration::from_secs(seconds.min(4));
-    let holders: Vec<_> = sockets
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                while let Ok(Some(Ok(frame))) =
-                    tokio::time::timeout_at((settle + Duration::from_secs(2)).into(), ws.next())
-                        .await
-                {
-                    if let Ws::Binary(bytes) = frame
-                        && let Ok(Message {
-                            r#type: Some(Type::Heartbeat(_)),
-                        }) = Message::decode(bytes)
-                    {
-                        let _ = ws.send(encode(Type::Heartbeat(true))).await;
+}
+
+/// Answers what an idle peer of `kind` must answer to stay connected
+/// (sigver heartbeats, either dialect) until `stop` says so; everything else
+/// is read and dropped. Returns the socket, or None when the server closed
+/// it first.
+async fn keep_idle_peer(
+    mut ws: Socket,
+    kind: IdleKind,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<Socket> {
+    loop {
+        let frame = tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(frame)) => frame,
+                _ => return None,
+            },
+            _ = stop.wait_for(|stop| *stop) => return Some(ws),
+        };
+        if matches!(frame, Ws::Close(_)) {
+            return None;
+        }
+        let Ws::Binary(bytes) = frame else { continue };
+        let answer = match kind {
+            IdleKind::Sigver => matches!(
+                Message::decode(bytes),
+                Ok(Message {
+                    r#type: Some(Type::Heartbeat(_))
+                })
+            )
+            .then(|| encode(Type::Heartbeat(true))),
+            IdleKind::Legacy => matches!(
+                LegacyMessage::decode(bytes),
+                Ok(LegacyMessage {
+                    r#type: Some(LegacyType::Heartbeat(_))
+                })
+            )
+            .then(|| {
+                Ws::Binary(
+                    LegacyMessage {
+                        r#type: Some(LegacyType::Heartbeat(true)),
                     }
-                }
-                ws
-            })
-        })
-        .collect();
-    tokio::time::sleep_until(settle.into()).await;
-    let after = rss_kib(pid)?;
-    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
-    println!(
-        "idle: connections={connections} server RSS before={before} KiB after={after} KiB per connection={per:.0} B"
-    );
-    for h in holders {
-        let _ = h.await;
+                    .encode_to_vec()
+                    .into(),
+                )
+            }),
+            IdleKind::Sockjs | IdleKind::Raw | IdleKind::Open => None,
+        };
+        if let Some(answer) = answer {
+            let _ = ws.send(answer).await;
+        }
     }
+}
+
+async fn idle(
+    url: &str,
+    connections: usize,
+    pid: u32,
+    kind: IdleKind,
+    hold_seconds: u64,
+) -> Result<(), Error> {
+    let before = rss_kib(pid)?;
+    // Each peer is kept alive (heartbeats answered) from the moment it is
+    // open: opening many can take longer than a heartbeat timeout.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut holders = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let ws = open_idle_peer(url, kind, i).await?;
+        holders.push(tokio::spawn(keep_idle_peer(ws, kind, stopped.clone())));
+    }
+    // Held while the server settles.
+    tokio::time::sleep(Duration::from_secs(hold_seconds)).await;
+    let after = rss_kib(pid)?;
+    // Peers the server closed make the figure meaningless: say so.
+    let closed_by_server = holders.iter().filter(|h| h.is_finished()).count();
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
+    // The sigver line stays as it always was (benches/ab.sh reads it).
+    let label = match kind {
+        IdleKind::Sigver => "idle",
+        IdleKind::Legacy => "idle (legacy)",
+        IdleKind::Sockjs => "idle (sockjs)",
+        IdleKind::Raw => "idle (raw)",
+        IdleKind::Open => "idle (open)",
+    };
+    let warning = match closed_by_server {
+        0 => String::new(),
+        n => format!(" (WARNING: the server closed {n} of them before RSS was read)"),
+    };
+    println!(
+        "{label}: connections={connections} server RSS before={before} KiB after={after} KiB per connection={per:.0} B{warning}"
+    );
+    let _ = stop.send(true);
+    let mut closing = Vec::with_capacity(holders.len());
+    for h in holders {
+        if let Ok(Some(ws)) = h.await {
+            closing.push(ws);
+        }
+    }
+    // Close politely, so that a server reused after this run (or measured
+    // under a profiler) sees ordinary closes rather than resets.
+    futures_util::future::join_all(closing.iter_mut().map(|ws| ws.close(None))).await;
     Ok(())
 }
 
@@ -693,7 +1057,7 @@ async fn videre(
                 r#"{{"Header":{{"Event":"broadcast","UserId":"{user}","RoomId":"{room}"}},"Payload":{{"Type":"Ice Candidate","IcePacket":{{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 54321 typ host","sdpMid":"0","sdpMLineIndex":0}}}}}}"#
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
-            send_windowed(&mut tx, || Ws::Text(packet.clone().into()), &own, window, deadline).await;
+            send_windowed(&mut tx, || Ws::Text(packet.clone().into()), &own, window, None, deadline).await;
             let _ = reader.await;
         }));
     }
@@ -703,6 +1067,7 @@ async fn videre(
             target.across()
         ),
         &delivered,
+        None,
         seconds,
         target,
     )
@@ -746,15 +1111,25 @@ fn main() -> Result<(), Error> {
                 pairs,
                 size,
                 window,
-            } => relay(target, pairs, size, window, cli.seconds).await,
+                messages,
+            } => relay(target, pairs, size, window, messages, cli.seconds).await,
+            Scenario::Echo {
+                connections,
+                size,
+                window,
+                messages,
+            } => echo(target, connections, size, window, messages, cli.seconds).await,
             Scenario::Rtt { pairs, size } => rtt(target, pairs, size, cli.seconds).await,
             Scenario::Joins { total, concurrency } => {
                 joins(target, total, concurrency, cli.seconds).await
             }
             // Memory is a per-process figure: measured on the first node.
-            Scenario::Idle { connections, pid } => {
-                idle(target.node(0), connections, pid, cli.seconds).await
-            }
+            Scenario::Idle {
+                connections,
+                pid,
+                kind,
+                hold_seconds,
+            } => idle(target.node(0), connections, pid, kind, hold_seconds).await,
             Scenario::Videre {
                 rooms,
                 users,
