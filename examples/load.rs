@@ -98,6 +98,12 @@ enum Scenario {
         connections: usize,
         #[arg(long)]
         pid: u32,
+        /// What each idle peer is: a sigver peer (`sigver`, `legacy`:
+        /// joined to one of 100 groups) or a videre user (`sockjs`: the
+        /// framed SockJS websocket, `raw`: /echo/websocket; joined to one
+        /// of 100 rooms).
+        #[arg(long, value_enum, default_value_t = IdleKind::Sigver)]
+        kind: IdleKind,
     },
     /// videre broadcast deliveries/s over /echo/websocket.
     Videre {
@@ -108,6 +114,15 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         window: u64,
     },
+}
+
+/// What an idle peer is (see `Scenario::Idle`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IdleKind {
+    Sigver,
+    Legacy,
+    Sockjs,
+    Raw,
 }
 
 fn encode(r#type: Type) -> Ws {
@@ -602,12 +617,51 @@ fn rss_kib(pid: u32) -> Result<u64, Error> {
     Ok(line.split_whitespace().nth(1).ok_or("bad VmRSS")?.parse()?)
 }
 
-async fn idle(url: &str, connections: usize, pid: u32, seconds: u64) -> Result<(), Error> {
+async fn idle(
+    url: &str,
+    connections: usize,
+    pid: u32,
+    seconds: u64,
+    kind: IdleKind,
+) -> Result<(), Error> {
     let before = rss_kib(pid)?;
     let mut sockets = Vec::with_capacity(connections);
     for i in 0..connections {
-        let mut ws = open(&format!("{url}/idle-{}", i % 100)).await?;
-        connect(&mut ws, i as u32 + 1, &[]).await?;
+        let room = format!("idle-{}", i % 100);
+        let ws = match kind {
+            IdleKind::Sigver | IdleKind::Legacy => {
+                let query = if kind == IdleKind::Legacy {
+                    "?protocol=legacy"
+                } else {
+                    ""
+                };
+                let mut ws = open(&format!("{url}/{room}{query}")).await?;
+                if kind == IdleKind::Sigver {
+                    connect(&mut ws, i as u32 + 1, &[]).await?;
+                } else {
+                    // sigver 18: `isFirst` comes first; `stable: true`
+                    // (field 3) makes the peer a member.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+                    ws.send(Ws::Binary(vec![0x18, 0x01].into())).await?;
+                }
+                ws
+            }
+            IdleKind::Sockjs | IdleKind::Raw => {
+                let packet = format!(
+                    r#"{{"Header":{{"Event":"connect","UserId":"user-{i}","RoomId":"{room}"}},"Payload":"{{}}"}}"#
+                );
+                if kind == IdleKind::Raw {
+                    let mut ws = open(&format!("{url}/echo/websocket")).await?;
+                    ws.send(Ws::Text(packet.into())).await?;
+                    ws
+                } else {
+                    let mut ws = open(&format!("{url}/echo/000/idle{i:08}/websocket")).await?;
+                    let batch = serde_json::to_string(&[packet])?;
+                    ws.send(Ws::Text(batch.into())).await?;
+                    ws
+                }
+            }
+        };
         sockets.push(ws);
     }
     // Keep them alive (answer heartbeats) while the server settles.
@@ -750,9 +804,11 @@ fn main() -> Result<(), Error> {
                 joins(target, total, concurrency, cli.seconds).await
             }
             // Memory is a per-process figure: measured on the first node.
-            Scenario::Idle { connections, pid } => {
-                idle(target.node(0), connections, pid, cli.seconds).await
-            }
+            Scenario::Idle {
+                connections,
+                pid,
+                kind,
+            } => idle(target.node(0), connections, pid, cli.seconds, kind).await,
             Scenario::Videre {
                 rooms,
                 users,
