@@ -99,13 +99,15 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     let mut socket = socket.limit(max_frame);
     let key = match key {
         Ok(key) => key,
-        Err(error) => return refuse(socket, &error, D::DIALECT, stats).await,
+        Err(error) => return Box::pin(refuse(socket, &error, D::DIALECT, stats)).await,
     };
     // The connection's place; given back before any final close, whose
     // writes may wait for a slow client.
     let ticket = match rooms.admit(ip) {
         Ok(ticket) => ticket,
-        Err(refusal) => return refuse(socket, &refusal.into(), D::DIALECT, stats).await,
+        Err(refusal) => {
+            return Box::pin(refuse(socket, &refusal.into(), D::DIALECT, stats)).await;
+        }
     };
     let peer = rooms.member_id();
     tracing::Span::current().record("peer", tracing::field::display(peer));
@@ -121,11 +123,14 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
         favored,
         sink,
     };
-    let group = match rooms.join::<GroupActor<D>>(key, entry).await {
+    // The task is sized for its largest await: the steps an idle session
+    // is not waiting in (joining, closing) are boxed, so that only the
+    // loop's own state is paid for the session's whole life.
+    let group = match Box::pin(rooms.join::<GroupActor<D>>(key, entry)).await {
         Ok(group) => group,
         Err(refusal) => {
             drop(ticket);
-            return refuse(socket, &refusal.into(), D::DIALECT, stats).await;
+            return Box::pin(refuse(socket, &refusal.into(), D::DIALECT, stats)).await;
         }
     };
     tracing::debug!(favored, "sigver peer opened");
@@ -240,7 +245,7 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     };
     // The close may wait behind frames a slow client has yet to take, as
     // long as any write may stall.
-    socket.close(close, FINAL_WRITE.max(send_stall)).await;
+    Box::pin(socket.close(close, FINAL_WRITE.max(send_stall))).await;
 }
 
 /// Encodes what else the outbox holds now, up to [`BATCH_BYTES`], so that

@@ -150,13 +150,16 @@ async fn run<A: SockjsApp>(
             return;
         }
     }
-    let mut app = open_inline(&server, link, info).await;
+    // The task is sized for its largest await: the steps an idle session
+    // is not waiting in are boxed, so that only the loop's own state is
+    // paid for the session's whole life.
+    let mut app = Box::pin(open_inline(&server, link, info)).await;
     let ending = connection.pump(app.as_mut()).await;
     if let Some(app) = app.as_mut() {
-        app.on_close().await;
+        Box::pin(app.on_close()).await;
     }
     drop(app);
-    connection.finish(ending).await;
+    Box::pin(connection.finish(ending)).await;
 }
 
 struct Connection {
@@ -277,7 +280,8 @@ impl Connection {
                 }
                 _ = self.link.wait_overflow() => return overflowed(),
                 event = self.ws.next(true) => {
-                    if let Some(ending) = self.incoming(event, app.as_deref_mut()).await {
+                    // Boxed: the app's handling is paid only while it runs.
+                    if let Some(ending) = Box::pin(self.incoming(event, app.as_deref_mut())).await {
                         return ending;
                     }
                 }
