@@ -5,7 +5,7 @@
 //!
 //! [`WsConnection`] holds the socket, actix-http's own WebSocket
 //! [`Codec`], a read buffer that exists only while a frame is being read
-//! (the socket is read through a buffer on the stack, the heap buffer
+//! (an idle socket is read through a buffer on the stack, the heap buffer
 //! gets exactly what arrived and is released as soon as decoding leaves
 //! it empty) and a write buffer
 //! that holds bytes only while the socket pushes back (written through at
@@ -39,6 +39,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + 'static> WsIo for T {}
 /// Bytes read from an idle socket at once, into a buffer on the stack; the
 /// heap buffer then gets exactly what arrived.
 const PROBE_BYTES: usize = 8 * 1024;
+/// Room made per read while a frame larger than one read is read.
+const READ_CHUNK: usize = 32 * 1024;
 /// actix-ws trims a close reason to what a control frame holds (125 bytes
 /// less the code).
 const MAX_CLOSE_REASON_BYTES: usize = 123;
@@ -245,19 +247,20 @@ impl WsConnection {
         Ok(())
     }
 
-    /// Reads what the socket has through a buffer on the stack and keeps
-    /// exactly what arrived, so that an idle socket holds no read buffer
-    /// (the copy costs less than keeping 8 KiB per idle peer).
+    /// Reads what the socket has. With no partial frame, through a buffer
+    /// on the stack, keeping exactly what arrived, so that an idle socket
+    /// holds no read buffer (the copy costs less than keeping 8 KiB per
+    /// idle peer); while a frame is partly read, straight into its buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if !self.read_buf.is_empty() {
+            self.read_buf.reserve(READ_CHUNK);
+            return tokio_util::io::poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.read_buf);
+        }
         let mut probe = [0u8; PROBE_BYTES];
         let mut buf = ReadBuf::new(&mut probe);
         std::task::ready!(Pin::new(&mut *self.io).poll_read(cx, &mut buf))?;
         let filled = buf.filled();
-        if self.read_buf.is_empty() {
-            self.read_buf = BytesMut::from(filled);
-        } else {
-            self.read_buf.extend_from_slice(filled);
-        }
+        self.read_buf = BytesMut::from(filled);
         Poll::Ready(Ok(filled.len()))
     }
 
