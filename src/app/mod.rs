@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
+use sigway_sockjs::{LiveSessions, ServeOptions};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
@@ -39,6 +40,9 @@ pub struct Running {
     shutdown: ShutdownTrigger,
     server: actix_web::dev::Server,
     cluster: Option<cluster::ClusterNode>,
+    /// WebSocket sessions, which run outside the HTTP workers' count.
+    sessions: Arc<LiveSessions>,
+    grace: Duration,
 }
 
 impl Running {
@@ -49,9 +53,11 @@ impl Running {
             shutdown,
             handle,
             cluster,
+            sessions,
+            grace,
             ..
         } = self;
-        let signals = actix_web::rt::spawn(shutdown_on_signal(shutdown, handle));
+        let signals = actix_web::rt::spawn(shutdown_on_signal(shutdown, handle, sessions, grace));
         let result = server.await;
         signals.abort();
         if let Some(cluster) = cluster {
@@ -60,9 +66,16 @@ impl Running {
         result
     }
 
-    /// Graceful stop: sessions are told to close, then workers stop.
-    pub async fn stop(handle: &ServerHandle, shutdown: &ShutdownTrigger) {
+    /// Graceful stop: sessions are told to close and given up to `grace`
+    /// to say goodbye, then workers stop.
+    pub async fn stop(
+        handle: &ServerHandle,
+        shutdown: &ShutdownTrigger,
+        sessions: &LiveSessions,
+        grace: Duration,
+    ) {
         shutdown.fire();
+        sessions.wait_idle(grace).await;
         handle.stop(true).await;
     }
 
@@ -72,7 +85,12 @@ impl Running {
     }
 }
 
-async fn shutdown_on_signal(shutdown: ShutdownTrigger, handle: ServerHandle) {
+async fn shutdown_on_signal(
+    shutdown: ShutdownTrigger,
+    handle: ServerHandle,
+    sessions: Arc<LiveSessions>,
+    grace: Duration,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -90,7 +108,7 @@ async fn shutdown_on_signal(shutdown: ShutdownTrigger, handle: ServerHandle) {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down: closing sessions with 1001");
-    Running::stop(&handle, &shutdown).await;
+    Running::stop(&handle, &shutdown, &sessions, grace).await;
 }
 
 /// Binds and starts the server inside the current actix system.
@@ -131,37 +149,36 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     let stats_data = web::Data::from(stats);
     let videre = crate::videre::endpoint(&services);
 
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(services.clone())
-            .app_data(stats_data.clone())
-            .app_data(web::PayloadConfig::new(
-                services.settings.limits.max_frame_bytes,
-            ))
-            .wrap(TracingLogger::default())
-            .configure(|cfg| routes::routes(cfg, &videre))
-    })
-    .workers(workers)
-    .backlog(settings.backlog)
-    // Signaling messages are small and latency-bound (Node's ws does the same).
-    .tcp_nodelay(true)
-    .disable_signals()
-    // Browsers never half-close: EOF means an aborted SockJS poll, whose
-    // session must close at once.
-    .h1_allow_half_closed(false)
-    .shutdown_timeout(settings.shutdown_timeout_secs);
-
-    let host = settings.host.as_str();
     let tls_files = settings.tls_files().map_err(io::Error::other)?;
-    let server = match tls_files {
-        Some(_) => server.bind_openssl((host, settings.port), tls::acceptor(&settings)?)?,
-        None => server.bind((host, settings.port))?,
+    let options = ServeOptions {
+        workers,
+        backlog: settings.backlog,
+        shutdown_timeout_secs: settings.shutdown_timeout_secs,
+        // Signaling messages are small and latency-bound (Node's ws does the same).
+        tcp_nodelay: true,
+        // Browsers never half-close: EOF means an aborted SockJS poll, whose
+        // session must close at once.
+        h1_allow_half_closed: false,
+        tls: match tls_files {
+            Some(_) => Some(tls::acceptor(&settings)?),
+            None => None,
+        },
     };
-    let addr = *server
-        .addrs()
-        .first()
-        .ok_or_else(|| io::Error::other("server bound no address"))?;
-    let server = server.run();
+    let served = sigway_sockjs::serve(
+        (settings.host.as_str(), settings.port),
+        options,
+        move || {
+            App::new()
+                .app_data(services.clone())
+                .app_data(stats_data.clone())
+                .app_data(web::PayloadConfig::new(
+                    services.settings.limits.max_frame_bytes,
+                ))
+                .wrap(TracingLogger::default())
+                .configure(|cfg| routes::routes(cfg, &videre))
+        },
+    )?;
+    let (addr, server) = (served.addr, served.server);
     Ok(Running {
         addr,
         tls: tls_files.is_some(),
@@ -169,6 +186,8 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         shutdown: trigger,
         server,
         cluster,
+        sessions: served.sessions,
+        grace: Duration::from_secs(settings.shutdown_timeout_secs),
     })
 }
 
@@ -201,6 +220,7 @@ impl BackgroundServer {
         let inner = sigway_sockjs::testing::BackgroundServer::start("sigway-server", move || {
             let mut running = start(settings)?;
             let shutdown = running.shutdown_trigger();
+            let (sessions, grace) = (running.sessions.clone(), running.grace);
             // Dropping the cluster node says goodbye to the other nodes.
             let cluster = running.cluster.take();
             Ok(sigway_sockjs::testing::Started {
@@ -208,6 +228,7 @@ impl BackgroundServer {
                 server: running.server,
                 before_stop: Some(Box::new(move || {
                     shutdown.fire();
+                    sessions.wait_idle_blocking(grace);
                     drop(cluster);
                 })),
                 graceful: true,

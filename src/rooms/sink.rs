@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use sigway_sockjs::{Outbox, OutboxError, OutboxReceiver};
-use tokio::sync::{Notify, mpsc};
+use sigway_sockjs::{Outbox, OutboxError, OutboxReceiver, Queue};
+use tokio::sync::Notify;
 
 pub(crate) use sigway_sockjs::Overflow;
 
@@ -81,7 +81,7 @@ impl From<OutboxError> for SinkError {
 /// The member's end: its outbox, the overflow alarm and its credit.
 #[derive(Debug)]
 pub(crate) struct SinkReceiver<T> {
-    pub outbox: mpsc::Receiver<T>,
+    pub outbox: Queue<T>,
     pub overflow: Arc<Overflow>,
     pub in_flight: Arc<InFlight>,
 }

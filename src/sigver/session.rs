@@ -9,13 +9,13 @@
 //! codes. Whatever ends the session, the group hears [`Leave`] once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, ProtocolError, Session};
-use sigway_sockjs::ws::{self, ReadFailure};
-use tokio::time::timeout;
+use actix_ws::AggregatedMessage;
+use sigway_sockjs::ws::{self, FINAL_WRITE, ReadFailure};
+use sigway_sockjs::{Event, WsConnection};
 use tracing::Instrument;
 
 use crate::config::SigverDialect;
@@ -37,13 +37,39 @@ pub(crate) struct Opening {
     pub services: web::Data<Services>,
 }
 
-/// The upgrade handler for every path outside the SockJS prefix.
+/// Most bytes of relayed frames encoded per wake-up before the socket is
+/// written (the rest waits in the outbox).
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The upgrade handler for every path outside the SockJS prefix: the
+/// handshake is accepted here and the session runs on the upgraded socket.
 pub(crate) async fn entry(
     req: HttpRequest,
-    body: web::Payload,
     services: web::Data<Services>,
 ) -> actix_web::Result<HttpResponse> {
-    let (mut response, session, stream) = actix_ws::handle(&req, body)?;
+    let query = req.uri().query().unwrap_or("");
+    let dialect = dialect_of(query, services.settings.sigver.protocol);
+    let opening = Opening {
+        key: key_of(req.uri().path()).map(Arc::from),
+        favored: has_query_flag(query, "favored"),
+        ip: req.peer_addr().map(|a| a.ip()),
+        services,
+    };
+    let span = tracing::info_span!("sigver", key = %req.uri().path(), ?dialect, peer = tracing::field::Empty);
+    let mut response = sigway_sockjs::accept(&req, move |socket| async move {
+        match dialect {
+            SigverDialect::Current => {
+                run::<GroupState<MemberId>>(opening, socket)
+                    .instrument(span)
+                    .await;
+            }
+            SigverDialect::Legacy => {
+                run::<LegacyGroupState<MemberId>>(opening, socket)
+                    .instrument(span)
+                    .await;
+            }
+        }
+    })?;
     if let Some(protocol) = req
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -55,32 +81,11 @@ pub(crate) async fn entry(
             .headers_mut()
             .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
-    let query = req.uri().query().unwrap_or("");
-    let dialect = dialect_of(query, services.settings.sigver.protocol);
-    let opening = Opening {
-        key: key_of(req.uri().path()).map(Arc::from),
-        favored: has_query_flag(query, "favored"),
-        ip: req.peer_addr().map(|a| a.ip()),
-        services,
-    };
-    let span = tracing::info_span!("sigver", key = %req.uri().path(), ?dialect, peer = tracing::field::Empty);
-    match dialect {
-        SigverDialect::Current => actix_web::rt::spawn(
-            run::<GroupState<MemberId>>(opening, session, stream).instrument(span),
-        ),
-        SigverDialect::Legacy => actix_web::rt::spawn(
-            run::<LegacyGroupState<MemberId>>(opening, session, stream).instrument(span),
-        ),
-    };
     Ok(response)
 }
 
 /// Runs one session to its end.
-pub(crate) async fn run<D: Dialect>(
-    opening: Opening,
-    mut session: Session,
-    stream: actix_ws::MessageStream,
-) {
+pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     let Opening {
         key,
         favored,
@@ -90,13 +95,19 @@ pub(crate) async fn run<D: Dialect>(
     let settings = &services.settings;
     let stats = &services.stats;
     let rooms = &services.rooms;
+    let max_frame = settings.limits.max_frame_bytes;
+    let mut socket = socket.limit(max_frame);
     let key = match key {
         Ok(key) => key,
-        Err(error) => return refuse(session, &error, D::DIALECT, stats).await,
+        Err(error) => return Box::pin(refuse(socket, &error, D::DIALECT, stats)).await,
     };
-    let _ticket = match rooms.admit(ip) {
+    // The connection's place; given back before any final close, whose
+    // writes may wait for a slow client.
+    let ticket = match rooms.admit(ip) {
         Ok(ticket) => ticket,
-        Err(refusal) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
+        Err(refusal) => {
+            return Box::pin(refuse(socket, &refusal.into(), D::DIALECT, stats)).await;
+        }
     };
     let peer = rooms.member_id();
     tracing::Span::current().record("peer", tracing::field::display(peer));
@@ -112,27 +123,27 @@ pub(crate) async fn run<D: Dialect>(
         favored,
         sink,
     };
-    let group = match rooms.join::<GroupActor<D>>(key, entry).await {
+    // The task is sized for its largest await: the steps an idle session
+    // is not waiting in (joining, closing) are boxed, so that only the
+    // loop's own state is paid for the session's whole life.
+    let group = match Box::pin(rooms.join::<GroupActor<D>>(key, entry)).await {
         Ok(group) => group,
-        Err(refusal) => return refuse(session, &refusal.into(), D::DIALECT, stats).await,
+        Err(refusal) => {
+            drop(ticket);
+            return Box::pin(refuse(socket, &refusal.into(), D::DIALECT, stats)).await;
+        }
     };
     tracing::debug!(favored, "sigver peer opened");
 
-    let max_frame = settings.limits.max_frame_bytes;
-    let mut stream = stream
-        .max_frame_size(max_frame)
-        .aggregate_continuations()
-        .max_continuation_size(max_frame);
     let period = settings.heartbeat_interval();
     // A write that cannot go out for this long means the client stopped reading.
     let send_stall = period.max(Duration::from_secs(1));
-    let mut heartbeat = Heartbeat::new(
-        std::time::Instant::now(),
-        period,
-        settings.sigver.heartbeat_max_missed,
-    );
-    let beat = tokio::time::sleep_until(heartbeat.deadline().into());
-    tokio::pin!(beat);
+    let mut heartbeat =
+        Heartbeat::new(Instant::now(), period, settings.sigver.heartbeat_max_missed);
+    // One timer: the heartbeat's next deadline, or sooner the moment a
+    // stalled write is given up.
+    let timer = tokio::time::sleep_until(heartbeat.deadline().into());
+    tokio::pin!(timer);
     let mut shutdown = services.shutdown.clone();
 
     let ending: ws::Ending<Close> = loop {
@@ -140,24 +151,36 @@ pub(crate) async fn run<D: Dialect>(
         // has room for what the group may answer.
         let group_keeps_up = in_flight.has_room();
         let readable = group_keeps_up && outbound.len() < queue.div_ceil(2);
+        // Take from the outbox only once the socket took what was written:
+        // a client that does not read fills the outbox, whose overflow
+        // closes it.
+        let writable = socket.pending_bytes() == 0;
+        let due = match socket.stalled_since() {
+            Some(since) => heartbeat.deadline().min(since + send_stall),
+            None => heartbeat.deadline(),
+        };
+        if timer.deadline() != due.into() {
+            timer.as_mut().reset(due.into());
+        }
         tokio::select! {
             biased;
             _ = shutdown.wait() => break ws::Ending::Server(Close::going_away()),
             _ = overflow.raised() => {
                 break failed::<D>(SigverError::SendFailed("client does not read: outbound queue full".into()), stats);
             }
-            out = outbound.recv() => match out {
+            out = outbound.recv(), if writable => match out {
                 Some(Outbound::Frame(frame)) => {
-                    if !matches!(timeout(send_stall, session.binary(frame)).await, Ok(Ok(()))) {
-                        break ws::Ending::Gone;
+                    socket.send_binary(frame);
+                    if let Some(error) = take_queued(&mut outbound, &mut socket) {
+                        break failed::<D>(error, stats);
                     }
                 }
                 Some(Outbound::Close(error)) => break failed::<D>(error, stats),
                 None => break ws::Ending::Gone,
             },
             _ = in_flight.drained(), if !group_keeps_up => {}
-            message = stream.recv(), if readable => match message {
-                Some(Ok(AggregatedMessage::Binary(frame))) => {
+            event = socket.next(readable) => match event {
+                Event::Message(AggregatedMessage::Binary(frame)) => {
                     stats.received(frame.len());
                     // A group on another node gets the frame itself.
                     let raw = frame.clone();
@@ -178,36 +201,40 @@ pub(crate) async fn run<D: Dialect>(
                         Err(error) => break failed::<D>(error, stats),
                     }
                 }
-                Some(Ok(AggregatedMessage::Text(_))) => {
+                Event::Message(AggregatedMessage::Text(_)) => {
                     break failed::<D>(SigverError::TextFrame, stats);
                 }
-                Some(Ok(AggregatedMessage::Ping(payload))) => {
-                    let _ = session.pong(&payload).await;
+                Event::Message(AggregatedMessage::Ping(payload)) => {
+                    socket.send(actix_http::ws::Message::Pong(payload));
                 }
-                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                Event::Message(AggregatedMessage::Pong(_)) => {}
                 // Answered with the client's own code and reason, as both
                 // Node servers did.
-                Some(Ok(AggregatedMessage::Close(reason))) => break ws::Ending::ClientClosed(reason),
-                None => break ws::Ending::ClientClosed(None),
-                Some(Err(error)) => break read_failed::<D>(error, max_frame, stats),
+                Event::Message(AggregatedMessage::Close(reason)) => break ws::Ending::ClientClosed(reason),
+                Event::Eof => break ws::Ending::ClientClosed(None),
+                Event::WriteFailed => break ws::Ending::Gone,
+                // The socket took what waited: the loop takes more.
+                Event::Drained => {}
+                Event::Failed(failure, detail) => break read_failed::<D>(failure, detail, max_frame, stats),
             },
-            _ = &mut beat => {
-                let verdict = heartbeat.on_deadline(std::time::Instant::now());
-                beat.as_mut().reset(heartbeat.deadline().into());
-                match verdict {
-                    Some(Beat::Expired) => break failed::<D>(SigverError::HeartbeatMissed, stats),
-                    Some(Beat::Send)
-                        if !matches!(timeout(send_stall, session.binary(D::heartbeat())).await, Ok(Ok(()))) =>
-                    {
-                        break ws::Ending::Gone;
+            _ = &mut timer => {
+                let now = Instant::now();
+                if socket.stalled_since().is_some_and(|since| since + send_stall <= now) {
+                    break ws::Ending::Gone;
+                }
+                if heartbeat.deadline() <= now {
+                    match heartbeat.on_deadline(now) {
+                        Some(Beat::Expired) => break failed::<D>(SigverError::HeartbeatMissed, stats),
+                        Some(Beat::Send) => socket.send_binary(D::heartbeat()),
+                        None => {}
                     }
-                    _ => {}
                 }
             }
         }
     };
 
     group.leave(Leave { peer });
+    drop(ticket);
     let close = match ending {
         ws::Ending::Server(close) => Some(crate::error::ws_close(&close)),
         ws::Ending::ClientClosed(reason) => reason,
@@ -216,7 +243,25 @@ pub(crate) async fn run<D: Dialect>(
             return;
         }
     };
-    ws::finish(session, close).await;
+    // The close may wait behind frames a slow client has yet to take, as
+    // long as any write may stall.
+    Box::pin(socket.close(close, FINAL_WRITE.max(send_stall))).await;
+}
+
+/// Encodes what else the outbox holds now, up to [`BATCH_BYTES`], so that
+/// one wake-up writes many frames; a close found there is returned.
+fn take_queued(
+    outbound: &mut sigway_sockjs::Queue<Outbound>,
+    socket: &mut WsConnection,
+) -> Option<SigverError> {
+    while socket.pending_bytes() < BATCH_BYTES {
+        match outbound.try_recv() {
+            Ok(Outbound::Frame(frame)) => socket.send_binary(frame),
+            Ok(Outbound::Close(error)) => return Some(error),
+            Err(_) => break,
+        }
+    }
+    None
 }
 
 /// The session ends on `error`: counted when the client broke the
@@ -238,36 +283,42 @@ fn failed<D: Dialect>(error: SigverError, stats: &Stats) -> ws::Ending<Close> {
 /// Why reading the socket failed: the transport went away (a closed tab
 /// ends without a close frame), or the client broke the WebSocket protocol.
 fn read_failed<D: Dialect>(
-    error: ProtocolError,
+    failure: ReadFailure,
+    detail: String,
     max_frame: usize,
     stats: &Stats,
 ) -> ws::Ending<Close> {
-    match ws::read_failure(&error) {
+    match failure {
         ReadFailure::Gone => ws::Ending::Gone,
         ReadFailure::TooBig => failed::<D>(SigverError::FrameTooLarge(max_frame), stats),
         ReadFailure::Invalid => failed::<D>(
             SigverError::InvalidFrame {
                 utf8: false,
-                detail: error.to_string().into(),
+                detail: detail.into(),
             },
             stats,
         ),
         ReadFailure::InvalidUtf8 => failed::<D>(
             SigverError::InvalidFrame {
                 utf8: true,
-                detail: error.to_string().into(),
+                detail: detail.into(),
             },
             stats,
         ),
     }
 }
 
-async fn refuse(session: Session, error: &SigverError, dialect: SigverDialect, stats: &Stats) {
+async fn refuse(socket: WsConnection, error: &SigverError, dialect: SigverDialect, stats: &Stats) {
     if matches!(error, SigverError::Refused(_)) {
         Stats::count(&stats.refusals);
         tracing::warn!(%error, "sigver connection refused");
     } else {
         tracing::info!(%error, "sigver connection refused");
     }
-    ws::finish(session, Some(crate::error::ws_close(&error.close(dialect)))).await;
+    socket
+        .close(
+            Some(crate::error::ws_close(&error.close(dialect))),
+            FINAL_WRITE,
+        )
+        .await;
 }

@@ -396,12 +396,13 @@ pub(crate) mod wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sigway_sockjs::Queue;
     use sigway_sockjs::{Outgoing, SessionLink};
-    use tokio::sync::{mpsc, oneshot};
+    use tokio::sync::oneshot;
 
     fn away() -> (
         AwayMember,
-        mpsc::Receiver<Outgoing>,
+        Queue<Outgoing>,
         oneshot::Receiver<Result<(), VidereError>>,
     ) {
         let (link, outgoing) = SessionLink::channel(8);

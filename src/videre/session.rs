@@ -282,8 +282,8 @@ mod tests {
         use crate::rooms::Rooms;
         use crate::shutdown::ShutdownTrigger;
         use sigway_sockjs::Outgoing;
+        use sigway_sockjs::Queue;
         use std::time::Duration;
-        use tokio::sync::mpsc;
 
         fn shared(settings: Settings) -> web::Data<Services> {
             let settings = Arc::new(settings);
@@ -298,7 +298,7 @@ mod tests {
             })
         }
 
-        fn session(shared: &web::Data<Services>) -> (VidereSession, mpsc::Receiver<Outgoing>) {
+        fn session(shared: &web::Data<Services>) -> (VidereSession, Queue<Outgoing>) {
             let (link, rx) = SessionLink::channel(64);
             let info = SessionInfo {
                 id: "test".into(),
@@ -316,7 +316,7 @@ mod tests {
             )
         }
 
-        async fn next(rx: &mut mpsc::Receiver<Outgoing>) -> serde_json::Value {
+        async fn next(rx: &mut Queue<Outgoing>) -> serde_json::Value {
             match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
                 Ok(Some(Outgoing::Message(text))) => serde_json::from_str(&text).expect("json"),
                 other => panic!("expected a message, got {other:?}"),

@@ -37,11 +37,14 @@ mod options;
 mod outbox;
 mod registry;
 mod route;
+mod serve;
 mod server;
 mod session;
 pub mod testing;
+mod upgrade;
 mod websocket;
 pub mod ws;
+mod ws_connection;
 
 pub use app::{Refusal, SessionInfo, SockjsApp, SockjsSession};
 pub use error::{
@@ -50,6 +53,9 @@ pub use error::{
 };
 pub use link::{LinkClosed, Outgoing, SessionLink};
 pub use options::Options;
-pub use outbox::{Outbox, OutboxError, OutboxReceiver, Overflow};
+pub use outbox::{Empty, Outbox, OutboxError, OutboxReceiver, Overflow, Queue};
+pub use serve::{ServeOptions, Served, serve};
 pub use server::Server;
+pub use upgrade::{LiveSessions, Never, UpgradeFactory, UpgradeService, accept};
 pub use websocket::PONG_WAIT;
+pub use ws_connection::{Event, WsConnection, WsIo};

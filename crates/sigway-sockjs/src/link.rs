@@ -3,8 +3,8 @@
 //! [`Outgoing`] items; the transport serving the session drains it and
 //! closes the session when it overflows.
 
+use crate::outbox::Queue;
 use bytestring::ByteString;
-use tokio::sync::mpsc;
 
 use crate::outbox::{Outbox, OutboxError};
 
@@ -43,7 +43,7 @@ impl From<OutboxError> for LinkClosed {
 
 impl SessionLink {
     /// A link and the receiving end the transport drains.
-    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>) {
+    pub fn channel(capacity: usize) -> (Self, Queue<Outgoing>) {
         let (outbox, receiver) = Outbox::new(capacity);
         // The link keeps the overflow alarm; the transport reaches it there.
         (Self { outbox }, receiver.queue)

@@ -9,24 +9,42 @@
 //! with tokio: a SockJS [`SessionLink`](crate::SessionLink) and the
 //! gateway's room sinks are both built on it.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// The producing end: push without waiting. Cheap to clone, usable from
 /// any thread.
 #[derive(Debug)]
 pub struct Outbox<T> {
-    tx: mpsc::Sender<T>,
+    shared: Arc<Shared<T>>,
     overflow: Arc<Overflow>,
 }
 
 impl<T> Clone for Outbox<T> {
     fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
         Self {
-            tx: self.tx.clone(),
+            shared: self.shared.clone(),
             overflow: self.overflow.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Outbox<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.senders -= 1;
+        if state.senders == 0 {
+            // The receiver learns that nothing more can come.
+            if let Some(waker) = state.waker.take() {
+                drop(state);
+                waker.wake();
+            }
         }
     }
 }
@@ -35,9 +53,100 @@ impl<T> Clone for Outbox<T> {
 #[derive(Debug)]
 pub struct OutboxReceiver<T> {
     /// What was pushed, in order.
-    pub queue: mpsc::Receiver<T>,
+    pub queue: Queue<T>,
     /// Raised when a push found the queue full.
     pub overflow: Arc<Overflow>,
+}
+
+/// The receiving half of an outbox's queue. While it is empty it holds no
+/// allocation: an idle member costs the few words of [`Shared`], not a
+/// block of slots sized for a burst (tokio's mpsc pre-allocates 32).
+#[derive(Debug)]
+pub struct Queue<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The queue was empty (or every sender is gone) when asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("outbox queue empty")]
+pub struct Empty;
+
+#[derive(Debug)]
+struct Shared<T> {
+    state: Mutex<State<T>>,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    items: VecDeque<T>,
+    capacity: usize,
+    senders: usize,
+    receiver_gone: bool,
+    /// The receiving task, when it waits for an item.
+    waker: Option<Waker>,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Every critical section is a few pushes and pops that cannot leave
+        // the queue half updated, so a panic elsewhere does not poison it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<T> Queue<T> {
+    /// The next item, or `None` once the queue is empty and every sender
+    /// is gone.
+    pub async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next item; while it is pending the queue's storage is
+    /// given back, so that an idle receiver holds no allocation.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.shared.lock();
+        if let Some(item) = state.items.pop_front() {
+            return Poll::Ready(Some(item));
+        }
+        if state.senders == 0 {
+            return Poll::Ready(None);
+        }
+        if state.items.capacity() > 0 {
+            state.items = VecDeque::new();
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Result<T, Empty> {
+        self.shared.lock().items.pop_front().ok_or(Empty)
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// Whether nothing is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiver_gone = true;
+        // What was queued can never be read: free it now, not when the
+        // last sender goes.
+        state.items = VecDeque::new();
+    }
 }
 
 /// Raised when a push finds the outbox full; the consuming end waits on it.
@@ -86,28 +195,50 @@ pub enum OutboxError {
 impl<T> Outbox<T> {
     /// An outbox holding `capacity` items (at least one).
     pub fn new(capacity: usize) -> (Self, OutboxReceiver<T>) {
-        let (tx, queue) = mpsc::channel(capacity.max(1));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                capacity: capacity.max(1),
+                senders: 1,
+                receiver_gone: false,
+                waker: None,
+            }),
+        });
         let overflow = Arc::new(Overflow::default());
         let outbox = Self {
-            tx,
+            shared: shared.clone(),
             overflow: overflow.clone(),
         };
-        (outbox, OutboxReceiver { queue, overflow })
+        (
+            outbox,
+            OutboxReceiver {
+                queue: Queue { shared },
+                overflow,
+            },
+        )
     }
 
     /// Queues `item` without waiting. On a full outbox the alarm is raised
     /// and the item dropped; the first time, a line is logged.
     pub fn push(&self, item: T) -> Result<(), OutboxError> {
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.overflow.raise() {
-                    tracing::info!("outbox full: the client does not read, closing it");
-                }
-                Err(OutboxError::Full)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(OutboxError::Closed),
+        let mut state = self.shared.lock();
+        if state.receiver_gone {
+            return Err(OutboxError::Closed);
         }
+        if state.items.len() >= state.capacity {
+            drop(state);
+            if self.overflow.raise() {
+                tracing::info!("outbox full: the client does not read, closing it");
+            }
+            return Err(OutboxError::Full);
+        }
+        state.items.push_back(item);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
     }
 
     /// The overflow alarm of this outbox.
@@ -117,7 +248,7 @@ impl<T> Outbox<T> {
 
     /// True once the consuming end is gone.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.lock().receiver_gone
     }
 }
 
@@ -137,9 +268,59 @@ mod tests {
             .await
             .expect("the alarm fires");
         assert_eq!(rx.queue.recv().await, Some(1));
+        assert_eq!(rx.queue.len(), 0);
         drop(rx);
         assert!(outbox.is_closed());
         assert_eq!(outbox.push(3), Err(OutboxError::Closed));
+    }
+
+    #[tokio::test]
+    async fn the_receiver_sees_the_end_once_every_sender_is_gone() {
+        let (outbox, mut rx) = Outbox::new(4);
+        let second = outbox.clone();
+        assert_eq!(second.push("a"), Ok(()));
+        drop(outbox);
+        let waiter = tokio::spawn(async move {
+            let first = rx.queue.recv().await;
+            let end = rx.queue.recv().await;
+            (first, end)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one sender is left");
+        drop(second);
+        let (first, end) = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the last sender's drop wakes the receiver")
+            .expect("task");
+        assert_eq!((first, end), (Some("a"), None));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_holds_no_storage_and_is_woken_by_a_push() {
+        let (outbox, mut rx) = Outbox::new(64);
+        for n in 0..40 {
+            assert_eq!(outbox.push(n), Ok(()));
+        }
+        for n in 0..40 {
+            assert_eq!(rx.queue.try_recv(), Ok(n));
+        }
+        assert!(rx.queue.shared.lock().items.capacity() >= 40);
+        use futures_util::FutureExt as _;
+        assert!(rx.queue.recv().now_or_never().is_none(), "nothing queued");
+        assert_eq!(
+            rx.queue.shared.lock().items.capacity(),
+            0,
+            "given back while idle"
+        );
+        let pusher = outbox.clone();
+        let receiver = tokio::spawn(async move { rx.queue.recv().await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(pusher.push(7), Ok(()));
+        let got = tokio::time::timeout(Duration::from_secs(1), receiver)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert_eq!(got, Some(7));
     }
 
     #[test]

@@ -59,6 +59,13 @@ impl<A: SockjsApp> Server<A> {
         }
     }
 
+    /// The shutdown flag itself, for loops that poll it among other
+    /// things (true once shutdown began; a receiver whose sender is gone
+    /// without firing never turns true).
+    pub(crate) fn shutdown_receiver(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
     /// Polling/streaming sessions currently known (open or closing).
     pub fn polling_sessions(&self) -> usize {
         self.registry.len()

@@ -25,6 +25,7 @@ use crate::app::{SessionInfo, SockjsApp, SockjsSession};
 use crate::error::{CLOSE_GO_AWAY, SockjsError};
 use crate::frame;
 use crate::link::{Outgoing, SessionLink};
+use crate::outbox::Queue;
 use crate::server::Server;
 
 /// Messages from one client waiting for the app; bounds what a fast
@@ -120,6 +121,25 @@ pub(crate) fn spawn_app<A: SockjsApp>(
     AppHandle { inbound, closed }
 }
 
+/// Admits and opens a session on the caller's own task (the WebSocket
+/// transports run their app inline, with no app task and no inbound
+/// queue): `None` when the app refused it, whose link then carries the
+/// refusal's close.
+pub(crate) async fn open_inline<A: SockjsApp>(
+    server: &Server<A>,
+    link: SessionLink,
+    info: SessionInfo,
+) -> Option<A::Session> {
+    match server.app.admit(&info).await {
+        Ok(ticket) => Some(server.app.open(link, info, ticket)),
+        Err(refusal) => {
+            tracing::debug!(session = %info.id, code = refusal.code, "sockjs session refused: {}", refusal.reason);
+            link.close(refusal.code, &refusal.reason);
+            None
+        }
+    }
+}
+
 /// Hands queued messages to `session` (drops them when there is none, for
 /// a refused session) until the close signal; what was accepted before the
 /// close is still handled.
@@ -161,7 +181,7 @@ async fn take<S: SockjsSession>(session: Option<&mut S>, item: Inbound) {
 
 /// Runs the app on one message. A panic in the app costs that message
 /// only: the others of its batch and the session go on.
-async fn handle<S: SockjsSession>(session: &mut S, message: String) {
+pub(crate) async fn handle<S: SockjsSession>(session: &mut S, message: String) {
     let handled = AssertUnwindSafe(session.on_message(message))
         .catch_unwind()
         .await;
@@ -174,7 +194,7 @@ async fn handle<S: SockjsSession>(session: &mut S, message: String) {
 /// stopping at a close request, which is returned beside the batch.
 pub(crate) fn drain_batch(
     first: bytestring::ByteString,
-    outgoing: &mut mpsc::Receiver<Outgoing>,
+    outgoing: &mut Queue<Outgoing>,
 ) -> (
     Vec<bytestring::ByteString>,
     Option<(u16, bytestring::ByteString)>,
@@ -207,7 +227,7 @@ enum Phase {
 struct State {
     phase: Phase,
     /// Messages from the app; taken by the attached receiver.
-    outgoing: Option<mpsc::Receiver<Outgoing>>,
+    outgoing: Option<Queue<Outgoing>>,
     attached: bool,
     /// Since when no receiver is attached (only meaningful when detached).
     detached_since: Instant,
@@ -225,7 +245,7 @@ pub(crate) struct PollingSession {
 pub(crate) enum Attach {
     /// It is the receiver now; `send_open` when it must send the open frame.
     Attached {
-        outgoing: mpsc::Receiver<Outgoing>,
+        outgoing: Queue<Outgoing>,
         send_open: bool,
     },
     /// Another receiver is attached: it gets `c[2010,...]` and ends.
@@ -241,7 +261,7 @@ impl PollingSession {
         id: Arc<str>,
         app: AppHandle,
         link: SessionLink,
-        outgoing: mpsc::Receiver<Outgoing>,
+        outgoing: Queue<Outgoing>,
     ) -> Self {
         Self {
             id,
@@ -297,7 +317,7 @@ impl PollingSession {
     }
 
     /// The attached receiver leaves; the outgoing queue waits for the next.
-    pub(crate) fn detach(&self, outgoing: mpsc::Receiver<Outgoing>) {
+    pub(crate) fn detach(&self, outgoing: Queue<Outgoing>) {
         let mut state = self.state();
         state.attached = false;
         state.detached_since = Instant::now();

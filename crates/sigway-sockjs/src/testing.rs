@@ -5,7 +5,8 @@
 //! [`BackgroundServer::start`] takes a closure that starts any actix-web
 //! server inside the new system (port 0 works) and returns once it
 //! listens; [`BackgroundServer::serve`] is the short form that mounts a
-//! `configure` function on a plain `HttpServer`. Dropping the value stops
+//! `configure` function on [`crate::serve`] (actix-web's app with the
+//! WebSocket upgrade hook). Dropping the value stops
 //! the server and joins its thread.
 
 use std::io;
@@ -13,7 +14,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
+
+use crate::serve::{ServeOptions, serve};
 
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,24 +97,23 @@ impl BackgroundServer {
     {
         let host = host.to_owned();
         Self::start("sockjs-test-server", move || {
-            let server = HttpServer::new(move || {
+            let options = ServeOptions {
+                workers: 2,
+                backlog: 1024,
+                shutdown_timeout_secs: 1,
+                tcp_nodelay: false,
+                // Browsers never half-close; treating EOF as gone lets an
+                // aborted poll close its session at once (sockjs-protocol).
+                h1_allow_half_closed: false,
+                tls: None,
+            };
+            let served = serve((host.as_str(), port), options, move || {
                 let configure = configure.clone();
                 App::new().configure(move |cfg| configure(cfg))
-            })
-            .workers(2)
-            .disable_signals()
-            // Browsers never half-close; treating EOF as gone lets an
-            // aborted poll close its session at once (sockjs-protocol).
-            .h1_allow_half_closed(false)
-            .shutdown_timeout(1)
-            .bind((host.as_str(), port))?;
-            let addr = server
-                .addrs()
-                .first()
-                .copied()
-                .ok_or_else(|| io::Error::other("bound no address"))?;
+            })?;
+            let addr = served.addr;
             Ok(Started {
-                server: server.run(),
+                server: served.server,
                 addr,
                 before_stop: None,
                 graceful: false,

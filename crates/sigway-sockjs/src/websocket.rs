@@ -5,8 +5,10 @@
 //! [`PONG_WAIT`] ends the session).
 //!
 //! A WebSocket session lives exactly as long as its connection and is never
-//! registered by id (two connections may share an id). One local task per
-//! connection moves frames between the socket and the app task.
+//! registered by id (two connections may share an id). It leaves the HTTP
+//! layer through the upgrade hook ([`crate::upgrade`]) and runs as one task
+//! per connection over a [`WsConnection`]: the app's session is admitted,
+//! opened and fed on that task, with no app task or inbound queue between.
 //!
 //! About 370 lines, slightly over the usual 350: the handshake refusals
 //! (sockjs-node's exact answers) sit beside the connection loop they guard;
@@ -15,18 +17,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::ws::Message;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
-use tokio::sync::mpsc;
+use actix_web::{HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::app::{SessionInfo, SockjsApp};
+use crate::app::{SessionInfo, SockjsApp, SockjsSession};
 use crate::error::{CLOSE_GO_AWAY, Close, SockjsError};
 use crate::frame;
 use crate::link::{Outgoing, SessionLink};
+use crate::outbox::Queue;
 use crate::server::Server;
-use crate::session::{AppHandle, drain_batch, spawn_app};
+use crate::session::{drain_batch, handle, open_inline};
+use crate::upgrade;
 use crate::ws::{self, FINAL_WRITE, ReadFailure};
+use crate::ws_connection::{Event, WsConnection};
 
 /// sockjs-node's answers to a request on a WebSocket URL that it cannot
 /// upgrade: plain HTTP (faye-websocket's `isWebSocket`: a GET whose
@@ -72,89 +79,99 @@ fn refuse_handshake(req: &HttpRequest, raw: bool) -> Option<HttpResponse> {
 }
 
 /// `prefix/websocket`.
-pub(crate) fn raw<A: SockjsApp>(
-    server: Arc<Server<A>>,
-    req: &HttpRequest,
-    body: web::Payload,
-) -> HttpResponse {
+pub(crate) fn raw<A: SockjsApp>(server: Arc<Server<A>>, req: &HttpRequest) -> HttpResponse {
     let id: Arc<str> = format!("raw-{:016x}", rand::random::<u64>()).into();
-    start(server, req, body, id, false)
+    start(server, req, id, false)
 }
 
 /// `prefix/<server>/<session>/websocket`.
-pub(crate) fn framed<A: SockjsApp>(
-    server: Arc<Server<A>>,
-    req: &HttpRequest,
-    body: web::Payload,
-) -> HttpResponse {
+pub(crate) fn framed<A: SockjsApp>(server: Arc<Server<A>>, req: &HttpRequest) -> HttpResponse {
     let path = req.path();
     let id = path
         .trim_end_matches('/')
         .rsplit('/')
         .nth(1)
         .unwrap_or_default();
-    start(server, req, body, id.into(), true)
+    start(server, req, id.into(), true)
 }
 
 fn start<A: SockjsApp>(
     server: Arc<Server<A>>,
     req: &HttpRequest,
-    body: web::Payload,
     id: Arc<str>,
     framed: bool,
 ) -> HttpResponse {
     if let Some(refusal) = refuse_handshake(req, !framed) {
         return refusal;
     }
-    let (response, ws, stream) = match actix_ws::handle(req, body) {
-        Ok(parts) => parts,
-        Err(err) => {
-            tracing::debug!("sockjs websocket handshake refused: {err}");
-            return err.error_response();
-        }
-    };
-    let options = &server.options;
-    let max = options.max_message_bytes;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
-    let (link, outgoing) = SessionLink::channel(options.outbound_queue);
     let transport = if framed { "websocket" } else { "websocket-raw" };
     let info = SessionInfo {
         id,
         remote: req.peer_addr(),
         transport,
     };
-    let app = spawn_app(&server, link.clone(), info);
-    let connection = Connection {
-        ws,
-        stream,
+    let accepted = upgrade::accept(req, move |socket| run(server, socket, info, framed));
+    match accepted {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::debug!("sockjs websocket handshake refused: {err}");
+            err.error_response()
+        }
+    }
+}
+
+/// Runs one WebSocket session: open frame, admission, then the loop.
+async fn run<A: SockjsApp>(
+    server: Arc<Server<A>>,
+    socket: WsConnection,
+    info: SessionInfo,
+    framed: bool,
+) {
+    let options = &server.options;
+    let max = options.max_message_bytes;
+    let (link, outgoing) = SessionLink::channel(options.outbound_queue);
+    let mut connection = Connection {
+        ws: socket.limit(max),
         outgoing,
-        link,
-        app,
+        link: link.clone(),
         framed,
         heartbeat: options.heartbeat,
-        pong_due: None,
         max_message_bytes: max,
-        shutdown: Box::pin(server.shutdown_signal()),
+        shutdown: server.shutdown_receiver(),
+        pong_due: None,
     };
-    actix_web::rt::spawn(connection.run());
-    response
+    if framed {
+        // The client has its open frame while the app decides.
+        connection.ws.send_text(frame::OPEN.into());
+        if !matches!(
+            tokio::time::timeout(FINAL_WRITE, connection.ws.flush()).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+    }
+    // The task is sized for its largest await: the steps an idle session
+    // is not waiting in are boxed, so that only the loop's own state is
+    // paid for the session's whole life.
+    let mut app = Box::pin(open_inline(&server, link, info)).await;
+    let ending = connection.pump(app.as_mut()).await;
+    if let Some(app) = app.as_mut() {
+        Box::pin(app.on_close()).await;
+    }
+    drop(app);
+    Box::pin(connection.finish(ending)).await;
 }
 
 struct Connection {
-    ws: actix_ws::Session,
-    stream: AggregatedMessageStream,
-    outgoing: mpsc::Receiver<Outgoing>,
+    ws: WsConnection,
+    outgoing: Queue<Outgoing>,
     link: SessionLink,
-    app: AppHandle,
     framed: bool,
     heartbeat: Duration,
-    /// When the oldest unanswered heartbeat ping runs out of time.
-    pong_due: Option<tokio::time::Instant>,
     max_message_bytes: usize,
-    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+    shutdown: watch::Receiver<bool>,
+    /// When the oldest unanswered heartbeat ping runs out of time.
+    pong_due: Option<Instant>,
 }
 
 /// How the server closes a SockJS WebSocket: `c` frame first when
@@ -193,14 +210,6 @@ fn overflowed() -> Ending {
     close_with_frame(SockjsError::OutboundQueueFull.close())
 }
 
-/// Sleeps until `due` (forever when there is none).
-async fn sleep_until(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(due) => tokio::time::sleep_until(due).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Close codes an endpoint may put in a WebSocket close frame (the
 /// registered ones, 1012 "service restart" and 1013 "try again later"
 /// included).
@@ -212,9 +221,9 @@ fn sendable_code(code: u16) -> u16 {
 }
 
 impl Connection {
-    async fn run(mut self) {
-        let ending = self.pump().await;
-        self.app.close();
+    /// Says goodbye as `ending` says: the client's own close answered, or
+    /// the server's close (after a `c` frame on the framed transport).
+    async fn finish(mut self, ending: Ending) {
         let reason = match ending {
             ws::Ending::Gone => return,
             // Answered with the client's code and reason, 1000 when it gave
@@ -224,8 +233,9 @@ impl Connection {
                 description: None,
             })),
             ws::Ending::Server(ServerClose { close, with_frame }) if with_frame && self.framed => {
-                let text = frame::close(close.code, &close.reason);
-                let _ = tokio::time::timeout(FINAL_WRITE, self.ws.text(text)).await;
+                self.ws
+                    .send_text(frame::close(close.code, &close.reason).into());
+                let _ = tokio::time::timeout(FINAL_WRITE, self.ws.flush()).await;
                 // Some clients (ws4py, used by sockjs-protocol) drop a
                 // message that arrives in the same read as the close.
                 tokio::time::sleep(CLOSE_FRAME_GAP).await;
@@ -240,34 +250,45 @@ impl Connection {
                 Some(ws::close_reason(sendable_code(close.code), &close.reason))
             }
         };
-        ws::finish(self.ws, reason).await;
+        self.ws.close(reason, FINAL_WRITE).await;
     }
 
-    async fn pump(&mut self) -> Ending {
-        if self.framed
-            && let Some(ending) = self.send_text(frame::OPEN.into()).await
-        {
-            return ending;
-        }
-        let start = tokio::time::Instant::now() + self.heartbeat;
-        let mut heartbeat = tokio::time::interval_at(start, self.heartbeat);
+    /// Moves messages both ways until the session ends. One timer serves
+    /// the heartbeat and the wait for its pong.
+    async fn pump<S: SockjsSession>(&mut self, mut app: Option<&mut S>) -> Ending {
+        let mut next_heartbeat = Instant::now() + self.heartbeat;
+        let timer = tokio::time::sleep_until(next_heartbeat);
+        tokio::pin!(timer);
         let mut app_gone = false;
+        let mut shutdown = self.shutdown.clone();
         loop {
+            let due = match self.pong_due {
+                Some(pong) if self.framed => pong.min(next_heartbeat),
+                _ => next_heartbeat,
+            };
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            // Take more from the app only once the socket took what was
+            // written: a client that does not read fills the link, whose
+            // overflow closes the session.
+            let writable = self.ws.pending_bytes() == 0;
             tokio::select! {
                 biased;
-                _ = &mut self.shutdown => {
+                Ok(_) = shutdown.wait_for(|down| *down) => {
                     return close_with_frame(Close::going_away());
                 }
                 _ = self.link.wait_overflow() => return overflowed(),
-                incoming = self.stream.recv() => {
-                    if let Some(ending) = self.incoming(incoming).await {
+                event = self.ws.next(true) => {
+                    // Boxed: the app's handling is paid only while it runs.
+                    if let Some(ending) = Box::pin(self.incoming(event, app.as_deref_mut())).await {
                         return ending;
                     }
                 }
-                item = self.outgoing.recv(), if !app_gone => match item {
+                item = self.outgoing.recv(), if !app_gone && writable => match item {
                     None => app_gone = true,
                     Some(Outgoing::Message(first)) => {
-                        if let Some(ending) = self.send_messages(first).await {
+                        if let Some(ending) = self.send_messages(first) {
                             return ending;
                         }
                     }
@@ -275,34 +296,28 @@ impl Connection {
                         return close_with_frame(Close::owned(code, reason.to_string()));
                     }
                 },
-                _ = heartbeat.tick(), if self.framed => {
-                    if self.ws.ping(b"").await.is_err() {
-                        return ws::Ending::Gone;
+                _ = &mut timer, if self.framed => {
+                    let now = Instant::now();
+                    if self.pong_due.is_some_and(|pong| pong <= now) {
+                        tracing::debug!("sockjs websocket: no pong to the heartbeat, closing");
+                        return close_with_frame(Close::new(CLOSE_GO_AWAY, "No response from heartbeat"));
                     }
-                    self.pong_due.get_or_insert(tokio::time::Instant::now() + PONG_WAIT);
-                }
-                _ = sleep_until(self.pong_due), if self.pong_due.is_some() => {
-                    tracing::debug!("sockjs websocket: no pong to the heartbeat, closing");
-                    return close_with_frame(Close::new(CLOSE_GO_AWAY, "No response from heartbeat"));
+                    if next_heartbeat <= now {
+                        self.ws.send(Message::Ping(bytes::Bytes::new()));
+                        self.pong_due.get_or_insert(now + PONG_WAIT);
+                        next_heartbeat += self.heartbeat;
+                        if next_heartbeat <= now {
+                            next_heartbeat = now + self.heartbeat;
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Sends one text frame, waiting while the client is slow unless the
-    /// app's queue overflows meanwhile (the client does not read).
-    async fn send_text(&mut self, text: bytestring::ByteString) -> Option<Ending> {
-        tokio::select! {
-            biased;
-            sent = self.ws.text(text) => sent.is_err().then_some(ws::Ending::Gone),
-            _ = self.link.wait_overflow() => Some(overflowed()),
-        }
-    }
-
-    /// Sends `first` and whatever else is already queued, one frame per
-    /// message as sockjs-node sends them, without a trip through the
-    /// connection's `select!` per message (a busy room queues many).
-    async fn send_messages(&mut self, first: bytestring::ByteString) -> Option<Ending> {
+    /// Queues `first` and whatever else is already queued, one frame per
+    /// message as sockjs-node sends them.
+    fn send_messages(&mut self, first: bytestring::ByteString) -> Option<Ending> {
         let (batch, close) = drain_batch(first, &mut self.outgoing);
         for message in batch {
             let text = if self.framed {
@@ -310,36 +325,33 @@ impl Connection {
             } else {
                 message
             };
-            if let Some(ending) = self.send_text(text).await {
-                return Some(ending);
-            }
+            self.ws.send_text(text);
         }
         close.map(|(code, reason)| close_with_frame(Close::owned(code, reason.to_string())))
     }
 
-    async fn incoming(
+    async fn incoming<S: SockjsSession>(
         &mut self,
-        incoming: Option<Result<AggregatedMessage, ProtocolError>>,
+        event: Event,
+        app: Option<&mut S>,
     ) -> Option<Ending> {
-        let text = match incoming {
-            None => return Some(ws::Ending::Gone),
-            Some(Ok(AggregatedMessage::Close(reason))) => {
+        let text = match event {
+            Event::Eof | Event::WriteFailed => return Some(ws::Ending::Gone),
+            // The socket took what waited: the loop takes more.
+            Event::Drained => return None,
+            Event::Message(AggregatedMessage::Close(reason)) => {
                 return Some(ws::Ending::ClientClosed(reason));
             }
-            Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                return self
-                    .ws
-                    .pong(&bytes)
-                    .await
-                    .is_err()
-                    .then_some(ws::Ending::Gone);
+            Event::Message(AggregatedMessage::Ping(bytes)) => {
+                self.ws.send(Message::Pong(bytes));
+                return None;
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => {
+            Event::Message(AggregatedMessage::Pong(_)) => {
                 self.pong_due = None;
                 return None;
             }
-            Some(Ok(AggregatedMessage::Text(text))) => text,
-            Some(Ok(AggregatedMessage::Binary(bytes))) => {
+            Event::Message(AggregatedMessage::Text(text)) => text,
+            Event::Message(AggregatedMessage::Binary(bytes)) => {
                 match bytestring::ByteString::try_from(bytes) {
                     Ok(text) => text,
                     Err(_) => {
@@ -348,30 +360,34 @@ impl Connection {
                     }
                 }
             }
-            Some(Err(err)) => return Some(self.read_failed(&err)),
+            Event::Failed(failure, detail) => return Some(self.read_failed(failure, &detail)),
         };
         // Each frame is handled before the next is read, as sockjs-node's
         // synchronous handlers are, so answers keep their order.
-        if !self.framed {
-            self.app.deliver_all(vec![text.to_string()]).await;
-            return None;
-        }
-        match frame::parse_websocket_frame(&text) {
-            Ok(messages) => {
-                self.app.deliver_all(messages).await;
-                None
+        let messages = if self.framed {
+            match frame::parse_websocket_frame(&text) {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::debug!("sockjs websocket: {error} closing");
+                    return Some(close_without_frame(error.close()));
+                }
             }
-            Err(error) => {
-                tracing::debug!("sockjs websocket: {error} closing");
-                Some(close_without_frame(error.close()))
+        } else {
+            vec![text.to_string()]
+        };
+        // A refused session's messages reach no app.
+        if let Some(app) = app {
+            for message in messages {
+                handle(app, message).await;
             }
         }
+        None
     }
 
     /// A failed read: too big a message closes with 1009 after a `c` frame,
     /// a protocol error with 1002, a vanished transport silently.
-    fn read_failed(&self, err: &ProtocolError) -> Ending {
-        match ws::read_failure(err) {
+    fn read_failed(&self, failure: ReadFailure, detail: &str) -> Ending {
+        match failure {
             ReadFailure::Gone => ws::Ending::Gone,
             ReadFailure::TooBig => {
                 let error = SockjsError::MessageTooBig(self.max_message_bytes);
@@ -379,7 +395,7 @@ impl Connection {
                 close_with_frame(error.close())
             }
             ReadFailure::Invalid | ReadFailure::InvalidUtf8 => {
-                tracing::debug!("sockjs websocket protocol error: {err}");
+                tracing::debug!("sockjs websocket protocol error: {detail}");
                 close_without_frame(Close::new(1002, "Protocol error"))
             }
         }

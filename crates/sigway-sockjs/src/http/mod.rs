@@ -63,11 +63,11 @@ pub(crate) async fn dispatch<A: SockjsApp>(
         Route::Iframe => iframe(&server.iframe, &req),
         Route::ChunkingTest => chunking_test(&req, body).await,
         Route::ChunkingTestOptions => preflight(&req, "OPTIONS, POST", cookie(&server, &req)),
-        Route::RawWebsocket if options.websocket => websocket::raw(server.clone(), &req, body),
+        Route::RawWebsocket if options.websocket => websocket::raw(server.clone(), &req),
         Route::Session {
             transport: Transport::Websocket,
             ..
-        } if options.websocket => websocket::framed(server.clone(), &req, body),
+        } if options.websocket => websocket::framed(server.clone(), &req),
         // sockjs-node's `disabled_transport`: a 404 cacheable for a year.
         Route::RawWebsocket
         | Route::Session {

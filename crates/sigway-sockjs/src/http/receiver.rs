@@ -19,6 +19,7 @@ use crate::app::{SessionInfo, SockjsApp};
 use crate::error::{Close, SockjsError};
 use crate::frame::{self, Wrapping};
 use crate::link::{Outgoing, SessionLink};
+use crate::outbox::Queue;
 use crate::registry::Registry;
 use crate::route::Transport;
 use crate::server::Server;
@@ -163,7 +164,7 @@ impl Writer {
 /// whatever way the receiver ends.
 struct Attached {
     session: Arc<PollingSession>,
-    outgoing: Option<mpsc::Receiver<Outgoing>>,
+    outgoing: Option<Queue<Outgoing>>,
 }
 
 impl Drop for Attached {
