@@ -153,7 +153,15 @@ async fn run(
                 // The rooms this node owns are adopted from their last
                 // snapshots: stop sending, write them all, then say goodbye.
                 cluster.leave();
-                let _ = tokio::time::timeout(Duration::from_secs(2), cluster.flush_snapshots()).await;
+                if tokio::time::timeout(Duration::from_secs(2), cluster.flush_snapshots())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "cluster: leaving with snapshots not written; the nodes adopting \
+                         those rooms rebuild them from older ones"
+                    );
+                }
                 bus.shutdown().await;
                 if let Ok(done) = done {
                     let _ = done.send(());

@@ -140,10 +140,6 @@ pub(crate) struct RoomHome {
 }
 
 impl RoomHome {
-    /// The room has no member left: it may stop unless an attach forwarded
-    /// after `occupancy` went idle is still on its way. Returns whether the
-    /// room was released (the caller then stops its actor). In a cluster,
-    /// the node gives up its claim on the room a little later.
     /// Cluster mode: the room's state changed; `snapshot` writes it down
     /// (called only when a cluster may adopt the room, and only if this
     /// node owns it). Writes are coalesced and ordered per room.
@@ -158,6 +154,18 @@ impl RoomHome {
         }
     }
 
+    /// Cluster mode: what the room sends to other nodes while carrying out
+    /// one event that `changes` its state, and the snapshot it then takes,
+    /// happen both before this node leaves the cluster or both not at all.
+    /// Hold [`Step::hold`] for the whole event.
+    pub(crate) fn step(&self, changes: bool) -> Step {
+        Step(self.cluster.clone().filter(|_| changes))
+    }
+
+    /// The room has no member left: it may stop unless an attach forwarded
+    /// after `occupancy` went idle is still on its way. Returns whether the
+    /// room was released (the caller then stops its actor). In a cluster,
+    /// the node gives up its claim on the room a little later.
     pub(crate) fn release_if_idle<R: Room>(&self, key: &Arc<str>, occupancy: &Occupancy) -> bool {
         let released =
             occupancy.count() == 0 && self.rooms.release(R::KIND, key, occupancy.attaches_seen);
@@ -165,6 +173,15 @@ impl RoomHome {
             cluster.room_released(R::KIND, key.clone(), self.rooms.clone());
         }
         released
+    }
+}
+
+/// See [`RoomHome::step`].
+pub(crate) struct Step(Option<Arc<Cluster>>);
+
+impl Step {
+    pub(crate) fn hold(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        self.0.as_deref().map(Cluster::step)
     }
 }
 

@@ -135,6 +135,8 @@ impl Handler<FromPeer> for Group {
 
     fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
         let changes = <GroupState<MemberId> as Dialect>::changes_state(&event);
+        let step = self.step(changes);
+        let _held = step.hold();
         match event {
             FromPeer::Connect {
                 peer,

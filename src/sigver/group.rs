@@ -22,7 +22,7 @@ use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
 use crate::rooms::{
     Attach, Away, Exported, MemberId, Occupancy, Portable, Reach, RemoteSink, Room, RoomHome,
-    RoomRef, SaveAgain, Sink, SinkError,
+    RoomRef, SaveAgain, Sink, SinkError, Step,
 };
 use crate::sigver::ids::GroupIds;
 use crate::sigver::snapshot::{PeerAddress, Snapshot};
@@ -150,6 +150,11 @@ impl<R: Dialect> GroupActor<R> {
             .save(R::KIND, &self.key, || rules.snapshot(ids, address));
     }
 
+    /// See [`RoomHome::step`].
+    pub(crate) fn step(&self, changes: bool) -> Step {
+        self.home.step(changes)
+    }
+
     fn carry_out(&mut self) {
         let stats: &Stats = &self.home.stats;
         for action in self.actions.drain(..) {
@@ -203,6 +208,8 @@ impl<R: Dialect> Handler<Attach<Self>> for GroupActor<R> {
 
     fn handle(&mut self, attach: Attach<Self>, _: &mut Context<Self>) {
         let PeerEntry { id, favored, sink } = attach.member;
+        let step = self.home.step(true);
+        let _held = step.hold();
         self.occupancy.attached();
         self.sinks.insert(id, sink);
         self.rules
@@ -224,6 +231,8 @@ impl<R: Dialect> Handler<Leave> for GroupActor<R> {
     type Result = ();
 
     fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) {
+        let step = self.home.step(true);
+        let _held = step.hold();
         self.rules
             .left(leave.peer, &mut self.ids, &mut self.actions);
         self.carry_out();

@@ -137,6 +137,8 @@ impl Handler<FromLegacyPeer> for LegacyGroup {
 
     fn handle(&mut self, event: FromLegacyPeer, _: &mut Context<Self>) {
         let changes = <LegacyGroupState<MemberId> as Dialect>::changes_state(&event);
+        let step = self.step(changes);
+        let _held = step.hold();
         match event {
             FromLegacyPeer::Stable { peer } => self.event(peer, |state, key, ids, out| {
                 state.stable(peer, ids, out);

@@ -266,6 +266,8 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, attach: Attach<VidereRoom>, ctx: &mut Context<Self>) {
+        let step = self.home.step(true);
+        let _held = step.hold();
         self.occupancy.attached();
         let Joiner {
             session,
@@ -322,6 +324,8 @@ impl Handler<Leave> for VidereRoom {
     type Result = ();
 
     fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) {
+        let step = self.home.step(true);
+        let _held = step.hold();
         self.remove(leave.session, ctx);
     }
 }

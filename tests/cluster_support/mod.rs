@@ -227,7 +227,11 @@ impl NodeProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_sigway"))
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .env("SIGWAY_LOG__FILE", "")
-            .env("SIGWAY_LOG__LEVEL", "warn")
+            // `SIGWAY_TEST_NODE_LOG=debug` shows what the nodes did.
+            .env(
+                "SIGWAY_LOG__LEVEL",
+                std::env::var("SIGWAY_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("SIGWAY_WORKERS", "1")
             .env("SIGWAY_CLUSTER__REDIS_URL", redis)
             .env("SIGWAY_CLUSTER__NODE_ID", node.to_string())

@@ -170,6 +170,11 @@ pub(crate) struct Cluster {
     snapshots: OnceLock<mpsc::UnboundedSender<SnapshotJob>>,
     /// Set once this node leaves the cluster: rooms stop writing snapshots.
     leaving: AtomicBool,
+    /// Held (read) by a room while it carries out one event, taken (write)
+    /// to leave: an event's messages to other nodes and its snapshot are
+    /// then both done or both dropped, never one without the other (an
+    /// adopter would otherwise repeat a notice already delivered).
+    steps: RwLock<()>,
     /// Set when the node gave up on the cluster at start
     /// (`cluster.require = false`): it serves as a node alone.
     alone: AtomicBool,
@@ -182,7 +187,7 @@ enum SnapshotJob {
         epoch: u64,
         snapshot: Bytes,
     },
-    /// Answered once every write asked before is done.
+    /// Answered once every write asked before is done (failed ones retried).
     Flush(oneshot::Sender<()>),
 }
 
@@ -217,6 +222,7 @@ impl Cluster {
             state: Mutex::default(),
             snapshots: OnceLock::new(),
             leaving: AtomicBool::new(false),
+            steps: RwLock::new(()),
             alone: AtomicBool::new(false),
         })
     }
@@ -246,10 +252,23 @@ impl Cluster {
     /// already asked for match what the other nodes were told. The node
     /// that adopts a room then makes this node's members leave it.
     pub(crate) fn leave(&self) {
+        // Waits for the events rooms are carrying out (see `steps`).
+        let _no_step = self
+            .steps
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.leaving.store(true, Ordering::Release);
         if let Some(link) = self.link.get() {
             link.close();
         }
+    }
+
+    /// Held by a room while it carries out one event that changes its state
+    /// (see `steps`). Taken once per event: never while already held.
+    pub(crate) fn step(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.steps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits until every snapshot asked for so far is written (before this

@@ -108,10 +108,14 @@ pub(super) async fn write_snapshots(
         if failed.is_empty() {
             retry_in = FIRST_RETRY;
         }
-        // A flush waits for what can be written now; a failed write is not
-        // waited for (a graceful stop must not hang on an unreachable Redis).
-        for done in flushes.drain(..) {
-            let _ = done.send(());
+        // A flush waits until every snapshot asked for is written, failed
+        // ones included: an adopter given an older one than the notices
+        // this node already sent would repeat them. (Who flushes bounds the
+        // wait: a graceful stop must not hang on an unreachable Redis.)
+        if failed.is_empty() {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
         }
     }
 }
