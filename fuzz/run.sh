@@ -38,8 +38,9 @@ else
 fi
 
 echo "building ${#targets[@]} fuzz targets"
-$nice cargo fuzz build -O --debug-assertions >/dev/null 2>build.log || {
-    cat build.log >&2
+mkdir -p artifacts
+$nice cargo fuzz build -O --debug-assertions >/dev/null 2>artifacts/build.log || {
+    cat artifacts/build.log >&2
     echo "fuzz/run.sh: build failed" >&2
     exit 1
 }

@@ -169,6 +169,7 @@ fn snapshots(seeds: &Seeds) {
     seeds.write_with(t, "current_after_leave", 2, group.snapshot(&ids, address));
 
     let mut ids = GroupIds::default();
+    let mut out = Vec::new();
     let mut group = LegacyGroupState::<u64>::new(GroupLimits::default());
     for peer in 1..=4 {
         group.attach(peer, &mut ids, &mut out);
