@@ -67,11 +67,36 @@ struct VidereConf {
 /// `--config` is given.
 pub const DEFAULT_CONF_JSON: &str = "conf.json";
 
+/// What a settings file holds, as start-up tells from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsFile {
+    /// sigway's own settings, TOML.
+    Toml,
+    /// videre-server's `conf.json` (any `.json` file).
+    ConfJson,
+}
+
 impl Settings {
     /// Builds settings from every layer, reading the environment of this
     /// process and the working directory.
     pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
         Self::load_with_env(overrides, environment())
+    }
+
+    /// Built-in defaults < the text of one settings file, and nothing else
+    /// (no environment, no flags, no file read): what start-up takes from
+    /// such a file, for harnesses that hold the text (the `settings` fuzz
+    /// target). Not validated: [`Settings::validate`] opens the TLS files
+    /// the settings name.
+    pub fn from_file_text(text: &str, kind: SettingsFile) -> Result<Self, ConfigError> {
+        let builder = Config::builder().add_source(Config::try_from(&Settings::default())?);
+        let builder = match kind {
+            SettingsFile::Toml => builder.add_source(File::from_str(text, FileFormat::Toml)),
+            SettingsFile::ConfJson => {
+                apply_conf_json_text(builder, text, Path::new(DEFAULT_CONF_JSON))?
+            }
+        };
+        Ok(builder.build()?.try_deserialize()?)
     }
 
     /// [`Settings::load`] with an explicit environment source (tests pass a
@@ -213,12 +238,24 @@ fn apply_conf_json(
     builder: config::ConfigBuilder<config::builder::DefaultState>,
     path: &Path,
 ) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
-    let conf_err = |source: Box<dyn std::error::Error + Send + Sync>| ConfigError::ConfJson {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ConfJson {
         path: path.to_path_buf(),
-        source,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| conf_err(e.into()))?;
-    let conf: VidereConf = serde_json::from_str(&text).map_err(|e| conf_err(e.into()))?;
+        source: e.into(),
+    })?;
+    apply_conf_json_text(builder, &text, path)
+}
+
+/// The settings of a `conf.json` whose text is `text` (`path` names it in
+/// errors) laid over `builder`.
+fn apply_conf_json_text(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    text: &str,
+    path: &Path,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+    let conf: VidereConf = serde_json::from_str(text).map_err(|e| ConfigError::ConfJson {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
     // Relative Cert/Key paths in conf.json are relative to the working
     // directory, as they were for videre-server.
     Ok(builder

@@ -262,7 +262,7 @@ impl Default for LogSettings {
     }
 }
 
-pub use load::{ConfigError, DEFAULT_CONF_JSON, Overrides, environment};
+pub use load::{ConfigError, DEFAULT_CONF_JSON, Overrides, SettingsFile, environment};
 
 #[cfg(test)]
 mod tests {

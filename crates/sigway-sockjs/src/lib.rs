@@ -20,7 +20,8 @@
 //! its own thread for tests and tools).
 //!
 //! Layout: `frame` (wire frames, escaping, payload parsing) and `route`
-//! (the URL scheme) are pure; `session` runs the app task and holds the
+//! (the URL scheme) are pure, and [`inputs`] makes their readers of client
+//! input public for fuzzing; `session` runs the app task and holds the
 //! shared state of polling sessions; `http` and `websocket` move bytes
 //! between sockets and sessions; `server` mounts it all under a prefix.
 
@@ -32,6 +33,7 @@ pub mod echo;
 mod error;
 mod frame;
 mod http;
+pub mod inputs;
 mod link;
 mod options;
 mod outbox;

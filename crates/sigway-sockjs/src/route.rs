@@ -12,14 +12,22 @@ use actix_web::http::Method;
 
 /// The transports of session URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
+pub enum Transport {
+    /// `websocket`: the framed WebSocket.
     Websocket,
+    /// `xhr`: xhr polling, the receiving half.
     Xhr,
+    /// `xhr_send`: what the xhr transports send.
     XhrSend,
+    /// `xhr_streaming`.
     XhrStreaming,
+    /// `eventsource`.
     EventSource,
+    /// `htmlfile`.
     HtmlFile,
+    /// `jsonp`: jsonp polling, the receiving half.
     Jsonp,
+    /// `jsonp_send`: what jsonp polling sends.
     JsonpSend,
 }
 
@@ -84,24 +92,34 @@ impl Transport {
 
 /// What a request under the prefix asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Route<'a> {
+pub enum Route<'a> {
+    /// The prefix itself: `Welcome to SockJS!`.
     Greeting,
+    /// `GET /info`.
     Info,
+    /// `OPTIONS /info`, its CORS preflight.
     InfoOptions,
+    /// The iframe page (`/iframe*.html`).
     Iframe,
     /// `chunking_test` (POST), which old SockJS clients use to probe
     /// whether streaming works through the proxies in between.
     ChunkingTest,
     /// Its CORS preflight.
     ChunkingTestOptions,
+    /// `/websocket`: the raw WebSocket, no SockJS framing.
     RawWebsocket,
     /// A session transport; `preflight` for OPTIONS.
     Session {
+        /// The `<session>` segment.
         session: &'a str,
+        /// The last segment.
         transport: Transport,
+        /// The request is the transport's CORS preflight (OPTIONS).
         preflight: bool,
     },
+    /// 405, with the `Allow` header's value.
     MethodNotAllowed(&'static str),
+    /// 404.
     NotFound,
 }
 
@@ -139,7 +157,7 @@ fn valid_id(segment: &str) -> bool {
 }
 
 /// Routes `rest`, the path after the prefix (empty or starting with `/`).
-pub(crate) fn route<'a>(rest: &'a str, method: &Method) -> Route<'a> {
+pub fn route<'a>(rest: &'a str, method: &Method) -> Route<'a> {
     // One optional trailing slash, as sockjs-node's `[/]?$`.
     let trimmed = rest.strip_suffix('/').unwrap_or(rest);
     let segments: Vec<&str> = if trimmed.is_empty() {
