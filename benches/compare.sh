@@ -36,30 +36,14 @@ scenarios=${SCENARIOS:-"idle_sigver idle_legacy idle_sockjs idle_raw idle_wss fw
 servers=${SERVERS:-"sigway node videre relay echo"}
 idle_connections=${IDLE_CONNECTIONS:-10000}
 wss_connections=${WSS_CONNECTIONS:-2000}
-target_dir=${CARGO_TARGET_DIR:-target}
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-nice -n 19 cargo build --release --bin sigway --example load --example raw_echo --example minimal_relay
-sigway=${GATEWAY_BIN:-$target_dir/release/sigway}
-load=$target_dir/release/examples/load
+. benches/common.sh
 [ -d tests/reference/node_modules/sigver ] || (cd tests/reference && npm ci --no-audit --no-fund)
 [ -d tests/reference/videre/node_modules/sockjs ] || (cd tests/reference/videre && npm ci --no-audit --no-fund)
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 results=$work/results
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 # Starts server $1 on port $2 (with TLS when $3 = tls); sets $pid.
 start_server() {

@@ -25,26 +25,9 @@ cd "$(dirname "$0")/.."
 messages=${1:-5000}; pairs=${2:-10}
 windows=${WINDOWS:-"1 16"}
 servers=${SERVERS:-"sigway relay echo"}
-target_dir=${CARGO_TARGET_DIR:-target}
 command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install -y valgrind)" >&2; exit 2; }
 
-[ -n "${NO_BUILD:-}" ] || nice -n 19 cargo build --release --bin sigway --example load --example raw_echo --example minimal_relay
-sigway=${GATEWAY_BIN:-$target_dir/release/sigway}
-load=$target_dir/release/examples/load
-
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Valgrind starts slowly: up to 60 s.
-wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. benches/common.sh
 
 # Runs server $1 under callgrind, forwards $2 messages with $3 in flight;
 # sets counted_instructions and counted_forwarded.
@@ -62,7 +45,8 @@ count() {
     echo) "${valgrind[@]}" "$target_dir/release/examples/raw_echo" --port "$port" >/dev/null & ;;
   esac
   pid=$!
-  wait_port "$port" || { echo "$server did not start under valgrind" >&2; cat "$work/valgrind.log" >&2; exit 1; }
+  # Valgrind starts slowly: up to 60 s.
+  wait_port "$port" 60 || { echo "$server did not start under valgrind" >&2; cat "$work/valgrind.log" >&2; exit 1; }
   if [ "$server" = echo ]; then
     out=$("$load" --url "ws://127.0.0.1:$port" --seconds 300 echo --connections "$pairs" --size 100 --window "$window" --messages "$n")
   else

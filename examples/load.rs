@@ -432,30 +432,70 @@ async fn relay(
         "relay{}: pairs={pairs} size={size}B window={window}",
         target.across()
     );
-    if let Some(messages) = messages {
+    let run = ForwardingRun {
+        what,
+        rate: "one-way msgs/s",
+        started,
+        delivered: &received,
+        acks: Some((&acks_sent, &acks_received)),
+    };
+    run.finish(tasks, messages, seconds, target).await;
+    Ok(())
+}
+
+/// The end of a run that forwards messages (`relay`, `echo`).
+struct ForwardingRun<'a> {
+    /// The run's description, first on every line it prints.
+    what: String,
+    /// What the rate line counts.
+    rate: &'static str,
+    started: Instant,
+    /// Messages that arrived where they were sent.
+    delivered: &'a AtomicU64,
+    /// Acknowledgements sent back and received, when the run has them.
+    acks: Option<(&'a AtomicU64, &'a AtomicU64)>,
+}
+
+impl ForwardingRun<'_> {
+    /// With a message quota: waits for every task, then prints what was
+    /// delivered. Without: measures the rate over `seconds`, then waits.
+    async fn finish(
+        self,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+        messages: Option<u64>,
+        seconds: u64,
+        target: &Target,
+    ) {
+        if let Some(messages) = messages {
+            for t in tasks {
+                let _ = t.await;
+            }
+            let acks = self
+                .acks
+                .map(|(sent, _)| format!(" acks={}", sent.load(Ordering::Relaxed)))
+                .unwrap_or_default();
+            println!(
+                "{} messages={messages} delivered={}{acks} in {:.2} s",
+                self.what,
+                self.delivered.load(Ordering::Relaxed),
+                self.started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        let no_acks = AtomicU64::new(0);
+        let acks_received = self.acks.map_or(&no_acks, |(_, received)| received);
+        measure_rate(
+            &format!("{} {}", self.what, self.rate),
+            self.delivered,
+            Some(acks_received),
+            seconds,
+            target,
+        )
+        .await;
         for t in tasks {
             let _ = t.await;
         }
-        println!(
-            "{what} messages={messages} delivered={} acks={} in {:.2} s",
-            received.load(Ordering::Relaxed),
-            acks_sent.load(Ordering::Relaxed),
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(());
     }
-    measure_rate(
-        &format!("{what} one-way msgs/s"),
-        &received,
-        Some(&acks_received),
-        seconds,
-        target,
-    )
-    .await;
-    for t in tasks {
-        let _ = t.await;
-    }
-    Ok(())
 }
 
 /// Echoed messages/s: each connection sends `size`-byte binary messages,
@@ -512,29 +552,14 @@ async fn echo(
             let _ = tx.close().await;
         }));
     }
-    let what = format!("echo: connections={connections} size={size}B window={window}");
-    if let Some(messages) = messages {
-        for t in tasks {
-            let _ = t.await;
-        }
-        println!(
-            "{what} messages={messages} delivered={} in {:.2} s",
-            echoed.load(Ordering::Relaxed),
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(());
-    }
-    measure_rate(
-        &format!("{what} echoed msgs/s"),
-        &echoed,
-        Some(&AtomicU64::new(0)),
-        seconds,
-        target,
-    )
-    .await;
-    for t in tasks {
-        let _ = t.await;
-    }
+    let run = ForwardingRun {
+        what: format!("echo: connections={connections} size={size}B window={window}"),
+        rate: "echoed msgs/s",
+        started,
+        delivered: &echoed,
+        acks: None,
+    };
+    run.finish(tasks, messages, seconds, target).await;
     Ok(())
 }
 

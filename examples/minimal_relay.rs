@@ -29,13 +29,15 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use sigway::proto::sigver::{Content, Message, message::Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "support/floor.rs"]
+mod floor;
+use floor::Error;
 type Outbox = mpsc::UnboundedSender<Ws>;
 
 #[derive(Parser)]
@@ -260,158 +262,13 @@ async fn serve_connection(stream: TcpStream, shared: Shared) -> Result<(), Error
     result
 }
 
-async fn serve(listener: TcpListener) -> Result<(), Error> {
-    let shared = Shared::default();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = accepted?;
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let _ = serve_connection(stream, shared).await;
-                });
-            }
-            _ = terminate.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-    }
-}
-
 fn main() -> Result<(), Error> {
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if cli.workers > 0 {
-        runtime.worker_threads(cli.workers);
-    }
-    let runtime = runtime.enable_all().build()?;
-    runtime.block_on(async {
-        let listener = TcpListener::bind(("127.0.0.1", cli.port)).await?;
-        println!("minimal relay listening on {}", listener.local_addr()?);
-        serve(listener).await
-    })?;
-    runtime.shutdown_background();
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn connection(state: &mut State) -> (u32, mpsc::UnboundedReceiver<Ws>) {
-        let (outbox, inbox) = mpsc::unbounded_channel();
-        state.next_id += 1;
-        state.outboxes.insert(state.next_id, outbox);
-        (state.next_id, inbox)
-    }
-
-    fn decode(frame: Ws) -> Type {
-        let Ws::Binary(bytes) = frame else {
-            panic!("expected a binary frame, got {frame:?}")
-        };
-        Message::decode(bytes)
-            .expect("sigver")
-            .r#type
-            .expect("type")
-    }
-
-    fn connect() -> Vec<u8> {
-        Message {
-            r#type: Some(Type::Connect(Default::default())),
+    let shared = Shared::default();
+    floor::serve("minimal relay", cli.port, cli.workers, move |stream| {
+        let shared = shared.clone();
+        async move {
+            let _ = serve_connection(stream, shared).await;
         }
-        .encode_to_vec()
-    }
-
-    fn content(recipient_id: u32, data: &[u8]) -> Vec<u8> {
-        Message {
-            r#type: Some(Type::Content(Content {
-                recipient_id,
-                data: data.to_vec().into(),
-                ..Default::default()
-            })),
-        }
-        .encode_to_vec()
-    }
-
-    #[test]
-    fn the_first_peer_is_member_and_content_is_routed_both_ways() {
-        let mut state = State::default();
-        let (member, mut member_inbox) = connection(&mut state);
-        let (joiner, mut joiner_inbox) = connection(&mut state);
-        on_sigver_frame(&mut state, member, "k", &connect());
-        assert_eq!(
-            decode(member_inbox.try_recv().expect("answer")),
-            Type::Connected(true)
-        );
-        on_sigver_frame(&mut state, joiner, "k", &connect());
-        assert_eq!(
-            decode(joiner_inbox.try_recv().expect("answer")),
-            Type::Connected(false)
-        );
-
-        on_sigver_frame(&mut state, joiner, "k", &content(0, b"offer"));
-        let Type::Content(up) = decode(member_inbox.try_recv().expect("relayed")) else {
-            panic!("expected content")
-        };
-        assert_eq!((up.sender_id, &up.data[..]), (joiner, &b"offer"[..]));
-
-        on_sigver_frame(&mut state, member, "k", &content(joiner, b"answer"));
-        let Type::Content(down) = decode(joiner_inbox.try_recv().expect("relayed")) else {
-            panic!("expected content")
-        };
-        assert_eq!((down.sender_id, down.recipient_id), (0, joiner));
-        assert_eq!(&down.data[..], b"answer");
-
-        // Content to a joiner that is not bound to the sender goes nowhere.
-        on_sigver_frame(&mut state, joiner, "k", &content(member, b"x"));
-        on_sigver_frame(&mut state, member, "k", &content(member, b"x"));
-        assert!(
-            member_inbox.try_recv().is_ok(),
-            "the joiner's content still goes up"
-        );
-        assert!(member_inbox.try_recv().is_err());
-        assert!(joiner_inbox.try_recv().is_err());
-    }
-
-    #[test]
-    fn a_closed_member_frees_its_key() {
-        let mut state = State::default();
-        let (first, _first_inbox) = connection(&mut state);
-        on_sigver_frame(&mut state, first, "k", &connect());
-        on_close(&mut state, first, "k");
-        let (second, mut second_inbox) = connection(&mut state);
-        on_sigver_frame(&mut state, second, "k", &connect());
-        assert_eq!(
-            decode(second_inbox.try_recv().expect("answer")),
-            Type::Connected(true)
-        );
-    }
-
-    #[test]
-    fn videre_connect_tells_the_room_and_broadcast_reaches_everyone() {
-        let mut state = State::default();
-        let (a, mut a_inbox) = connection(&mut state);
-        let (b, mut b_inbox) = connection(&mut state);
-        let packet = |event: &str, user: &str| {
-            format!(
-                r#"{{"Header":{{"Event":"{event}","UserId":"{user}","RoomId":"r"}},"Payload":"{{}}"}}"#
-            )
-        };
-        on_videre_text(&mut state, a, &packet("connect", "a"));
-        on_videre_text(&mut state, b, &packet("connect", "b"));
-        let text = |frame: Ws| frame.into_text().expect("text").to_string();
-        assert!(text(a_inbox.try_recv().expect("own connect")).ends_with(r#""Payload":"true"}"#));
-        assert!(text(a_inbox.try_recv().expect("b's connect")).contains(r#""UserId":"b""#));
-        assert!(text(b_inbox.try_recv().expect("own connect")).ends_with(r#""Payload":"false"}"#));
-
-        let broadcast = packet("broadcast", "a");
-        on_videre_text(&mut state, a, &broadcast);
-        assert_eq!(text(a_inbox.try_recv().expect("to a")), broadcast);
-        assert_eq!(text(b_inbox.try_recv().expect("to b")), broadcast);
-
-        on_close(&mut state, a, "echo/websocket");
-        on_videre_text(&mut state, b, &packet("broadcast", "b"));
-        assert!(b_inbox.try_recv().is_ok());
-        assert!(state.rooms["r"].len() == 1);
-    }
+    })
 }

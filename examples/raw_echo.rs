@@ -13,10 +13,12 @@
 
 use clap::Parser;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "support/floor.rs"]
+mod floor;
+use floor::Error;
 
 #[derive(Parser)]
 #[command(about = "Raw WebSocket echo (loopback only): the benchmarks' floor")]
@@ -60,36 +62,10 @@ async fn echo_connection(stream: TcpStream) -> Result<(), Error> {
     Ok(())
 }
 
-async fn serve(listener: TcpListener) -> Result<(), Error> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = accepted?;
-                tokio::spawn(async move {
-                    // A client that goes away mid-message is not our problem.
-                    let _ = echo_connection(stream).await;
-                });
-            }
-            _ = terminate.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-    }
-}
-
 fn main() -> Result<(), Error> {
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if cli.workers > 0 {
-        runtime.worker_threads(cli.workers);
-    }
-    let runtime = runtime.enable_all().build()?;
-    runtime.block_on(async {
-        let listener = TcpListener::bind(("127.0.0.1", cli.port)).await?;
-        println!("raw echo listening on {}", listener.local_addr()?);
-        serve(listener).await
-    })?;
-    // Connections still open are not waited for.
-    runtime.shutdown_background();
-    Ok(())
+    floor::serve("raw echo", cli.port, cli.workers, |stream| async move {
+        // A client that goes away mid-message is not our problem.
+        let _ = echo_connection(stream).await;
+    })
 }
