@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, web};
+use sigway_sockjs::edge::Edge;
 use sigway_sockjs::{LiveSessions, ServeOptions};
 use tracing_actix_web::TracingLogger;
 
@@ -146,8 +147,15 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         stats: stats.clone(),
         shutdown,
     });
+    let edge = Edge::new(
+        settings.origin_policy().map_err(io::Error::other)?,
+        settings.proxy_policy().map_err(io::Error::other)?,
+        stats.edge_refusals.clone(),
+    );
+    let edge_refusals = stats.edge_refusals.clone();
     let stats_data = web::Data::from(stats);
-    let videre = crate::videre::endpoint(&services);
+    let videre = crate::videre::endpoint(&services, edge.clone());
+    let edge = web::Data::new(edge);
 
     let tls_files = settings.tls_files().map_err(io::Error::other)?;
     let options = ServeOptions {
@@ -163,6 +171,9 @@ pub fn start(settings: Settings) -> io::Result<Running> {
             Some(_) => Some(tls::acceptor(&settings)?),
             None => None,
         },
+        client_request_timeout: Duration::from_millis(settings.http.client_request_timeout_ms),
+        proxy_protocol: settings.http.proxy_protocol,
+        edge_refusals,
     };
     let served = sigway_sockjs::serve(
         (settings.host.as_str(), settings.port),
@@ -171,6 +182,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
             App::new()
                 .app_data(services.clone())
                 .app_data(stats_data.clone())
+                .app_data(edge.clone())
                 .app_data(web::PayloadConfig::new(
                     services.settings.limits.max_frame_bytes,
                 ))
