@@ -430,6 +430,40 @@ mod tests {
     }
 
     #[test]
+    fn bad_edge_settings_are_refused_with_one_clear_error() {
+        let load =
+            |vars: &[(&str, &str)]| Settings::load_with_env(&Overrides::default(), env(vars));
+        let err = load(&[("SIGWAY_HTTP__TRUSTED_PROXIES", "10.0.0.0/8 10.0.0.0/33")])
+            .expect_err("bad CIDR");
+        assert!(err.to_string().contains("http.trusted_proxies"), "{err}");
+        assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
+        let err = load(&[("SIGWAY_HTTP__ALLOWED_ORIGINS", "example.org")]).expect_err("bad origin");
+        assert!(err.to_string().contains("http.allowed_origins"), "{err}");
+        assert!(err.to_string().contains("example.org"), "{err}");
+        let err = load(&[("SIGWAY_HTTP__CLIENT_IP_HEADER", "via")]).expect_err("bad header");
+        assert!(err.to_string().contains("client_ip_header"), "{err}");
+        let err = load(&[("SIGWAY_HTTP__CLIENT_REQUEST_TIMEOUT_MS", "0")]).expect_err("zero");
+        assert!(
+            err.to_string().contains("client_request_timeout_ms"),
+            "{err}"
+        );
+
+        let s = load(&[
+            ("SIGWAY_HTTP__TRUSTED_PROXIES", "127.0.0.1 fd00::/8"),
+            (
+                "SIGWAY_HTTP__ALLOWED_ORIGINS",
+                "https://a.example.org https://*.example.net",
+            ),
+        ])
+        .expect("lists from the environment");
+        assert_eq!(s.http.trusted_proxies, ["127.0.0.1", "fd00::/8"]);
+        assert_eq!(
+            s.http.allowed_origins,
+            ["https://a.example.org", "https://*.example.net"]
+        );
+    }
+
+    #[test]
     fn shipped_default_toml_equals_built_in_defaults() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
         let over = Overrides {
