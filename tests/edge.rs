@@ -249,6 +249,9 @@ async fn sigver_admitted(
     }
 }
 
+/// How a proxy writes the header naming a client.
+type ProxyWrites = fn(&str) -> String;
+
 fn behind_proxy(header: &str) -> Settings {
     let mut settings = test_settings();
     settings.limits.max_connections_per_ip = 1;
@@ -259,7 +262,7 @@ fn behind_proxy(header: &str) -> Settings {
 
 #[tokio::test]
 async fn a_trusted_proxy_header_names_the_counted_client() {
-    let cases: [(&str, fn(&str) -> String); 3] = [
+    let cases: [(&str, ProxyWrites); 3] = [
         ("x-forwarded-for", |ip| format!("6.6.6.6, {ip}, 10.1.2.3")),
         ("forwarded", |ip| {
             format!("for=6.6.6.6, for=\"{ip}:4711\";proto=https, for=10.1.2.3")
@@ -279,7 +282,7 @@ async fn a_trusted_proxy_header_names_the_counted_client() {
         );
         let (admitted, _also_kept) = sigver_admitted(&server, &[(header, &second)]).await;
         assert!(admitted, "{header}: another client behind the same proxy");
-        // SockJS sessions count the same address.
+        // Without a header, the trusted proxy itself is the client.
         let (admitted, _) = sigver_admitted(&server, &[]).await;
         assert!(admitted, "{header}: the proxy itself is one more address");
         server.stop();
