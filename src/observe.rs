@@ -7,14 +7,16 @@
 //! file (videre-server's `log/debug.log`) with per-packet detail at debug.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use sigway_sockjs::edge::EdgeRefusals;
 
 use crate::config::LogSettings;
 
@@ -31,7 +33,13 @@ pub(crate) struct Stats {
     pub messages_out: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Refusals of the limits (connections, rooms, members, SockJS
+    /// sessions per address).
     pub refusals: AtomicU64,
+    /// Of `refusals`: SockJS sessions beyond `max_sockjs_sessions_per_ip`.
+    pub refusals_sockjs_per_ip: AtomicU64,
+    /// Refusals at the edge (origin, PROXY header), counted by the listener.
+    pub edge_refusals: Arc<EdgeRefusals>,
     pub protocol_errors: AtomicU64,
     pub slow_consumers: AtomicU64,
     /// Where the cluster's figures come from (cluster mode only).
@@ -85,6 +93,8 @@ impl Default for Stats {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            refusals_sockjs_per_ip: AtomicU64::new(0),
+            edge_refusals: Arc::default(),
             protocol_errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             cluster: OnceLock::new(),
@@ -214,11 +224,19 @@ impl Stats {
             "Payload bytes queued to clients.",
             &[("", u(&self.bytes_out))],
         );
+        let by_reason = self.refusals_by_reason();
+        let labelled: Vec<(String, i64)> = by_reason
+            .iter()
+            .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n as i64))
+            .collect();
+        let total = by_reason.iter().map(|(_, n)| n).sum::<u64>() as i64;
+        let mut series: Vec<(&str, i64)> = vec![("", total)];
+        series.extend(labelled.iter().map(|(labels, n)| (labels.as_str(), *n)));
         metric(
             "refusals_total",
             "counter",
-            "Connections or joins refused by a limit.",
-            &[("", u(&self.refusals))],
+            "Connections, requests or joins refused: unlabelled, all of them; by reason, each kind.",
+            &series,
         );
         metric(
             "protocol_errors_total",
@@ -308,6 +326,21 @@ impl Stats {
         out
     }
 
+    /// Every refusal by reason; they add up to the total.
+    fn refusals_by_reason(&self) -> [(&'static str, u64); 4] {
+        let limits = self.refusals.load(Relaxed);
+        let sockjs_per_ip = self.refusals_sockjs_per_ip.load(Relaxed);
+        [
+            ("limit", limits.saturating_sub(sockjs_per_ip)),
+            ("sockjs_sessions_per_ip", sockjs_per_ip),
+            ("origin", self.edge_refusals.origin.load(Relaxed)),
+            (
+                "proxy_header",
+                self.edge_refusals.proxy_header.load(Relaxed),
+            ),
+        ]
+    }
+
     pub(crate) fn snapshot_json(&self) -> serde_json::Value {
         let mut snapshot = json!({
             "uptime_seconds": self.started.elapsed().as_secs(),
@@ -320,7 +353,8 @@ impl Stats {
             },
             "messages_received": self.messages_in.load(Relaxed),
             "messages_sent": self.messages_out.load(Relaxed),
-            "refusals": self.refusals.load(Relaxed),
+            "refusals": self.refusals_by_reason().iter().map(|(_, n)| n).sum::<u64>(),
+            "refusals_by_reason": self.refusals_by_reason().into_iter().map(|(reason, n)| (reason.to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "protocol_errors": self.protocol_errors.load(Relaxed),
             "slow_consumers": self.slow_consumers.load(Relaxed),
         });

@@ -18,10 +18,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::HttpMessage as _;
 use actix_web::dev::ServerHandle;
+use actix_web::dev::ServiceRequest;
 use actix_web::{App, web};
+use sigway_sockjs::edge::Edge;
 use sigway_sockjs::{LiveSessions, ServeOptions};
-use tracing_actix_web::TracingLogger;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
 use crate::config::Settings;
 use crate::observe::Stats;
@@ -146,8 +149,15 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         stats: stats.clone(),
         shutdown,
     });
+    let edge = Edge::new(
+        settings.origin_policy().map_err(io::Error::other)?,
+        settings.proxy_policy().map_err(io::Error::other)?,
+        stats.edge_refusals.clone(),
+    );
+    let edge_refusals = stats.edge_refusals.clone();
     let stats_data = web::Data::from(stats);
-    let videre = crate::videre::endpoint(&services);
+    let videre = crate::videre::endpoint(&services, edge.clone());
+    let edge = web::Data::new(edge);
 
     let tls_files = settings.tls_files().map_err(io::Error::other)?;
     let options = ServeOptions {
@@ -163,6 +173,9 @@ pub fn start(settings: Settings) -> io::Result<Running> {
             Some(_) => Some(tls::acceptor(&settings)?),
             None => None,
         },
+        client_request_timeout: Duration::from_millis(settings.http.client_request_timeout_ms),
+        proxy_protocol: settings.http.proxy_protocol,
+        edge_refusals,
     };
     let served = sigway_sockjs::serve(
         (settings.host.as_str(), settings.port),
@@ -171,10 +184,11 @@ pub fn start(settings: Settings) -> io::Result<Running> {
             App::new()
                 .app_data(services.clone())
                 .app_data(stats_data.clone())
+                .app_data(edge.clone())
                 .app_data(web::PayloadConfig::new(
                     services.settings.limits.max_frame_bytes,
                 ))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<EdgeRootSpan>::new())
                 .configure(|cfg| routes::routes(cfg, &videre))
         },
     )?;
@@ -189,6 +203,45 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         sessions: served.sessions,
         grace: Duration::from_secs(settings.shutdown_timeout_secs),
     })
+}
+
+/// The span of every HTTP request: tracing-actix-web's fields, with
+/// `http.client_ip` the client's address as [`Edge`] finds it (the default
+/// believes `Forwarded`/`X-Forwarded-For` from anyone).
+struct EdgeRootSpan;
+
+impl RootSpanBuilder for EdgeRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let client = sigway_sockjs::edge::client_addr(request.request())
+            .map(|addr| addr.ip().to_string())
+            .unwrap_or_default();
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let empty = tracing::field::Empty;
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = request.match_pattern().unwrap_or_default(),
+            http.flavor = ?request.version(),
+            http.target = %request.uri().path_and_query().map_or("", |p| p.as_str()),
+            http.client_ip = %client,
+            http.status_code = empty,
+            otel.status_code = empty,
+            exception.message = empty,
+            exception.details = empty,
+            request_id = %request_id,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
 }
 
 /// Starts the server and serves until a signal stops it.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, guard, web};
 use serde_json::json;
+use sigway_sockjs::edge::Edge;
 
 use crate::observe;
 use crate::services::Services;
@@ -31,7 +32,7 @@ pub(super) fn routes(
     cfg.service(
         web::resource("/{any:.*}")
             .guard(guard::fn_guard(is_websocket_upgrade))
-            .to(crate::sigver::session::entry),
+            .to(sigver_upgrade),
     )
     .route("/", web::get().to(landing))
     .route("/demo", web::get().to(demo))
@@ -40,6 +41,19 @@ pub(super) fn routes(
     .route("/metrics", web::get().to(observe::metrics))
     .route("/stats", web::get().to(observe::stats))
     .default_service(web::to(not_a_websocket));
+}
+
+/// A sigver upgrade: refused with 403 before the handshake when its
+/// `Origin` is not allowed, else the session's own entry.
+async fn sigver_upgrade(
+    req: HttpRequest,
+    services: web::Data<Services>,
+    edge: web::Data<Edge>,
+) -> actix_web::Result<HttpResponse> {
+    if let Some(refusal) = edge.origin_refusal(&req, "sigver upgrade") {
+        return Ok(refusal);
+    }
+    crate::sigver::session::entry(req, services).await
 }
 
 const LANDING_PAGE: &str = include_str!("../../static/index.html");

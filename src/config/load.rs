@@ -8,6 +8,8 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use sigway_sockjs::edge::{ClientIpHeader, OriginPolicy, ProxyPolicy};
+
 use super::Settings;
 
 /// Why the settings could not be used. Each is one line for the operator.
@@ -174,6 +176,16 @@ impl Settings {
                 ));
             }
         }
+        self.origin_policy()?;
+        self.proxy_policy()?;
+        if self.http.client_request_timeout_ms == 0 {
+            return invalid("http.client_request_timeout_ms must be > 0".into());
+        }
+        if self.http.proxy_protocol && self.tls_files()?.is_some() {
+            return invalid(
+                "http.proxy_protocol is served on plain listeners only: terminate TLS at the load balancer, or turn one of them off".into(),
+            );
+        }
         if !["minutely", "hourly", "daily", "never"].contains(&self.log.rotation.as_str()) {
             return invalid(format!(
                 "log rotation {:?} is not one of minutely, hourly, daily, never",
@@ -206,6 +218,23 @@ impl Settings {
         }
     }
 
+    /// `http.allowed_origins` and `http.allow_missing_origin`, parsed.
+    pub fn origin_policy(&self) -> Result<OriginPolicy, ConfigError> {
+        OriginPolicy::new(&self.http.allowed_origins, self.http.allow_missing_origin)
+            .map_err(|error| ConfigError::Invalid(format!("http.allowed_origins: {error}")))
+    }
+
+    /// `http.trusted_proxies` and `http.client_ip_header`, parsed.
+    pub fn proxy_policy(&self) -> Result<ProxyPolicy, ConfigError> {
+        let header: ClientIpHeader = self
+            .http
+            .client_ip_header
+            .parse()
+            .map_err(|error| ConfigError::Invalid(format!("http.{error}")))?;
+        ProxyPolicy::new(&self.http.trusted_proxies, header)
+            .map_err(|error| ConfigError::Invalid(format!("http.trusted_proxies: {error}")))
+    }
+
     /// `sigver.heartbeat_interval_ms` as a duration.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.sigver.heartbeat_interval_ms)
@@ -214,9 +243,14 @@ impl Settings {
 
 /// `SIGWAY_PORT`, `SIGWAY_SIGVER__HEARTBEAT_INTERVAL_MS`, ...
 pub fn environment() -> Environment {
+    // The two lists are read from one variable, their entries separated by
+    // spaces (`SIGWAY_HTTP__TRUSTED_PROXIES="10.0.0.0/8 ::1"`).
     Environment::with_prefix("SIGWAY")
         .prefix_separator("_")
         .separator("__")
+        .list_separator(" ")
+        .with_list_parse_key("http.allowed_origins")
+        .with_list_parse_key("http.trusted_proxies")
 }
 
 fn readable(what: &str, path: &Path) -> Result<(), ConfigError> {

@@ -30,6 +30,8 @@ pub struct Settings {
     pub shutdown_timeout_secs: u64,
     /// TLS files and switch.
     pub tls: TlsSettings,
+    /// The HTTP edge: allowed origins, proxies, header timeouts.
+    pub http: HttpSettings,
     /// Every bound the gateway enforces.
     pub limits: Limits,
     /// The sigver (Netflux) endpoint.
@@ -59,6 +61,45 @@ pub struct TlsSettings {
     pub ca: Option<PathBuf>,
 }
 
+/// `[http]`: what is decided about a request before either protocol sees
+/// it: which browser origins may connect, who the client is behind
+/// proxies, how long a client may take to send its request head.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Origins allowed to open WebSockets and use SockJS: exact
+    /// (`https://app.example.org`), subdomain patterns
+    /// (`https://*.example.org`) or `null`; empty: any origin.
+    pub allowed_origins: Vec<String>,
+    /// Whether a request without `Origin` (not a browser) is served.
+    pub allow_missing_origin: bool,
+    /// Reverse proxies (CIDRs, v4 and v6) whose client address header is
+    /// believed; empty: nobody's.
+    pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies name the client in: `x-forwarded-for`,
+    /// `forwarded` (RFC 7239) or `x-real-ip`.
+    pub client_ip_header: String,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header
+    /// from a TCP load balancer (plain listeners only).
+    pub proxy_protocol: bool,
+    /// Milliseconds a client has to send its request head (WebSocket
+    /// handshakes included) and, with `proxy_protocol`, its PROXY header.
+    pub client_request_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allow_missing_origin: true,
+            trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".into(),
+            proxy_protocol: false,
+            client_request_timeout_ms: 5_000,
+        }
+    }
+}
+
 /// `[limits]`: every bound the gateway enforces; each refusal is a clear close code, status or error notice.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -78,6 +119,8 @@ pub struct Limits {
     /// Frames waiting to be written to one connection; a connection that lets
     /// more pile up (it does not read) is closed.
     pub outbound_queue: usize,
+    /// Open SockJS sessions (every transport) from one client address.
+    pub max_sockjs_sessions_per_ip: usize,
 }
 
 pub use sigway_core::error::SigverDialect;
@@ -196,6 +239,7 @@ impl Default for Settings {
             backlog: 4096,
             shutdown_timeout_secs: 5,
             tls: TlsSettings::default(),
+            http: HttpSettings::default(),
             limits: Limits::default(),
             sigver: SigverSettings::default(),
             sockjs: SockjsSettings::default(),
@@ -216,6 +260,7 @@ impl Default for Limits {
             max_members_per_room: 1_000,
             max_id_bytes: 512,
             outbound_queue: 1_024,
+            max_sockjs_sessions_per_ip: 100,
         }
     }
 }
@@ -382,6 +427,40 @@ mod tests {
         )
         .expect_err("zero heartbeat");
         assert!(err.to_string().contains("heartbeat"), "{err}");
+    }
+
+    #[test]
+    fn bad_edge_settings_are_refused_with_one_clear_error() {
+        let load =
+            |vars: &[(&str, &str)]| Settings::load_with_env(&Overrides::default(), env(vars));
+        let err = load(&[("SIGWAY_HTTP__TRUSTED_PROXIES", "10.0.0.0/8 10.0.0.0/33")])
+            .expect_err("bad CIDR");
+        assert!(err.to_string().contains("http.trusted_proxies"), "{err}");
+        assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
+        let err = load(&[("SIGWAY_HTTP__ALLOWED_ORIGINS", "example.org")]).expect_err("bad origin");
+        assert!(err.to_string().contains("http.allowed_origins"), "{err}");
+        assert!(err.to_string().contains("example.org"), "{err}");
+        let err = load(&[("SIGWAY_HTTP__CLIENT_IP_HEADER", "via")]).expect_err("bad header");
+        assert!(err.to_string().contains("client_ip_header"), "{err}");
+        let err = load(&[("SIGWAY_HTTP__CLIENT_REQUEST_TIMEOUT_MS", "0")]).expect_err("zero");
+        assert!(
+            err.to_string().contains("client_request_timeout_ms"),
+            "{err}"
+        );
+
+        let s = load(&[
+            ("SIGWAY_HTTP__TRUSTED_PROXIES", "127.0.0.1 fd00::/8"),
+            (
+                "SIGWAY_HTTP__ALLOWED_ORIGINS",
+                "https://a.example.org https://*.example.net",
+            ),
+        ])
+        .expect("lists from the environment");
+        assert_eq!(s.http.trusted_proxies, ["127.0.0.1", "fd00::/8"]);
+        assert_eq!(
+            s.http.allowed_origins,
+            ["https://a.example.org", "https://*.example.net"]
+        );
     }
 
     #[test]

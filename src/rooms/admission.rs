@@ -1,6 +1,7 @@
 //! Admission: a place for every connection under the connection limits
-//! (in all, and per client address), taken and given back without a round
-//! trip through any actor.
+//! (in all, and per client address; SockJS sessions also under their own
+//! per-address limit), taken and given back without a round trip through
+//! any actor.
 //!
 //! The total is one atomic; per-address counts live in a small sharded map.
 //! A [`Ticket`] holds the place and frees it when dropped, so a session
@@ -23,6 +24,8 @@ pub(crate) struct Admission {
     max_connections: usize,
     max_per_ip: usize,
     per_ip: Vec<Mutex<HashMap<IpAddr, usize>>>,
+    max_sockjs_per_ip: usize,
+    sockjs_per_ip: Vec<Mutex<HashMap<IpAddr, usize>>>,
     hasher: RandomState,
     stats: Arc<Stats>,
 }
@@ -31,6 +34,8 @@ pub(crate) struct Admission {
 #[must_use = "dropping the ticket frees the place at once"]
 pub(crate) struct Ticket {
     ip: Option<IpAddr>,
+    /// Whether the ticket also holds a SockJS session place of `ip`.
+    sockjs: bool,
     admission: Arc<Admission>,
 }
 
@@ -42,6 +47,14 @@ impl std::fmt::Debug for Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        if self.sockjs
+            && let Some(ip) = self.ip
+        {
+            Admission::decrement(
+                &mut self.admission.shard(&self.admission.sockjs_per_ip, &ip),
+                ip,
+            );
+        }
         self.admission.give_back(self.ip);
     }
 }
@@ -53,18 +66,64 @@ impl Admission {
             max_connections: limits.max_connections,
             max_per_ip: limits.max_connections_per_ip,
             per_ip: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            max_sockjs_per_ip: limits.max_sockjs_sessions_per_ip,
+            sockjs_per_ip: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             stats,
         }
     }
 
-    fn shard(&self, ip: &IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn shard<'a>(
+        &self,
+        shards: &'a [Mutex<HashMap<IpAddr, usize>>],
+        ip: &IpAddr,
+    ) -> std::sync::MutexGuard<'a, HashMap<IpAddr, usize>> {
         let index = self.hasher.hash_one(ip) as usize % SHARDS;
         // Every update is a single insert, add or remove: a poisoned shard
         // still holds consistent counts.
-        self.per_ip[index]
+        shards[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One fewer for `ip` in a shard; the entry goes at zero.
+    fn decrement(shard: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+        if let Some(n) = shard.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                shard.remove(&ip);
+            }
+        }
+    }
+
+    /// Takes a place for a SockJS session from `ip`: one under the
+    /// SockJS sessions per address, then one under the connection limits
+    /// ([`Admission::admit`]); the ticket holds both.
+    pub(crate) fn admit_sockjs(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Ticket, Refusal> {
+        let Some(ip) = ip else {
+            return self.admit(None);
+        };
+        {
+            let mut shard = self.shard(&self.sockjs_per_ip, &ip);
+            let from_ip = shard.entry(ip).or_default();
+            if *from_ip >= self.max_sockjs_per_ip {
+                if *from_ip == 0 {
+                    shard.remove(&ip);
+                }
+                return Err(Refusal::TooManySessionsFromAddress(self.max_sockjs_per_ip));
+            }
+            *from_ip += 1;
+        }
+        match self.admit(Some(ip)) {
+            Ok(mut ticket) => {
+                ticket.sockjs = true;
+                Ok(ticket)
+            }
+            Err(refusal) => {
+                Self::decrement(&mut self.shard(&self.sockjs_per_ip, &ip), ip);
+                Err(refusal)
+            }
+        }
     }
 
     /// Takes a place for a connection from `ip` (unknown: counted in the
@@ -76,7 +135,7 @@ impl Admission {
             })
             .map_err(|_| Refusal::TooManyConnections(self.max_connections))?;
         if let Some(ip) = ip {
-            let mut shard = self.shard(&ip);
+            let mut shard = self.shard(&self.per_ip, &ip);
             let from_ip = shard.entry(ip).or_default();
             if *from_ip >= self.max_per_ip {
                 if *from_ip == 0 {
@@ -91,19 +150,14 @@ impl Admission {
         self.stats.connection_opened();
         Ok(Ticket {
             ip,
+            sockjs: false,
             admission: self.clone(),
         })
     }
 
     fn give_back(&self, ip: Option<IpAddr>) {
         if let Some(ip) = ip {
-            let mut shard = self.shard(&ip);
-            if let Some(n) = shard.get_mut(&ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    shard.remove(&ip);
-                }
-            }
+            Self::decrement(&mut self.shard(&self.per_ip, &ip), ip);
         }
         self.open.fetch_sub(1, Ordering::AcqRel);
         self.stats.connection_closed();
@@ -159,6 +213,42 @@ mod tests {
         let t4 = a.admit(Some(ip)).expect("a place came back");
         drop((t2, t3, t4));
         assert_eq!((a.open(), a.addresses()), (0, 0));
+    }
+
+    #[test]
+    fn sockjs_sessions_have_their_own_per_address_limit_inside_the_connection_limits() {
+        let limits = Limits {
+            max_connections: 10,
+            max_connections_per_ip: 3,
+            max_sockjs_sessions_per_ip: 2,
+            ..Limits::default()
+        };
+        let a = Arc::new(Admission::new(&limits, Arc::new(Stats::default())));
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let s1 = a.admit_sockjs(Some(ip)).expect("first session");
+        let s2 = a.admit_sockjs(Some(ip)).expect("second session");
+        assert_eq!(
+            a.admit_sockjs(Some(ip)).expect_err("third session"),
+            Refusal::TooManySessionsFromAddress(2)
+        );
+        let websocket = a.admit(Some(ip)).expect("a sigver connection still fits");
+        drop(s1);
+        let second_websocket = a.admit(Some(ip)).expect("fills the address's connections");
+        assert_eq!(
+            a.admit_sockjs(Some(ip))
+                .expect_err("connections per address full"),
+            Refusal::TooManyFromAddress(3),
+            "a session refused by the connection limit gives its SockJS place back"
+        );
+        drop((s2, websocket, second_websocket));
+        let again = a.admit_sockjs(Some(ip)).expect("places came back");
+        drop(again);
+        assert_eq!((a.open(), a.addresses()), (0, 0));
+        assert!(
+            a.sockjs_per_ip
+                .iter()
+                .all(|s| s.lock().map_or(true, |s| s.is_empty()))
+        );
     }
 
     #[test]

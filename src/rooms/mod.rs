@@ -329,6 +329,12 @@ impl Rooms {
         self.admission.admit(ip)
     }
 
+    /// The same for a SockJS session, which also needs a place under the
+    /// SockJS sessions per address.
+    pub(crate) fn admit_sockjs(&self, ip: Option<std::net::IpAddr>) -> Result<Ticket, Refusal> {
+        self.admission.admit_sockjs(ip)
+    }
+
     /// A fresh id for a new session of this node.
     pub(crate) fn member_id(&self) -> MemberId {
         MemberId {

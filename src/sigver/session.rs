@@ -52,7 +52,7 @@ pub(crate) async fn entry(
     let opening = Opening {
         key: key_of(req.uri().path()).map(Arc::from),
         favored: has_query_flag(query, "favored"),
-        ip: req.peer_addr().map(|a| a.ip()),
+        ip: sigway_sockjs::edge::client_addr(&req).map(|a| a.ip()),
         services,
     };
     let span = tracing::info_span!("sigver", key = %req.uri().path(), ?dialect, peer = tracing::field::Empty);

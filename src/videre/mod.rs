@@ -43,16 +43,20 @@ impl SockjsApp for VidereApp {
     type Session = VidereSession;
 
     /// Takes the session's place under the connection limits (in all and
-    /// per address); the SockJS layer awaits this before any packet of the
+    /// per address, and the SockJS sessions per address); the SockJS layer awaits this before any packet of the
     /// session runs. A refused session is closed with the refusal's code
     /// and reason.
     async fn admit(&self, info: &SessionInfo) -> Result<Ticket, Refusal> {
         self.services
             .rooms
-            .admit(info.remote.map(|addr| addr.ip()))
+            .admit_sockjs(info.remote.map(|addr| addr.ip()))
             .map_err(|refusal| {
                 self.services.stats.refusals.fetch_add(1, Relaxed);
-                tracing::warn!(session = %info.id, "videre session refused: {refusal}");
+                if matches!(refusal, crate::rooms::Refusal::TooManySessionsFromAddress(_)) {
+                    self.services.stats.refusals_sockjs_per_ip.fetch_add(1, Relaxed);
+                }
+                let client = info.remote.map(|addr| addr.ip());
+                tracing::warn!(session = %info.id, client = ?client, "videre session refused: {refusal}");
                 let close = refusal.close();
                 Refusal::new(close.code, close.reason)
             })
@@ -76,14 +80,23 @@ pub(crate) fn sockjs_options(settings: &Settings) -> sigway_sockjs::Options {
         client_url: s.client_url.clone(),
         max_message_bytes: settings.limits.max_frame_bytes,
         outbound_queue: settings.limits.outbound_queue,
+        // The listener's edge is set by [`endpoint`]; this is the policy of
+        // the defaults.
+        edge: sigway_sockjs::edge::Edge::default(),
     }
 }
 
 /// The videre SockJS endpoint, built once and shared by every worker. On
 /// shutdown every SockJS session closes with 1001, like sigver peers.
-pub(crate) fn endpoint(services: &web::Data<Services>) -> Arc<sigway_sockjs::Server<VidereApp>> {
+pub(crate) fn endpoint(
+    services: &web::Data<Services>,
+    edge: sigway_sockjs::edge::Edge,
+) -> Arc<sigway_sockjs::Server<VidereApp>> {
     sigway_sockjs::Server::new(
-        sockjs_options(&services.settings),
+        sigway_sockjs::Options {
+            edge,
+            ..sockjs_options(&services.settings)
+        },
         VidereApp {
             services: services.clone(),
         },

@@ -96,6 +96,9 @@ pub enum Refusal {
     /// could not be taken over; joining again starts it afresh.
     #[error("room moved: join again")]
     RoomMoved,
+    /// The client's address holds its maximum of SockJS sessions (the limit).
+    #[error("too many SockJS sessions from this address (limit {0})")]
+    TooManySessionsFromAddress(usize),
 }
 
 /// Bytes of a refusal between cluster nodes ([`Refusal::to_wire`]).
@@ -104,7 +107,8 @@ pub const REFUSAL_WIRE_LEN: usize = 9;
 impl Refusal {
     /// The refusal as cluster nodes send it to each other: a tag byte
     /// (0 too many connections, 1 too many from the address, 2 too many
-    /// rooms, 3 room full, 4 internal, 5 cluster unavailable, 6 room moved)
+    /// rooms, 3 room full, 4 internal, 5 cluster unavailable, 6 room moved,
+    /// 7 too many SockJS sessions from the address)
     /// and the limit as a big-endian u64 (0 when it has none).
     pub fn to_wire(&self) -> [u8; REFUSAL_WIRE_LEN] {
         let (tag, limit) = match self {
@@ -115,6 +119,7 @@ impl Refusal {
             Refusal::Internal => (4, 0),
             Refusal::ClusterUnavailable => (5, 0),
             Refusal::RoomMoved => (6, 0),
+            Refusal::TooManySessionsFromAddress(n) => (7, *n),
         };
         let mut bytes = [0; REFUSAL_WIRE_LEN];
         bytes[0] = tag;
@@ -134,16 +139,17 @@ impl Refusal {
             4 => Refusal::Internal,
             5 => Refusal::ClusterUnavailable,
             6 => Refusal::RoomMoved,
+            7 => Refusal::TooManySessionsFromAddress(limit),
             _ => return None,
         })
     }
 
     /// The close a WebSocket client gets for this refusal (1008 for its
-    /// address's limit, 1012 "service restart" for a room that moved, 1013
+    /// address's limits, 1012 "service restart" for a room that moved, 1013
     /// "try again later" for the others).
     pub fn close(&self) -> Close {
         let code = match self {
-            Refusal::TooManyFromAddress(_) => CLOSE_POLICY,
+            Refusal::TooManyFromAddress(_) | Refusal::TooManySessionsFromAddress(_) => CLOSE_POLICY,
             Refusal::RoomMoved => CLOSE_SERVICE_RESTART,
             _ => CLOSE_TRY_AGAIN_LATER,
         };
@@ -310,6 +316,7 @@ mod tests {
         for refusal in [
             Refusal::TooManyConnections(3),
             Refusal::TooManyFromAddress(10_000),
+            Refusal::TooManySessionsFromAddress(100),
             Refusal::TooManyRooms(usize::MAX),
             Refusal::RoomFull(2),
             Refusal::Internal,
@@ -318,7 +325,7 @@ mod tests {
         ] {
             assert_eq!(Refusal::from_wire(&refusal.to_wire()), Some(refusal));
         }
-        for garbage in [&[][..], &[3], &[3, 0, 0], &[7, 0, 0, 0, 0, 0, 0, 0, 0]] {
+        for garbage in [&[][..], &[3], &[3, 0, 0], &[8, 0, 0, 0, 0, 0, 0, 0, 0]] {
             assert_eq!(Refusal::from_wire(garbage), None, "{garbage:?}");
         }
         assert_eq!(

@@ -30,6 +30,7 @@
 
 mod app;
 pub mod echo;
+pub mod edge;
 mod error;
 mod frame;
 mod http;

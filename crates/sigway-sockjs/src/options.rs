@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::edge::Edge;
+
 /// Settings of one mounted SockJS endpoint.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -25,12 +27,16 @@ pub struct Options {
     pub max_message_bytes: usize,
     /// Messages an app may queue for a client; a full queue closes the session.
     pub outbound_queue: usize,
+    /// Which origins may use the endpoint (a request from another gets
+    /// 403) and how the client's address is found.
+    pub edge: Edge,
 }
 
 impl Default for Options {
     /// sockjs-node's defaults under `/echo` (heartbeat 25 s, disconnect
     /// delay 5 s, response limit 128 KiB, sockjs-client 1.x from jsDelivr),
-    /// with messages of at most 1 MiB and 1024 queued messages per session.
+    /// with messages of at most 1 MiB and 1024 queued messages per session,
+    /// any origin and the TCP peer as the client.
     fn default() -> Self {
         Self {
             prefix: "/echo".into(),
@@ -42,6 +48,7 @@ impl Default for Options {
             client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js".into(),
             max_message_bytes: 1024 * 1024,
             outbound_queue: 1_024,
+            edge: Edge::default(),
         }
     }
 }

@@ -4,7 +4,10 @@
 //! WebSocket off the HTTP/1 dispatcher. `HttpServer` offers no way to plug
 //! the hook in, so this is its listen path with the same settings
 //! (`HttpServer`'s defaults for keep-alive, request and disconnect
-//! timeouts, its ALPN, its listener options).
+//! timeouts, its ALPN, its listener options). The request-header timeout
+//! is the caller's (`client_request_timeout`), and with `proxy_protocol`
+//! each plain connection must start with a PROXY header, read before the
+//! HTTP layer sees the connection, whose source becomes the peer address.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -12,12 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::body::MessageBody;
-use actix_http::{HttpService, KeepAlive, Request, Response, TlsAcceptorConfig};
-use actix_service::{IntoServiceFactory, ServiceFactory, ServiceFactoryExt as _, map_config};
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, KeepAlive, Protocol, Request, Response, TlsAcceptorConfig};
+use actix_rt::net::TcpStream;
+use actix_service::{
+    IntoServiceFactory, ServiceFactory, ServiceFactoryExt as _, fn_service, map_config,
+};
+use std::sync::atomic::Ordering;
 
 use actix_web::dev::AppConfig;
 use openssl::ssl::{AlpnError, SslAcceptor, SslAcceptorBuilder};
 
+use crate::edge::{EdgeRefusals, read_proxy_header};
 use crate::upgrade::{LiveSessions, UpgradeFactory};
 
 /// What the server is asked to be.
@@ -35,6 +44,15 @@ pub struct ServeOptions {
     pub h1_allow_half_closed: bool,
     /// TLS, when set: the acceptor's builder (ALPN http/1.1 is added).
     pub tls: Option<SslAcceptorBuilder>,
+    /// Longest wait for a request's head (and for a PROXY header): a
+    /// client slower than this is answered 408 and dropped.
+    pub client_request_timeout: Duration,
+    /// Every connection starts with a PROXY protocol header (v1 or v2)
+    /// whose source is the peer address; a connection without one is
+    /// closed. Plain listeners only.
+    pub proxy_protocol: bool,
+    /// Where refused PROXY headers are counted.
+    pub edge_refusals: Arc<EdgeRefusals>,
 }
 
 /// A bound, running server.
@@ -47,9 +65,8 @@ pub struct Served {
     pub sessions: Arc<LiveSessions>,
 }
 
-/// `HttpServer`'s keep-alive, request and disconnect timeouts.
+/// `HttpServer`'s keep-alive and disconnect timeouts.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
-const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds `addr` and starts serving the app `make_app` builds (once per
@@ -72,6 +89,11 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
+    if options.proxy_protocol && options.tls.is_some() {
+        return Err(io::Error::other(
+            "the PROXY protocol is served on plain listeners only",
+        ));
+    }
     let listener = listen(addr, options.backlog)?;
     let local = listener.local_addr()?;
     let sessions = Arc::new(LiveSessions::default());
@@ -84,6 +106,10 @@ where
     let secure = options.tls.is_some();
     let tls = options.tls.map(acceptor).transpose()?;
     let (nodelay, half_closed) = (options.tcp_nodelay, options.h1_allow_half_closed);
+    let request_timeout = options.client_request_timeout;
+    let proxy_refusals = options
+        .proxy_protocol
+        .then(|| options.edge_refusals.clone());
     let live = sessions.clone();
     let name = format!("sigway-{local}");
     // One HTTP service per worker; the plain and TLS listeners differ only
@@ -99,7 +125,7 @@ where
                     async move { signal.notified().await }
                 })
                 .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
-                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                .client_request_timeout(request_timeout)
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .h1_allow_half_closed(half_closed)
                 .tcp_nodelay(nodelay)
@@ -122,7 +148,30 @@ where
         Some(acceptor) => builder.listen(name, listener, move || {
             http_service!().openssl_with_config(acceptor.clone(), TlsAcceptorConfig::default())
         })?,
-        None => builder.listen(name, listener, move || http_service!().tcp())?,
+        None => match proxy_refusals {
+            Some(refusals) => builder.listen(name, listener, move || {
+                let refusals = refusals.clone();
+                fn_service(move |mut io: TcpStream| {
+                    let refusals = refusals.clone();
+                    async move {
+                        if nodelay {
+                            let _ = io.set_nodelay(true);
+                        }
+                        let peer = io.peer_addr().ok();
+                        match read_proxy_header(&mut io, request_timeout).await {
+                            Ok(source) => Ok((io, Protocol::Http1, source.or(peer))),
+                            Err(error) => {
+                                refusals.proxy_header.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(peer = ?peer, "connection refused: {error}");
+                                Err(DispatchError::Io(io::Error::other(error.to_string())))
+                            }
+                        }
+                    }
+                })
+                .and_then(http_service!())
+            })?,
+            None => builder.listen(name, listener, move || http_service!().tcp())?,
+        },
     };
     Ok(Served {
         server: builder.run(),

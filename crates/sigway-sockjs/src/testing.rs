@@ -106,6 +106,9 @@ impl BackgroundServer {
                 // aborted poll close its session at once (sockjs-protocol).
                 h1_allow_half_closed: false,
                 tls: None,
+                client_request_timeout: std::time::Duration::from_secs(5),
+                proxy_protocol: false,
+                edge_refusals: Default::default(),
             };
             let served = serve((host.as_str(), port), options, move || {
                 let configure = configure.clone();

@@ -107,7 +107,7 @@ fn start<A: SockjsApp>(
     let transport = if framed { "websocket" } else { "websocket-raw" };
     let info = SessionInfo {
         id,
-        remote: req.peer_addr(),
+        remote: server.options.edge.client_addr(req),
         transport,
     };
     let accepted = upgrade::accept(req, move |socket| run(server, socket, info, framed));

@@ -52,6 +52,12 @@ pub(crate) async fn dispatch<A: SockjsApp>(
     body: web::Payload,
 ) -> HttpResponse {
     let options = &server.options;
+    // sockjs-node answered every origin; with `allowed_origins` set, a
+    // request from another origin gets 403 before anything else, so the
+    // CORS headers below only ever reflect an allowed origin.
+    if let Some(refusal) = options.edge.origin_refusal(&req, "sockjs request") {
+        return refusal;
+    }
     let path = req.path();
     let rest = path.strip_prefix(options.prefix.as_str()).unwrap_or(path);
     let mut response = match route(rest, req.method()) {

@@ -81,7 +81,7 @@ pub(super) fn open_receiver<A: SockjsApp>(
     prelude: Option<String>,
 ) -> ChannelBody {
     let options = &server.options;
-    let remote = req.peer_addr();
+    let remote = options.edge.client_addr(req);
     let session = server
         .registry
         .get_or_open(session_id, options.outbound_queue, |link, id| {
