@@ -4,12 +4,14 @@
 //! imports it.
 //!
 //! [`start`] binds the listener (port 0 works, for tests); [`routes`] says
-//! what is served where; [`tls`] builds the openssl acceptor. On
+//! what is served where; [`request_span`] logs requests without the room
+//! key of a sigver path; [`tls`] builds the openssl acceptor. On
 //! SIGTERM/SIGINT the server stops accepting, tells every session to close
 //! with 1001 and waits `shutdown_timeout_secs` for them.
 //! [`BackgroundServer`] runs one on its own thread for tests and tools.
 
 mod cluster;
+mod request_span;
 mod routes;
 mod tls;
 
@@ -174,7 +176,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
                 .app_data(web::PayloadConfig::new(
                     services.settings.limits.max_frame_bytes,
                 ))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<request_span::KeyHidingRootSpan>::new())
                 .configure(|cfg| routes::routes(cfg, &videre))
         },
     )?;

@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sigway_core::redact::ShownKey;
+
 use actix::prelude::*;
 use bytes::Bytes;
 
@@ -118,6 +120,8 @@ fn member(address: PeerAddress) -> MemberId {
 /// signaling ids, and the sink of each attached session.
 pub(crate) struct GroupActor<R: Dialect> {
     key: Arc<str>,
+    /// The key as logs may show it (`log.show_keys`), worked out once.
+    log_key: Arc<str>,
     rules: R,
     ids: GroupIds,
     sinks: HashMap<MemberId, Sink<Outbound>>,
@@ -138,7 +142,12 @@ impl<R: Dialect> GroupActor<R> {
         if let Some(sink) = self.sinks.get(&peer) {
             sink.handled();
         }
-        apply(&mut self.rules, &self.key, &mut self.ids, &mut self.actions);
+        apply(
+            &mut self.rules,
+            &self.log_key,
+            &mut self.ids,
+            &mut self.actions,
+        );
         self.carry_out();
     }
 
@@ -158,7 +167,7 @@ impl<R: Dialect> GroupActor<R> {
     fn carry_out(&mut self) {
         let stats: &Stats = &self.home.stats;
         for action in self.actions.drain(..) {
-            let (to, out) = R::outbound(&self.key, action);
+            let (to, out) = R::outbound(&self.log_key, action);
             let Some(sink) = self.sinks.get(&to) else {
                 continue;
             };
@@ -192,6 +201,7 @@ impl<R: Dialect> Room for GroupActor<R> {
             max_members: home.settings.limits.max_members_per_room,
         };
         Self {
+            log_key: log_key(&key, &home),
             key,
             rules: R::with_limits(limits),
             ids: GroupIds::default(),
@@ -213,7 +223,7 @@ impl<R: Dialect> Handler<Attach<Self>> for GroupActor<R> {
         self.occupancy.attached();
         self.sinks.insert(id, sink);
         self.rules
-            .attached(&self.key, id, favored, &mut self.ids, &mut self.actions);
+            .attached(&self.log_key, id, favored, &mut self.ids, &mut self.actions);
         self.carry_out();
         self.save();
     }
@@ -308,7 +318,7 @@ impl<R: Dialect> Portable for GroupActor<R> {
         let (rules, ids) = match R::restore(snapshot, limits, member) {
             Ok(restored) => restored,
             Err(error) => {
-                tracing::warn!(%key, %error, "unusable group snapshot");
+                tracing::warn!(key = %log_key(&key, &home), %error, "unusable group snapshot");
                 return None;
             }
         };
@@ -330,6 +340,7 @@ impl<R: Dialect> Portable for GroupActor<R> {
             sinks.insert(peer, sink);
         }
         let group = Self {
+            log_key: log_key(&key, &home),
             key,
             rules,
             ids,
@@ -340,6 +351,13 @@ impl<R: Dialect> Portable for GroupActor<R> {
         };
         Some((group, peers))
     }
+}
+
+/// `key` as this node's logs show it (hashed unless `log.show_keys`).
+fn log_key(key: &str, home: &RoomHome) -> Arc<str> {
+    ShownKey::new(key, home.settings.log.show_keys)
+        .to_string()
+        .into()
 }
 
 /// The session end of a member whose group runs on another node.

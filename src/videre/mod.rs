@@ -19,13 +19,13 @@ pub(crate) mod session;
 pub(crate) use sigway_core::videre::packet;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use actix_web::web;
 use sigway_sockjs::{Refusal, SessionInfo, SessionLink, SockjsApp};
 
 use crate::config::Settings;
+use crate::observe::Reason;
 use crate::rooms::Ticket;
 use crate::services::Services;
 
@@ -51,7 +51,8 @@ impl SockjsApp for VidereApp {
             .rooms
             .admit(info.remote.map(|addr| addr.ip()))
             .map_err(|refusal| {
-                self.services.stats.refusals.fetch_add(1, Relaxed);
+                let reason = Reason::of_refusal(&refusal);
+                self.services.stats.refused(reason, None);
                 tracing::warn!(session = %info.id, "videre session refused: {refusal}");
                 let close = refusal.close();
                 Refusal::new(close.code, close.reason)
