@@ -72,6 +72,8 @@ pub(crate) struct Leave {
 /// their own `Handler`, which hands them to the rules through
 /// [`GroupActor::event`]. Both dialects' rules can be written down and
 /// rebuilt ([`Snapshot`], cluster mode), their peers addressed as members.
+/// The `key` the methods get is for log lines only, and is the key as logs
+/// may show it (hashed unless `log.show_keys`).
 pub(crate) trait Dialect: Snapshot<MemberId> + Unpin + Sized + 'static {
     const DIALECT: SigverDialect;
     /// The room kind: the registry's namespace and the metrics label.
@@ -133,7 +135,8 @@ pub(crate) struct GroupActor<R: Dialect> {
 
 impl<R: Dialect> GroupActor<R> {
     /// Runs an event `peer` sent through the rules (`apply` gets them, the
-    /// key, the ids and the action list) and carries out what they decide.
+    /// key as logs may show it, the ids and the action list) and carries
+    /// out what they decide.
     pub(crate) fn event(
         &mut self,
         peer: MemberId,
