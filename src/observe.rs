@@ -5,10 +5,14 @@
 //! relaxed add and nothing else; `/metrics` renders them in the Prometheus
 //! text format. Logs go to the console and, when configured, to a rotating
 //! file (videre-server's `log/debug.log`) with per-packet detail at debug.
+//! Every refusal is counted by [`Reason`] (`sigway_refusals_total{reason=...}`
+//! beside the unlabelled total) and the last few are listed in `/stats`,
+//! their room keys hashed unless `log.show_keys` ([`ListedKey`]).
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use actix_web::{HttpResponse, web};
@@ -19,6 +23,152 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::Subscribe
 use sigway_sockjs::edge::EdgeRefusals;
 
 use crate::config::LogSettings;
+use crate::error::{RateLimit, Refusal, VidereError};
+use sigway_core::auth::KeyRejection;
+use sigway_core::redact::key_hash;
+
+/// Why a connection, a join or a packet was refused: the `reason` label of
+/// `sigway_refusals_total` and the key of `/stats`' `refusals_by_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// `limits.max_connections`.
+    Connections,
+    /// `limits.max_connections_per_ip`.
+    ConnectionsPerIp,
+    /// `limits.max_sockjs_sessions_per_ip`.
+    SockjsSessionsPerIp,
+    /// `limits.max_rooms`.
+    Rooms,
+    /// `limits.max_members_per_room`.
+    RoomFull,
+    /// The room layer failed (internal error).
+    Internal,
+    /// Cluster mode: the other nodes cannot be reached.
+    ClusterUnavailable,
+    /// Cluster mode: the room moved; the client joins again.
+    RoomMoved,
+    /// `limits.connections_per_ip_per_sec`.
+    RateConnections,
+    /// `limits.messages_per_sec`.
+    RateMessages,
+    /// `limits.joins_per_key_per_sec`.
+    RateJoins,
+    /// `auth.key_secret`: not a signed key.
+    AuthMalformed,
+    /// `auth.key_secret`: a signature no accepted secret made.
+    AuthSignature,
+    /// `auth.key_secret`: a signed key past its expiry.
+    AuthExpired,
+    /// videre: a packet over `limits.max_frame_bytes`.
+    TooLarge,
+}
+
+impl Reason {
+    const ALL: [Reason; 15] = [
+        Reason::Connections,
+        Reason::ConnectionsPerIp,
+        Reason::SockjsSessionsPerIp,
+        Reason::Rooms,
+        Reason::RoomFull,
+        Reason::Internal,
+        Reason::ClusterUnavailable,
+        Reason::RoomMoved,
+        Reason::RateConnections,
+        Reason::RateMessages,
+        Reason::RateJoins,
+        Reason::AuthMalformed,
+        Reason::AuthSignature,
+        Reason::AuthExpired,
+        Reason::TooLarge,
+    ];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Reason::Connections => "connections",
+            Reason::ConnectionsPerIp => "connections_per_ip",
+            Reason::SockjsSessionsPerIp => "sockjs_sessions_per_ip",
+            Reason::Rooms => "rooms",
+            Reason::RoomFull => "room_full",
+            Reason::Internal => "internal",
+            Reason::ClusterUnavailable => "cluster_unavailable",
+            Reason::RoomMoved => "room_moved",
+            Reason::RateConnections => "rate_connections",
+            Reason::RateMessages => "rate_messages",
+            Reason::RateJoins => "rate_joins",
+            Reason::AuthMalformed => "auth_malformed",
+            Reason::AuthSignature => "auth_signature",
+            Reason::AuthExpired => "auth_expired",
+            Reason::TooLarge => "too_large",
+        }
+    }
+
+    fn is_rate(self) -> bool {
+        matches!(
+            self,
+            Reason::RateConnections | Reason::RateMessages | Reason::RateJoins
+        )
+    }
+
+    /// Why `refusal` refused.
+    pub(crate) fn of_refusal(refusal: &Refusal) -> Self {
+        match refusal {
+            Refusal::TooManyConnections(_) => Reason::Connections,
+            Refusal::TooManyFromAddress(_) => Reason::ConnectionsPerIp,
+            Refusal::TooManySessionsFromAddress(_) => Reason::SockjsSessionsPerIp,
+            Refusal::TooManyRooms(_) => Reason::Rooms,
+            Refusal::RoomFull(_) => Reason::RoomFull,
+            Refusal::Internal => Reason::Internal,
+            Refusal::ClusterUnavailable => Reason::ClusterUnavailable,
+            Refusal::RoomMoved => Reason::RoomMoved,
+            Refusal::RateLimited(RateLimit::Connections) => Reason::RateConnections,
+            Refusal::RateLimited(RateLimit::Messages) => Reason::RateMessages,
+            Refusal::RateLimited(RateLimit::Joins) => Reason::RateJoins,
+        }
+    }
+
+    /// Why a signed key was refused.
+    pub(crate) fn of_key(rejection: KeyRejection) -> Self {
+        match rejection {
+            KeyRejection::Malformed => Reason::AuthMalformed,
+            KeyRejection::BadSignature => Reason::AuthSignature,
+            KeyRejection::Expired => Reason::AuthExpired,
+        }
+    }
+
+    /// Why a videre packet was refused, when a limit or authorization
+    /// refused it (`None`: the client sent bad input).
+    pub(crate) fn of_videre(error: &VidereError) -> Option<Self> {
+        match error {
+            VidereError::Refused(refusal) => Some(Reason::of_refusal(refusal)),
+            VidereError::KeyRefused(rejection) => Some(Reason::of_key(*rejection)),
+            VidereError::TooLarge(_) => Some(Reason::TooLarge),
+            _ => None,
+        }
+    }
+}
+
+/// A room key as `/stats` lists it: hashed unless `log.show_keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListedKey {
+    /// `key_hash`: the first 12 hex of the key's SHA-256.
+    Hash(String),
+    /// `key`: the key itself (`log.show_keys = true`).
+    Plain(String),
+}
+
+impl ListedKey {
+    pub(crate) fn of(key: &str, show: bool) -> Self {
+        if show {
+            ListedKey::Plain(key.to_owned())
+        } else {
+            ListedKey::Hash(key_hash(key))
+        }
+    }
+}
+
+/// Refusals `/stats` lists, newest last.
+const RECENT_REFUSALS: usize = 32;
 
 /// Counters shared by every session and room.
 #[derive(Debug)]
@@ -33,15 +183,19 @@ pub(crate) struct Stats {
     pub messages_out: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    /// Refusals of the limits (connections, rooms, members, SockJS
-    /// sessions per address).
     pub refusals: AtomicU64,
-    /// Of `refusals`: SockJS sessions beyond `max_sockjs_sessions_per_ip`.
-    pub refusals_sockjs_per_ip: AtomicU64,
-    /// Refusals at the edge (origin, PROXY header), counted by the listener.
+    /// Refusals at the edge (origin, PROXY header), counted by the listener
+    /// (they are not in `refusals`).
     pub edge_refusals: Arc<EdgeRefusals>,
     pub protocol_errors: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Refusals by [`Reason`] (in `Reason::ALL`'s order); `refusals` is
+    /// their sum.
+    refusals_by_reason: [AtomicU64; Reason::ALL.len()],
+    /// Rate-limit violations `limits.dry_run` let through, by [`Reason`].
+    dry_run_by_reason: [AtomicU64; Reason::ALL.len()],
+    /// The last refusals, with the room key when one was named.
+    recent_refusals: Mutex<VecDeque<(Reason, Option<ListedKey>)>>,
     /// Where the cluster's figures come from (cluster mode only).
     cluster: OnceLock<ClusterSource>,
 }
@@ -93,10 +247,12 @@ impl Default for Stats {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
-            refusals_sockjs_per_ip: AtomicU64::new(0),
             edge_refusals: Arc::default(),
             protocol_errors: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
+            refusals_by_reason: Default::default(),
+            dry_run_by_reason: Default::default(),
+            recent_refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
             cluster: OnceLock::new(),
         }
     }
@@ -145,6 +301,38 @@ impl Stats {
 
     pub(crate) fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    fn index(reason: Reason) -> usize {
+        Reason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or_default()
+    }
+
+    /// Counts a refusal (in the total and under its reason) and lists it
+    /// with the room `key` it named, as `/stats` may show it.
+    pub(crate) fn refused(&self, reason: Reason, key: Option<ListedKey>) {
+        self.refusals.fetch_add(1, Relaxed);
+        self.refusals_by_reason[Self::index(reason)].fetch_add(1, Relaxed);
+        let mut recent = self
+            .recent_refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if recent.len() == RECENT_REFUSALS {
+            recent.pop_front();
+        }
+        recent.push_back((reason, key));
+    }
+
+    /// Counts a rate-limit violation that `limits.dry_run` let through.
+    pub(crate) fn would_refuse(&self, reason: Reason) {
+        self.dry_run_by_reason[Self::index(reason)].fetch_add(1, Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn refusals_for(&self, reason: Reason) -> u64 {
+        self.refusals_by_reason[Self::index(reason)].load(Relaxed)
     }
 
     /// Cluster mode: where the cluster's figures come from (set once).
@@ -224,19 +412,33 @@ impl Stats {
             "Payload bytes queued to clients.",
             &[("", u(&self.bytes_out))],
         );
-        let by_reason = self.refusals_by_reason();
-        let labelled: Vec<(String, i64)> = by_reason
-            .iter()
-            .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n as i64))
-            .collect();
-        let total = by_reason.iter().map(|(_, n)| n).sum::<u64>() as i64;
-        let mut series: Vec<(&str, i64)> = vec![("", total)];
-        series.extend(labelled.iter().map(|(labels, n)| (labels.as_str(), *n)));
+        // The unlabelled sample is the total of the labelled ones.
+        let mut refusals = vec![(String::new(), self.refusals_total() as i64)];
+        let mut dry_run = Vec::new();
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            let labels = format!("{{reason=\"{}\"}}", reason.label());
+            refusals.push((labels.clone(), u(&self.refusals_by_reason[i])));
+            if reason.is_rate() {
+                dry_run.push((labels, u(&self.dry_run_by_reason[i])));
+            }
+        }
+        for (reason, counted) in self.edge_refusals_by_reason() {
+            refusals.push((format!("{{reason=\"{reason}\"}}"), counted as i64));
+        }
+        fn borrowed(samples: &[(String, i64)]) -> Vec<(&str, i64)> {
+            samples.iter().map(|(l, v)| (l.as_str(), *v)).collect()
+        }
         metric(
             "refusals_total",
             "counter",
-            "Connections, requests or joins refused: unlabelled, all of them; by reason, each kind.",
-            &series,
+            "Connections, joins and packets refused by a limit or by room authorization (unlabelled: all reasons).",
+            &borrowed(&refusals),
+        );
+        metric(
+            "rate_limit_dry_run_total",
+            "counter",
+            "Rate-limit violations let through because limits.dry_run is set.",
+            &borrowed(&dry_run),
         );
         metric(
             "protocol_errors_total",
@@ -326,13 +528,9 @@ impl Stats {
         out
     }
 
-    /// Every refusal by reason; they add up to the total.
-    fn refusals_by_reason(&self) -> [(&'static str, u64); 4] {
-        let limits = self.refusals.load(Relaxed);
-        let sockjs_per_ip = self.refusals_sockjs_per_ip.load(Relaxed);
+    /// Refusals the listener counted (origin, PROXY header), by reason.
+    fn edge_refusals_by_reason(&self) -> [(&'static str, u64); 2] {
         [
-            ("limit", limits.saturating_sub(sockjs_per_ip)),
-            ("sockjs_sessions_per_ip", sockjs_per_ip),
             ("origin", self.edge_refusals.origin.load(Relaxed)),
             (
                 "proxy_header",
@@ -341,7 +539,54 @@ impl Stats {
         ]
     }
 
+    /// Every refusal: the room layer's and the listener's.
+    fn refusals_total(&self) -> u64 {
+        self.refusals.load(Relaxed)
+            + self
+                .edge_refusals_by_reason()
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<u64>()
+    }
+
+    fn by_reason(
+        &self,
+        counters: &[AtomicU64; Reason::ALL.len()],
+        listed: impl Fn(Reason) -> bool,
+    ) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (reason, counter) in Reason::ALL.iter().zip(counters) {
+            if listed(*reason) {
+                map.insert(reason.label().into(), counter.load(Relaxed).into());
+            }
+        }
+        map.into()
+    }
+
+    fn recent_refusals_json(&self) -> serde_json::Value {
+        let recent = self
+            .recent_refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        recent
+            .iter()
+            .map(|(reason, key)| {
+                let mut entry = json!({ "reason": reason.label() });
+                match key {
+                    Some(ListedKey::Hash(hash)) => entry["key_hash"] = hash.as_str().into(),
+                    Some(ListedKey::Plain(key)) => entry["key"] = key.as_str().into(),
+                    None => {}
+                }
+                entry
+            })
+            .collect()
+    }
+
     pub(crate) fn snapshot_json(&self) -> serde_json::Value {
+        let mut refusals_by_reason = self.by_reason(&self.refusals_by_reason, |_| true);
+        for (reason, counted) in self.edge_refusals_by_reason() {
+            refusals_by_reason[reason] = counted.into();
+        }
         let mut snapshot = json!({
             "uptime_seconds": self.started.elapsed().as_secs(),
             "connections_open": self.connections_open.load(Relaxed),
@@ -353,10 +598,12 @@ impl Stats {
             },
             "messages_received": self.messages_in.load(Relaxed),
             "messages_sent": self.messages_out.load(Relaxed),
-            "refusals": self.refusals_by_reason().iter().map(|(_, n)| n).sum::<u64>(),
-            "refusals_by_reason": self.refusals_by_reason().into_iter().map(|(reason, n)| (reason.to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "refusals": self.refusals_total(),
             "protocol_errors": self.protocol_errors.load(Relaxed),
             "slow_consumers": self.slow_consumers.load(Relaxed),
+            "refusals_by_reason": refusals_by_reason,
+            "rate_limit_dry_run": self.by_reason(&self.dry_run_by_reason, Reason::is_rate),
+            "recent_refusals": self.recent_refusals_json(),
         });
         if let Some(cluster) = self.cluster_figures() {
             snapshot["cluster"] = json!(cluster);
@@ -468,5 +715,43 @@ mod tests {
             text.contains("# TYPE sigway_messages_sent_total counter"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason_and_listed_with_hashed_keys() {
+        let stats = Stats::default();
+        stats.refused(Reason::RateJoins, Some(ListedKey::of("secret-room", false)));
+        stats.refused(Reason::AuthExpired, Some(ListedKey::of("shown", true)));
+        stats.refused(Reason::Connections, None);
+        stats.would_refuse(Reason::RateMessages);
+        let text = stats.render_prometheus();
+        assert!(text.contains("sigway_refusals_total 3\n"), "{text}");
+        assert!(
+            text.contains("sigway_refusals_total{reason=\"rate_joins\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sigway_rate_limit_dry_run_total{reason=\"rate_messages\"} 1\n"),
+            "{text}"
+        );
+        let json = stats.snapshot_json();
+        assert_eq!(json["refusals_by_reason"]["auth_expired"], 1);
+        assert_eq!(json["rate_limit_dry_run"]["rate_messages"], 1);
+        let recent = json["recent_refusals"].to_string();
+        assert!(!recent.contains("secret-room"), "{recent}");
+        assert!(recent.contains(&key_hash("secret-room")), "{recent}");
+        assert_eq!(json["recent_refusals"][1]["key"], "shown");
+        for _ in 0..100 {
+            stats.refused(Reason::Rooms, None);
+        }
+        assert_eq!(
+            json_len(&stats.snapshot_json()["recent_refusals"]),
+            RECENT_REFUSALS
+        );
+        assert_eq!(stats.refusals_for(Reason::Rooms), 100);
+    }
+
+    fn json_len(value: &serde_json::Value) -> usize {
+        value.as_array().map_or(0, Vec::len)
     }
 }

@@ -466,7 +466,7 @@ async fn sockjs_sessions_per_address_are_bounded_the_sockjs_way() {
     let _peer = Peer::open(&server, "/other-room").await;
     let figures = metrics(&server).await;
     assert_eq!(refusals_in(&figures, "sockjs_sessions_per_ip"), 1);
-    assert_eq!(refusals_in(&figures, "limit"), 0);
+    assert_eq!(refusals_in(&figures, "connections_per_ip"), 0);
     assert_eq!(
         stats(&server).await["refusals_by_reason"]["sockjs_sessions_per_ip"],
         1

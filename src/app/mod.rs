@@ -4,12 +4,14 @@
 //! imports it.
 //!
 //! [`start`] binds the listener (port 0 works, for tests); [`routes`] says
-//! what is served where; [`tls`] builds the openssl acceptor. On
+//! what is served where; [`request_span`] logs requests without the room
+//! key of a sigver path; [`tls`] builds the openssl acceptor. On
 //! SIGTERM/SIGINT the server stops accepting, tells every session to close
 //! with 1001 and waits `shutdown_timeout_secs` for them.
 //! [`BackgroundServer`] runs one on its own thread for tests and tools.
 
 mod cluster;
+mod request_span;
 mod routes;
 mod tls;
 
@@ -18,13 +20,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpMessage as _;
 use actix_web::dev::ServerHandle;
-use actix_web::dev::ServiceRequest;
 use actix_web::{App, web};
 use sigway_sockjs::edge::Edge;
 use sigway_sockjs::{LiveSessions, ServeOptions};
-use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
+use tracing_actix_web::TracingLogger;
 
 use crate::config::Settings;
 use crate::observe::Stats;
@@ -188,7 +188,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
                 .app_data(web::PayloadConfig::new(
                     services.settings.limits.max_frame_bytes,
                 ))
-                .wrap(TracingLogger::<EdgeRootSpan>::new())
+                .wrap(TracingLogger::<request_span::KeyHidingRootSpan>::new())
                 .configure(|cfg| routes::routes(cfg, &videre))
         },
     )?;
@@ -203,45 +203,6 @@ pub fn start(settings: Settings) -> io::Result<Running> {
         sessions: served.sessions,
         grace: Duration::from_secs(settings.shutdown_timeout_secs),
     })
-}
-
-/// The span of every HTTP request: tracing-actix-web's fields, with
-/// `http.client_ip` the client's address as [`Edge`] finds it (the default
-/// believes `Forwarded`/`X-Forwarded-For` from anyone).
-struct EdgeRootSpan;
-
-impl RootSpanBuilder for EdgeRootSpan {
-    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        let client = sigway_sockjs::edge::client_addr(request.request())
-            .map(|addr| addr.ip().to_string())
-            .unwrap_or_default();
-        let request_id = request
-            .extensions()
-            .get::<tracing_actix_web::RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let empty = tracing::field::Empty;
-        tracing::info_span!(
-            "HTTP request",
-            http.method = %request.method(),
-            http.route = request.match_pattern().unwrap_or_default(),
-            http.flavor = ?request.version(),
-            http.target = %request.uri().path_and_query().map_or("", |p| p.as_str()),
-            http.client_ip = %client,
-            http.status_code = empty,
-            otel.status_code = empty,
-            exception.message = empty,
-            exception.details = empty,
-            request_id = %request_id,
-        )
-    }
-
-    fn on_request_end<B: actix_web::body::MessageBody>(
-        span: tracing::Span,
-        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
-    ) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
-    }
 }
 
 /// Starts the server and serves until a signal stops it.

@@ -162,6 +162,8 @@ impl Settings {
         if self.limits.max_frame_bytes < 1024 || self.limits.outbound_queue == 0 {
             return invalid("limits.max_frame_bytes >= 1024 and limits.outbound_queue > 0".into());
         }
+        self.validate_rates()?;
+        self.validate_auth()?;
         let cluster = &self.cluster;
         if cluster.enabled() {
             if cluster.heartbeat_ms == 0 || cluster.dead_after_ms <= cluster.heartbeat_ms {
@@ -191,6 +193,68 @@ impl Settings {
                 "log rotation {:?} is not one of minutely, hourly, daily, never",
                 self.log.rotation
             ));
+        }
+        Ok(())
+    }
+
+    /// Each rate is a number >= 0 (0: off), and a rate that limits has a
+    /// burst of at least one (a zero burst would refuse everything).
+    fn validate_rates(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        for (rate_name, rate, burst_name, burst) in [
+            (
+                "connections_per_ip_per_sec",
+                l.connections_per_ip_per_sec,
+                "connection_burst",
+                l.connection_burst,
+            ),
+            (
+                "messages_per_sec",
+                l.messages_per_sec,
+                "message_burst",
+                l.message_burst,
+            ),
+            (
+                "joins_per_key_per_sec",
+                l.joins_per_key_per_sec,
+                "join_burst",
+                l.join_burst,
+            ),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{rate_name} = {rate} must be a number >= 0 (0: no limit)"
+                )));
+            }
+            if rate > 0.0 && burst == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{burst_name} must be >= 1 when limits.{rate_name} is set (a burst of 0 refuses everything)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A previous secret needs a current one and an end; an end needs a
+    /// previous secret.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if !auth.enabled() && (!auth.previous_key_secret.is_empty() || auth.previous_until != 0) {
+            return invalid(
+                "auth.previous_key_secret / auth.previous_until are set without auth.key_secret",
+            );
+        }
+        if auth.previous_until != 0 && auth.previous_key_secret.is_empty() {
+            return invalid("auth.previous_until is set without auth.previous_key_secret");
+        }
+        if !auth.previous_key_secret.is_empty() && auth.previous_until == 0 {
+            return invalid(
+                "auth.previous_key_secret needs auth.previous_until (Unix seconds it stops being accepted)",
+            );
+        }
+        if auth.bind_videre_user && !auth.enabled() {
+            return invalid("auth.bind_videre_user is set without auth.key_secret");
         }
         Ok(())
     }

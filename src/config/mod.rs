@@ -44,6 +44,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Several nodes as one deployment, through Redis (off by default).
     pub cluster: ClusterSettings,
+    /// Room authorization by signed keys (off by default).
+    pub auth: AuthSettings,
 }
 
 /// `[tls]`: certificate files and whether to serve https/wss.
@@ -121,6 +123,83 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Open SockJS sessions (every transport) from one client address.
     pub max_sockjs_sessions_per_ip: usize,
+    /// New connections (WebSockets and SockJS sessions) one client address
+    /// may open per second, on average; 0: no limit.
+    pub connections_per_ip_per_sec: f64,
+    /// Connections one address may open at once above that rate.
+    pub connection_burst: u32,
+    /// Messages (sigver frames, videre packets) one connection may send
+    /// per second, on average; 0: no limit.
+    pub messages_per_sec: f64,
+    /// Messages one connection may send at once above that rate.
+    pub message_burst: u32,
+    /// Joins of one sigver key or videre room per second, on average; 0: no
+    /// limit.
+    pub joins_per_key_per_sec: f64,
+    /// Joins of one key at once above that rate.
+    pub join_burst: u32,
+    /// Rate limits count and log what they would refuse, and refuse nothing.
+    pub dry_run: bool,
+}
+
+/// `[auth]`: opt-in room authorization by signed keys (README "Room
+/// authorization"): with a secret set, sigver keys and videre RoomIds must
+/// be `<room>.<expiry>.<signature>` signed with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The secret keys are signed with (HMAC-SHA256); empty: any key is
+    /// accepted, as without sigway.
+    pub key_secret: Secret,
+    /// The secret before the last rotation, still accepted until
+    /// `previous_until`.
+    pub previous_key_secret: Secret,
+    /// Unix second from which `previous_key_secret` is refused.
+    pub previous_until: u64,
+    /// videre: the signature covers the UserId as well
+    /// (`<room>.<expiry>` + `.` + base64url(UserId) is what is signed).
+    pub bind_videre_user: bool,
+}
+
+impl AuthSettings {
+    /// Whether keys must be signed.
+    pub fn enabled(&self) -> bool {
+        !self.key_secret.is_empty()
+    }
+}
+
+/// A secret setting: read like a string, never shown by `Debug` (so a
+/// logged or printed `Settings` does not carry it).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the code that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether none is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
+    }
 }
 
 pub use sigway_core::error::SigverDialect;
@@ -180,6 +259,10 @@ pub struct LogSettings {
     pub rotation: String,
     /// Rotated files kept.
     pub max_files: usize,
+    /// Show sigver keys and videre RoomIds as they are in logs and `/stats`
+    /// (they let anyone into the room); `false`: as `key_hash:<12 hex of
+    /// their SHA-256>`.
+    pub show_keys: bool,
 }
 
 /// `[cluster]`: run as one node of several that share rooms through Redis
@@ -246,6 +329,7 @@ impl Default for Settings {
             videre: VidereSettings::default(),
             log: LogSettings::default(),
             cluster: ClusterSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -261,6 +345,13 @@ impl Default for Limits {
             max_id_bytes: 512,
             outbound_queue: 1_024,
             max_sockjs_sessions_per_ip: 100,
+            connections_per_ip_per_sec: 0.0,
+            connection_burst: 20,
+            messages_per_sec: 0.0,
+            message_burst: 200,
+            joins_per_key_per_sec: 0.0,
+            join_burst: 20,
+            dry_run: false,
         }
     }
 }
@@ -303,6 +394,7 @@ impl Default for LogSettings {
             file_level: "debug".into(),
             rotation: "daily".into(),
             max_files: 7,
+            show_keys: false,
         }
     }
 }
@@ -461,6 +553,49 @@ mod tests {
             s.http.allowed_origins,
             ["https://a.example.org", "https://*.example.net"]
         );
+    }
+
+    #[test]
+    fn rate_limits_and_auth_are_checked_at_start() {
+        let refused = |vars: &[(&str, &str)], says: &str| {
+            let err =
+                Settings::load_with_env(&Overrides::default(), env(vars)).expect_err("refused");
+            assert!(err.to_string().contains(says), "{err}");
+        };
+        refused(
+            &[
+                ("SIGWAY_LIMITS__MESSAGES_PER_SEC", "50"),
+                ("SIGWAY_LIMITS__MESSAGE_BURST", "0"),
+            ],
+            "limits.message_burst",
+        );
+        refused(
+            &[("SIGWAY_LIMITS__JOINS_PER_KEY_PER_SEC", "-1")],
+            "limits.joins_per_key_per_sec",
+        );
+        refused(
+            &[
+                ("SIGWAY_AUTH__KEY_SECRET", "s"),
+                ("SIGWAY_AUTH__PREVIOUS_UNTIL", "1800000000"),
+            ],
+            "auth.previous_until",
+        );
+        refused(
+            &[("SIGWAY_AUTH__PREVIOUS_KEY_SECRET", "old")],
+            "auth.key_secret",
+        );
+        let s = Settings::load_with_env(
+            &Overrides::default(),
+            env(&[
+                ("SIGWAY_AUTH__KEY_SECRET", "top-secret"),
+                ("SIGWAY_LIMITS__MESSAGES_PER_SEC", "2.5"),
+            ]),
+        )
+        .expect("secret from the environment");
+        assert_eq!(s.auth.key_secret.expose(), "top-secret");
+        assert_eq!(s.limits.messages_per_sec, 2.5);
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("top-secret"), "{printed}");
     }
 
     #[test]

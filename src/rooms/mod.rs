@@ -16,10 +16,12 @@
 //! kinds whose members can live on other nodes say how ([`Portable`]).
 //!
 //! Refusals are typed ([`Refusal`]); each adapter maps them to its own wire
-//! signal in one place.
+//! signal in one place. The [`Guard`] (rate limits, signed keys) is reached
+//! through the same handle.
 
 pub(crate) mod admission;
 mod cluster;
+pub(crate) mod guard;
 mod local;
 pub(crate) mod sink;
 
@@ -31,6 +33,7 @@ use bytes::Bytes;
 
 pub(crate) use crate::error::Refusal;
 pub(crate) use admission::{Admission, Ticket};
+pub(crate) use guard::{Guard, MessageGate};
 pub(crate) use sink::{InFlight, Sink, SinkError, SinkReceiver};
 
 pub(crate) use cluster::{
@@ -280,6 +283,7 @@ pub(crate) struct Rooms {
     node: NodeId,
     next_member: Arc<AtomicU64>,
     admission: Arc<Admission>,
+    guard: Arc<Guard>,
     local: Arc<LocalRooms>,
     settings: Arc<Settings>,
     stats: Arc<Stats>,
@@ -295,6 +299,7 @@ impl Rooms {
             node: 0,
             next_member: Arc::new(AtomicU64::new(1)),
             admission: Arc::new(Admission::new(&settings.limits, stats.clone())),
+            guard: Arc::new(Guard::new(&settings, stats.clone())),
             local: Arc::new(LocalRooms::new(settings.limits.max_rooms, stats.clone())),
             settings,
             stats,
@@ -323,16 +328,24 @@ impl Rooms {
             .is_none_or(|cluster| cluster.is_alone() || cluster.is_ready())
     }
 
-    /// A place for a new connection from `ip` under the connection limits;
-    /// dropping the ticket frees it.
+    /// A place for a new connection from `ip` under the connection limits
+    /// (the connection rate of its address first); dropping the ticket
+    /// frees it.
     pub(crate) fn admit(&self, ip: Option<std::net::IpAddr>) -> Result<Ticket, Refusal> {
+        self.guard.connection(ip)?;
         self.admission.admit(ip)
     }
 
     /// The same for a SockJS session, which also needs a place under the
     /// SockJS sessions per address.
     pub(crate) fn admit_sockjs(&self, ip: Option<std::net::IpAddr>) -> Result<Ticket, Refusal> {
+        self.guard.connection(ip)?;
         self.admission.admit_sockjs(ip)
+    }
+
+    /// Rate limits and signed keys.
+    pub(crate) fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// A fresh id for a new session of this node.

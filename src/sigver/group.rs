@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sigway_core::redact::ShownKey;
+
 use actix::prelude::*;
 use bytes::Bytes;
 
@@ -70,6 +72,8 @@ pub(crate) struct Leave {
 /// their own `Handler`, which hands them to the rules through
 /// [`GroupActor::event`]. Both dialects' rules can be written down and
 /// rebuilt ([`Snapshot`], cluster mode), their peers addressed as members.
+/// The `key` the methods get is for log lines only, and is the key as logs
+/// may show it (hashed unless `log.show_keys`).
 pub(crate) trait Dialect: Snapshot<MemberId> + Unpin + Sized + 'static {
     const DIALECT: SigverDialect;
     /// The room kind: the registry's namespace and the metrics label.
@@ -118,6 +122,8 @@ fn member(address: PeerAddress) -> MemberId {
 /// signaling ids, and the sink of each attached session.
 pub(crate) struct GroupActor<R: Dialect> {
     key: Arc<str>,
+    /// The key as logs may show it (`log.show_keys`), worked out once.
+    log_key: Arc<str>,
     rules: R,
     ids: GroupIds,
     sinks: HashMap<MemberId, Sink<Outbound>>,
@@ -129,7 +135,8 @@ pub(crate) struct GroupActor<R: Dialect> {
 
 impl<R: Dialect> GroupActor<R> {
     /// Runs an event `peer` sent through the rules (`apply` gets them, the
-    /// key, the ids and the action list) and carries out what they decide.
+    /// key as logs may show it, the ids and the action list) and carries
+    /// out what they decide.
     pub(crate) fn event(
         &mut self,
         peer: MemberId,
@@ -138,7 +145,12 @@ impl<R: Dialect> GroupActor<R> {
         if let Some(sink) = self.sinks.get(&peer) {
             sink.handled();
         }
-        apply(&mut self.rules, &self.key, &mut self.ids, &mut self.actions);
+        apply(
+            &mut self.rules,
+            &self.log_key,
+            &mut self.ids,
+            &mut self.actions,
+        );
         self.carry_out();
     }
 
@@ -158,7 +170,7 @@ impl<R: Dialect> GroupActor<R> {
     fn carry_out(&mut self) {
         let stats: &Stats = &self.home.stats;
         for action in self.actions.drain(..) {
-            let (to, out) = R::outbound(&self.key, action);
+            let (to, out) = R::outbound(&self.log_key, action);
             let Some(sink) = self.sinks.get(&to) else {
                 continue;
             };
@@ -192,6 +204,7 @@ impl<R: Dialect> Room for GroupActor<R> {
             max_members: home.settings.limits.max_members_per_room,
         };
         Self {
+            log_key: log_key(&key, &home),
             key,
             rules: R::with_limits(limits),
             ids: GroupIds::default(),
@@ -213,7 +226,7 @@ impl<R: Dialect> Handler<Attach<Self>> for GroupActor<R> {
         self.occupancy.attached();
         self.sinks.insert(id, sink);
         self.rules
-            .attached(&self.key, id, favored, &mut self.ids, &mut self.actions);
+            .attached(&self.log_key, id, favored, &mut self.ids, &mut self.actions);
         self.carry_out();
         self.save();
     }
@@ -308,7 +321,7 @@ impl<R: Dialect> Portable for GroupActor<R> {
         let (rules, ids) = match R::restore(snapshot, limits, member) {
             Ok(restored) => restored,
             Err(error) => {
-                tracing::warn!(%key, %error, "unusable group snapshot");
+                tracing::warn!(key = %log_key(&key, &home), %error, "unusable group snapshot");
                 return None;
             }
         };
@@ -330,6 +343,7 @@ impl<R: Dialect> Portable for GroupActor<R> {
             sinks.insert(peer, sink);
         }
         let group = Self {
+            log_key: log_key(&key, &home),
             key,
             rules,
             ids,
@@ -340,6 +354,13 @@ impl<R: Dialect> Portable for GroupActor<R> {
         };
         Some((group, peers))
     }
+}
+
+/// `key` as this node's logs show it (hashed unless `log.show_keys`).
+fn log_key(key: &str, home: &RoomHome) -> Arc<str> {
+    ShownKey::new(key, home.settings.log.show_keys)
+        .to_string()
+        .into()
 }
 
 /// The session end of a member whose group runs on another node.

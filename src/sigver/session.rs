@@ -4,7 +4,9 @@
 //! layer, joins the key's group, and then only moves messages: frames from
 //! the socket are decoded and sent to the group, frames the group pushed to
 //! the session's sink are written to the socket. It keeps the heartbeat itself (no group round trip)
-//! and enforces the frame size limit. Both dialects share this code through
+//! and enforces the frame size limit and the message rate (one check per
+//! received frame). With `auth.key_secret` set only signed keys get past
+//! the handshake. Both dialects share this code through
 //! [`Dialect`]; they differ in their messages, their rules and their close
 //! codes. Whatever ends the session, the group hears [`Leave`] once.
 
@@ -20,7 +22,7 @@ use tracing::Instrument;
 
 use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
-use crate::observe::Stats;
+use crate::observe::{ListedKey, Reason, Stats};
 use crate::rooms::{MemberId, Sink, SinkReceiver};
 use crate::services::Services;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Leave, Outbound, PeerEntry};
@@ -55,7 +57,14 @@ pub(crate) async fn entry(
         ip: sigway_sockjs::edge::client_addr(&req).map(|a| a.ip()),
         services,
     };
-    let span = tracing::info_span!("sigver", key = %req.uri().path(), ?dialect, peer = tracing::field::Empty);
+    // The key lets anyone into the group: logged hashed unless `log.show_keys`.
+    let path = req.uri().path();
+    let shown = opening
+        .services
+        .rooms
+        .guard()
+        .shown(path.strip_prefix('/').unwrap_or(path));
+    let span = tracing::info_span!("sigver", key = %shown, ?dialect, peer = tracing::field::Empty);
     let mut response = sigway_sockjs::accept(&req, move |socket| async move {
         match dialect {
             SigverDialect::Current => {
@@ -99,16 +108,28 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     let mut socket = socket.limit(max_frame);
     let key = match key {
         Ok(key) => key,
-        Err(error) => return Box::pin(refuse(socket, &error, D::DIALECT, stats)).await,
+        Err(error) => return Box::pin(refuse(socket, &error, D::DIALECT, &services, None)).await,
     };
+    let guard = rooms.guard();
+    if let Err(rejection) = guard.check_key(&key, None) {
+        let error = SigverError::KeyRefused(rejection);
+        return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+    }
     // The connection's place; given back before any final close, whose
     // writes may wait for a slow client.
     let ticket = match rooms.admit(ip) {
         Ok(ticket) => ticket,
         Err(refusal) => {
-            return Box::pin(refuse(socket, &refusal.into(), D::DIALECT, stats)).await;
+            let error = refusal.into();
+            return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
         }
     };
+    if let Err(refusal) = guard.join(D::KIND, &key) {
+        drop(ticket);
+        let error = refusal.into();
+        return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+    }
+    let mut messages = guard.message_gate();
     let peer = rooms.member_id();
     tracing::Span::current().record("peer", tracing::field::display(peer));
     let queue = settings.limits.outbound_queue;
@@ -126,13 +147,17 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     // The task is sized for its largest await: the steps an idle session
     // is not waiting in (joining, closing) are boxed, so that only the
     // loop's own state is paid for the session's whole life.
-    let group = match Box::pin(rooms.join::<GroupActor<D>>(key, entry)).await {
+    let joined = Box::pin(rooms.join::<GroupActor<D>>(key.clone(), entry)).await;
+    let group = match joined {
         Ok(group) => group,
         Err(refusal) => {
             drop(ticket);
-            return Box::pin(refuse(socket, &refusal.into(), D::DIALECT, stats)).await;
+            let error = refusal.into();
+            return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
         }
     };
+    // The group holds the key from here on.
+    drop(key);
     tracing::debug!(favored, "sigver peer opened");
 
     let period = settings.heartbeat_interval();
@@ -182,6 +207,9 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
             event = socket.next(readable) => match event {
                 Event::Message(AggregatedMessage::Binary(frame)) => {
                     stats.received(frame.len());
+                    if let Err(refusal) = messages.check(stats) {
+                        break flooded::<D>(refusal, stats);
+                    }
                     // A group on another node gets the frame itself.
                     let raw = frame.clone();
                     match D::decode(frame, peer) {
@@ -280,6 +308,15 @@ fn failed<D: Dialect>(error: SigverError, stats: &Stats) -> ws::Ending<Close> {
     ws::Ending::Server(error.close(D::DIALECT))
 }
 
+/// The session ends because its client sends faster than
+/// `limits.messages_per_sec`: counted, logged once, closed with 1008.
+#[cold]
+fn flooded<D: Dialect>(refusal: crate::error::Refusal, stats: &Stats) -> ws::Ending<Close> {
+    stats.refused(Reason::of_refusal(&refusal), None);
+    tracing::warn!(%refusal, "sigver peer closed");
+    ws::Ending::Server(SigverError::from(refusal).close(D::DIALECT))
+}
+
 /// Why reading the socket failed: the transport went away (a closed tab
 /// ends without a close frame), or the client broke the WebSocket protocol.
 fn read_failed<D: Dialect>(
@@ -308,10 +345,26 @@ fn read_failed<D: Dialect>(
     }
 }
 
-async fn refuse(socket: WsConnection, error: &SigverError, dialect: SigverDialect, stats: &Stats) {
-    if matches!(error, SigverError::Refused(_)) {
-        Stats::count(&stats.refusals);
-        tracing::warn!(%error, "sigver connection refused");
+/// Closes a connection refused before it joined: a bad key, a limit, or
+/// (with `auth.key_secret`) a key that is not validly signed. Refusals are
+/// counted by reason and listed with the key as `/stats` shows it.
+async fn refuse(
+    socket: WsConnection,
+    error: &SigverError,
+    dialect: SigverDialect,
+    services: &Services,
+    key: Option<&str>,
+) {
+    let reason = match error {
+        SigverError::Refused(refusal) => Some(Reason::of_refusal(refusal)),
+        SigverError::KeyRefused(rejection) => Some(Reason::of_key(*rejection)),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        let show = services.rooms.guard().shows_keys();
+        let listed = key.map(|key| ListedKey::of(key, show));
+        services.stats.refused(reason, listed);
+        tracing::warn!(%error, reason = reason.label(), "sigver connection refused");
     } else {
         tracing::info!(%error, "sigver connection refused");
     }

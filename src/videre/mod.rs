@@ -19,13 +19,13 @@ pub(crate) mod session;
 pub(crate) use sigway_core::videre::packet;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use actix_web::web;
 use sigway_sockjs::{Refusal, SessionInfo, SessionLink, SockjsApp};
 
 use crate::config::Settings;
+use crate::observe::Reason;
 use crate::rooms::Ticket;
 use crate::services::Services;
 
@@ -51,10 +51,8 @@ impl SockjsApp for VidereApp {
             .rooms
             .admit_sockjs(info.remote.map(|addr| addr.ip()))
             .map_err(|refusal| {
-                self.services.stats.refusals.fetch_add(1, Relaxed);
-                if matches!(refusal, crate::rooms::Refusal::TooManySessionsFromAddress(_)) {
-                    self.services.stats.refusals_sockjs_per_ip.fetch_add(1, Relaxed);
-                }
+                let reason = Reason::of_refusal(&refusal);
+                self.services.stats.refused(reason, None);
                 let client = info.remote.map(|addr| addr.ip());
                 tracing::warn!(session = %info.id, client = ?client, "videre session refused: {refusal}");
                 let close = refusal.close();

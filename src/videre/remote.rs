@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use bytes::Bytes;
 use bytestring::ByteString;
+use sigway_core::redact::ShownKey;
 
 use crate::error::{Refusal, VidereError};
 use crate::rooms::{Away, Exported, InFlight, MemberId, Portable, Reach, RemoteSink, RoomHome};
@@ -151,19 +152,22 @@ impl Portable for VidereRoom {
             Reach::There(remote) => MemberLink::Away(remote),
             Reach::Gone => MemberLink::Gone,
         };
-        let core: RoomCore<MemberLink, MemberId> =
-            match RoomCore::restore(snapshot, limit, session, link) {
-                Ok(core) => core,
-                Err(error) => {
-                    // Refused before any member was reached: the room
-                    // layer bounces them all.
-                    tracing::warn!(room = %key, %error, "unusable videre room snapshot");
-                    return None;
-                }
-            };
+        let core: RoomCore<MemberLink, MemberId> = match RoomCore::restore(
+            snapshot, limit, session, link,
+        ) {
+            Ok(core) => core,
+            Err(error) => {
+                // Refused before any member was reached: the room
+                // layer bounces them all.
+                tracing::warn!(room = %ShownKey::new(&key, home.settings.log.show_keys), %error, "unusable videre room snapshot");
+                return None;
+            }
+        };
         if foreign || core.room_id() != &key || core.is_empty() {
             tracing::warn!(
-                room = %key, snapshot_room = %core.room_id(), members = core.members().len(),
+                room = %ShownKey::new(&key, home.settings.log.show_keys),
+                snapshot_room = %ShownKey::new(core.room_id(), home.settings.log.show_keys),
+                members = core.members().len(),
                 "videre room snapshot not adopted (a stranger's end, another room, or nobody in it)"
             );
             for away in taken {

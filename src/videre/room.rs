@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use sigway_core::redact::ShownKey;
 use std::sync::atomic::Ordering::Relaxed;
 
 use actix::prelude::*;
@@ -224,12 +226,17 @@ impl VidereRoom {
         }
     }
 
+    /// The RoomId as logs may show it (hashed unless `log.show_keys`).
+    fn shown_room(&self) -> ShownKey<'_> {
+        ShownKey::new(self.core.room_id(), self.home.settings.log.show_keys)
+    }
+
     /// `session` leaves (if it is in); the room stops once it is released.
     pub(super) fn remove(&mut self, session: MemberId, ctx: &mut Context<Self>) {
         let Some((member, notice)) = self.core.leave(session) else {
             return;
         };
-        tracing::info!(room = %self.core.room_id(), user = %member.user_id, %session, "videre leave");
+        tracing::info!(room = %self.shown_room(), user = %member.user_id, %session, "videre leave");
         self.adopted_credit.remove(&session);
         self.send_to_all(&notice);
         self.save();
@@ -295,7 +302,7 @@ impl Handler<Attach<VidereRoom>> for VidereRoom {
                     }
                 }
                 tracing::info!(
-                    room = %self.core.room_id(), user = %user_id, %session,
+                    room = %self.shown_room(), user = %user_id, %session,
                     initiator = joined.initiator, members = self.core.members().len(),
                     "videre join"
                 );

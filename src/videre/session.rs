@@ -12,7 +12,10 @@
 //! cluster the room may run on another node: the join's answer then comes
 //! back from there, packets go there as the client sent them, and the
 //! credit comes back once a packet is on the link. Nothing here blocks
-//! other sessions, and client input never panics.
+//! other sessions, and client input never panics. Every packet first
+//! passes the session's message rate (a flood closes the session with
+//! `c[1008,...]`); a `connect` passes the room's join rate (the same) and,
+//! with `auth.key_secret`, the signed-key check (an error notice).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,13 +26,16 @@ use bytestring::ByteString;
 use tokio::sync::oneshot;
 
 use crate::error::{Refusal, VidereError};
-use crate::rooms::{InFlight, MemberId, RoomRef, Ticket};
+use crate::observe::{ListedKey, Reason};
+use crate::rooms::{InFlight, MemberId, MessageGate, RoomRef, Ticket};
 use crate::services::Services;
+use sigway_core::redact::ShownKey;
 use sigway_core::videre::memberships::{Membership, Memberships, Target};
 use sigway_sockjs::{SessionInfo, SessionLink, SockjsSession};
 
 use super::packet::{self, Event, Packet};
 use super::room::{Broadcast, Joiner, Leave, MemberLink, Outcome, Ping, VidereRoom};
+use crate::rooms::Room as _;
 
 /// How long a join waits for its room's answer (which a room on another
 /// node sends through the cluster) before it is given up.
@@ -47,6 +53,11 @@ pub(crate) struct VidereSession {
     /// This session's place under the connection limits: held as long as
     /// the session lives (the SockJS layer admitted it before opening it).
     _ticket: Ticket,
+    /// `limits.messages_per_sec` of this session.
+    messages: MessageGate,
+    /// The session was closed for a rate limit: later packets (of the
+    /// same batch, or already on their way) are dropped.
+    closed: bool,
 }
 
 impl VidereSession {
@@ -67,7 +78,10 @@ impl VidereSession {
         let credit = Arc::new(InFlight::new(
             (services.settings.limits.outbound_queue / 4).max(1),
         ));
+        let messages = services.rooms.guard().message_gate();
         Self {
+            messages,
+            closed: false,
             id,
             link,
             info,
@@ -82,20 +96,50 @@ impl VidereSession {
         self.services.settings.videre.strict
     }
 
+    /// `room_id` as logs may show it: hashed (the whole of it) unless
+    /// `log.show_keys`, then at most 256 bytes of it.
+    fn shown_room<'r>(&self, room_id: &'r str) -> impl std::fmt::Display + 'r {
+        let guard = self.services.rooms.guard();
+        let show = guard.shows_keys();
+        ShownKey::new(if show { preview(room_id) } else { room_id }, show)
+    }
+
     /// Sends the error notice for a refused packet and counts it.
     fn refuse(&self, user_id: &str, room_id: &str, error: VidereError) {
         let stats = &self.services.stats;
-        if error.is_refusal() {
-            stats.refusals.fetch_add(1, Relaxed);
-        } else {
-            stats.protocol_errors.fetch_add(1, Relaxed);
+        match Reason::of_videre(&error) {
+            Some(reason) => {
+                let show = self.services.rooms.guard().shows_keys();
+                stats.refused(reason, Some(ListedKey::of(room_id, show)));
+            }
+            None => {
+                stats.protocol_errors.fetch_add(1, Relaxed);
+            }
         }
         tracing::warn!(
             session = %self.info.id, transport = self.info.transport,
-            user = %preview(user_id), room = %preview(room_id),
+            user = %preview(user_id), room = %self.shown_room(room_id),
             "videre packet refused: {error}"
         );
         self.send(packet::error_notice(user_id, room_id, &error));
+    }
+
+    /// Closes the session with the rate limit's 1008 (`c[1008,"..."]`),
+    /// counted and logged once; `room_id` names the room of a join refused.
+    #[cold]
+    fn close_for(&mut self, refusal: Refusal, room_id: Option<&str>) {
+        let reason = Reason::of_refusal(&refusal);
+        let show = self.services.rooms.guard().shows_keys();
+        let listed = room_id.map(|room| ListedKey::of(room, show));
+        self.services.stats.refused(reason, listed);
+        tracing::warn!(
+            session = %self.info.id, transport = self.info.transport,
+            reason = reason.label(), "videre session closed: {refusal}"
+        );
+        let close = refusal.close();
+        self.link.close(close.code, &close.reason);
+        self.closed = true;
+        self.leave_all();
     }
 
     fn send(&self, text: ByteString) {
@@ -122,6 +166,14 @@ impl VidereSession {
         // time, which the cluster's bookkeeping of members away relies on
         // (one remote room per member id).
         self.leave_all();
+        let guard = self.services.rooms.guard();
+        if let Err(rejection) = guard.check_key(&connect.room_id, Some(&connect.user_id)) {
+            let error = VidereError::KeyRefused(rejection);
+            return self.refuse(&connect.user_id, &connect.room_id, error);
+        }
+        if let Err(refusal) = guard.join(VidereRoom::KIND, &connect.room_id) {
+            return self.close_for(refusal, Some(&connect.room_id));
+        }
         let room_id: Arc<str> = connect.room_id.as_str().into();
         let user_id: Arc<str> = connect.user_id.as_str().into();
         let (outcome, answer) = oneshot::channel();
@@ -228,6 +280,18 @@ impl VidereSession {
     }
 }
 
+impl VidereSession {
+    /// A packet's text for the log, or a placeholder where it would show
+    /// the RoomId that `log.show_keys = false` hides.
+    fn shown_packet<'p>(&self, packet: &'p Packet) -> &'p str {
+        if self.services.rooms.guard().shows_keys() {
+            preview(packet.text())
+        } else {
+            "(hidden: it names the room; log.show_keys shows it)"
+        }
+    }
+}
+
 /// At most 256 bytes of a client string, for log lines.
 fn preview(text: &str) -> &str {
     let mut end = text.len().min(256);
@@ -239,8 +303,14 @@ fn preview(text: &str) -> &str {
 
 impl SockjsSession for VidereSession {
     async fn on_message(&mut self, text: String) {
+        if self.closed {
+            return;
+        }
         let bytes = text.len();
         self.services.stats.received(bytes);
+        if let Err(refusal) = self.messages.check(&self.services.stats) {
+            return self.close_for(refusal, None);
+        }
         let max = self.services.settings.limits.max_frame_bytes;
         let max_id = self.services.settings.limits.max_id_bytes;
         let packet = match packet::parse(ByteString::from(text), max)
@@ -254,8 +324,9 @@ impl SockjsSession for VidereSession {
         tracing::debug!(
             session = %self.info.id, transport = self.info.transport,
             event = %packet.event, user = %preview(&packet.user_id),
-            room = %preview(&packet.room_id), bytes,
-            packet = %preview(packet.text()),
+            room = %self.shown_room(&packet.room_id), bytes,
+            // The text names the room: shown only where keys are.
+            packet = %self.shown_packet(&packet),
             "videre packet"
         );
         match packet.event {

@@ -12,6 +12,8 @@
 
 use std::borrow::Cow;
 
+use crate::auth::KeyRejection;
+
 /// Which sigver protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,6 +101,39 @@ pub enum Refusal {
     /// The client's address holds its maximum of SockJS sessions (the limit).
     #[error("too many SockJS sessions from this address (limit {0})")]
     TooManySessionsFromAddress(usize),
+    /// A rate limit said no: too many connections from the address, too
+    /// many messages on the connection, or too many joins of the key.
+    #[error("rate limit: too many {0}")]
+    RateLimited(RateLimit),
+}
+
+/// Which rate limit refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// `limits.connections_per_ip_per_sec`.
+    Connections,
+    /// `limits.messages_per_sec` (one connection's frames or packets).
+    Messages,
+    /// `limits.joins_per_key_per_sec` (one sigver key or videre room).
+    Joins,
+}
+
+impl RateLimit {
+    const ALL: [RateLimit; 3] = [
+        RateLimit::Connections,
+        RateLimit::Messages,
+        RateLimit::Joins,
+    ];
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RateLimit::Connections => "connections from this address",
+            RateLimit::Messages => "messages",
+            RateLimit::Joins => "joins of this room",
+        })
+    }
 }
 
 /// Bytes of a refusal between cluster nodes ([`Refusal::to_wire`]).
@@ -108,8 +143,9 @@ impl Refusal {
     /// The refusal as cluster nodes send it to each other: a tag byte
     /// (0 too many connections, 1 too many from the address, 2 too many
     /// rooms, 3 room full, 4 internal, 5 cluster unavailable, 6 room moved,
-    /// 7 too many SockJS sessions from the address)
-    /// and the limit as a big-endian u64 (0 when it has none).
+    /// 7 too many SockJS sessions from the address, 8 rate limited) and the
+    /// limit as a big-endian u64 (0 when it has none; for 8 the rate
+    /// limit's number in [`RateLimit`]'s order).
     pub fn to_wire(&self) -> [u8; REFUSAL_WIRE_LEN] {
         let (tag, limit) = match self {
             Refusal::TooManyConnections(n) => (0, *n),
@@ -120,6 +156,7 @@ impl Refusal {
             Refusal::ClusterUnavailable => (5, 0),
             Refusal::RoomMoved => (6, 0),
             Refusal::TooManySessionsFromAddress(n) => (7, *n),
+            Refusal::RateLimited(which) => (8, *which as usize),
         };
         let mut bytes = [0; REFUSAL_WIRE_LEN];
         bytes[0] = tag;
@@ -140,16 +177,19 @@ impl Refusal {
             5 => Refusal::ClusterUnavailable,
             6 => Refusal::RoomMoved,
             7 => Refusal::TooManySessionsFromAddress(limit),
+            8 => Refusal::RateLimited(*RateLimit::ALL.get(limit)?),
             _ => return None,
         })
     }
 
     /// The close a WebSocket client gets for this refusal (1008 for its
-    /// address's limits, 1012 "service restart" for a room that moved, 1013
-    /// "try again later" for the others).
+    /// address's limits and for rate limits, 1012 "service restart" for a
+    /// room that moved, 1013 "try again later" for the others).
     pub fn close(&self) -> Close {
         let code = match self {
-            Refusal::TooManyFromAddress(_) | Refusal::TooManySessionsFromAddress(_) => CLOSE_POLICY,
+            Refusal::TooManyFromAddress(_)
+            | Refusal::TooManySessionsFromAddress(_)
+            | Refusal::RateLimited(_) => CLOSE_POLICY,
             Refusal::RoomMoved => CLOSE_SERVICE_RESTART,
             _ => CLOSE_TRY_AGAIN_LATER,
         };
@@ -198,6 +238,10 @@ pub enum SigverError {
     /// A limit refused the connection or its membership.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// `auth.key_secret` is set and the key is not a valid, unexpired
+    /// signed key (a bad key: the dialect's key close code).
+    #[error("The key is refused: {0}")]
+    KeyRefused(KeyRejection),
 }
 
 impl SigverError {
@@ -205,12 +249,18 @@ impl SigverError {
     pub fn close(&self, dialect: SigverDialect) -> Close {
         use SigverDialect::{Current, Legacy};
         let code = match (self, dialect) {
-            (SigverError::EmptyKey | SigverError::KeyTooLong(_), Current) => 4741,
+            (
+                SigverError::EmptyKey | SigverError::KeyTooLong(_) | SigverError::KeyRefused(_),
+                Current,
+            ) => 4741,
             (SigverError::HeartbeatMissed, Current) => 4742,
             (SigverError::BadMessage(_) | SigverError::TextFrame, Current) => 4743,
             (SigverError::BlockingMember, Current) => 4744,
             (SigverError::SendFailed(_), Current) => 4745,
-            (SigverError::EmptyKey | SigverError::KeyTooLong(_), Legacy) => 4001,
+            (
+                SigverError::EmptyKey | SigverError::KeyTooLong(_) | SigverError::KeyRefused(_),
+                Legacy,
+            ) => 4001,
             (SigverError::HeartbeatMissed, Legacy) => 4002,
             // sigver 20's `ws` closed these with its own status code and no
             // reason (and then the whole server crashed, which we do not copy).
@@ -240,6 +290,8 @@ impl SigverError {
             (SigverError::KeyTooLong(limit), _) => {
                 format!("{code}: The key length exceeds the limit of {limit} characters")
             }
+            // Written as the Node servers wrote their key errors.
+            (SigverError::KeyRefused(rejection), _) => format!("{code}: {rejection}"),
             (SigverError::HeartbeatMissed, _) => "Too many missed hearbeats".into(),
             (SigverError::BlockingMember, Current) => {
                 "replaced by a peer as prevented him from joining the group".into()
@@ -293,6 +345,10 @@ pub enum VidereError {
     /// A limit refused the join.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// `auth.key_secret` is set and the RoomId is not a valid, unexpired
+    /// signed key (for this UserId, when keys bind users).
+    #[error("RoomId refused: {0}")]
+    KeyRefused(KeyRejection),
 }
 
 impl VidereError {
@@ -303,7 +359,10 @@ impl VidereError {
 
     /// A configured limit said no (as opposed to a client sending bad input).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, VidereError::Refused(_) | VidereError::TooLarge(_))
+        matches!(
+            self,
+            VidereError::Refused(_) | VidereError::TooLarge(_) | VidereError::KeyRefused(_)
+        )
     }
 }
 
@@ -322,10 +381,19 @@ mod tests {
             Refusal::Internal,
             Refusal::ClusterUnavailable,
             Refusal::RoomMoved,
+            Refusal::RateLimited(RateLimit::Connections),
+            Refusal::RateLimited(RateLimit::Messages),
+            Refusal::RateLimited(RateLimit::Joins),
         ] {
             assert_eq!(Refusal::from_wire(&refusal.to_wire()), Some(refusal));
         }
-        for garbage in [&[][..], &[3], &[3, 0, 0], &[8, 0, 0, 0, 0, 0, 0, 0, 0]] {
+        for garbage in [
+            &[][..],
+            &[3],
+            &[3, 0, 0],
+            &[8, 0, 0, 0, 0, 0, 0, 0, 3],
+            &[9, 0, 0, 0, 0, 0, 0, 0, 0],
+        ] {
             assert_eq!(Refusal::from_wire(garbage), None, "{garbage:?}");
         }
         assert_eq!(
@@ -363,6 +431,13 @@ mod tests {
             (SigverError::BlockingMember, 4744, 4004),
             (SigverError::SendFailed("queue full".into()), 4745, 1011),
             (SigverError::FrameTooLarge(10), 1009, 1009),
+            (SigverError::KeyRefused(KeyRejection::Expired), 4741, 4001),
+            (
+                SigverError::KeyRefused(KeyRejection::BadSignature),
+                4741,
+                4001,
+            ),
+            (Refusal::RateLimited(RateLimit::Messages).into(), 1008, 1008),
         ];
         for (err, current, legacy) in cases {
             assert_eq!(err.close(Current).code, current, "{err}");
@@ -466,5 +541,17 @@ mod tests {
     fn refusals_map_to_close_codes() {
         assert_eq!(Refusal::TooManyFromAddress(1).close().code, 1008);
         assert_eq!(Refusal::RoomFull(1).close().code, 1013);
+        let flood = Refusal::RateLimited(RateLimit::Messages).close();
+        assert_eq!(
+            (flood.code, flood.reason.as_ref()),
+            (1008, "rate limit: too many messages")
+        );
+    }
+
+    #[test]
+    fn a_refused_signed_key_reads_like_a_bad_key() {
+        let close = SigverError::KeyRefused(KeyRejection::Expired).close(SigverDialect::Legacy);
+        assert_eq!(close.reason, "4001: the key has expired");
+        assert!(VidereError::KeyRefused(KeyRejection::Malformed).is_refusal());
     }
 }

@@ -4,7 +4,8 @@
 //! JSON packets) and every protocol rule (sigver group membership and
 //! bindings in both dialects, the heartbeat and handshake checks, videre
 //! rooms and a session's memberships, and the cluster's node liveness and
-//! message link, and signed room keys) as plain values that take events and
+//! message link, signed room keys, the token buckets of rate limits and
+//! how a room key is shown) as plain values that take events and
 //! return what to send. The crate depends on no async runtime and no
 //! network library (checked in CI with `cargo tree`), so each rule is a
 //! unit test and the gateway's actors and sessions only move messages.
@@ -17,5 +18,7 @@ pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod proto;
+pub mod rate;
+pub mod redact;
 pub mod sigver;
 pub mod videre;
