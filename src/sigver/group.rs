@@ -11,11 +11,11 @@
 //! dialect's rules (in [`current`](super::current) and
 //! [`legacy`](super::legacy)).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::error::Refusal;
 use crate::error::{SigverDialect, SigverError};
