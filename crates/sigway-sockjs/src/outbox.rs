@@ -123,6 +123,18 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
+    /// Wakes the calling task at the next push, or when a push finds the
+    /// queue full, without taking anything: a task that does not take
+    /// items now (its socket pushes back) still learns of an overflow by
+    /// checking [`Overflow::is_raised`] when woken.
+    pub fn watch(&mut self, cx: &mut Context<'_>) {
+        let mut state = self.shared.lock();
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+    }
+
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Result<T, Empty> {
         self.shared.lock().items.pop_front().ok_or(Empty)
@@ -226,9 +238,15 @@ impl<T> Outbox<T> {
             return Err(OutboxError::Closed);
         }
         if state.items.len() >= state.capacity {
+            let waker = state.waker.take();
             drop(state);
             if self.overflow.raise() {
                 tracing::info!("outbox full: the client does not read, closing it");
+            }
+            // The receiving task may be waiting for its socket rather than
+            // on the alarm's notify: woken after the raise, it sees it.
+            if let Some(waker) = waker {
+                waker.wake();
             }
             return Err(OutboxError::Full);
         }
