@@ -230,6 +230,33 @@ mod tests {
         assert_eq!(sink.push(3), Err(SinkError::Closed));
     }
 
+    /// A waker that records that it was woken.
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_session_polling_for_credit_is_woken_when_the_room_gives_some_back() {
+        let (sink, rx) = Sink::<()>::new(4);
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(rx.in_flight.poll_drained(&mut cx).is_ready(), "credit left");
+        rx.in_flight.sent();
+        assert!(
+            rx.in_flight.poll_drained(&mut cx).is_pending(),
+            "limit is 1"
+        );
+        assert!(!flag.0.load(Ordering::SeqCst));
+        sink.handled();
+        assert!(flag.0.load(Ordering::SeqCst), "woken by the handled event");
+        assert!(rx.in_flight.poll_drained(&mut cx).is_ready());
+    }
+
     #[tokio::test]
     async fn credit_runs_out_at_the_limit_and_comes_back_when_handled() {
         let (sink, rx) = Sink::<()>::new(8);

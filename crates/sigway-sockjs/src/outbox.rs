@@ -341,6 +341,31 @@ mod tests {
         assert_eq!(got, Some(7));
     }
 
+    /// A waker that records that it was woken.
+    struct Flag(AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_receiver_that_only_watches_is_woken_by_a_push_and_by_the_overflow() {
+        let (outbox, mut rx) = Outbox::new(1);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        rx.queue.watch(&mut cx);
+        assert_eq!(outbox.push(1), Ok(()));
+        assert!(flag.0.swap(false, Ordering::SeqCst), "woken by the push");
+        rx.queue.watch(&mut cx);
+        assert_eq!(outbox.push(2), Err(OutboxError::Full));
+        assert!(flag.0.load(Ordering::SeqCst), "woken by the overflow");
+        assert!(rx.overflow.is_raised(), "raised before the wake");
+        assert_eq!(rx.queue.try_recv(), Ok(1));
+    }
+
     #[test]
     fn the_alarm_reports_its_first_raise_only() {
         let overflow = Overflow::default();
