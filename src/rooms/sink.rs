@@ -18,7 +18,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 
 use sigway_sockjs::{Outbox, OutboxError, OutboxReceiver, Queue};
 use tokio::sync::Notify;
@@ -139,6 +142,8 @@ pub(crate) struct InFlight {
     count: AtomicUsize,
     limit: usize,
     drained: Notify,
+    /// The session polling [`InFlight::poll_drained`], if it waits there.
+    drained_waker: AtomicWaker,
 }
 
 impl InFlight {
@@ -154,6 +159,7 @@ impl InFlight {
             count: AtomicUsize::new(0),
             limit: limit.max(1),
             drained: Notify::new(),
+            drained_waker: AtomicWaker::new(),
         }
     }
 
@@ -174,12 +180,23 @@ impl InFlight {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if before == Ok(self.limit) {
             self.drained.notify_one();
+            self.drained_waker.wake();
         }
     }
 
-    /// Resolves once the count dropped below the limit (or spuriously).
-    pub(crate) async fn drained(&self) {
-        self.drained.notified().await;
+    /// Ready once the count is below the limit; otherwise the calling task
+    /// is woken when it drops below (a waker slot rather than a `Notify`,
+    /// so that a session polling it on every wake-up takes no lock).
+    pub(crate) fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.has_room() {
+            return Poll::Ready(());
+        }
+        self.drained_waker.register(cx.waker());
+        if self.has_room() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Waits until one more event may be handed over, then counts it.
@@ -211,6 +228,33 @@ mod tests {
         assert_eq!(rx.outbox.recv().await, Some(1));
         drop(rx);
         assert_eq!(sink.push(3), Err(SinkError::Closed));
+    }
+
+    /// A waker that records that it was woken.
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_session_polling_for_credit_is_woken_when_the_room_gives_some_back() {
+        let (sink, rx) = Sink::<()>::new(4);
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(rx.in_flight.poll_drained(&mut cx).is_ready(), "credit left");
+        rx.in_flight.sent();
+        assert!(
+            rx.in_flight.poll_drained(&mut cx).is_pending(),
+            "limit is 1"
+        );
+        assert!(!flag.0.load(Ordering::SeqCst));
+        sink.handled();
+        assert!(flag.0.load(Ordering::SeqCst), "woken by the handled event");
+        assert!(rx.in_flight.poll_drained(&mut cx).is_ready());
     }
 
     #[tokio::test]

@@ -11,13 +11,13 @@
 //! dialect's rules (in [`current`](super::current) and
 //! [`legacy`](super::legacy)).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sigway_core::redact::ShownKey;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::error::Refusal;
 use crate::error::{SigverDialect, SigverError};

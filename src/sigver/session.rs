@@ -11,6 +11,7 @@
 //! codes. Whatever ends the session, the group hears [`Leave`] once.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderValue};
@@ -170,96 +171,136 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     let timer = tokio::time::sleep_until(heartbeat.deadline().into());
     tokio::pin!(timer);
     let mut shutdown = services.shutdown.clone();
+    let mut shutdown_wait = std::pin::pin!(shutdown.wait());
 
-    let ending: ws::Ending<Close> = loop {
-        // Read the socket only while the group keeps up and our own queue
-        // has room for what the group may answer.
-        let group_keeps_up = in_flight.has_room();
-        let readable = group_keeps_up && outbound.len() < queue.div_ceil(2);
-        // Take from the outbox only once the socket took what was written:
-        // a client that does not read fills the outbox, whose overflow
-        // closes it.
-        let writable = socket.pending_bytes() == 0;
-        let due = match socket.stalled_since() {
-            Some(since) => heartbeat.deadline().min(since + send_stall),
-            None => heartbeat.deadline(),
-        };
-        if timer.deadline() != due.into() {
-            timer.as_mut().reset(due.into());
+    // One poll per wake-up moves everything that is ready: the outbox to
+    // the socket, every complete frame already read to the group, the
+    // timer. The sources are polled by hand rather than through `select!`,
+    // which re-created (and re-registered) a waiter for each of them for
+    // every message.
+    let ending: ws::Ending<Close> = std::future::poll_fn(|cx| {
+        // A lock per poll: checked once per wake-up, not once per message.
+        if shutdown_wait.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(ws::Ending::Server(Close::going_away()));
         }
-        tokio::select! {
-            biased;
-            _ = shutdown.wait() => break ws::Ending::Server(Close::going_away()),
-            _ = overflow.raised() => {
-                break failed::<D>(SigverError::SendFailed("client does not read: outbound queue full".into()), stats);
+        loop {
+            // A full outbox wakes this task (see `Queue::watch`).
+            if overflow.is_raised() {
+                return Poll::Ready(failed::<D>(
+                    SigverError::SendFailed("client does not read: outbound queue full".into()),
+                    stats,
+                ));
             }
-            out = outbound.recv(), if writable => match out {
-                Some(Outbound::Frame(frame)) => {
-                    socket.send_binary(frame);
-                    if let Some(error) = take_queued(&mut outbound, &mut socket) {
-                        break failed::<D>(error, stats);
-                    }
-                }
-                Some(Outbound::Close(error)) => break failed::<D>(error, stats),
-                None => break ws::Ending::Gone,
-            },
-            _ = in_flight.drained(), if !group_keeps_up => {}
-            event = socket.next(readable) => match event {
-                Event::Message(AggregatedMessage::Binary(frame)) => {
-                    stats.received(frame.len());
-                    if let Err(refusal) = messages.check(stats) {
-                        break flooded::<D>(refusal, stats);
-                    }
-                    // A group on another node gets the frame itself.
-                    let raw = frame.clone();
-                    match D::decode(frame, peer) {
-                        Ok(Heard::Heartbeat) => heartbeat.heard(),
-                        Ok(Heard::Event(event)) => {
-                            // Counted before the group can see it, so its
-                            // `handled` never comes first.
-                            in_flight.sent();
-                            D::tell(&group, event, &raw);
+            // Take from the outbox only once the socket took what was
+            // written: a client that does not read fills the outbox, whose
+            // overflow closes it.
+            let mut outbox_empty = false;
+            if socket.pending_bytes() == 0 {
+                match outbound.poll_recv(cx) {
+                    Poll::Ready(Some(Outbound::Frame(frame))) => {
+                        socket.send_binary(frame);
+                        if let Some(error) = take_queued(&mut outbound, &mut socket) {
+                            return Poll::Ready(failed::<D>(error, stats));
                         }
-                        Ok(Heard::HeartbeatWith(event)) => {
-                            heartbeat.heard();
-                            in_flight.sent();
-                            D::tell(&group, event, &raw);
+                        continue;
+                    }
+                    Poll::Ready(Some(Outbound::Close(error))) => {
+                        return Poll::Ready(failed::<D>(error, stats));
+                    }
+                    Poll::Ready(None) => return Poll::Ready(ws::Ending::Gone),
+                    Poll::Pending => outbox_empty = true,
+                }
+            } else {
+                outbound.watch(cx);
+            }
+            // Read the socket only while the group keeps up and our own
+            // queue has room for what the group may answer.
+            let group_keeps_up = in_flight.has_room();
+            if !group_keeps_up && in_flight.poll_drained(cx).is_ready() {
+                continue;
+            }
+            let readable = group_keeps_up && (outbox_empty || outbound.len() < queue.div_ceil(2));
+            if let Poll::Ready(event) = socket.poll_next(cx, readable) {
+                match event {
+                    // Every frame the client sends to the group passes here.
+                    Event::Message(AggregatedMessage::Binary(frame)) => {
+                        stats.received(frame.len());
+                        if let Err(refusal) = messages.check(stats) {
+                            return Poll::Ready(flooded::<D>(refusal, stats));
                         }
-                        Ok(Heard::Ignored) => {}
-                        Err(error) => break failed::<D>(error, stats),
+                        // A group on another node gets the frame itself.
+                        let raw = frame.clone();
+                        match D::decode(frame, peer) {
+                            Ok(Heard::Heartbeat) => heartbeat.heard(),
+                            Ok(Heard::Event(event)) => {
+                                // Counted before the group can see it, so
+                                // its `handled` never comes first.
+                                in_flight.sent();
+                                D::tell(&group, event, &raw);
+                            }
+                            Ok(Heard::HeartbeatWith(event)) => {
+                                heartbeat.heard();
+                                in_flight.sent();
+                                D::tell(&group, event, &raw);
+                            }
+                            Ok(Heard::Ignored) => {}
+                            Err(error) => return Poll::Ready(failed::<D>(error, stats)),
+                        }
+                    }
+                    Event::Message(AggregatedMessage::Text(_)) => {
+                        return Poll::Ready(failed::<D>(SigverError::TextFrame, stats));
+                    }
+                    Event::Message(AggregatedMessage::Ping(payload)) => {
+                        socket.send(actix_http::ws::Message::Pong(payload));
+                    }
+                    Event::Message(AggregatedMessage::Pong(_)) => {}
+                    // Answered with the client's own code and reason, as
+                    // both Node servers did.
+                    Event::Message(AggregatedMessage::Close(reason)) => {
+                        return Poll::Ready(ws::Ending::ClientClosed(reason));
+                    }
+                    Event::Eof => return Poll::Ready(ws::Ending::ClientClosed(None)),
+                    Event::WriteFailed => return Poll::Ready(ws::Ending::Gone),
+                    // The socket took what waited: the loop takes more.
+                    Event::Drained => {}
+                    Event::Failed(failure, detail) => {
+                        return Poll::Ready(read_failed::<D>(failure, detail, max_frame, stats));
                     }
                 }
-                Event::Message(AggregatedMessage::Text(_)) => {
-                    break failed::<D>(SigverError::TextFrame, stats);
-                }
-                Event::Message(AggregatedMessage::Ping(payload)) => {
-                    socket.send(actix_http::ws::Message::Pong(payload));
-                }
-                Event::Message(AggregatedMessage::Pong(_)) => {}
-                // Answered with the client's own code and reason, as both
-                // Node servers did.
-                Event::Message(AggregatedMessage::Close(reason)) => break ws::Ending::ClientClosed(reason),
-                Event::Eof => break ws::Ending::ClientClosed(None),
-                Event::WriteFailed => break ws::Ending::Gone,
-                // The socket took what waited: the loop takes more.
-                Event::Drained => {}
-                Event::Failed(failure, detail) => break read_failed::<D>(failure, detail, max_frame, stats),
-            },
-            _ = &mut timer => {
+                continue;
+            }
+            // One timer: the heartbeat's next deadline, or sooner the
+            // moment a stalled write is given up.
+            let due = match socket.stalled_since() {
+                Some(since) => heartbeat.deadline().min(since + send_stall),
+                None => heartbeat.deadline(),
+            };
+            if timer.deadline() != due.into() {
+                timer.as_mut().reset(due.into());
+            }
+            if timer.as_mut().poll(cx).is_ready() {
                 let now = Instant::now();
-                if socket.stalled_since().is_some_and(|since| since + send_stall <= now) {
-                    break ws::Ending::Gone;
+                if socket
+                    .stalled_since()
+                    .is_some_and(|since| since + send_stall <= now)
+                {
+                    return Poll::Ready(ws::Ending::Gone);
                 }
                 if heartbeat.deadline() <= now {
                     match heartbeat.on_deadline(now) {
-                        Some(Beat::Expired) => break failed::<D>(SigverError::HeartbeatMissed, stats),
+                        Some(Beat::Expired) => {
+                            return Poll::Ready(failed::<D>(SigverError::HeartbeatMissed, stats));
+                        }
                         Some(Beat::Send) => socket.send_binary(D::heartbeat()),
                         None => {}
                     }
                 }
+                continue;
             }
+            return Poll::Pending;
         }
-    };
+    })
+    .await;
 
     group.leave(Leave { peer });
     drop(ticket);

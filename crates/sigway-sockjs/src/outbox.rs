@@ -123,6 +123,18 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
+    /// Wakes the calling task at the next push, or when a push finds the
+    /// queue full, without taking anything: a task that does not take
+    /// items now (its socket pushes back) still learns of an overflow by
+    /// checking [`Overflow::is_raised`] when woken.
+    pub fn watch(&mut self, cx: &mut Context<'_>) {
+        let mut state = self.shared.lock();
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+    }
+
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Result<T, Empty> {
         self.shared.lock().items.pop_front().ok_or(Empty)
@@ -226,9 +238,15 @@ impl<T> Outbox<T> {
             return Err(OutboxError::Closed);
         }
         if state.items.len() >= state.capacity {
+            let waker = state.waker.take();
             drop(state);
             if self.overflow.raise() {
                 tracing::info!("outbox full: the client does not read, closing it");
+            }
+            // The receiving task may be waiting for its socket rather than
+            // on the alarm's notify: woken after the raise, it sees it.
+            if let Some(waker) = waker {
+                waker.wake();
             }
             return Err(OutboxError::Full);
         }
@@ -321,6 +339,31 @@ mod tests {
             .expect("woken")
             .expect("task");
         assert_eq!(got, Some(7));
+    }
+
+    /// A waker that records that it was woken.
+    struct Flag(AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_receiver_that_only_watches_is_woken_by_a_push_and_by_the_overflow() {
+        let (outbox, mut rx) = Outbox::new(1);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        rx.queue.watch(&mut cx);
+        assert_eq!(outbox.push(1), Ok(()));
+        assert!(flag.0.swap(false, Ordering::SeqCst), "woken by the push");
+        rx.queue.watch(&mut cx);
+        assert_eq!(outbox.push(2), Err(OutboxError::Full));
+        assert!(flag.0.load(Ordering::SeqCst), "woken by the overflow");
+        assert!(rx.overflow.is_raised(), "raised before the wake");
+        assert_eq!(rx.queue.try_recv(), Ok(1));
     }
 
     #[test]

@@ -185,7 +185,9 @@ impl WsConnection {
         std::future::poll_fn(|cx| self.poll_next(cx, read)).await
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<Event> {
+    /// [`WsConnection::next`] for a session that polls its sources by hand
+    /// (one poll per wake-up, no future re-created per message).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<Event> {
         let had_pending = !self.write_buf.is_empty();
         if self.poll_write(cx).is_err() {
             return Poll::Ready(Event::WriteFailed);
@@ -256,8 +258,10 @@ impl WsConnection {
             self.read_buf.reserve(READ_CHUNK);
             return tokio_util::io::poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.read_buf);
         }
-        let mut probe = [0u8; PROBE_BYTES];
-        let mut buf = ReadBuf::new(&mut probe);
+        // Uninitialised: zeroing 8 KiB per read would cost more than the
+        // frame it reads.
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); PROBE_BYTES];
+        let mut buf = ReadBuf::uninit(&mut probe);
         std::task::ready!(Pin::new(&mut *self.io).poll_read(cx, &mut buf))?;
         let filled = buf.filled();
         self.read_buf = BytesMut::from(filled);

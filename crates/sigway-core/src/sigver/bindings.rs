@@ -13,7 +13,7 @@
 //! ends only the directions the departed peer fed, and a direction towards
 //! it lives on until its sender ends it ([`Bindings::depart`]).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::sigver::ids::MAX_ID;
 use crate::sigver::types::{PeerId, PeerKey, SignalingId, SignalingIds};

@@ -8,7 +8,7 @@
 //! allocator from its snapshot). Ids are random in `1..=2^31-1` (0 means
 //! "the member side" on the wire).
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use rand::Rng;
 

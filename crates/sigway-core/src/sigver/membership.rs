@@ -13,7 +13,7 @@
 //! `MembershipRules`: what a member and a tried member are, what a
 //! departure does to bindings, and how an end notice and a close are worded.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::error::{Refusal, SigverError};
 use crate::sigver::bindings::{Bindings, Leg};

@@ -350,7 +350,7 @@ fn rebuild<P: PeerKey, R: SnapshotRules<P>>(
     limits: GroupLimits,
     peer: &dyn Fn(PeerAddress) -> P,
 ) -> Result<(R, GroupIds), String> {
-    let mut records = HashMap::new();
+    let mut records = HashMap::default();
     let mut addresses = HashSet::new();
     for written_peer in &written.peers {
         let at = read_address(written_peer.address.as_ref())?;
