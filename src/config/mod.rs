@@ -344,7 +344,7 @@ impl Default for Limits {
             max_members_per_room: 1_000,
             max_id_bytes: 512,
             outbound_queue: 1_024,
-            max_sockjs_sessions_per_ip: 100,
+            max_sockjs_sessions_per_ip: 10_000,
             connections_per_ip_per_sec: 0.0,
             connection_burst: 20,
             messages_per_sec: 0.0,
