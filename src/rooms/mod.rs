@@ -162,7 +162,7 @@ impl RoomHome {
     /// happen both before this node leaves the cluster or both not at all.
     /// Hold [`Step::hold`] for the whole event.
     pub(crate) fn step(&self, changes: bool) -> Step {
-        Step(self.cluster.clone().filter(|_| changes))
+        Step(self.cluster.as_ref().filter(|_| changes).cloned())
     }
 
     /// The room has no member left: it may stop unless an attach forwarded
