@@ -15,9 +15,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix::prelude::*;
-
-use super::{Attach, Refusal, Room, RoomHome};
+use super::{Attach, Inbound, Inbox, LocalRoom, Refusal, Room, RoomHome};
 use crate::observe::Stats;
 
 /// Shards of the registry: a few per core is plenty for map operations
@@ -25,8 +23,9 @@ use crate::observe::Stats;
 const SHARDS: usize = 32;
 
 struct Entry {
-    /// The room's `Addr<R>`, type-erased so that one map holds every kind.
-    addr: Box<dyn Any + Send>,
+    /// The room's [`LocalRoom<R>`], type-erased so that one map holds
+    /// every kind.
+    room: Box<dyn Any + Send>,
     attaches_forwarded: u64,
 }
 
@@ -65,7 +64,7 @@ impl LocalRooms {
         key: Arc<str>,
         member: R::Member,
         home: RoomHome,
-    ) -> Result<Addr<R>, Refusal> {
+    ) -> Result<LocalRoom<R>, Refusal> {
         let mut shard = self.shard(R::KIND, &key);
         let map_key = (R::KIND, key);
         if !shard.contains_key(&map_key) {
@@ -74,27 +73,27 @@ impl LocalRooms {
             // worker): a room and its first members then share a thread, so
             // relaying between them crosses none. Rooms spread over the
             // workers as their sessions do.
-            let addr = R::new_room(map_key.1.clone(), home).start();
+            let (addr, inbox) = Inbox::start(R::new_room(map_key.1.clone(), home));
             shard.insert(
                 map_key.clone(),
                 Entry {
-                    addr: Box::new(addr),
+                    room: Box::new(LocalRoom { addr, inbox }),
                     attaches_forwarded: 0,
                 },
             );
             self.stats.room_opened(R::KIND);
         }
         let entry = shard.get_mut(&map_key).ok_or(Refusal::Internal)?;
-        let addr = entry
-            .addr
-            .downcast_ref::<Addr<R>>()
+        let room = entry
+            .room
+            .downcast_ref::<LocalRoom<R>>()
             .ok_or(Refusal::Internal)?
             .clone();
         entry.attaches_forwarded += 1;
         // Sent under the lock: a release racing with this join sees the
         // new count and keeps the room.
-        addr.do_send(Attach::<R> { member });
-        Ok(addr)
+        room.push(Inbound::Attach(Attach::<R> { member }));
+        Ok(room)
     }
 
     /// Starts `room` (rebuilt elsewhere, with `members` already in it) as
@@ -104,30 +103,31 @@ impl LocalRooms {
         key: Arc<str>,
         room: R,
         members: usize,
-    ) -> Result<Addr<R>, Refusal> {
+    ) -> Result<LocalRoom<R>, Refusal> {
         let mut shard = self.shard(R::KIND, &key);
         let map_key = (R::KIND, key);
         if shard.contains_key(&map_key) {
             return Err(Refusal::Internal);
         }
         self.reserve_room()?;
-        let addr = room.start();
+        let (addr, inbox) = Inbox::start(room);
+        let room = LocalRoom { addr, inbox };
         shard.insert(
             map_key,
             Entry {
-                addr: Box::new(addr.clone()),
+                room: Box::new(room.clone()),
                 attaches_forwarded: members as u64,
             },
         );
         self.stats.room_opened(R::KIND);
-        Ok(addr)
+        Ok(room)
     }
 
-    pub(super) fn find<R: Room>(&self, key: &str) -> Option<Addr<R>> {
+    pub(super) fn find<R: Room>(&self, key: &str) -> Option<LocalRoom<R>> {
         let shard = self.shard(R::KIND, key);
         shard
             .get(&(R::KIND, Arc::from(key)))
-            .and_then(|entry| entry.addr.downcast_ref::<Addr<R>>())
+            .and_then(|entry| entry.room.downcast_ref::<LocalRoom<R>>())
             .cloned()
     }
 
@@ -170,13 +170,17 @@ impl LocalRooms {
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::rooms::{Occupancy, RoomRef, Rooms};
+    use crate::rooms::{MemberId, Occupancy, RoomRef, Rooms};
+    use actix::prelude::*;
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-    /// A room that only counts who attached, and leaves on request.
+    /// A room that only counts who attached, and on each leave reports
+    /// whether it was released.
     struct Counter {
         key: Arc<str>,
         home: RoomHome,
         occupancy: Occupancy,
+        reports: HashMap<MemberId, UnboundedSender<bool>>,
     }
 
     impl Actor for Counter {
@@ -185,30 +189,20 @@ mod tests {
 
     impl Room for Counter {
         const KIND: &'static str = "test";
-        type Member = ();
+        /// The member, and where it hears whether its leave released the
+        /// room.
+        type Member = (MemberId, UnboundedSender<bool>);
+        type Event = ();
         fn new_room(key: Arc<str>, home: RoomHome) -> Self {
             Self {
                 key,
                 home,
                 occupancy: Occupancy::default(),
+                reports: HashMap::new(),
             }
         }
-    }
-
-    impl Handler<Attach<Self>> for Counter {
-        type Result = ();
-        fn handle(&mut self, _: Attach<Self>, _: &mut Context<Self>) {
-            self.occupancy.attached();
-        }
-    }
-
-    #[derive(Message)]
-    #[rtype(result = "bool")]
-    struct LeaveOne;
-
-    impl Handler<LeaveOne> for Counter {
-        type Result = bool;
-        fn handle(&mut self, _: LeaveOne, ctx: &mut Context<Self>) -> bool {
+        fn handle_event(&mut self, (): (), _: &mut Context<Self>) {}
+        fn handle_leave(&mut self, member: MemberId, ctx: &mut Context<Self>) {
             self.occupancy.detached();
             let released = self
                 .home
@@ -216,7 +210,18 @@ mod tests {
             if released {
                 ctx.stop();
             }
-            released
+            if let Some(reports) = self.reports.remove(&member) {
+                let _ = reports.send(released);
+            }
+        }
+    }
+
+    impl Handler<Attach<Self>> for Counter {
+        type Result = ();
+        fn handle(&mut self, attach: Attach<Self>, _: &mut Context<Self>) {
+            self.occupancy.attached();
+            let (member, reports) = attach.member;
+            self.reports.insert(member, reports);
         }
     }
 
@@ -226,31 +231,46 @@ mod tests {
         Rooms::new(Arc::new(settings), Arc::new(Stats::default()))
     }
 
-    fn addr(room: &RoomRef<Counter>) -> Addr<Counter> {
-        match room {
-            RoomRef::Local(addr) => addr.clone(),
-            RoomRef::Remote(_) => unreachable!("a node alone has no remote rooms"),
+    /// One member of a test room: joins, and leaves saying whether its
+    /// leave released the room.
+    struct Member {
+        id: MemberId,
+        room: RoomRef<Counter>,
+        reports: UnboundedReceiver<bool>,
+    }
+
+    impl Member {
+        fn join(rooms: &Rooms, key: &str) -> Result<Self, Refusal> {
+            let (tx, reports) = unbounded_channel();
+            let id = rooms.member_id();
+            let room = rooms.join_here::<Counter>(key.into(), (id, tx))?;
+            Ok(Self { id, room, reports })
+        }
+
+        /// Leaves; whether that released the room.
+        async fn leave(mut self) -> bool {
+            self.room.leave(self.id);
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.reports.recv())
+                .await
+                .expect("the room answers")
+                .expect("the room reports")
         }
     }
 
     #[actix_web::test]
     async fn a_room_is_released_only_when_every_forwarded_attach_was_seen() {
         let rooms = rooms(10);
-        let first = rooms.join_here::<Counter>("k".into(), ()).expect("join");
-        // A second member is on its way when the first leaves: the room
-        // has seen one attach of two, so it must stay.
-        let second = rooms.join_here::<Counter>("k".into(), ()).expect("join");
+        let first = Member::join(&rooms, "k").expect("join");
+        let second = Member::join(&rooms, "k").expect("join");
         assert_eq!(rooms.len(), 1, "one key, one room");
-        assert!(!addr(&first).send(LeaveOne).await.expect("alive"));
-        assert!(addr(&second).send(LeaveOne).await.expect("alive"));
+        assert!(!first.leave().await, "a member is still in");
+        assert!(second.leave().await, "the last one out releases the room");
         assert_eq!(rooms.len(), 0);
         assert!(rooms.find::<Counter>("k").is_none());
-        let again = rooms
-            .join_here::<Counter>("k".into(), ())
-            .expect("a fresh room");
+        let again = Member::join(&rooms, "k").expect("a fresh room");
         assert_eq!(rooms.len(), 1);
         assert!(
-            addr(&again).send(LeaveOne).await.expect("alive"),
+            again.leave().await,
             "the fresh room counts only its own attach"
         );
     }
@@ -258,21 +278,15 @@ mod tests {
     #[actix_web::test]
     async fn the_room_limit_counts_every_kind_and_frees_on_release() {
         let rooms = rooms(2);
-        let a = rooms.join_here::<Counter>("a".into(), ()).expect("a");
-        rooms.join_here::<Counter>("b".into(), ()).expect("b");
+        let a = Member::join(&rooms, "a").expect("a");
+        let _b = Member::join(&rooms, "b").expect("b");
         assert_eq!(
-            rooms
-                .join_here::<Counter>("c".into(), ())
-                .expect_err("full"),
+            Member::join(&rooms, "c").err().expect("full"),
             Refusal::TooManyRooms(2)
         );
-        rooms
-            .join_here::<Counter>("a".into(), ())
-            .expect("an open room takes members");
-        assert!(!addr(&a).send(LeaveOne).await.expect("alive"));
-        assert!(addr(&a).send(LeaveOne).await.expect("alive"));
-        rooms
-            .join_here::<Counter>("c".into(), ())
-            .expect("a place came back");
+        let a_again = Member::join(&rooms, "a").expect("an open room takes members");
+        assert!(!a.leave().await);
+        assert!(a_again.leave().await);
+        let _c = Member::join(&rooms, "c").expect("a place came back");
     }
 }

@@ -22,6 +22,7 @@
 pub(crate) mod admission;
 mod cluster;
 pub(crate) mod guard;
+mod inbox;
 mod local;
 pub(crate) mod sink;
 
@@ -34,6 +35,7 @@ use bytes::Bytes;
 pub(crate) use crate::error::Refusal;
 pub(crate) use admission::{Admission, Ticket};
 pub(crate) use guard::{Guard, MessageGate};
+pub(crate) use inbox::{Inbound, Inbox};
 pub(crate) use sink::{InFlight, Sink, SinkError, SinkReceiver};
 
 pub(crate) use cluster::{
@@ -67,12 +69,22 @@ impl std::fmt::Display for MemberId {
 ///
 /// A room counts its attached members with an [`Occupancy`] and, when the
 /// count reaches zero, asks its [`RoomHome`] whether it may stop.
-pub(crate) trait Room: Actor<Context = Context<Self>> + Handler<Attach<Self>> {
+/// Members reach it through its [`Inbox`]: their attach (the
+/// `Handler<Attach>`), their events, their leave, in the order sent.
+pub(crate) trait Room:
+    Actor<Context = Context<Self>> + Handler<Attach<Self>, Result = ()>
+{
     /// Namespace of this kind's keys; also its label in metrics.
     const KIND: &'static str;
     /// What a session hands to the room when it joins.
     type Member: Send + 'static;
+    /// What a member says to the room once in it.
+    type Event: Send + 'static;
     fn new_room(key: Arc<str>, home: RoomHome) -> Self;
+    /// A member's event.
+    fn handle_event(&mut self, event: Self::Event, ctx: &mut Context<Self>);
+    /// The member `member` is gone.
+    fn handle_leave(&mut self, member: MemberId, ctx: &mut Context<Self>);
 }
 
 /// A kind of room whose members may be connected to other nodes (cluster
@@ -87,9 +99,7 @@ pub(crate) trait Portable: Room + Handler<SaveAgain> {
     /// to that node.
     fn import(id: MemberId, info: &[u8], sink: RemoteSink) -> Self::Member;
     /// A frame the remote member `id` sent, for its room here.
-    fn forward(room: &Addr<Self>, id: MemberId, frame: Bytes);
-    /// The remote member `id` is gone.
-    fn leave(room: &Addr<Self>, id: MemberId);
+    fn forward(room: &LocalRoom<Self>, id: MemberId, frame: Bytes);
     /// What a remote member whose join was refused is told (the kind's
     /// encoding of a close, as [`Exported::away`] decodes it).
     fn refused(refusal: Refusal) -> Bytes;
@@ -223,8 +233,31 @@ impl Occupancy {
 /// room runs here, or (cluster mode) on its owner node, where the session's
 /// frames are forwarded as they came from its client.
 pub(crate) enum RoomRef<R: Room> {
-    Local(Addr<R>),
+    Local(LocalRoom<R>),
     Remote(Arc<RemoteRoom>),
+}
+
+/// A room running on this node: its actor, and the inbox its members
+/// write to.
+pub(crate) struct LocalRoom<R: Room> {
+    pub addr: Addr<R>,
+    inbox: Arc<Inbox<R>>,
+}
+
+impl<R: Room> Clone for LocalRoom<R> {
+    fn clone(&self) -> Self {
+        Self {
+            addr: self.addr.clone(),
+            inbox: self.inbox.clone(),
+        }
+    }
+}
+
+impl<R: Room> LocalRoom<R> {
+    /// Hands the room one of its member's messages.
+    pub(crate) fn push(&self, message: Inbound<R>) {
+        self.inbox.push(message);
+    }
 }
 
 impl<R: Room> Clone for RoomRef<R> {
@@ -249,28 +282,17 @@ impl<R: Room> std::fmt::Debug for RoomRef<R> {
 impl<R: Room> RoomRef<R> {
     /// Hands the room an event its member decoded from `frame`: the event
     /// itself here, the frame to the owner node (which decodes it again).
-    pub(crate) fn event<M>(&self, message: M, frame: &Bytes)
-    where
-        M: Message<Result = ()> + Send + 'static,
-        R: Handler<M>,
-        R::Context: actix::dev::ToEnvelope<R, M>,
-    {
+    pub(crate) fn event(&self, event: R::Event, frame: &Bytes) {
         match self {
-            RoomRef::Local(addr) => addr.do_send(message),
+            RoomRef::Local(room) => room.push(Inbound::Event(event)),
             RoomRef::Remote(remote) => remote.event(frame.clone()),
         }
     }
 
-    /// The member leaves (its session ended); `message` says so to a room
-    /// here, the owner node is told otherwise.
-    pub(crate) fn leave<M>(&self, message: M)
-    where
-        M: Message<Result = ()> + Send + 'static,
-        R: Handler<M>,
-        R::Context: actix::dev::ToEnvelope<R, M>,
-    {
+    /// The member `member` leaves (its session ended).
+    pub(crate) fn leave(&self, member: MemberId) {
         match self {
-            RoomRef::Local(addr) => addr.do_send(message),
+            RoomRef::Local(room) => room.push(Inbound::Leave(member)),
             RoomRef::Remote(remote) => remote.leave(),
         }
     }
@@ -378,8 +400,8 @@ impl Rooms {
         key: Arc<str>,
         member: R::Member,
     ) -> Result<RoomRef<R>, Refusal> {
-        let addr = self.local.join::<R>(key, member, self.home())?;
-        Ok(RoomRef::Local(addr))
+        let room = self.local.join::<R>(key, member, self.home())?;
+        Ok(RoomRef::Local(room))
     }
 
     fn home(&self) -> RoomHome {
@@ -393,7 +415,12 @@ impl Rooms {
 
     /// Starts `room`, rebuilt with `members` in it, as this node's room
     /// `key` of kind `R` (cluster adoption); fails if one is open already.
-    fn adopt<R: Room>(&self, key: Arc<str>, room: R, members: usize) -> Result<Addr<R>, Refusal> {
+    fn adopt<R: Room>(
+        &self,
+        key: Arc<str>,
+        room: R,
+        members: usize,
+    ) -> Result<LocalRoom<R>, Refusal> {
         self.local.adopt(key, room, members)
     }
 

@@ -4,11 +4,10 @@
 //! whose type is not `content` but which carries one is relayed too, as
 //! sigver 20 did ([`merged`]).
 
-use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
-use crate::rooms::{MemberId, RoomRef};
+use crate::rooms::MemberId;
 use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE, Inbound};
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
@@ -19,8 +18,6 @@ use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId
 pub(crate) type Group = GroupActor<GroupState<MemberId>>;
 
 /// A decoded event from a peer of this group.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub(crate) enum FromPeer {
     /// `connect`, and the `content` its frame also carried, if any.
     Connect {
@@ -117,25 +114,9 @@ impl Dialect for GroupState<MemberId> {
         })
     }
 
-    fn tell(group: &RoomRef<Group>, event: FromPeer, frame: &Bytes) {
-        group.event(event, frame);
-    }
-
-    fn changes_state(event: &FromPeer) -> bool {
-        match event {
-            FromPeer::Connect { .. } => true,
-            // lastData ends a binding; any other content is a plain relay.
-            FromPeer::Content { content, .. } => content.last_data,
-        }
-    }
-}
-
-impl Handler<FromPeer> for Group {
-    type Result = ();
-
-    fn handle(&mut self, event: FromPeer, _: &mut Context<Self>) {
+    fn handle(group: &mut Group, event: FromPeer) {
         let changes = <GroupState<MemberId> as Dialect>::changes_state(&event);
-        let step = self.step(changes);
+        let step = group.step(changes);
         let _held = step.hold();
         match event {
             FromPeer::Connect {
@@ -143,16 +124,24 @@ impl Handler<FromPeer> for Group {
                 id,
                 members,
                 content,
-            } => self.event(peer, |state, key, ids, out| {
+            } => group.event(peer, |state, key, ids, out| {
                 merged::connect_with_content(state, peer, (id, &members), content, ids, out);
                 tracing::debug!(%key, %peer, netflux_id = id, member = state.is_member(peer), "connect");
             }),
             FromPeer::Content { peer, content } => {
-                self.event(peer, |state, _, _, out| state.content(peer, content, out))
+                group.event(peer, |state, _, _, out| state.content(peer, content, out))
             }
         }
         if changes {
-            self.save();
+            group.save();
+        }
+    }
+
+    fn changes_state(event: &FromPeer) -> bool {
+        match event {
+            FromPeer::Connect { .. } => true,
+            // lastData ends a binding; any other content is a plain relay.
+            FromPeer::Content { content, .. } => content.last_data,
         }
     }
 }

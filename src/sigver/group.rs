@@ -23,8 +23,8 @@ use crate::error::Refusal;
 use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
 use crate::rooms::{
-    Attach, Away, Exported, MemberId, Occupancy, Portable, Reach, RemoteSink, Room, RoomHome,
-    RoomRef, SaveAgain, Sink, SinkError, Step,
+    Attach, Away, Exported, Inbound, LocalRoom, MemberId, Occupancy, Portable, Reach, RemoteSink,
+    Room, RoomHome, SaveAgain, Sink, SinkError, Step,
 };
 use crate::sigver::ids::GroupIds;
 use crate::sigver::snapshot::{PeerAddress, Snapshot};
@@ -58,13 +58,6 @@ pub(crate) enum Heard<E> {
     Ignored,
 }
 
-/// The peer's connection is gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Leave {
-    pub peer: MemberId,
-}
-
 /// A sigver dialect, implemented by its pure rules: what the session needs
 /// (its heartbeat frame, how a frame becomes an event for the group) and
 /// what [`GroupActor`] needs (how the rules start, what a member attaching
@@ -92,14 +85,14 @@ pub(crate) trait Dialect: Snapshot<MemberId> + Unpin + Sized + 'static {
     /// Whom the action is for and what to queue for it.
     fn outbound(key: &str, action: Self::Action) -> (MemberId, Outbound);
     /// What a peer's frame becomes for the group.
-    type Event;
+    type Event: Send + 'static;
     /// The server's heartbeat frame.
     fn heartbeat() -> Bytes;
     /// Decodes one binary frame from `peer`.
     fn decode(frame: Bytes, peer: MemberId) -> Result<Heard<Self::Event>, SigverError>;
-    /// Hands an event decoded from `frame` to the group (this dialect's
-    /// `Handler` takes it; a group on another node gets the frame).
-    fn tell(group: &RoomRef<GroupActor<Self>>, event: Self::Event, frame: &Bytes);
+    /// Carries out a peer's event in `group` (through
+    /// [`GroupActor::event`]).
+    fn handle(group: &mut GroupActor<Self>, event: Self::Event);
     /// Whether handling `event` may change membership or bindings (what a
     /// snapshot holds); plain relays do not.
     fn changes_state(event: &Self::Event) -> bool;
@@ -198,6 +191,7 @@ impl<R: Dialect> Actor for GroupActor<R> {
 impl<R: Dialect> Room for GroupActor<R> {
     const KIND: &'static str = R::KIND;
     type Member = PeerEntry;
+    type Event = R::Event;
 
     fn new_room(key: Arc<str>, home: RoomHome) -> Self {
         let limits = GroupLimits {
@@ -213,6 +207,14 @@ impl<R: Dialect> Room for GroupActor<R> {
             home,
             actions: Vec::new(),
         }
+    }
+
+    fn handle_event(&mut self, event: R::Event, _: &mut Context<Self>) {
+        R::handle(self, event);
+    }
+
+    fn handle_leave(&mut self, peer: MemberId, ctx: &mut Context<Self>) {
+        self.peer_left(peer, ctx);
     }
 }
 
@@ -240,17 +242,15 @@ impl<R: Dialect> Handler<SaveAgain> for GroupActor<R> {
     }
 }
 
-impl<R: Dialect> Handler<Leave> for GroupActor<R> {
-    type Result = ();
-
-    fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) {
+impl<R: Dialect> GroupActor<R> {
+    /// The peer's connection is gone.
+    fn peer_left(&mut self, peer: MemberId, ctx: &mut Context<Self>) {
         let step = self.home.step(true);
         let _held = step.hold();
-        self.rules
-            .left(leave.peer, &mut self.ids, &mut self.actions);
+        self.rules.left(peer, &mut self.ids, &mut self.actions);
         self.carry_out();
         self.save();
-        if self.sinks.remove(&leave.peer).is_some() {
+        if self.sinks.remove(&peer).is_some() {
             self.occupancy.detached();
             if self
                 .home
@@ -287,22 +287,18 @@ impl<R: Dialect> Portable for GroupActor<R> {
         }
     }
 
-    fn forward(room: &Addr<Self>, id: MemberId, frame: Bytes) {
+    fn forward(room: &LocalRoom<Self>, id: MemberId, frame: Bytes) {
         // The member's node already checked the frame; decoding it again
         // here gives the same event.
-        match R::decode(frame.clone(), id) {
+        match R::decode(frame, id) {
             Ok(Heard::Event(event) | Heard::HeartbeatWith(event)) => {
-                R::tell(&RoomRef::Local(room.clone()), event, &frame);
+                room.push(Inbound::Event(event));
             }
             Ok(Heard::Heartbeat | Heard::Ignored) => {}
             Err(error) => {
                 tracing::debug!(%error, member = %id, "forwarded frame not decodable here")
             }
         }
-    }
-
-    fn leave(room: &Addr<Self>, id: MemberId) {
-        room.do_send(Leave { peer: id });
     }
 
     fn refused(refusal: Refusal) -> Bytes {

@@ -16,11 +16,10 @@
 
 pub(crate) use sigway_core::sigver::legacy::{codec, state};
 
-use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
-use crate::rooms::{MemberId, RoomRef};
+use crate::rooms::MemberId;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::state::{GroupLimits, SignalingId};
@@ -28,8 +27,7 @@ use codec::{IS_FIRST_FALSE, IS_FIRST_TRUE, LegacyInbound};
 use state::{LegacyAction, LegacyGroupState, Payload};
 
 /// A decoded event from a peer of a legacy group.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
+#[derive(Debug)]
 pub(crate) enum FromLegacyPeer {
     Stable {
         peer: MemberId,
@@ -115,8 +113,31 @@ impl Dialect for LegacyGroupState<MemberId> {
         }))
     }
 
-    fn tell(group: &RoomRef<LegacyGroup>, event: FromLegacyPeer, frame: &Bytes) {
-        group.event(event, frame);
+    fn handle(group: &mut LegacyGroup, event: FromLegacyPeer) {
+        let changes = <LegacyGroupState<MemberId> as Dialect>::changes_state(&event);
+        let step = group.step(changes);
+        let _held = step.hold();
+        match event {
+            FromLegacyPeer::Stable { peer } => group.event(peer, |state, key, ids, out| {
+                state.stable(peer, ids, out);
+                tracing::debug!(%key, %peer, "stable");
+            }),
+            FromLegacyPeer::TryAnother { peer } => group.event(peer, |state, key, ids, out| {
+                state.try_another(peer, ids, out);
+                tracing::debug!(%key, %peer, member = ?state.bound_member(peer), "tryAnother");
+            }),
+            FromLegacyPeer::Content { peer, id, payload } => group
+                .event(peer, |state, _, ids, out| {
+                    state.content(peer, id, payload, ids, out)
+                }),
+            FromLegacyPeer::UntypedContent { peer, id } => group
+                .event(peer, |state, _, ids, out| {
+                    state.untyped_content(peer, id, ids, out)
+                }),
+        }
+        if changes {
+            group.save();
+        }
     }
 
     fn changes_state(event: &FromLegacyPeer) -> bool {
@@ -129,36 +150,5 @@ impl Dialect for LegacyGroupState<MemberId> {
                 ..
             }
         )
-    }
-}
-
-impl Handler<FromLegacyPeer> for LegacyGroup {
-    type Result = ();
-
-    fn handle(&mut self, event: FromLegacyPeer, _: &mut Context<Self>) {
-        let changes = <LegacyGroupState<MemberId> as Dialect>::changes_state(&event);
-        let step = self.step(changes);
-        let _held = step.hold();
-        match event {
-            FromLegacyPeer::Stable { peer } => self.event(peer, |state, key, ids, out| {
-                state.stable(peer, ids, out);
-                tracing::debug!(%key, %peer, "stable");
-            }),
-            FromLegacyPeer::TryAnother { peer } => self.event(peer, |state, key, ids, out| {
-                state.try_another(peer, ids, out);
-                tracing::debug!(%key, %peer, member = ?state.bound_member(peer), "tryAnother");
-            }),
-            FromLegacyPeer::Content { peer, id, payload } => self
-                .event(peer, |state, _, ids, out| {
-                    state.content(peer, id, payload, ids, out)
-                }),
-            FromLegacyPeer::UntypedContent { peer, id } => self
-                .event(peer, |state, _, ids, out| {
-                    state.untyped_content(peer, id, ids, out)
-                }),
-        }
-        if changes {
-            self.save();
-        }
     }
 }

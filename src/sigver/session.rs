@@ -8,7 +8,7 @@
 //! received frame). With `auth.key_secret` set only signed keys get past
 //! the handshake. Both dialects share this code through
 //! [`Dialect`]; they differ in their messages, their rules and their close
-//! codes. Whatever ends the session, the group hears [`Leave`] once.
+//! codes. Whatever ends the session, the group hears of its leave once.
 
 use std::sync::Arc;
 use std::task::Poll;
@@ -26,7 +26,7 @@ use crate::error::{Close, SigverError};
 use crate::observe::{ListedKey, Reason, Stats};
 use crate::rooms::{MemberId, Sink, SinkReceiver};
 use crate::services::Services;
-use crate::sigver::group::{Dialect, GroupActor, Heard, Leave, Outbound, PeerEntry};
+use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, PeerEntry};
 use crate::sigver::handshake::{dialect_of, echoed_subprotocol, has_query_flag, key_of};
 use crate::sigver::heartbeat::{Beat, Heartbeat};
 use crate::sigver::legacy::state::LegacyGroupState;
@@ -236,12 +236,12 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
                                 // Counted before the group can see it, so
                                 // its `handled` never comes first.
                                 in_flight.sent();
-                                D::tell(&group, event, &raw);
+                                group.event(event, &raw);
                             }
                             Ok(Heard::HeartbeatWith(event)) => {
                                 heartbeat.heard();
                                 in_flight.sent();
-                                D::tell(&group, event, &raw);
+                                group.event(event, &raw);
                             }
                             Ok(Heard::Ignored) => {}
                             Err(error) => return Poll::Ready(failed::<D>(error, stats)),
@@ -302,7 +302,7 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     })
     .await;
 
-    group.leave(Leave { peer });
+    group.leave(peer);
     drop(ticket);
     let close = match ending {
         ws::Ending::Server(close) => Some(crate::error::ws_close(&close)),

@@ -31,17 +31,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use actix::prelude::*;
 use bytes::Bytes;
 use bytestring::ByteString;
 use sigway_core::redact::ShownKey;
 
 use crate::error::{Refusal, VidereError};
-use crate::rooms::{Away, Exported, InFlight, MemberId, Portable, Reach, RemoteSink, RoomHome};
+use crate::rooms::{
+    Away, Exported, InFlight, Inbound, LocalRoom, MemberId, Portable, Reach, RemoteSink, RoomHome,
+};
 use sigway_core::videre::packet::Event;
 use sigway_core::videre::room::RoomCore;
 
-use super::room::{Broadcast, Joiner, Leave, MemberLink, Outcome, Ping, VidereRoom};
+use super::room::{Broadcast, Joiner, MemberLink, Outcome, Ping, VidereEvent, VidereRoom};
 
 impl Portable for VidereRoom {
     fn export(member: Joiner) -> Exported {
@@ -78,7 +79,7 @@ impl Portable for VidereRoom {
         }
     }
 
-    fn forward(room: &Addr<Self>, id: MemberId, frame: Bytes) {
+    fn forward(room: &LocalRoom<Self>, id: MemberId, frame: Bytes) {
         // The member's node checked the packet (size, ids, strict mode)
         // before forwarding it; parsing it again gives the same packet.
         let Some(packet) = wire::packet_of(frame) else {
@@ -86,26 +87,22 @@ impl Portable for VidereRoom {
             return;
         };
         match packet.event {
-            Event::Broadcast => room.do_send(Broadcast {
+            Event::Broadcast => room.push(Inbound::Event(VidereEvent::Broadcast(Broadcast {
                 packet,
                 from: id,
                 credit: None,
-            }),
-            Event::Ping => room.do_send(Ping {
+            }))),
+            Event::Ping => room.push(Inbound::Event(VidereEvent::Ping(Ping {
                 packet,
                 from: id,
                 reply: None,
                 credit: None,
-            }),
+            }))),
             // Joins and leaves travel as the room layer's attach and leave.
             Event::Connect | Event::Disconnect => {
                 tracing::debug!(member = %id, event = %packet.event, "forwarded videre packet ignored");
             }
         }
-    }
-
-    fn leave(room: &Addr<Self>, id: MemberId) {
-        room.do_send(Leave { session: id });
     }
 
     fn refused(refusal: Refusal) -> Bytes {

@@ -125,17 +125,8 @@ pub(crate) struct Joiner {
     pub credit: Option<Arc<InFlight>>,
 }
 
-/// A session leaves the room (disconnect, another connect, or its close).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Leave {
-    pub session: MemberId,
-}
-
 /// A broadcast packet of session `from` for every member; `credit` is the
 /// sender's (none for a packet forwarded by another node).
-#[derive(Message)]
-#[rtype(result = "()")]
 pub(crate) struct Broadcast {
     pub packet: Packet,
     pub from: MemberId,
@@ -145,13 +136,17 @@ pub(crate) struct Broadcast {
 /// A ping from session `from`: the answer goes to `reply`, or (a ping
 /// forwarded by another node) to the member `from`'s link; `credit` is the
 /// sender's.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub(crate) struct Ping {
     pub packet: Packet,
     pub from: MemberId,
     pub reply: Option<MemberLink>,
     pub credit: Option<Arc<InFlight>>,
+}
+
+/// What a member says to its room.
+pub(crate) enum VidereEvent {
+    Broadcast(Broadcast),
+    Ping(Ping),
 }
 
 /// The actor of one videre room.
@@ -172,6 +167,7 @@ impl Actor for VidereRoom {
 impl Room for VidereRoom {
     const KIND: &'static str = "videre";
     type Member = Joiner;
+    type Event = VidereEvent;
     fn new_room(key: Arc<str>, home: RoomHome) -> Self {
         Self {
             core: RoomCore::new(key, home.settings.limits.max_members_per_room),
@@ -179,6 +175,21 @@ impl Room for VidereRoom {
             home,
             adopted_credit: HashMap::new(),
         }
+    }
+
+    fn handle_event(&mut self, event: VidereEvent, _: &mut Context<Self>) {
+        match event {
+            VidereEvent::Broadcast(broadcast) => self.broadcast(broadcast),
+            VidereEvent::Ping(ping) => self.ping(ping),
+        }
+    }
+
+    /// A session leaves the room (disconnect, another connect, or its
+    /// close).
+    fn handle_leave(&mut self, session: MemberId, ctx: &mut Context<Self>) {
+        let step = self.home.step(true);
+        let _held = step.hold();
+        self.remove(session, ctx);
     }
 }
 
@@ -327,30 +338,14 @@ impl Handler<SaveAgain> for VidereRoom {
     }
 }
 
-impl Handler<Leave> for VidereRoom {
-    type Result = ();
-
-    fn handle(&mut self, leave: Leave, ctx: &mut Context<Self>) {
-        let step = self.home.step(true);
-        let _held = step.hold();
-        self.remove(leave.session, ctx);
-    }
-}
-
-impl Handler<Broadcast> for VidereRoom {
-    type Result = ();
-
-    fn handle(&mut self, broadcast: Broadcast, _: &mut Context<Self>) {
+impl VidereRoom {
+    fn broadcast(&mut self, broadcast: Broadcast) {
         self.handled(broadcast.from, broadcast.credit.as_ref());
         let text = self.core.broadcast(&broadcast.packet);
         self.send_to_all(&text);
     }
-}
 
-impl Handler<Ping> for VidereRoom {
-    type Result = ();
-
-    fn handle(&mut self, ping: Ping, _: &mut Context<Self>) {
+    fn ping(&mut self, ping: Ping) {
         self.handled(ping.from, ping.credit.as_ref());
         let reply = ping.reply.or_else(|| {
             self.core

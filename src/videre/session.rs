@@ -34,7 +34,7 @@ use sigway_core::videre::memberships::{Membership, Memberships, Target};
 use sigway_sockjs::{SessionInfo, SessionLink, SockjsSession};
 
 use super::packet::{self, Event, Packet};
-use super::room::{Broadcast, Joiner, Leave, MemberLink, Outcome, Ping, VidereRoom};
+use super::room::{Broadcast, Joiner, MemberLink, Outcome, Ping, VidereEvent, VidereRoom};
 use crate::rooms::Room as _;
 
 /// How long a join waits for its room's answer (which a room on another
@@ -158,7 +158,7 @@ impl VidereSession {
 
     /// Leaves `room`, here or on its node.
     fn leave(&self, room: &RoomRef<VidereRoom>) {
-        room.leave(Leave { session: self.id });
+        room.leave(self.id);
     }
 
     async fn connect(&mut self, connect: Packet) {
@@ -266,14 +266,14 @@ impl VidereSession {
                     reply: Some(MemberLink::Here(self.link.clone())),
                     credit,
                 };
-                room.event(ping, &frame);
+                room.event(VidereEvent::Ping(ping), &frame);
             }
             _ => room.event(
-                Broadcast {
+                VidereEvent::Broadcast(Broadcast {
                     packet,
                     from: self.id,
                     credit,
-                },
+                }),
                 &frame,
             ),
         }

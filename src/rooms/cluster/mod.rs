@@ -40,7 +40,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
-use actix::prelude::*;
 use bytes::Bytes;
 use prost::Message as _;
 use sigway_cluster::{Claim, GroupHash, TransportError};
@@ -50,7 +49,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::local::LocalRooms;
 use super::{
-    InFlight, MemberId, NodeId, Portable, Reach, Refusal, RoomRef, Rooms, SaveAgain, SinkError,
+    InFlight, Inbound, LocalRoom, MemberId, NodeId, Portable, Reach, Refusal, RoomRef, Rooms,
+    SaveAgain, SinkError,
 };
 
 mod adoption;

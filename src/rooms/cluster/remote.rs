@@ -129,7 +129,7 @@ pub(super) trait Visitor: Send {
 }
 
 pub(super) struct Visiting<R: Portable> {
-    room: Addr<R>,
+    room: LocalRoom<R>,
     id: MemberId,
 }
 
@@ -139,7 +139,7 @@ impl<R: Portable> Visitor for Visiting<R> {
     }
 
     fn leave(&self) {
-        R::leave(&self.room, self.id);
+        self.room.push(Inbound::Leave(self.id));
     }
 }
 
@@ -156,7 +156,7 @@ pub(super) struct Kind {
 /// again.
 pub(super) fn save_room_again<R: Portable>(rooms: &Rooms, key: &str) {
     if let Some(RoomRef::Local(room)) = rooms.find::<R>(key) {
-        room.do_send(SaveAgain);
+        room.addr.do_send(SaveAgain);
     }
 }
 
@@ -179,8 +179,8 @@ pub(super) fn restore_room<R: Portable>(
     reach: &mut dyn FnMut(MemberId) -> Reach,
 ) -> Option<Vec<(MemberId, Box<dyn Visitor>)>> {
     let (room, members) = R::restore(key.clone(), rooms.home(), snapshot, reach)?;
-    let addr = match rooms.adopt(key, room, members.len()) {
-        Ok(addr) => addr,
+    let room = match rooms.adopt(key, room, members.len()) {
+        Ok(room) => room,
         Err(refusal) => {
             tracing::warn!(kind = R::KIND, %refusal, "adopted room could not start");
             return None;
@@ -191,7 +191,7 @@ pub(super) fn restore_room<R: Portable>(
             .into_iter()
             .map(|id| {
                 let visitor: Box<dyn Visitor> = Box::new(Visiting::<R> {
-                    room: addr.clone(),
+                    room: room.clone(),
                     id,
                 });
                 (id, visitor)
