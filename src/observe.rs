@@ -677,6 +677,11 @@ fn file_appender(log: &LogSettings) -> Option<tracing_appender::rolling::Rolling
         "never" => Rotation::NEVER,
         _ => Rotation::DAILY,
     };
+    // tracing-appender lists the folder for old files to prune before it
+    // creates it, and prints an alarming "Error reading the log
+    // directory" on a first start in an empty folder; a failure here is
+    // reported by `build` below.
+    let _ = std::fs::create_dir_all(dir);
     match Builder::new()
         .rotation(rotation)
         .filename_prefix(name)

@@ -14,6 +14,7 @@ mod cluster;
 mod request_span;
 mod routes;
 mod tls;
+mod turn;
 
 use std::io;
 use std::net::SocketAddr;
@@ -158,6 +159,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     let stats_data = web::Data::from(stats);
     let videre = crate::videre::endpoint(&services, edge.clone());
     let edge = web::Data::new(edge);
+    let turn = web::Data::new(turn::TurnEndpoint::new(settings.turn.clone()));
 
     let tls_files = settings.tls_files().map_err(io::Error::other)?;
     let options = ServeOptions {
@@ -185,6 +187,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
                 .app_data(services.clone())
                 .app_data(stats_data.clone())
                 .app_data(edge.clone())
+                .app_data(turn.clone())
                 .app_data(web::PayloadConfig::new(
                     services.settings.limits.max_frame_bytes,
                 ))

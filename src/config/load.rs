@@ -164,6 +164,7 @@ impl Settings {
         }
         self.validate_rates()?;
         self.validate_auth()?;
+        self.turn.validate()?;
         let cluster = &self.cluster;
         if cluster.enabled() {
             if cluster.heartbeat_ms == 0 || cluster.dead_after_ms <= cluster.heartbeat_ms {
@@ -307,7 +308,7 @@ impl Settings {
 
 /// `SIGWAY_PORT`, `SIGWAY_SIGVER__HEARTBEAT_INTERVAL_MS`, ...
 pub fn environment() -> Environment {
-    // The two lists are read from one variable, their entries separated by
+    // The lists are read from one variable, their entries separated by
     // spaces (`SIGWAY_HTTP__TRUSTED_PROXIES="10.0.0.0/8 ::1"`).
     Environment::with_prefix("SIGWAY")
         .prefix_separator("_")
@@ -315,6 +316,7 @@ pub fn environment() -> Environment {
         .list_separator(" ")
         .with_list_parse_key("http.allowed_origins")
         .with_list_parse_key("http.trusted_proxies")
+        .with_list_parse_key("turn.uris")
 }
 
 fn readable(what: &str, path: &Path) -> Result<(), ConfigError> {

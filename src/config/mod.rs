@@ -9,6 +9,7 @@
 //! into one clear start-up error.
 
 mod load;
+mod turn;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Room authorization by signed keys (off by default).
     pub auth: AuthSettings,
+    /// TURN REST credentials at `GET /turn` (off by default).
+    pub turn: TurnSettings,
 }
 
 /// `[tls]`: certificate files and whether to serve https/wss.
@@ -330,6 +333,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             cluster: ClusterSettings::default(),
             auth: AuthSettings::default(),
+            turn: TurnSettings::default(),
         }
     }
 }
@@ -400,6 +404,7 @@ impl Default for LogSettings {
 }
 
 pub use load::{ConfigError, DEFAULT_CONF_JSON, Overrides, SettingsFile, environment};
+pub use turn::TurnSettings;
 
 #[cfg(test)]
 mod tests {

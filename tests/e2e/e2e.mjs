@@ -515,6 +515,47 @@ async function checkNoLeftovers(s, sigway) {
   return stats.connections_total;
 }
 
+// --- TURN credentials from /turn (issue 13 item 4): run.sh starts two
+// coturns on loopback, one sharing sigway's turn.secret (E2E_TURN_URL,
+// which sigway's turn.uris names) and one with another secret
+// (E2E_TURN_WRONG_URL).
+
+const TURN_URL = process.env.E2E_TURN_URL || '';
+const TURN_WRONG_URL = process.env.E2E_TURN_WRONG_URL || '';
+
+async function scenarioTurnRelay(s) {
+  check(TURN_URL, 'E2E_TURN_URL is not set (run.sh starts coturn)');
+  await s.open('page', `${s.staticUrl}/pages/turn.html`);
+  const call = await s.page('page').evaluate(([gateway]) => window.turnCall(gateway, null, 20000), [s.sigway.http]);
+  check(call.connected && call.text === 'hello through the TURN relay', `no relayed call: ${JSON.stringify(call)}`);
+  check(/^\d+:e2e-page$/.test(call.username), `username ${call.username} is not <expiry>:e2e-page`);
+  const settled = ({ pair }) => !pair || (pair.state === 'succeeded' && pair.local.address && pair.remote.address);
+  const report = await waitUntil('the relayed pairs to settle', 10000, () => s.page('page').evaluate(() => window.e2e.iceReport()), (r) => r.length >= 2 && r.every(settled));
+  for (const { iceServers, pair } of report) {
+    check(iceServers.length === 1 && iceServers[0].urls.includes(TURN_URL), `peer connection used iceServers ${JSON.stringify(iceServers)}`);
+    check(pair && pair.state === 'succeeded', `no succeeded selected pair: ${JSON.stringify(pair)}`);
+    for (const end of [pair.local, pair.remote]) {
+      check(end.candidateType === 'relay' && end.address === '127.0.0.1', `selected pair is not relay on 127.0.0.1: ${JSON.stringify(pair)}`);
+    }
+  }
+  const pair = report[0].pair;
+  console.log(`  relayed call: ${pair.local.candidateType} ${pair.local.protocol} ${pair.local.address}:${pair.local.port} <-> ${pair.remote.candidateType} ${pair.remote.address}:${pair.remote.port} via ${TURN_URL}`);
+  await s.screenshot('page');
+}
+
+async function scenarioTurnWrongSecret(s) {
+  check(TURN_WRONG_URL, 'E2E_TURN_WRONG_URL is not set (run.sh starts coturn)');
+  await s.open('page', `${s.staticUrl}/pages/turn.html`);
+  const started = Date.now();
+  const call = await s.page('page').evaluate(([gateway, url]) => window.turnCall(gateway, [url], 15000), [s.sigway.http, TURN_WRONG_URL]);
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  check(!call.connected, `a call connected through a TURN server with another secret: ${JSON.stringify(call)}`);
+  const refused = call.candidateErrors.filter((e) => e.errorCode === 401);
+  check(refused.length > 0, `coturn did not refuse the credentials (401): ${JSON.stringify(call)}`);
+  console.log(`  no call after ${seconds} s (ICE: ${call.states.join(' ') || 'never left new'}; ${refused.length} allocation(s) refused 401: ${refused[0].errorText})`);
+  await s.screenshot('page');
+}
+
 const SCENARIOS = [
   ['browser-smoke', 30000, scenarioSmoke],
   ['landing-page', 30000, scenarioLanding],
@@ -545,6 +586,8 @@ const SCENARIOS = [
   ['tls-videre-sockjs-xhr-streaming', 75000, (s) => scenarioVidere(s, 'xhr-streaming', 'xhr-streaming'), { tls: true }],
   ['tls-videre-sockjs-xhr-polling', 75000, (s) => scenarioVidere(s, 'xhr-polling', 'xhr-polling'), { tls: true }],
   ['tls-demo-page', 75000, scenarioDemo, { tls: true }],
+  ['turn-relay', 45000, scenarioTurnRelay],
+  ['turn-wrong-secret', 45000, scenarioTurnWrongSecret],
   ['no-leftovers', 45000, scenarioNoLeftovers],
 ];
 

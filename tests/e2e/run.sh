@@ -4,12 +4,13 @@
 #
 #   bash tests/e2e/run.sh [scenario-filter ...]
 #
-# Outside the namespace (network needed): install Chromium (Debian package)
-# when missing, `npm ci` the pinned clients, unpack Netflux 3.0.0's bundle,
+# Outside the namespace (network needed): install Chromium and coturn (Debian
+# packages) when missing, `npm ci` the pinned clients, unpack Netflux 3.0.0's bundle,
 # build sigway (debug). Then the script re-executes itself in a new network
 # namespace that has only `lo` (unshare -n, needs root), starts two sigways
-# on 127.0.0.1 (plain, and TLS with a throw-away certificate), runs e2e.mjs,
-# and stops them. Chromium gathers ICE candidates on every interface it
+# on 127.0.0.1 (plain, and TLS with a throw-away certificate) and two
+# coturns (TURN relay scenarios, credentials from sigway's /turn), runs
+# e2e.mjs, and stops them. Chromium gathers ICE candidates on every interface it
 # sees: in that namespace the only one is loopback.
 #
 # Environment:
@@ -28,6 +29,12 @@ if [[ -z "${E2E_INSIDE_NETNS:-}" ]]; then
     echo "e2e: installing chromium (Debian package)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  # coturn: the TURN server of the turn-* scenarios (credentials from /turn).
+  if [[ ! -x /usr/bin/turnserver ]]; then
+    echo "e2e: installing coturn (Debian package)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null
   fi
   echo "e2e: $(/usr/bin/chromium --version 2>/dev/null)"
   # npm ci only when the lock file changed since the last install.
@@ -86,12 +93,13 @@ fi
 # iframe page loads the SockJS client from there instead of a CDN).
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 ports=()
-while [[ ${#ports[@]} -lt 3 ]]; do
+while [[ ${#ports[@]} -lt 5 ]]; do
   p="$(free_port)"
   [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
 done
 port="${ports[0]}" tls_port="${ports[1]}"
 export E2E_STATIC_PORT="${ports[2]}"
+turn_port="${ports[3]}" turn_wrong_port="${ports[4]}"
 workdir="$(mktemp -d /tmp/sigway-e2e.XXXXXX)"
 
 # A throw-away certificate for 127.0.0.1: sigway serves https/wss with it,
@@ -121,6 +129,27 @@ stop_all() {
   rm -rf "$workdir"
 }
 trap stop_all EXIT
+
+# Two coturns (Debian's) on loopback for the turn-* scenarios: one shares
+# sigway's turn.secret, the other has another secret (its allocations must
+# be refused). UDP relay ports of their own; no TLS/DTLS, no CLI.
+export SIGWAY_TURN__SECRET="e2e-turn-secret-$RANDOM$RANDOM"
+export SIGWAY_TURN__URIS="turn:127.0.0.1:$turn_port?transport=udp"
+export E2E_TURN_URL="$SIGWAY_TURN__URIS"
+export E2E_TURN_WRONG_URL="turn:127.0.0.1:$turn_wrong_port?transport=udp"
+start_coturn() {
+  local name="$1" listen="$2" secret="$3" min_port="$4"
+  turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port="$listen" \
+    --use-auth-secret --static-auth-secret="$secret" --realm=sigway.e2e \
+    --allow-loopback-peers --no-tls --no-dtls --no-cli --fingerprint \
+    --min-port="$min_port" --max-port="$((min_port + 999))" \
+    --db="$workdir/$name.db" --pidfile="$workdir/$name.pid" \
+    --log-file=stdout --simple-log >"$E2E_SCREENSHOTS/$name.log" 2>&1 &
+  pids+=($!)
+  echo "e2e: $name pid $! on 127.0.0.1:$listen (log $E2E_SCREENSHOTS/$name.log)"
+}
+start_coturn coturn "$turn_port" "$SIGWAY_TURN__SECRET" 50000
+start_coturn coturn-wrong-secret "$turn_wrong_port" "not-$SIGWAY_TURN__SECRET" 51000
 start_sigway "$E2E_SCREENSHOTS/sigway.log" -p "$port"
 start_sigway "$E2E_SCREENSHOTS/sigway-tls.log" -p "$tls_port" -k "$workdir/key.pem" -c "$workdir/cert.pem"
 
@@ -128,12 +157,12 @@ status=0
 SIGWAY_URL="http://127.0.0.1:$port" SIGWAY_TLS_URL="https://127.0.0.1:$tls_port" node "$here/e2e.mjs" "$@" || status=$?
 for pid in "${pids[@]}"; do
   if ! kill -0 "$pid" 2>/dev/null; then
-    echo "e2e: FAIL: sigway (pid $pid) exited during the run" >&2
+    echo "e2e: FAIL: a server (pid $pid) exited during the run" >&2
     status=1
   fi
 done
 if [[ $status -ne 0 ]]; then
-  for log in "$E2E_SCREENSHOTS"/sigway.log "$E2E_SCREENSHOTS"/sigway-tls.log; do
+  for log in "$E2E_SCREENSHOTS"/sigway.log "$E2E_SCREENSHOTS"/sigway-tls.log "$E2E_SCREENSHOTS"/coturn.log; do
     echo "e2e: last lines of $log:"
     tail -n 30 "$log" | cut -c1-400 | sed 's/^/  /'
   done

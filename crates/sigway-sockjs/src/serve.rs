@@ -186,7 +186,8 @@ fn app_config(secure: bool, local: SocketAddr) -> AppConfig {
     AppConfig::__priv_test_new(secure, local.to_string(), local)
 }
 
-/// A listener as actix binds one: address reuse, the given backlog.
+/// A listener as actix binds one: address reuse, the given backlog; an
+/// IPv6 address is bound dual stack (`IPV6_V6ONLY` off).
 fn listen((host, port): (&str, u16), backlog: u32) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::net::ToSocketAddrs as _;
@@ -195,6 +196,11 @@ fn listen((host, port): (&str, u16), backlog: u32) -> io::Result<TcpListener> {
         let attempt = (|| {
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
             socket.set_reuse_address(true)?;
+            // `::` serves IPv4 clients too (dual stack), whatever the
+            // system's `net.ipv6.bindv6only` default says.
+            if addr.is_ipv6() {
+                socket.set_only_v6(false)?;
+            }
             socket.bind(&addr.into())?;
             socket.listen(backlog.min(i32::MAX as u32) as i32)?;
             Ok::<_, io::Error>(TcpListener::from(socket))
