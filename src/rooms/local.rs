@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
 
-use super::{Attach, Refusal, Room, RoomHome};
+use super::{Attach, Describe, Refusal, Room, RoomHome};
 use crate::observe::Stats;
 
 /// Shards of the registry: a few per core is plenty for map operations
@@ -28,6 +28,31 @@ struct Entry {
     /// The room's `Addr<R>`, type-erased so that one map holds every kind.
     addr: Box<dyn Any + Send>,
     attaches_forwarded: u64,
+    /// How the admin API reaches the room behind `addr` (a plain function
+    /// per kind: nothing stored per room).
+    describe: fn(&(dyn Any + Send)) -> Option<Recipient<Describe>>,
+}
+
+/// `describe` of an [`Entry`] holding an `Addr<R>`.
+fn describe_room<R: Room>(addr: &(dyn Any + Send)) -> Option<Recipient<Describe>> {
+    addr.downcast_ref::<Addr<R>>()
+        .map(|addr| addr.clone().recipient())
+}
+
+/// A room of this node found for the admin API.
+pub(crate) struct ListedRoom {
+    pub kind: &'static str,
+    pub key: Arc<str>,
+    pub room: Recipient<Describe>,
+}
+
+/// One page of [`LocalRooms::list`]: the rooms, and the cursor of the
+/// next page when there is one. Positions follow the registry's order,
+/// which rooms opening or closing between two pages shift: a page is a
+/// snapshot, not a consistent walk.
+pub(crate) struct RoomPage {
+    pub rooms: Vec<ListedRoom>,
+    pub next: Option<usize>,
 }
 
 type Shard = HashMap<(&'static str, Arc<str>), Entry>;
@@ -80,6 +105,7 @@ impl LocalRooms {
                 Entry {
                     addr: Box::new(addr),
                     attaches_forwarded: 0,
+                    describe: describe_room::<R>,
                 },
             );
             self.stats.room_opened(R::KIND);
@@ -117,6 +143,7 @@ impl LocalRooms {
             Entry {
                 addr: Box::new(addr.clone()),
                 attaches_forwarded: members as u64,
+                describe: describe_room::<R>,
             },
         );
         self.stats.room_opened(R::KIND);
@@ -149,6 +176,77 @@ impl LocalRooms {
             }
             _ => false,
         }
+    }
+
+    /// Up to `limit` rooms from position `cursor` on, shard by shard (one
+    /// shard locked at a time).
+    pub(super) fn list(&self, cursor: usize, limit: usize) -> RoomPage {
+        let mut rooms = Vec::with_capacity(limit.min(1024));
+        let mut position = 0usize;
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if position + shard.len() <= cursor {
+                position += shard.len();
+                continue;
+            }
+            for ((kind, key), entry) in shard.iter() {
+                if position >= cursor {
+                    if rooms.len() == limit {
+                        return RoomPage {
+                            rooms,
+                            next: Some(position),
+                        };
+                    }
+                    if let Some(room) = (entry.describe)(entry.addr.as_ref()) {
+                        rooms.push(ListedRoom {
+                            kind,
+                            key: key.clone(),
+                            room,
+                        });
+                    }
+                }
+                position += 1;
+            }
+        }
+        RoomPage { rooms, next: None }
+    }
+
+    /// The room of `kind` whose key is `key` or whose key's hash is `key`
+    /// (`key_hash:<hex>` or the hex alone, as `/stats` shows keys).
+    pub(super) fn find_listed(&self, kind: &str, key: &str) -> Option<ListedRoom> {
+        let hash = key.strip_prefix("key_hash:").unwrap_or(key);
+        let looks_hashed = hash.len() == sigway_core::redact::KEY_HASH_CHARS
+            && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut by_hash = None;
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for ((room_kind, room_key), entry) in shard.iter() {
+                if *room_kind != kind {
+                    continue;
+                }
+                let listed = || {
+                    (entry.describe)(entry.addr.as_ref()).map(|room| ListedRoom {
+                        kind: room_kind,
+                        key: room_key.clone(),
+                        room,
+                    })
+                };
+                if &**room_key == key {
+                    return listed();
+                }
+                if looks_hashed
+                    && by_hash.is_none()
+                    && sigway_core::redact::key_hash(room_key).eq_ignore_ascii_case(hash)
+                {
+                    by_hash = listed();
+                }
+            }
+        }
+        by_hash
     }
 
     #[cfg(test)]
@@ -199,6 +297,13 @@ mod tests {
         type Result = ();
         fn handle(&mut self, _: Attach<Self>, _: &mut Context<Self>) {
             self.occupancy.attached();
+        }
+    }
+
+    impl Handler<Describe> for Counter {
+        type Result = MessageResult<Describe>;
+        fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(self.occupancy.summary(Vec::new()))
         }
     }
 

@@ -28,7 +28,8 @@ use tokio::sync::oneshot;
 use crate::error::{Refusal, VidereError};
 use crate::observe::Stats;
 use crate::rooms::{
-    Attach, InFlight, MemberId, Occupancy, RemoteSink, Room, RoomHome, SaveAgain, SinkError,
+    Attach, Describe, InFlight, MemberId, Occupancy, RemoteSink, Room, RoomHome, SaveAgain,
+    SinkError,
 };
 use sigway_core::videre::packet::Packet;
 use sigway_core::videre::room::RoomCore;
@@ -344,6 +345,16 @@ impl Handler<Broadcast> for VidereRoom {
         self.handled(broadcast.from, broadcast.credit.as_ref());
         let text = self.core.broadcast(&broadcast.packet);
         self.send_to_all(&text);
+        self.occupancy.relayed(self.core.members().len() as u64);
+    }
+}
+
+impl Handler<Describe> for VidereRoom {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let members = self.core.members().iter().map(|m| m.session).collect();
+        MessageResult(self.occupancy.summary(members))
     }
 }
 
