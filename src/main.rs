@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         }
     };
     let _log_guard = sigway::init_logging(&settings.log);
-    match actix_web::rt::System::new().block_on(sigway::app::run(settings)) {
+    match actix_web::rt::System::new().block_on(sigway::app::run_reloadable(settings, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sigway: {err}");

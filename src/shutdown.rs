@@ -1,8 +1,11 @@
 //! Shutdown as a value passed down (as in mini-redis): the composition root
 //! keeps the [`ShutdownTrigger`], every session holds a [`Shutdown`] and
-//! closes with 1001 once it fires.
+//! closes with 1001 once it fires. Before that, a node may drain
+//! ([`Drain`]): it takes no new sessions and lets open ones finish.
 
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, watch};
 
 /// Fires the shutdown of everything that holds a [`Shutdown`] from it.
 #[derive(Debug, Clone)]
@@ -47,6 +50,51 @@ impl Shutdown {
     }
 }
 
+/// Whether this node drains, shared by the readiness probe, the upgrade
+/// paths and whoever starts the drain.
+#[derive(Debug, Default)]
+pub(crate) struct Drain {
+    draining: AtomicBool,
+    /// A second request to stop (another SIGTERM) cuts the wait short.
+    hurry: AtomicBool,
+    changed: Notify,
+}
+
+impl Drain {
+    /// Starts the drain; returns whether this call started it (a second
+    /// call asks to hurry: the open sessions are closed at once).
+    pub(crate) fn start(&self) -> bool {
+        let first = !self.draining.swap(true, Ordering::AcqRel);
+        if !first {
+            self.hurry.store(true, Ordering::Release);
+        }
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+        first
+    }
+
+    /// Whether a drain has begun: new sessions are refused.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether the drain was asked for twice: stop waiting.
+    pub(crate) fn hurried(&self) -> bool {
+        self.hurry.load(Ordering::Acquire)
+    }
+
+    /// Resolves once a drain has begun (at once if it has).
+    pub(crate) async fn started(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.is_draining() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +115,23 @@ mod tests {
             .await
             .expect("b sees it");
         assert!(b.is_down());
+    }
+
+    #[tokio::test]
+    async fn starting_twice_asks_to_hurry_and_wakes_waiters() {
+        let drain = std::sync::Arc::new(Drain::default());
+        let waiter = tokio::spawn({
+            let drain = drain.clone();
+            async move { drain.started().await }
+        });
+        assert!(!drain.is_draining());
+        assert!(drain.start());
+        tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("woken")
+            .expect("joined");
+        assert!(drain.is_draining() && !drain.hurried());
+        assert!(!drain.start());
+        assert!(drain.hurried());
     }
 }

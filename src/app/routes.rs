@@ -3,7 +3,9 @@
 //! plain pages (`/`, `/demo`, `/healthz`, `/readyz`, `/metrics`, `/stats`,
 //! `/turn`) for the rest.
 //! A plain request to any other path gets a JSON answer saying what this
-//! server is, never a hang.
+//! server is, never a hang. With `admin.token` set the admin API is
+//! mounted under `/admin/` too ([`super::admin`]); while the node drains,
+//! new sigver upgrades are answered 503.
 
 use std::sync::Arc;
 
@@ -27,8 +29,13 @@ fn is_websocket_upgrade(ctx: &guard::GuardContext<'_>) -> bool {
 pub(super) fn routes(
     cfg: &mut web::ServiceConfig,
     videre: &Arc<sigway_sockjs::Server<crate::videre::VidereApp>>,
+    admin: Option<super::admin::AdminToken>,
 ) {
     videre.configure(cfg);
+    // Before the sigver catch-all: `/admin/...` is not a room key here.
+    if let Some(token) = admin {
+        super::admin::routes(cfg, token);
+    }
     cfg.service(
         web::resource("/{any:.*}")
             .guard(guard::fn_guard(is_websocket_upgrade))
@@ -55,6 +62,9 @@ async fn sigver_upgrade(
     if let Some(refusal) = edge.origin_refusal(&req, "sigver upgrade") {
         return Ok(refusal);
     }
+    if services.drain.is_draining() {
+        return Ok(draining_refusal());
+    }
     crate::sigver::session::entry(req, services).await
 }
 
@@ -76,7 +86,12 @@ async fn demo() -> HttpResponse {
 /// Whether the node serves: always when alone; in a cluster, once it
 /// reaches the other nodes through Redis (and not while it cannot).
 async fn readyz(services: web::Data<Services>) -> HttpResponse {
-    let (status, body) = if services.rooms.is_ready() {
+    let (status, body) = if services.drain.is_draining() {
+        (
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "draining\n",
+        )
+    } else if services.rooms.is_ready() {
         (actix_web::http::StatusCode::OK, "ready\n")
     } else {
         (
@@ -88,6 +103,16 @@ async fn readyz(services: web::Data<Services>) -> HttpResponse {
         .content_type("text/plain")
         .insert_header(("Cache-Control", "no-store"))
         .body(body)
+}
+
+/// A new session while the node drains: 503, and the connection closes
+/// (the client tries another node).
+fn draining_refusal() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .force_close()
+        .insert_header(("Retry-After", "1"))
+        .content_type("text/plain")
+        .body("draining: this node takes no new sessions\n")
 }
 
 /// Any other plain request: say what this server is instead of hanging.

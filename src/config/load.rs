@@ -181,6 +181,14 @@ impl Settings {
         }
         self.origin_policy()?;
         self.proxy_policy()?;
+        if !self.admin.listen.is_empty()
+            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return invalid(format!(
+                "admin.listen {:?} is not IP:port (e.g. 127.0.0.1:9000)",
+                self.admin.listen
+            ));
+        }
         if self.http.client_request_timeout_ms == 0 {
             return invalid("http.client_request_timeout_ms must be > 0".into());
         }

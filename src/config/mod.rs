@@ -29,6 +29,9 @@ pub struct Settings {
     pub backlog: u32,
     /// Seconds granted to open connections on shutdown before they are dropped.
     pub shutdown_timeout_secs: u64,
+    /// Seconds a drain (SIGTERM, `POST /admin/drain`) keeps open sessions
+    /// up while refusing new ones; 0: close them with 1001 at once.
+    pub drain_timeout_secs: u64,
     /// TLS files and switch.
     pub tls: TlsSettings,
     /// The HTTP edge: allowed origins, proxies, header timeouts.
@@ -49,6 +52,21 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// TURN REST credentials at `GET /turn` (off by default).
     pub turn: TurnSettings,
+    /// The admin API (off by default).
+    pub admin: AdminSettings,
+}
+
+/// `[admin]`: the admin API (README "Admin API"): on its own listener,
+/// and/or under `/admin/` on the public port behind a bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `IP:port` of the admin listener (e.g. `127.0.0.1:9000`); empty: none.
+    pub listen: String,
+    /// Bearer token the admin API asks for; with it set the API is also
+    /// served under `/admin/` on the public port. Empty: no token (the
+    /// admin listener is then open to whoever reaches it).
+    pub token: Secret,
 }
 
 /// `[tls]`: certificate files and whether to serve https/wss.
@@ -324,6 +342,7 @@ impl Default for Settings {
             workers: 0,
             backlog: 4096,
             shutdown_timeout_secs: 5,
+            drain_timeout_secs: 0,
             tls: TlsSettings::default(),
             http: HttpSettings::default(),
             limits: Limits::default(),
@@ -334,6 +353,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             auth: AuthSettings::default(),
             turn: TurnSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }

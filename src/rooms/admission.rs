@@ -21,10 +21,11 @@ const SHARDS: usize = 16;
 
 pub(crate) struct Admission {
     open: AtomicUsize,
-    max_connections: usize,
-    max_per_ip: usize,
+    // Atomics: SIGHUP may change them (see [`Admission::apply`]).
+    max_connections: AtomicUsize,
+    max_per_ip: AtomicUsize,
     per_ip: Vec<Mutex<HashMap<IpAddr, usize>>>,
-    max_sockjs_per_ip: usize,
+    max_sockjs_per_ip: AtomicUsize,
     sockjs_per_ip: Vec<Mutex<HashMap<IpAddr, usize>>>,
     hasher: RandomState,
     stats: Arc<Stats>,
@@ -63,10 +64,10 @@ impl Admission {
     pub(crate) fn new(limits: &Limits, stats: Arc<Stats>) -> Self {
         Self {
             open: AtomicUsize::new(0),
-            max_connections: limits.max_connections,
-            max_per_ip: limits.max_connections_per_ip,
+            max_connections: AtomicUsize::new(limits.max_connections),
+            max_per_ip: AtomicUsize::new(limits.max_connections_per_ip),
             per_ip: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            max_sockjs_per_ip: limits.max_sockjs_sessions_per_ip,
+            max_sockjs_per_ip: AtomicUsize::new(limits.max_sockjs_sessions_per_ip),
             sockjs_per_ip: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             stats,
@@ -104,13 +105,14 @@ impl Admission {
             return self.admit(None);
         };
         {
+            let max_sockjs_per_ip = self.max_sockjs_per_ip.load(Ordering::Relaxed);
             let mut shard = self.shard(&self.sockjs_per_ip, &ip);
             let from_ip = shard.entry(ip).or_default();
-            if *from_ip >= self.max_sockjs_per_ip {
+            if *from_ip >= max_sockjs_per_ip {
                 if *from_ip == 0 {
                     shard.remove(&ip);
                 }
-                return Err(Refusal::TooManySessionsFromAddress(self.max_sockjs_per_ip));
+                return Err(Refusal::TooManySessionsFromAddress(max_sockjs_per_ip));
             }
             *from_ip += 1;
         }
@@ -129,21 +131,23 @@ impl Admission {
     /// Takes a place for a connection from `ip` (unknown: counted in the
     /// total only).
     pub(crate) fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Ticket, Refusal> {
+        let max_connections = self.max_connections.load(Ordering::Relaxed);
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.max_connections).then_some(open + 1)
+                (open < max_connections).then_some(open + 1)
             })
-            .map_err(|_| Refusal::TooManyConnections(self.max_connections))?;
+            .map_err(|_| Refusal::TooManyConnections(max_connections))?;
         if let Some(ip) = ip {
+            let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
             let mut shard = self.shard(&self.per_ip, &ip);
             let from_ip = shard.entry(ip).or_default();
-            if *from_ip >= self.max_per_ip {
+            if *from_ip >= max_per_ip {
                 if *from_ip == 0 {
                     shard.remove(&ip);
                 }
                 drop(shard);
                 self.open.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refusal::TooManyFromAddress(self.max_per_ip));
+                return Err(Refusal::TooManyFromAddress(max_per_ip));
             }
             *from_ip += 1;
         }
@@ -163,7 +167,17 @@ impl Admission {
         self.stats.connection_closed();
     }
 
-    #[cfg(test)]
+    /// Takes the connection limits of reloaded `limits` (SIGHUP): open
+    /// connections stay; new ones are counted against the new limits.
+    pub(crate) fn apply(&self, limits: &Limits) {
+        self.max_connections
+            .store(limits.max_connections, Ordering::Relaxed);
+        self.max_per_ip
+            .store(limits.max_connections_per_ip, Ordering::Relaxed);
+        self.max_sockjs_per_ip
+            .store(limits.max_sockjs_sessions_per_ip, Ordering::Relaxed);
+    }
+
     /// Connections holding a place.
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)

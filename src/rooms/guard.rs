@@ -12,6 +12,8 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sigway_core::auth::{KeyRejection, KeySecrets};
@@ -24,18 +26,24 @@ use crate::observe::{Reason, Stats};
 
 /// Rate limits and signed keys for every session of this node.
 pub(crate) struct Guard {
-    secrets: Option<KeySecrets>,
-    bind_videre_user: bool,
+    /// What SIGHUP may change: swapped whole, read without a lock.
+    policy: ArcSwap<GuardPolicy>,
     show_keys: bool,
-    dry_run: bool,
-    message_rate: Rate,
     connections: Mutex<KeyedBuckets<IpAddr>>,
     joins: Mutex<KeyedBuckets<String>>,
     stats: Arc<Stats>,
 }
 
-impl Guard {
-    pub(crate) fn new(settings: &Settings, stats: Arc<Stats>) -> Self {
+/// The guard's settings that a reload replaces.
+struct GuardPolicy {
+    secrets: Option<KeySecrets>,
+    bind_videre_user: bool,
+    dry_run: bool,
+    message_rate: Rate,
+}
+
+impl GuardPolicy {
+    fn of(settings: &Settings) -> Self {
         let limits = &settings.limits;
         let auth = &settings.auth;
         let secrets = auth.enabled().then(|| {
@@ -50,18 +58,48 @@ impl Guard {
         Self {
             secrets,
             bind_videre_user: auth.bind_videre_user,
-            show_keys: settings.log.show_keys,
             dry_run: limits.dry_run,
             message_rate: Rate::new(limits.messages_per_sec, limits.message_burst),
-            connections: Mutex::new(KeyedBuckets::new(Rate::new(
-                limits.connections_per_ip_per_sec,
-                limits.connection_burst,
-            ))),
-            joins: Mutex::new(KeyedBuckets::new(Rate::new(
-                limits.joins_per_key_per_sec,
-                limits.join_burst,
-            ))),
+        }
+    }
+}
+
+fn connection_rate(settings: &Settings) -> Rate {
+    let limits = &settings.limits;
+    Rate::new(limits.connections_per_ip_per_sec, limits.connection_burst)
+}
+
+fn join_rate(settings: &Settings) -> Rate {
+    let limits = &settings.limits;
+    Rate::new(limits.joins_per_key_per_sec, limits.join_burst)
+}
+
+impl Guard {
+    pub(crate) fn new(settings: &Settings, stats: Arc<Stats>) -> Self {
+        Self {
+            policy: ArcSwap::from_pointee(GuardPolicy::of(settings)),
+            show_keys: settings.log.show_keys,
+            connections: Mutex::new(KeyedBuckets::new(connection_rate(settings))),
+            joins: Mutex::new(KeyedBuckets::new(join_rate(settings))),
             stats,
+        }
+    }
+
+    /// Takes the rate limits, `dry_run` and `auth` of reloaded `settings`
+    /// (SIGHUP). Open connections keep their message rate; a changed
+    /// connection or join rate starts from full buckets.
+    pub(crate) fn apply(&self, settings: &Settings) {
+        self.policy.store(Arc::new(GuardPolicy::of(settings)));
+        let connections = connection_rate(settings);
+        let mut buckets = lock(&self.connections);
+        if buckets.rate() != connections {
+            *buckets = KeyedBuckets::new(connections);
+        }
+        drop(buckets);
+        let joins = join_rate(settings);
+        let mut buckets = lock(&self.joins);
+        if buckets.rate() != joins {
+            *buckets = KeyedBuckets::new(joins);
         }
     }
 
@@ -83,10 +121,11 @@ impl Guard {
         key: &str,
         videre_user: Option<&str>,
     ) -> Result<(), KeyRejection> {
-        let Some(secrets) = &self.secrets else {
+        let policy = self.policy.load();
+        let Some(secrets) = &policy.secrets else {
             return Ok(());
         };
-        let user = videre_user.filter(|_| self.bind_videre_user);
+        let user = videre_user.filter(|_| policy.bind_videre_user);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
@@ -119,13 +158,14 @@ impl Guard {
 
     /// The message limit of one new connection.
     pub(crate) fn message_gate(&self) -> MessageGate {
+        let policy = self.policy.load();
         MessageGate {
-            rate: self.message_rate,
-            bucket: self
+            rate: policy.message_rate,
+            bucket: policy
                 .message_rate
                 .is_limited()
-                .then(|| TokenBucket::full(self.message_rate, Instant::now())),
-            dry_run: self.dry_run,
+                .then(|| TokenBucket::full(policy.message_rate, Instant::now())),
+            dry_run: policy.dry_run,
             reported: false,
         }
     }
@@ -140,7 +180,7 @@ impl Guard {
             return Ok(());
         }
         let refusal = Refusal::RateLimited(limit);
-        if self.dry_run {
+        if self.policy.load().dry_run {
             self.stats.would_refuse(Reason::of_refusal(&refusal));
             log_dry_run();
             return Ok(());

@@ -15,7 +15,9 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Attach, Inbound, Inbox, LocalRoom, Refusal, Room, RoomHome};
+use actix::prelude::*;
+
+use super::{Attach, Describe, Inbound, Inbox, LocalRoom, Refusal, Room, RoomHome};
 use crate::observe::Stats;
 
 /// Shards of the registry: a few per core is plenty for map operations
@@ -27,6 +29,31 @@ struct Entry {
     /// every kind.
     room: Box<dyn Any + Send>,
     attaches_forwarded: u64,
+    /// How the admin API reaches the room behind `room` (a plain function
+    /// per kind: nothing stored per room).
+    describe: fn(&(dyn Any + Send)) -> Option<Recipient<Describe>>,
+}
+
+/// `describe` of an [`Entry`] holding an `Addr<R>`.
+fn describe_room<R: Room>(room: &(dyn Any + Send)) -> Option<Recipient<Describe>> {
+    room.downcast_ref::<LocalRoom<R>>()
+        .map(|room| room.addr.clone().recipient())
+}
+
+/// A room of this node found for the admin API.
+pub(crate) struct ListedRoom {
+    pub kind: &'static str,
+    pub key: Arc<str>,
+    pub room: Recipient<Describe>,
+}
+
+/// One page of [`LocalRooms::list`]: the rooms, and the cursor of the
+/// next page when there is one. Positions follow the registry's order,
+/// which rooms opening or closing between two pages shift: a page is a
+/// snapshot, not a consistent walk.
+pub(crate) struct RoomPage {
+    pub rooms: Vec<ListedRoom>,
+    pub next: Option<usize>,
 }
 
 type Shard = HashMap<(&'static str, Arc<str>), Entry>;
@@ -79,6 +106,7 @@ impl LocalRooms {
                 Entry {
                     room: Box::new(LocalRoom { addr, inbox }),
                     attaches_forwarded: 0,
+                    describe: describe_room::<R>,
                 },
             );
             self.stats.room_opened(R::KIND);
@@ -117,6 +145,7 @@ impl LocalRooms {
             Entry {
                 room: Box::new(room.clone()),
                 attaches_forwarded: members as u64,
+                describe: describe_room::<R>,
             },
         );
         self.stats.room_opened(R::KIND);
@@ -151,6 +180,77 @@ impl LocalRooms {
         }
     }
 
+    /// Up to `limit` rooms from position `cursor` on, shard by shard (one
+    /// shard locked at a time).
+    pub(super) fn list(&self, cursor: usize, limit: usize) -> RoomPage {
+        let mut rooms = Vec::with_capacity(limit.min(1024));
+        let mut position = 0usize;
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if position + shard.len() <= cursor {
+                position += shard.len();
+                continue;
+            }
+            for ((kind, key), entry) in shard.iter() {
+                if position >= cursor {
+                    if rooms.len() == limit {
+                        return RoomPage {
+                            rooms,
+                            next: Some(position),
+                        };
+                    }
+                    if let Some(room) = (entry.describe)(entry.room.as_ref()) {
+                        rooms.push(ListedRoom {
+                            kind,
+                            key: key.clone(),
+                            room,
+                        });
+                    }
+                }
+                position += 1;
+            }
+        }
+        RoomPage { rooms, next: None }
+    }
+
+    /// The room of `kind` whose key is `key` or whose key's hash is `key`
+    /// (`key_hash:<hex>` or the hex alone, as `/stats` shows keys).
+    pub(super) fn find_listed(&self, kind: &str, key: &str) -> Option<ListedRoom> {
+        let hash = key.strip_prefix("key_hash:").unwrap_or(key);
+        let looks_hashed = hash.len() == sigway_core::redact::KEY_HASH_CHARS
+            && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut by_hash = None;
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for ((room_kind, room_key), entry) in shard.iter() {
+                if *room_kind != kind {
+                    continue;
+                }
+                let listed = || {
+                    (entry.describe)(entry.room.as_ref()).map(|room| ListedRoom {
+                        kind: room_kind,
+                        key: room_key.clone(),
+                        room,
+                    })
+                };
+                if &**room_key == key {
+                    return listed();
+                }
+                if looks_hashed
+                    && by_hash.is_none()
+                    && sigway_core::redact::key_hash(room_key).eq_ignore_ascii_case(hash)
+                {
+                    by_hash = listed();
+                }
+            }
+        }
+        by_hash
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.open.load(Ordering::Acquire)
@@ -171,7 +271,6 @@ mod tests {
     use super::*;
     use crate::config::Settings;
     use crate::rooms::{MemberId, Occupancy, RoomRef, Rooms};
-    use actix::prelude::*;
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
     /// A room that only counts who attached, and on each leave reports
@@ -213,6 +312,13 @@ mod tests {
             if let Some(reports) = self.reports.remove(&member) {
                 let _ = reports.send(released);
             }
+        }
+    }
+
+    impl Handler<Describe> for Counter {
+        type Result = MessageResult<Describe>;
+        fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(self.occupancy.summary(Vec::new()))
         }
     }
 

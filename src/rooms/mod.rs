@@ -24,6 +24,7 @@ mod cluster;
 pub(crate) mod guard;
 mod inbox;
 mod local;
+pub(crate) mod peers;
 pub(crate) mod sink;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub(crate) use sink::{InFlight, Sink, SinkError, SinkReceiver};
 pub(crate) use cluster::{
     Away, BoxFuture, Cluster, ClusterStart, Directory, Exported, NodeLink, RemoteSink,
 };
+pub(crate) use local::{ListedRoom, RoomPage};
 
 use crate::config::Settings;
 use crate::observe::Stats;
@@ -72,7 +74,7 @@ impl std::fmt::Display for MemberId {
 /// Members reach it through its [`Inbox`]: their attach (the
 /// `Handler<Attach>`), their events, their leave, in the order sent.
 pub(crate) trait Room:
-    Actor<Context = Context<Self>> + Handler<Attach<Self>, Result = ()>
+    Actor<Context = Context<Self>> + Handler<Attach<Self>, Result = ()> + Handler<Describe>
 {
     /// Namespace of this kind's keys; also its label in metrics.
     const KIND: &'static str;
@@ -198,11 +200,36 @@ impl Step {
     }
 }
 
-/// Attached-member bookkeeping every room keeps, so release is uniform.
-#[derive(Debug, Default)]
+/// The admin API asks a room who is in it ([`Rooms::list`]).
+pub(crate) struct Describe;
+
+impl Message for Describe {
+    type Result = RoomSummary;
+}
+
+/// What a room says of itself: its members (wherever connected), how long
+/// it has been open on this node and the messages it relayed.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomSummary {
+    pub members: Vec<MemberId>,
+    pub age: std::time::Duration,
+    pub relayed: u64,
+}
+
+/// Attached-member bookkeeping every room keeps, so release is uniform;
+/// also when the room opened and what it relayed, for the admin API.
+#[derive(Debug)]
 pub(crate) struct Occupancy {
     attached: usize,
     attaches_seen: u64,
+    opened: std::time::Instant,
+    relayed: u64,
+}
+
+impl Default for Occupancy {
+    fn default() -> Self {
+        Self::restored(0)
+    }
 }
 
 impl Occupancy {
@@ -211,6 +238,22 @@ impl Occupancy {
         Self {
             attached: members,
             attaches_seen: members as u64,
+            opened: std::time::Instant::now(),
+            relayed: 0,
+        }
+    }
+
+    /// Counts `messages` the room delivered to members.
+    pub(crate) fn relayed(&mut self, messages: u64) {
+        self.relayed += messages;
+    }
+
+    /// The room's summary with `members` in it.
+    pub(crate) fn summary(&self, members: Vec<MemberId>) -> RoomSummary {
+        RoomSummary {
+            members,
+            age: self.opened.elapsed(),
+            relayed: self.relayed,
         }
     }
 
@@ -422,6 +465,36 @@ impl Rooms {
         members: usize,
     ) -> Result<LocalRoom<R>, Refusal> {
         self.local.adopt(key, room, members)
+    }
+
+    /// Takes the limits, rate limits and `auth` secrets of reloaded
+    /// `settings` (SIGHUP). `max_rooms` and `max_members_per_room` are read
+    /// when a room opens and stay as they were.
+    pub(crate) fn apply(&self, settings: &Settings) {
+        self.admission.apply(&settings.limits);
+        self.guard.apply(settings);
+    }
+
+    /// Connections holding a place now (every protocol, this node).
+    pub(crate) fn open_connections(&self) -> usize {
+        self.admission.open()
+    }
+
+    /// This node's id (0 when it runs alone).
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Up to `limit` rooms of this node from position `cursor` on (see
+    /// [`RoomPage`]).
+    pub(crate) fn list(&self, cursor: usize, limit: usize) -> RoomPage {
+        self.local.list(cursor, limit)
+    }
+
+    /// The room of `kind` whose key is `key`, or whose key hashes to `key`
+    /// (`key_hash:<12 hex>` or the 12 hex alone), on this node.
+    pub(crate) fn find_listed(&self, kind: &str, key: &str) -> Option<ListedRoom> {
+        self.local.find_listed(kind, key)
     }
 
     /// A live room of this node, without entering it (videre's lenient

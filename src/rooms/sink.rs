@@ -109,6 +109,15 @@ impl<T> Sink<T> {
         )
     }
 
+    /// Items waiting in the member's outbox now (0 for a member of
+    /// another node, whose outbox is there).
+    pub(crate) fn queued(&self) -> usize {
+        match self {
+            Sink::Local { outbox, .. } => outbox.len(),
+            Sink::Remote { .. } => 0,
+        }
+    }
+
     /// Queues `item` without waiting. On a full outbox the member is told
     /// to close (once) and the item is dropped.
     pub(crate) fn push(&self, item: T) -> Result<(), SinkError> {

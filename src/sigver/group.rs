@@ -23,8 +23,8 @@ use crate::error::Refusal;
 use crate::error::{SigverDialect, SigverError};
 use crate::observe::Stats;
 use crate::rooms::{
-    Attach, Away, Exported, Inbound, LocalRoom, MemberId, Occupancy, Portable, Reach, RemoteSink,
-    Room, RoomHome, SaveAgain, Sink, SinkError, Step,
+    Attach, Away, Describe, Exported, Inbound, LocalRoom, MemberId, Occupancy, Portable, Reach,
+    RemoteSink, Room, RoomHome, SaveAgain, Sink, SinkError, Step,
 };
 use crate::sigver::ids::GroupIds;
 use crate::sigver::snapshot::{PeerAddress, Snapshot};
@@ -175,6 +175,7 @@ impl<R: Dialect> GroupActor<R> {
                 Ok(()) => {
                     if let Some(bytes) = bytes {
                         stats.sent(bytes);
+                        self.occupancy.relayed(1);
                     }
                 }
                 Err(SinkError::Full) => Stats::count(&stats.slow_consumers),
@@ -231,6 +232,14 @@ impl<R: Dialect> Handler<Attach<Self>> for GroupActor<R> {
             .attached(&self.log_key, id, favored, &mut self.ids, &mut self.actions);
         self.carry_out();
         self.save();
+    }
+}
+
+impl<R: Dialect> Handler<Describe> for GroupActor<R> {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.occupancy.summary(self.sinks.keys().copied().collect()))
     }
 }
 

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
 use crate::observe::{ListedKey, Reason, Stats};
+use crate::rooms::peers::{PeerCard, PeerControl};
 use crate::rooms::{MemberId, Sink, SinkReceiver};
 use crate::services::Services;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, PeerEntry};
@@ -36,7 +37,10 @@ use crate::sigver::state::GroupState;
 pub(crate) struct Opening {
     pub key: Result<Arc<str>, SigverError>,
     pub favored: bool,
-    pub ip: Option<std::net::IpAddr>,
+    /// The client's address (behind trusted proxies, the one they name).
+    pub address: Option<std::net::SocketAddr>,
+    /// The request's `Origin`, for the admin API.
+    pub origin: Option<Arc<str>>,
     pub services: web::Data<Services>,
 }
 
@@ -55,7 +59,8 @@ pub(crate) async fn entry(
     let opening = Opening {
         key: key_of(req.uri().path()).map(Arc::from),
         favored: has_query_flag(query, "favored"),
-        ip: sigway_sockjs::edge::client_addr(&req).map(|a| a.ip()),
+        address: sigway_sockjs::edge::client_addr(&req),
+        origin: sigway_sockjs::edge::origin_of(&req),
         services,
     };
     // The key lets anyone into the group: logged hashed unless `log.show_keys`.
@@ -99,9 +104,11 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     let Opening {
         key,
         favored,
-        ip,
+        address,
+        origin,
         services,
     } = opening;
+    let ip = address.map(|a| a.ip());
     let settings = &services.settings;
     let stats = &services.stats;
     let rooms = &services.rooms;
@@ -140,6 +147,7 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
         overflow,
         in_flight,
     } = receiver;
+    let control = Box::new(SigverControl(sink.clone()));
     let entry = PeerEntry {
         id: peer,
         favored,
@@ -159,6 +167,14 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     };
     // The group holds the key from here on.
     drop(key);
+    // What the admin API shows of this peer and how it closes it, until
+    // the session ends.
+    let flavor = match D::DIALECT {
+        SigverDialect::Current => "current",
+        SigverDialect::Legacy => "legacy",
+    };
+    let card = PeerCard::new(peer, "sigver", flavor, address, origin, control);
+    let _registration = services.peers.register(card);
     tracing::debug!(favored, "sigver peer opened");
 
     let period = settings.heartbeat_interval();
@@ -315,6 +331,24 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     // The close may wait behind frames a slow client has yet to take, as
     // long as any write may stall.
     Box::pin(socket.close(close, FINAL_WRITE.max(send_stall))).await;
+}
+
+/// How the admin API closes a sigver peer: a close queued in its outbox,
+/// behind the frames already there (a full outbox closes it anyway).
+struct SigverControl(Sink<Outbound>);
+
+impl PeerControl for SigverControl {
+    fn close(&self, code: u16, reason: &str) {
+        let error = SigverError::Operator {
+            code,
+            reason: reason.to_owned().into(),
+        };
+        let _ = self.0.push(Outbound::Close(error));
+    }
+
+    fn queued(&self) -> usize {
+        self.0.queued()
+    }
 }
 
 /// Encodes what else the outbox holds now, up to [`BATCH_BYTES`], so that

@@ -47,6 +47,10 @@ impl SockjsApp for VidereApp {
     /// session runs. A refused session is closed with the refusal's code
     /// and reason.
     async fn admit(&self, info: &SessionInfo) -> Result<Ticket, Refusal> {
+        if self.services.drain.is_draining() {
+            tracing::info!(session = %info.id, "videre session refused: draining");
+            return Err(Refusal::new(1001, "server draining: reconnect"));
+        }
         self.services
             .rooms
             .admit_sockjs(info.remote.map(|addr| addr.ip()))

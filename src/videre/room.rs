@@ -28,7 +28,8 @@ use tokio::sync::oneshot;
 use crate::error::{Refusal, VidereError};
 use crate::observe::Stats;
 use crate::rooms::{
-    Attach, InFlight, MemberId, Occupancy, RemoteSink, Room, RoomHome, SaveAgain, SinkError,
+    Attach, Describe, InFlight, MemberId, Occupancy, RemoteSink, Room, RoomHome, SaveAgain,
+    SinkError,
 };
 use sigway_core::videre::packet::Packet;
 use sigway_core::videre::room::RoomCore;
@@ -343,6 +344,7 @@ impl VidereRoom {
         self.handled(broadcast.from, broadcast.credit.as_ref());
         let text = self.core.broadcast(&broadcast.packet);
         self.send_to_all(&text);
+        self.occupancy.relayed(self.core.members().len() as u64);
     }
 
     fn ping(&mut self, ping: Ping) {
@@ -361,5 +363,14 @@ impl VidereRoom {
                 tracing::debug!(session = %ping.from, "videre ping of a member no longer in the room")
             }
         }
+    }
+}
+
+impl Handler<Describe> for VidereRoom {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let members = self.core.members().iter().map(|m| m.session).collect();
+        MessageResult(self.occupancy.summary(members))
     }
 }

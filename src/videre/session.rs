@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{Refusal, VidereError};
 use crate::observe::{ListedKey, Reason};
+use crate::rooms::peers::{PeerCard, Registration};
 use crate::rooms::{InFlight, MemberId, MessageGate, RoomRef, Ticket};
 use crate::services::Services;
 use sigway_core::redact::ShownKey;
@@ -58,6 +59,8 @@ pub(crate) struct VidereSession {
     /// The session was closed for a rate limit: later packets (of the
     /// same batch, or already on their way) are dropped.
     closed: bool,
+    /// Its entry in the admin API's registry, while the session lives.
+    _registration: Registration,
 }
 
 impl VidereSession {
@@ -79,7 +82,17 @@ impl VidereSession {
             (services.settings.limits.outbound_queue / 4).max(1),
         ));
         let messages = services.rooms.guard().message_gate();
+        let card = PeerCard::new(
+            id,
+            "videre",
+            info.transport,
+            info.remote,
+            info.origin.clone(),
+            Box::new(link.clone()),
+        );
+        let _registration = services.peers.register(card);
         Self {
+            _registration,
             messages,
             closed: false,
             id,
@@ -366,6 +379,9 @@ mod tests {
                 stats,
                 rooms,
                 shutdown,
+                peers: Default::default(),
+                drain: Default::default(),
+                live_settings: Arc::new(arc_swap::ArcSwap::from_pointee(Settings::default())),
             })
         }
 
@@ -375,6 +391,7 @@ mod tests {
                 id: "test".into(),
                 remote: None,
                 transport: "test",
+                origin: None,
             };
             (
                 VidereSession::new(

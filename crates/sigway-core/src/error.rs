@@ -242,6 +242,15 @@ pub enum SigverError {
     /// signed key (a bad key: the dialect's key close code).
     #[error("The key is refused: {0}")]
     KeyRefused(KeyRejection),
+    /// An operator closed the peer (the admin API) with this code and
+    /// reason, in either dialect.
+    #[error("closed by the operator: {code} {reason}")]
+    Operator {
+        /// The close code the operator chose.
+        code: u16,
+        /// The close reason the operator gave.
+        reason: Cow<'static, str>,
+    },
 }
 
 impl SigverError {
@@ -273,6 +282,9 @@ impl SigverError {
             (SigverError::SendFailed(_), Legacy) => 1011,
             (SigverError::FrameTooLarge(_), _) => CLOSE_TOO_BIG,
             (SigverError::Refused(refusal), _) => return refusal.close(),
+            (SigverError::Operator { code, reason }, _) => {
+                return Close::owned(*code, reason.to_string());
+            }
         };
         Close::owned(code, self.reason(dialect, code))
     }

@@ -55,6 +55,9 @@ pub struct SessionInfo {
     /// `xhr-streaming`, `xhr-polling`, `eventsource`, `htmlfile` or
     /// `jsonp-polling` (of the request that opened the session).
     pub transport: &'static str,
+    /// The `Origin` header of the request that opened the session, when
+    /// it had one (shown by the gateway's admin API).
+    pub origin: Option<Arc<str>>,
 }
 
 /// Why an app refused a session: the close its client gets right after

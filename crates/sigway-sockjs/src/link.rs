@@ -63,6 +63,11 @@ impl SessionLink {
         });
     }
 
+    /// Items queued for the client now (the admin API's queue depth).
+    pub fn queued(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// True once a send found the queue full.
     pub fn overflowed(&self) -> bool {
         self.outbox.overflow().is_raised()

@@ -264,6 +264,16 @@ impl<T> Outbox<T> {
         &self.overflow
     }
 
+    /// Items queued now, not yet taken by the receiver.
+    pub fn len(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// Whether nothing is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// True once the consuming end is gone.
     pub fn is_closed(&self) -> bool {
         self.shared.lock().receiver_gone

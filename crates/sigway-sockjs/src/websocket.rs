@@ -109,6 +109,7 @@ fn start<A: SockjsApp>(
         id,
         remote: server.options.edge.client_addr(req),
         transport,
+        origin: crate::edge::origin_of(req),
     };
     let accepted = upgrade::accept(req, move |socket| run(server, socket, info, framed));
     match accepted {

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
+use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 pub use forwarded::{BadCidr, Cidr, ClientIpHeader, ProxyPolicy};
@@ -36,22 +37,45 @@ pub struct EdgeRefusals {
     pub proxy_header: AtomicU64,
 }
 
-/// The edge policy of one listener and its counters.
-#[derive(Debug, Clone, Default)]
+/// The edge policy of one listener and its counters. Clones share the
+/// policy, which [`Edge::replace`] swaps for all of them at once (a
+/// settings reload) without a lock on the request path.
+#[derive(Debug, Clone)]
 pub struct Edge {
+    policy: Arc<ArcSwap<EdgePolicy>>,
+    refusals: Arc<EdgeRefusals>,
+}
+
+/// Who may connect and who the client is.
+#[derive(Debug, Default)]
+struct EdgePolicy {
     origins: OriginPolicy,
     proxies: ProxyPolicy,
-    refusals: Arc<EdgeRefusals>,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Self::new(
+            OriginPolicy::default(),
+            ProxyPolicy::default(),
+            Arc::default(),
+        )
+    }
 }
 
 impl Edge {
     /// The policy; refusals are counted in `refusals`.
     pub fn new(origins: OriginPolicy, proxies: ProxyPolicy, refusals: Arc<EdgeRefusals>) -> Self {
         Self {
-            origins,
-            proxies,
+            policy: Arc::new(ArcSwap::from_pointee(EdgePolicy { origins, proxies })),
             refusals,
         }
+    }
+
+    /// Replaces the policy of this edge and of every clone of it: requests
+    /// from now on are judged by `origins` and `proxies`.
+    pub fn replace(&self, origins: OriginPolicy, proxies: ProxyPolicy) {
+        self.policy.store(Arc::new(EdgePolicy { origins, proxies }));
     }
 
     /// The counters of refusals.
@@ -59,22 +83,18 @@ impl Edge {
         &self.refusals
     }
 
-    /// The origin policy.
-    pub fn origins(&self) -> &OriginPolicy {
-        &self.origins
-    }
-
     /// The client's address: the TCP peer (or the PROXY protocol source,
     /// which the listener made the peer), or, when that is a trusted
     /// proxy, what the configured header says.
     pub fn client_addr(&self, req: &HttpRequest) -> Option<SocketAddr> {
         let peer = req.peer_addr()?;
+        let policy = self.policy.load();
         let values: Vec<&[u8]> = req
             .headers()
-            .get_all(self.proxies.header().name())
+            .get_all(policy.proxies.header().name())
             .map(|value| value.as_bytes())
             .collect();
-        Some(self.proxies.client(peer, &values))
+        Some(policy.proxies.client(peer, &values))
     }
 
     /// Checks the request's `Origin`: the 403 to answer when it is not
@@ -82,7 +102,7 @@ impl Edge {
     /// counted), `None` when the request may go on.
     pub fn origin_refusal(&self, req: &HttpRequest, what: &str) -> Option<HttpResponse> {
         let origin = req.headers().get(header::ORIGIN).map(|o| o.as_bytes());
-        if self.origins.check(origin) != OriginVerdict::Denied {
+        if self.policy.load().origins.check(origin) != OriginVerdict::Denied {
             return None;
         }
         self.refusals.origin.fetch_add(1, Relaxed);
@@ -102,6 +122,14 @@ impl Edge {
                 .body("origin not allowed\n"),
         )
     }
+}
+
+/// The `Origin` header of `req`, when it has a readable one.
+pub fn origin_of(req: &HttpRequest) -> Option<Arc<str>> {
+    req.headers()
+        .get(header::ORIGIN)
+        .and_then(|origin| origin.to_str().ok())
+        .map(Arc::from)
 }
 
 /// The client's address for a request of an app that registered its

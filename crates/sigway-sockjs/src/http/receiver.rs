@@ -82,6 +82,7 @@ pub(super) fn open_receiver<A: SockjsApp>(
 ) -> ChannelBody {
     let options = &server.options;
     let remote = options.edge.client_addr(req);
+    let origin = crate::edge::origin_of(req);
     let session = server
         .registry
         .get_or_open(session_id, options.outbound_queue, |link, id| {
@@ -93,6 +94,7 @@ pub(super) fn open_receiver<A: SockjsApp>(
                     id,
                     remote,
                     transport: transport.protocol(),
+                    origin,
                 },
             )
         });
