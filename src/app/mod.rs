@@ -11,6 +11,7 @@
 //! [`BackgroundServer`] runs one on its own thread for tests and tools.
 
 mod cluster;
+mod dashboard;
 mod request_span;
 mod routes;
 mod tls;
@@ -157,6 +158,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
     let edge_refusals = stats.edge_refusals.clone();
     let stats_data = web::Data::from(stats);
     let videre = crate::videre::endpoint(&services, edge.clone());
+    let feeds = web::Data::new(dashboard::FeedClients::default());
     let edge = web::Data::new(edge);
 
     let tls_files = settings.tls_files().map_err(io::Error::other)?;
@@ -189,7 +191,7 @@ pub fn start(settings: Settings) -> io::Result<Running> {
                     services.settings.limits.max_frame_bytes,
                 ))
                 .wrap(TracingLogger::<request_span::KeyHidingRootSpan>::new())
-                .configure(|cfg| routes::routes(cfg, &videre))
+                .configure(|cfg| routes::routes(cfg, &videre, &feeds))
         },
     )?;
     let (addr, server) = (served.addr, served.server);

@@ -1,7 +1,7 @@
 //! Every route of the one port: the SockJS/videre endpoint under its prefix,
 //! the sigver WebSocket on any other path that asks for an upgrade, and
-//! plain pages (`/`, `/demo`, `/healthz`, `/readyz`, `/metrics`, `/stats`)
-//! for the rest.
+//! plain pages (`/`, `/demo`, `/healthz`, `/readyz`, `/metrics`, `/stats`,
+//! `/dashboard` and its feed) for the rest.
 //! A plain request to any other path gets a JSON answer saying what this
 //! server is, never a hang.
 
@@ -27,6 +27,7 @@ fn is_websocket_upgrade(ctx: &guard::GuardContext<'_>) -> bool {
 pub(super) fn routes(
     cfg: &mut web::ServiceConfig,
     videre: &Arc<sigway_sockjs::Server<crate::videre::VidereApp>>,
+    feeds: &web::Data<super::dashboard::FeedClients>,
 ) {
     videre.configure(cfg);
     cfg.service(
@@ -40,6 +41,8 @@ pub(super) fn routes(
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(observe::metrics))
     .route("/stats", web::get().to(observe::stats))
+    // The live dashboard and its feed (dashboard.rs).
+    .configure(|cfg| super::dashboard::routes(cfg, feeds))
     .default_service(web::to(not_a_websocket));
 }
 
@@ -99,6 +102,6 @@ async fn not_a_websocket(req: HttpRequest, services: web::Data<Services>) -> Htt
             "error": "this path is a sigver signaling endpoint: open a WebSocket to it",
             "sigver": { "key": path.strip_prefix('/').unwrap_or(path), "url": format!("ws(s)://HOST{path}") },
             "videre": { "sockjs": services.settings.sockjs.prefix },
-            "endpoints": ["/", "/demo", "/healthz", "/readyz", "/metrics", "/stats"],
+            "endpoints": ["/", "/demo", "/healthz", "/readyz", "/metrics", "/stats", "/dashboard"],
         }))
 }

@@ -46,6 +46,32 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Room authorization by signed keys (off by default).
     pub auth: AuthSettings,
+    /// The live dashboard at `/dashboard` and its feed.
+    pub dashboard: DashboardSettings,
+}
+
+/// `[dashboard]`: the live dashboard page and its SSE feed (aggregates only,
+/// never per-peer data).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// Serve `/dashboard` and `/dashboard/feed` (404 when off).
+    pub enabled: bool,
+    /// When set, both need it: `Authorization: Bearer <token>` or
+    /// `?token=<token>` (the page passes its own `?token=` to the feed).
+    pub token: Secret,
+    /// Feed clients served at once; more are answered 503.
+    pub max_feed_clients: usize,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token: Secret::default(),
+            max_feed_clients: 16,
+        }
+    }
 }
 
 /// `[tls]`: certificate files and whether to serve https/wss.
@@ -330,6 +356,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             cluster: ClusterSettings::default(),
             auth: AuthSettings::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }

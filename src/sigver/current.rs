@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::error::{SigverDialect, SigverError};
 use crate::rooms::{MemberId, RoomRef};
 use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE, Inbound};
-use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
+use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, Sampled};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::merged;
 use crate::sigver::state::{Action, ContentIn, GroupLimits, GroupState, NetfluxId};
@@ -119,6 +119,15 @@ impl Dialect for GroupState<MemberId> {
 
     fn tell(group: &RoomRef<Group>, event: FromPeer, frame: &Bytes) {
         group.event(event, frame);
+    }
+
+    fn tell_sampled(
+        group: &RoomRef<Group>,
+        event: FromPeer,
+        frame: &Bytes,
+        received: std::time::Instant,
+    ) {
+        group.event(Sampled { event, received }, frame);
     }
 
     fn changes_state(event: &FromPeer) -> bool {

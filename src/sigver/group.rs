@@ -9,9 +9,13 @@
 //! close (4745) instead of making the server grow. What a dialect is to the
 //! session and to the actor is one trait, [`Dialect`], implemented by each
 //! dialect's rules (in [`current`](super::current) and
-//! [`legacy`](super::legacy)).
+//! [`legacy`](super::legacy)). A sampled event ([`Sampled`]) carries when
+//! its frame was read: the actor records the relay latency when it pushes
+//! what the event caused, and stamps those frames ([`Outbound::Stamped`])
+//! so the target's session can record how long they waited in its outbox.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sigway_core::redact::ShownKey;
 
@@ -34,7 +38,20 @@ use crate::sigver::state::GroupLimits;
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Frame(Bytes),
+    /// A frame a sampled event caused, with when it was pushed.
+    Stamped(Bytes, Instant),
     Close(SigverError),
+}
+
+/// An event whose frame was read at `received` (one in
+/// [`RELAY_SAMPLE_EVERY`](crate::observe::RELAY_SAMPLE_EVERY) per session).
+pub(crate) struct Sampled<E> {
+    pub event: E,
+    pub received: Instant,
+}
+
+impl<E: Message<Result = ()>> Message for Sampled<E> {
+    type Result = ();
 }
 
 /// Who joins a group: a connection, its sink and its `?favored` flag.
@@ -100,6 +117,13 @@ pub(crate) trait Dialect: Snapshot<MemberId> + Unpin + Sized + 'static {
     /// Hands an event decoded from `frame` to the group (this dialect's
     /// `Handler` takes it; a group on another node gets the frame).
     fn tell(group: &RoomRef<GroupActor<Self>>, event: Self::Event, frame: &Bytes);
+    /// [`Dialect::tell`] for an event whose frame was read at `received`.
+    fn tell_sampled(
+        group: &RoomRef<GroupActor<Self>>,
+        event: Self::Event,
+        frame: &Bytes,
+        received: Instant,
+    );
     /// Whether handling `event` may change membership or bindings (what a
     /// snapshot holds); plain relays do not.
     fn changes_state(event: &Self::Event) -> bool;
@@ -131,6 +155,8 @@ pub(crate) struct GroupActor<R: Dialect> {
     home: RoomHome,
     /// Reused between events so relaying allocates nothing here.
     actions: Vec<R::Action>,
+    /// When the frame of the sampled event being handled was read.
+    sampled_at: Option<Instant>,
 }
 
 impl<R: Dialect> GroupActor<R> {
@@ -169,25 +195,55 @@ impl<R: Dialect> GroupActor<R> {
 
     fn carry_out(&mut self) {
         let stats: &Stats = &self.home.stats;
+        // A sampled event: one clock read for all it pushes.
+        let pushed_at = self.sampled_at.take().map(|read| (read, Instant::now()));
+        let mut relayed = false;
         for action in self.actions.drain(..) {
-            let (to, out) = R::outbound(&self.log_key, action);
+            let (to, mut out) = R::outbound(&self.log_key, action);
             let Some(sink) = self.sinks.get(&to) else {
                 continue;
             };
+            if let Some((_, now)) = pushed_at {
+                out = match out {
+                    Outbound::Frame(frame) => Outbound::Stamped(frame, now),
+                    other => other,
+                };
+            }
             let bytes = match &out {
-                Outbound::Frame(frame) => Some(frame.len()),
+                Outbound::Frame(frame) | Outbound::Stamped(frame, _) => Some(frame.len()),
                 Outbound::Close(_) => None,
             };
             match sink.push(out) {
                 Ok(()) => {
                     if let Some(bytes) = bytes {
                         stats.sent(bytes);
+                        relayed = true;
                     }
                 }
                 Err(SinkError::Full) => Stats::count(&stats.slow_consumers),
                 Err(SinkError::Closed) => {}
             }
         }
+        if let (Some((read, now)), true) = (pushed_at, relayed) {
+            stats
+                .relay_latency
+                .record(now.saturating_duration_since(read));
+        }
+    }
+}
+
+impl<R: Dialect> Handler<Sampled<R::Event>> for GroupActor<R>
+where
+    R::Event: Message<Result = ()>,
+    Self: Handler<R::Event, Result = ()>,
+{
+    type Result = ();
+
+    fn handle(&mut self, sampled: Sampled<R::Event>, ctx: &mut <Self as Actor>::Context) {
+        self.sampled_at = Some(sampled.received);
+        <Self as Handler<R::Event>>::handle(self, sampled.event, ctx);
+        // Handled without a push (e.g. a heartbeat's content to nobody).
+        self.sampled_at = None;
     }
 }
 
@@ -212,6 +268,7 @@ impl<R: Dialect> Room for GroupActor<R> {
             occupancy: Occupancy::default(),
             home,
             actions: Vec::new(),
+            sampled_at: None,
         }
     }
 }
@@ -351,6 +408,7 @@ impl<R: Dialect> Portable for GroupActor<R> {
             occupancy: Occupancy::restored(peers.len()),
             home,
             actions: Vec::new(),
+            sampled_at: None,
         };
         Some((group, peers))
     }
@@ -400,7 +458,7 @@ mod wire {
     pub(super) fn encode(out: Outbound) -> Bytes {
         let mut bytes = Vec::new();
         match out {
-            Outbound::Frame(frame) => {
+            Outbound::Frame(frame) | Outbound::Stamped(frame, _) => {
                 bytes.reserve(1 + frame.len());
                 bytes.push(FRAME);
                 bytes.extend_from_slice(&frame);

@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
 use crate::rooms::{MemberId, RoomRef};
-use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
+use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, Sampled};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::state::{GroupLimits, SignalingId};
 use codec::{IS_FIRST_FALSE, IS_FIRST_TRUE, LegacyInbound};
@@ -117,6 +117,15 @@ impl Dialect for LegacyGroupState<MemberId> {
 
     fn tell(group: &RoomRef<LegacyGroup>, event: FromLegacyPeer, frame: &Bytes) {
         group.event(event, frame);
+    }
+
+    fn tell_sampled(
+        group: &RoomRef<LegacyGroup>,
+        event: FromLegacyPeer,
+        frame: &Bytes,
+        received: std::time::Instant,
+    ) {
+        group.event(Sampled { event, received }, frame);
     }
 
     fn changes_state(event: &FromLegacyPeer) -> bool {
