@@ -8,6 +8,24 @@
 //! Every refusal is counted by [`Reason`] (`sigway_refusals_total{reason=...}`
 //! beside the unlabelled total) and the last few are listed in `/stats`,
 //! their room keys hashed unless `log.show_keys` ([`ListedKey`]).
+//!
+//! Latencies are lock-free histograms ([`histogram`]): join latency by
+//! protocol, and, for sigver, relay latency and outbox wait of one relayed
+//! event in [`RELAY_SAMPLE_EVERY`] per session (a clock read costs about
+//! as much as the rest of a relay's bookkeeping, so it is sampled). Closes
+//! are counted by protocol and code ([`closes`]), sessions by protocol and
+//! SockJS transport; the process' RSS and open descriptors ([`process`])
+//! are read at scrape time. `/metrics` and `/stats` render the same list
+//! of families ([`Family`]), so `/stats` carries every metric `/metrics`
+//! has (under `metrics`, by Prometheus name).
+
+mod closes;
+mod histogram;
+mod process;
+
+use closes::Closes;
+pub(crate) use closes::Ended;
+use histogram::{Histogram, HistogramReading};
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -198,6 +216,58 @@ pub(crate) struct Stats {
     recent_refusals: Mutex<VecDeque<(Reason, Option<ListedKey>)>>,
     /// Where the cluster's figures come from (cluster mode only).
     cluster: OnceLock<ClusterSource>,
+    /// Closes by protocol and code.
+    closes: Closes,
+    /// Upgrade (sigver) or `connect` packet (videre) to the room's answer,
+    /// by protocol ([`closes::PROTOCOLS`]' order).
+    join_latency: [Histogram; closes::PROTOCOLS.len()],
+    /// Successful joins by protocol.
+    joins: [AtomicU64; closes::PROTOCOLS.len()],
+    /// sigver, sampled: a frame read from a peer to its relay pushed to
+    /// the target's outbox.
+    pub relay_latency: Histogram,
+    /// sigver, sampled: a relayed frame pushed to the outbox to its write
+    /// to the socket.
+    pub queue_wait: Histogram,
+    /// Open sessions by [`SESSION_KINDS`].
+    sessions_open: [AtomicI64; SESSION_KINDS.len()],
+}
+
+/// One relayed event in this many per session carries a timestamp for the
+/// relay and queue histograms (the first one of each session included, so
+/// a short session is seen too).
+pub(crate) const RELAY_SAMPLE_EVERY: u32 = 16;
+
+/// `(protocol, transport)` of the `sigway_sessions_open` gauge; videre's
+/// transports are the SockJS ones (`other` for anything else).
+const SESSION_KINDS: [(&str, &str); 10] = [
+    ("sigver", "websocket"),
+    ("sigver-legacy", "websocket"),
+    ("videre", "websocket"),
+    ("videre", "websocket-raw"),
+    ("videre", "xhr-streaming"),
+    ("videre", "xhr-polling"),
+    ("videre", "eventsource"),
+    ("videre", "htmlfile"),
+    ("videre", "jsonp-polling"),
+    ("videre", "other"),
+];
+
+/// One metric family as `/metrics` renders it and `/stats` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct Family {
+    /// The full Prometheus name.
+    pub name: String,
+    pub kind: &'static str,
+    pub help: &'static str,
+    pub samples: Samples,
+}
+
+/// A family's samples: each with its labels (`key="value",...`, or empty).
+#[derive(Debug, Clone)]
+pub(crate) enum Samples {
+    Values(Vec<(String, i64)>),
+    Histograms(Vec<(String, HistogramReading)>),
 }
 
 /// Reads the cluster's figures when `/metrics` or `/stats` is asked.
@@ -254,8 +324,36 @@ impl Default for Stats {
             dry_run_by_reason: Default::default(),
             recent_refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
             cluster: OnceLock::new(),
+            closes: Closes::default(),
+            join_latency: Default::default(),
+            joins: Default::default(),
+            relay_latency: Histogram::default(),
+            queue_wait: Histogram::default(),
+            sessions_open: Default::default(),
         }
     }
+}
+
+/// The slot of `(protocol, transport)` in [`SESSION_KINDS`]; an unknown
+/// videre transport is `other` (sigver is always on a WebSocket).
+fn session_kind(protocol: &str, transport: &str) -> usize {
+    SESSION_KINDS
+        .iter()
+        .position(|(p, t)| *p == protocol && (*t == transport || p.starts_with("sigver")))
+        .unwrap_or(SESSION_KINDS.len() - 1)
+}
+
+fn borrowed(samples: &[(String, i64)]) -> Vec<(&str, i64)> {
+    samples.iter().map(|(l, v)| (l.as_str(), *v)).collect()
+}
+
+/// A label value with `\\`, `"` and newlines escaped, as the text format
+/// wants.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Stats {
@@ -297,6 +395,30 @@ impl Stats {
     pub(crate) fn sent(&self, bytes: usize) {
         self.messages_out.fetch_add(1, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// A session of `protocol` (a room kind) on `transport` opened.
+    pub(crate) fn session_opened(&self, protocol: &str, transport: &str) {
+        self.sessions_open[session_kind(protocol, transport)].fetch_add(1, Relaxed);
+    }
+
+    /// The session [`Stats::session_opened`] counted ended.
+    pub(crate) fn session_closed(&self, protocol: &str, transport: &str) {
+        self.sessions_open[session_kind(protocol, transport)].fetch_sub(1, Relaxed);
+    }
+
+    /// A session of `protocol` joined its room `elapsed` after it opened
+    /// (sigver) or sent `connect` (videre).
+    pub(crate) fn joined(&self, protocol: &str, elapsed: std::time::Duration) {
+        if let Some(i) = closes::PROTOCOLS.iter().position(|p| *p == protocol) {
+            self.joins[i].fetch_add(1, Relaxed);
+            self.join_latency[i].record(elapsed);
+        }
+    }
+
+    /// A session of `protocol` ended as `ended` says.
+    pub(crate) fn closed(&self, protocol: &str, ended: Ended) {
+        self.closes.count(protocol, ended);
     }
 
     pub(crate) fn count(counter: &AtomicU64) {
@@ -344,18 +466,57 @@ impl Stats {
         self.cluster.get().map(|source| (source.0)())
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// The Prometheus text exposition of every family.
     pub(crate) fn render_prometheus(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, i64)]| {
-            let _ = writeln!(
-                out,
-                "# HELP sigway_{name} {help}\n# TYPE sigway_{name} {kind}"
-            );
-            for (labels, value) in samples {
-                let _ = writeln!(out, "sigway_{name}{labels} {value}");
+        let mut out = String::with_capacity(8192);
+        for family in self.families() {
+            let Family {
+                name,
+                kind,
+                help,
+                samples,
+            } = &family;
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            match samples {
+                Samples::Values(values) => {
+                    for (labels, value) in values {
+                        if labels.is_empty() {
+                            let _ = writeln!(out, "{name} {value}");
+                        } else {
+                            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                        }
+                    }
+                }
+                Samples::Histograms(histograms) => {
+                    for (labels, reading) in histograms {
+                        reading.render(&mut out, name, labels);
+                    }
+                }
             }
-        };
+        }
+        out
+    }
+
+    /// Every metric family, read now: what `/metrics` renders and `/stats`
+    /// lists under `metrics`.
+    pub(crate) fn families(&self) -> Vec<Family> {
+        let mut families = Vec::with_capacity(40);
+        let mut metric =
+            |name: &str, kind: &'static str, help: &'static str, samples: &[(&str, i64)]| {
+                let samples = samples
+                    .iter()
+                    .map(|(labels, value)| {
+                        let bare = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}'));
+                        (bare.unwrap_or(labels).to_owned(), *value)
+                    })
+                    .collect();
+                families.push(Family {
+                    name: format!("sigway_{name}"),
+                    kind,
+                    help,
+                    samples: Samples::Values(samples),
+                });
+            };
         let u = |a: &AtomicU64| a.load(Relaxed) as i64;
         metric(
             "uptime_seconds",
@@ -424,9 +585,6 @@ impl Stats {
         }
         for (reason, counted) in self.edge_refusals_by_reason() {
             refusals.push((format!("{{reason=\"{reason}\"}}"), counted as i64));
-        }
-        fn borrowed(samples: &[(String, i64)]) -> Vec<(&str, i64)> {
-            samples.iter().map(|(l, v)| (l.as_str(), *v)).collect()
         }
         metric(
             "refusals_total",
@@ -525,7 +683,164 @@ impl Stats {
                 metric(name, kind, help, &[(labels.as_str(), value)]);
             }
         }
-        out
+        self.cockpit_families(&mut metric);
+        self.histogram_families(&mut families);
+        self.process_families(&mut families);
+        families
+    }
+
+    /// Sessions by protocol and transport, joins, closes by code, build
+    /// information.
+    fn cockpit_families(
+        &self,
+        metric: &mut impl FnMut(&str, &'static str, &'static str, &[(&str, i64)]),
+    ) {
+        let sessions: Vec<(String, i64)> = SESSION_KINDS
+            .iter()
+            .zip(&self.sessions_open)
+            .map(|((protocol, transport), open)| {
+                (
+                    format!("{{protocol=\"{protocol}\",transport=\"{transport}\"}}"),
+                    open.load(Relaxed),
+                )
+            })
+            .collect();
+        metric(
+            "sessions_open",
+            "gauge",
+            "Joined sigver connections and open videre (SockJS) sessions, by protocol and transport.",
+            &borrowed(&sessions),
+        );
+        let joins: Vec<(String, i64)> = closes::PROTOCOLS
+            .iter()
+            .zip(&self.joins)
+            .map(|(protocol, joins)| {
+                (
+                    format!("{{protocol=\"{protocol}\"}}"),
+                    joins.load(Relaxed) as i64,
+                )
+            })
+            .collect();
+        metric(
+            "joins_total",
+            "counter",
+            "Rooms joined, by protocol.",
+            &borrowed(&joins),
+        );
+        let closes: Vec<(String, i64)> = self
+            .closes
+            .samples()
+            .into_iter()
+            .map(|(protocol, code, count)| {
+                (
+                    format!("{{protocol=\"{protocol}\",code=\"{code}\"}}"),
+                    count as i64,
+                )
+            })
+            .collect();
+        metric(
+            "closes_total",
+            "counter",
+            "Sessions ended, by protocol and close code (none: ended without one; other: a code not listed).",
+            &borrowed(&closes),
+        );
+        let mut info = format!("{{version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        if let Some(sha) = option_env!("BUILD_GIT_SHA").filter(|s| !s.is_empty()) {
+            let _ = write!(info, ",git_sha=\"{}\"", label_value(sha));
+        }
+        if let Some(rustc) = option_env!("BUILD_RUSTC_VERSION").filter(|s| !s.is_empty()) {
+            let _ = write!(info, ",rustc=\"{}\"", label_value(rustc));
+        }
+        info.push('}');
+        metric(
+            "build_info",
+            "gauge",
+            "Always 1; the labels say which build runs.",
+            &[(info.as_str(), 1)],
+        );
+    }
+
+    fn histogram_families(&self, families: &mut Vec<Family>) {
+        let joins = closes::PROTOCOLS
+            .iter()
+            .zip(&self.join_latency)
+            .map(|(protocol, histogram)| (format!("protocol=\"{protocol}\""), histogram.read()))
+            .collect();
+        families.push(Family {
+            name: "sigway_join_latency_seconds".into(),
+            kind: "histogram",
+            help: "From the upgrade (sigver) or the connect packet (videre) to the room's answer.",
+            samples: Samples::Histograms(joins),
+        });
+        families.push(Family {
+            name: "sigway_relay_latency_seconds".into(),
+            kind: "histogram",
+            help: "sigver, one relayed event in 16 per session: read from the peer to pushed to the target's outbox.",
+            samples: Samples::Histograms(vec![(String::new(), self.relay_latency.read())]),
+        });
+        families.push(Family {
+            name: "sigway_queue_wait_seconds".into(),
+            kind: "histogram",
+            help: "sigver, one relayed event in 16 per session: pushed to the outbox to written to the socket.",
+            samples: Samples::Histograms(vec![(String::new(), self.queue_wait.read())]),
+        });
+    }
+
+    /// The process' RSS and descriptors, where the system tells them.
+    fn process_families(&self, families: &mut Vec<Family>) {
+        let gauge = |name: &str, help: &'static str, value: Option<u64>| {
+            value.map(|value| Family {
+                name: name.into(),
+                kind: "gauge",
+                help,
+                samples: Samples::Values(vec![(String::new(), value as i64)]),
+            })
+        };
+        families.extend(gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            process::resident_memory_bytes(),
+        ));
+        families.extend(gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            process::open_fds(),
+        ));
+    }
+
+    /// Every family as JSON (see [`Stats::families_json`]): `/stats`'
+    /// `metrics` and the dashboard feed's.
+    pub(crate) fn metrics_json(&self) -> serde_json::Value {
+        Self::families_json(&self.families())
+    }
+
+    /// The families as JSON, by name: a single unlabelled sample as its
+    /// value, labelled ones as `{labels: value}`, a histogram as its
+    /// count, sum and percentiles.
+    fn families_json(families: &[Family]) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for family in families {
+            let value = match &family.samples {
+                Samples::Values(values) => match values.as_slice() {
+                    [(labels, value)] if labels.is_empty() => json!(value),
+                    _ => values
+                        .iter()
+                        .map(|(labels, value)| (labels.clone(), json!(value)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into(),
+                },
+                Samples::Histograms(histograms) => match histograms.as_slice() {
+                    [(labels, reading)] if labels.is_empty() => reading.summary_json(),
+                    _ => histograms
+                        .iter()
+                        .map(|(labels, reading)| (labels.clone(), reading.summary_json()))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into(),
+                },
+            };
+            map.insert(family.name.clone(), value);
+        }
+        map.into()
     }
 
     /// Refusals the listener counted (origin, PROXY header), by reason.
@@ -608,6 +923,7 @@ impl Stats {
         if let Some(cluster) = self.cluster_figures() {
             snapshot["cluster"] = json!(cluster);
         }
+        snapshot["metrics"] = self.metrics_json();
         snapshot
     }
 }

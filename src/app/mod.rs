@@ -16,6 +16,7 @@
 
 mod admin;
 mod cluster;
+mod dashboard;
 mod drain;
 mod reload;
 mod request_span;
@@ -224,6 +225,7 @@ fn start_with(settings: Settings, overrides: Option<Overrides>) -> io::Result<Ru
     let stats_data = web::Data::from(stats);
     let videre = crate::videre::endpoint(&services, edge.clone());
     let reload_edge = edge.clone();
+    let feeds = web::Data::new(dashboard::FeedClients::default());
     let edge = web::Data::new(edge);
     let turn = web::Data::new(turn::TurnEndpoint::new(settings.turn.clone()));
     let tls_swap: tls::TlsSwap = Arc::new(ArcSwapOption::empty());
@@ -262,7 +264,7 @@ fn start_with(settings: Settings, overrides: Option<Overrides>) -> io::Result<Ru
                     services.settings.limits.max_frame_bytes,
                 ))
                 .wrap(TracingLogger::<request_span::KeyHidingRootSpan>::new())
-                .configure(|cfg| routes::routes(cfg, &videre, public_admin.clone()))
+                .configure(|cfg| routes::routes(cfg, &videre, public_admin.clone(), &feeds))
         },
     )?;
     let (addr, server) = (served.addr, served.server);

@@ -1,7 +1,7 @@
 //! Every route of the one port: the SockJS/videre endpoint under its prefix,
 //! the sigver WebSocket on any other path that asks for an upgrade, and
 //! plain pages (`/`, `/demo`, `/healthz`, `/readyz`, `/metrics`, `/stats`,
-//! `/turn`) for the rest.
+//! `/turn`, `/dashboard` and its feed) for the rest.
 //! A plain request to any other path gets a JSON answer saying what this
 //! server is, never a hang. With `admin.token` set the admin API is
 //! mounted under `/admin/` too ([`super::admin`]); while the node drains,
@@ -30,6 +30,7 @@ pub(super) fn routes(
     cfg: &mut web::ServiceConfig,
     videre: &Arc<sigway_sockjs::Server<crate::videre::VidereApp>>,
     admin: Option<super::admin::AdminToken>,
+    feeds: &web::Data<super::dashboard::FeedClients>,
 ) {
     videre.configure(cfg);
     // Before the sigver catch-all: `/admin/...` is not a room key here.
@@ -49,6 +50,8 @@ pub(super) fn routes(
     .route("/stats", web::get().to(observe::stats))
     // TURN credentials (issue 13 item 4).
     .route("/turn", web::get().to(super::turn::turn_credentials))
+    // The live dashboard and its feed (dashboard.rs).
+    .configure(|cfg| super::dashboard::routes(cfg, feeds))
     .default_service(web::to(not_a_websocket));
 }
 
@@ -126,6 +129,6 @@ async fn not_a_websocket(req: HttpRequest, services: web::Data<Services>) -> Htt
             "error": "this path is a sigver signaling endpoint: open a WebSocket to it",
             "sigver": { "key": path.strip_prefix('/').unwrap_or(path), "url": format!("ws(s)://HOST{path}") },
             "videre": { "sockjs": services.settings.sockjs.prefix },
-            "endpoints": ["/", "/demo", "/healthz", "/readyz", "/metrics", "/stats", "/turn"],
+            "endpoints": ["/", "/demo", "/healthz", "/readyz", "/metrics", "/stats", "/turn", "/dashboard"],
         }))
 }

@@ -54,6 +54,8 @@ pub struct Settings {
     pub turn: TurnSettings,
     /// The admin API (off by default).
     pub admin: AdminSettings,
+    /// The live dashboard at `/dashboard` and its feed.
+    pub dashboard: DashboardSettings,
 }
 
 /// `[admin]`: the admin API (README "Admin API"): on its own listener,
@@ -67,6 +69,30 @@ pub struct AdminSettings {
     /// served under `/admin/` on the public port. Empty: no token (the
     /// admin listener is then open to whoever reaches it).
     pub token: Secret,
+}
+
+/// `[dashboard]`: the live dashboard page and its SSE feed (aggregates only,
+/// never per-peer data).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// Serve `/dashboard` and `/dashboard/feed` (404 when off).
+    pub enabled: bool,
+    /// When set, both need it: `Authorization: Bearer <token>` or
+    /// `?token=<token>` (the page passes its own `?token=` to the feed).
+    pub token: Secret,
+    /// Feed clients served at once; more are answered 503.
+    pub max_feed_clients: usize,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token: Secret::default(),
+            max_feed_clients: 16,
+        }
+    }
 }
 
 /// `[tls]`: certificate files and whether to serve https/wss.
@@ -354,6 +380,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             turn: TurnSettings::default(),
             admin: AdminSettings::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }

@@ -9,9 +9,13 @@
 //! close (4745) instead of making the server grow. What a dialect is to the
 //! session and to the actor is one trait, [`Dialect`], implemented by each
 //! dialect's rules (in [`current`](super::current) and
-//! [`legacy`](super::legacy)).
+//! [`legacy`](super::legacy)). A sampled event ([`PeerEvent`] with `received`) carries when
+//! its frame was read: the actor records the relay latency when it pushes
+//! what the event caused, and stamps those frames ([`Outbound::Stamped`])
+//! so the target's session can record how long they waited in its outbox.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sigway_core::redact::ShownKey;
 
@@ -34,7 +38,18 @@ use crate::sigver::state::GroupLimits;
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Frame(Bytes),
+    /// A frame a sampled event caused, with when it was pushed.
+    Stamped(Bytes, Instant),
     Close(SigverError),
+}
+
+/// A peer's event as its group gets it: `received` is when its frame was
+/// read, for one event in
+/// [`RELAY_SAMPLE_EVERY`](crate::observe::RELAY_SAMPLE_EVERY) per session
+/// (the relay latency is measured on those).
+pub(crate) struct PeerEvent<E> {
+    pub event: E,
+    pub received: Option<Instant>,
 }
 
 /// Who joins a group: a connection, its sink and its `?favored` flag.
@@ -124,6 +139,8 @@ pub(crate) struct GroupActor<R: Dialect> {
     home: RoomHome,
     /// Reused between events so relaying allocates nothing here.
     actions: Vec<R::Action>,
+    /// When the frame of the sampled event being handled was read.
+    sampled_at: Option<Instant>,
 }
 
 impl<R: Dialect> GroupActor<R> {
@@ -162,13 +179,22 @@ impl<R: Dialect> GroupActor<R> {
 
     fn carry_out(&mut self) {
         let stats: &Stats = &self.home.stats;
+        // A sampled event: one clock read for all it pushes.
+        let pushed_at = self.sampled_at.take().map(|read| (read, Instant::now()));
+        let mut relayed = false;
         for action in self.actions.drain(..) {
-            let (to, out) = R::outbound(&self.log_key, action);
+            let (to, mut out) = R::outbound(&self.log_key, action);
             let Some(sink) = self.sinks.get(&to) else {
                 continue;
             };
+            if let Some((_, now)) = pushed_at {
+                out = match out {
+                    Outbound::Frame(frame) => Outbound::Stamped(frame, now),
+                    other => other,
+                };
+            }
             let bytes = match &out {
-                Outbound::Frame(frame) => Some(frame.len()),
+                Outbound::Frame(frame) | Outbound::Stamped(frame, _) => Some(frame.len()),
                 Outbound::Close(_) => None,
             };
             match sink.push(out) {
@@ -176,11 +202,17 @@ impl<R: Dialect> GroupActor<R> {
                     if let Some(bytes) = bytes {
                         stats.sent(bytes);
                         self.occupancy.relayed(1);
+                        relayed = true;
                     }
                 }
                 Err(SinkError::Full) => Stats::count(&stats.slow_consumers),
                 Err(SinkError::Closed) => {}
             }
+        }
+        if let (Some((read, now)), true) = (pushed_at, relayed) {
+            stats
+                .relay_latency
+                .record(now.saturating_duration_since(read));
         }
     }
 }
@@ -192,7 +224,7 @@ impl<R: Dialect> Actor for GroupActor<R> {
 impl<R: Dialect> Room for GroupActor<R> {
     const KIND: &'static str = R::KIND;
     type Member = PeerEntry;
-    type Event = R::Event;
+    type Event = PeerEvent<R::Event>;
 
     fn new_room(key: Arc<str>, home: RoomHome) -> Self {
         let limits = GroupLimits {
@@ -207,11 +239,15 @@ impl<R: Dialect> Room for GroupActor<R> {
             occupancy: Occupancy::default(),
             home,
             actions: Vec::new(),
+            sampled_at: None,
         }
     }
 
-    fn handle_event(&mut self, event: R::Event, _: &mut Context<Self>) {
-        R::handle(self, event);
+    fn handle_event(&mut self, event: PeerEvent<R::Event>, _: &mut Context<Self>) {
+        self.sampled_at = event.received;
+        R::handle(self, event.event);
+        // Handled without a push (e.g. a heartbeat's content to nobody).
+        self.sampled_at = None;
     }
 
     fn handle_leave(&mut self, peer: MemberId, ctx: &mut Context<Self>) {
@@ -301,7 +337,10 @@ impl<R: Dialect> Portable for GroupActor<R> {
         // here gives the same event.
         match R::decode(frame, id) {
             Ok(Heard::Event(event) | Heard::HeartbeatWith(event)) => {
-                room.push(Inbound::Event(event));
+                room.push(Inbound::Event(PeerEvent {
+                    event,
+                    received: None,
+                }));
             }
             Ok(Heard::Heartbeat | Heard::Ignored) => {}
             Err(error) => {
@@ -356,6 +395,7 @@ impl<R: Dialect> Portable for GroupActor<R> {
             occupancy: Occupancy::restored(peers.len()),
             home,
             actions: Vec::new(),
+            sampled_at: None,
         };
         Some((group, peers))
     }
@@ -405,7 +445,7 @@ mod wire {
     pub(super) fn encode(out: Outbound) -> Bytes {
         let mut bytes = Vec::new();
         match out {
-            Outbound::Frame(frame) => {
+            Outbound::Frame(frame) | Outbound::Stamped(frame, _) => {
                 bytes.reserve(1 + frame.len());
                 bytes.push(FRAME);
                 bytes.extend_from_slice(&frame);

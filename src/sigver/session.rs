@@ -9,6 +9,11 @@
 //! the handshake. Both dialects share this code through
 //! [`Dialect`]; they differ in their messages, their rules and their close
 //! codes. Whatever ends the session, the group hears of its leave once.
+//! For the metrics it records its join latency (from the upgrade), its
+//! close code, and, for one relayed frame in
+//! [`RELAY_SAMPLE_EVERY`](crate::observe::RELAY_SAMPLE_EVERY), when it was
+//! read (the group records the relay latency) and how long a stamped frame
+//! waited in the outbox before it was written to the socket.
 
 use std::sync::Arc;
 use std::task::Poll;
@@ -23,11 +28,11 @@ use tracing::Instrument;
 
 use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
-use crate::observe::{ListedKey, Reason, Stats};
+use crate::observe::{Ended, ListedKey, RELAY_SAMPLE_EVERY, Reason, Stats};
 use crate::rooms::peers::{PeerCard, PeerControl};
 use crate::rooms::{MemberId, Sink, SinkReceiver};
 use crate::services::Services;
-use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, PeerEntry};
+use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, PeerEntry, PeerEvent};
 use crate::sigver::handshake::{dialect_of, echoed_subprotocol, has_query_flag, key_of};
 use crate::sigver::heartbeat::{Beat, Heartbeat};
 use crate::sigver::legacy::state::LegacyGroupState;
@@ -109,6 +114,7 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
         services,
     } = opening;
     let ip = address.map(|a| a.ip());
+    let opened = Instant::now();
     let settings = &services.settings;
     let stats = &services.stats;
     let rooms = &services.rooms;
@@ -175,7 +181,11 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     };
     let card = PeerCard::new(peer, "sigver", flavor, address, origin, control);
     let _registration = services.peers.register(card);
+    stats.joined(D::KIND, opened.elapsed());
+    stats.session_opened(D::KIND, "websocket");
     tracing::debug!(favored, "sigver peer opened");
+    // Frames to relay before the next one is timed (the first one is).
+    let mut until_sampled: u32 = 0;
 
     let period = settings.heartbeat_interval();
     // A write that cannot go out for this long means the client stopped reading.
@@ -213,9 +223,9 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
             let mut outbox_empty = false;
             if socket.pending_bytes() == 0 {
                 match outbound.poll_recv(cx) {
-                    Poll::Ready(Some(Outbound::Frame(frame))) => {
-                        socket.send_binary(frame);
-                        if let Some(error) = take_queued(&mut outbound, &mut socket) {
+                    Poll::Ready(Some(out @ (Outbound::Frame(_) | Outbound::Stamped(..)))) => {
+                        write_frame(out, &mut socket, stats);
+                        if let Some(error) = take_queued(&mut outbound, &mut socket, stats) {
                             return Poll::Ready(failed::<D>(error, stats));
                         }
                         continue;
@@ -252,12 +262,12 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
                                 // Counted before the group can see it, so
                                 // its `handled` never comes first.
                                 in_flight.sent();
-                                group.event(event, &raw);
+                                tell::<D>(&group, event, &raw, &mut until_sampled);
                             }
                             Ok(Heard::HeartbeatWith(event)) => {
                                 heartbeat.heard();
                                 in_flight.sent();
-                                group.event(event, &raw);
+                                tell::<D>(&group, event, &raw, &mut until_sampled);
                             }
                             Ok(Heard::Ignored) => {}
                             Err(error) => return Poll::Ready(failed::<D>(error, stats)),
@@ -320,6 +330,8 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
 
     group.leave(peer);
     drop(ticket);
+    stats.session_closed(D::KIND, "websocket");
+    stats.closed(D::KIND, ended_as(&ending));
     let close = match ending {
         ws::Ending::Server(close) => Some(crate::error::ws_close(&close)),
         ws::Ending::ClientClosed(reason) => reason,
@@ -356,15 +368,59 @@ impl PeerControl for SigverControl {
 fn take_queued(
     outbound: &mut sigway_sockjs::Queue<Outbound>,
     socket: &mut WsConnection,
+    stats: &Stats,
 ) -> Option<SigverError> {
     while socket.pending_bytes() < BATCH_BYTES {
         match outbound.try_recv() {
-            Ok(Outbound::Frame(frame)) => socket.send_binary(frame),
             Ok(Outbound::Close(error)) => return Some(error),
+            Ok(out) => write_frame(out, socket, stats),
             Err(_) => break,
         }
     }
     None
+}
+
+/// Writes a frame taken from the outbox; a stamped one records how long it
+/// waited there (until handed to the socket's write buffer).
+fn write_frame(out: Outbound, socket: &mut WsConnection, stats: &Stats) {
+    match out {
+        Outbound::Frame(frame) => socket.send_binary(frame),
+        Outbound::Stamped(frame, pushed) => {
+            stats.queue_wait.record(pushed.elapsed());
+            socket.send_binary(frame);
+        }
+        Outbound::Close(_) => {}
+    }
+}
+
+/// Hands an event to the group; one in [`RELAY_SAMPLE_EVERY`] (counted down
+/// in `until_sampled`) goes with the time its frame was read, the only
+/// clock read the relay path makes on this side.
+fn tell<D: Dialect>(
+    group: &crate::rooms::RoomRef<GroupActor<D>>,
+    event: D::Event,
+    raw: &bytes::Bytes,
+    until_sampled: &mut u32,
+) {
+    let received = if *until_sampled == 0 {
+        *until_sampled = RELAY_SAMPLE_EVERY - 1;
+        Some(Instant::now())
+    } else {
+        *until_sampled -= 1;
+        None
+    };
+    group.event(PeerEvent { event, received }, raw);
+}
+
+/// The close label of how a session ended: the code either side sent, or
+/// 1006 for a socket gone without a close frame (what a browser reports).
+fn ended_as(ending: &ws::Ending<Close>) -> Ended {
+    match ending {
+        ws::Ending::Server(close) => Ended::Code(close.code),
+        ws::Ending::ClientClosed(Some(reason)) => Ended::Code(u16::from(reason.code)),
+        ws::Ending::ClientClosed(None) => Ended::NoCode,
+        ws::Ending::Gone => Ended::Code(1006),
+    }
 }
 
 /// The session ends on `error`: counted when the client broke the
@@ -430,6 +486,12 @@ async fn refuse(
     services: &Services,
     key: Option<&str>,
 ) {
+    let close = error.close(dialect);
+    let protocol = match dialect {
+        SigverDialect::Current => "sigver",
+        SigverDialect::Legacy => "sigver-legacy",
+    };
+    services.stats.closed(protocol, Ended::Code(close.code));
     let reason = match error {
         SigverError::Refused(refusal) => Some(Reason::of_refusal(refusal)),
         SigverError::KeyRefused(rejection) => Some(Reason::of_key(*rejection)),
@@ -444,9 +506,6 @@ async fn refuse(
         tracing::info!(%error, "sigver connection refused");
     }
     socket
-        .close(
-            Some(crate::error::ws_close(&error.close(dialect))),
-            FINAL_WRITE,
-        )
+        .close(Some(crate::error::ws_close(&close)), FINAL_WRITE)
         .await;
 }

@@ -16,17 +16,20 @@
 //! passes the session's message rate (a flood closes the session with
 //! `c[1008,...]`); a `connect` passes the room's join rate (the same) and,
 //! with `auth.key_secret`, the signed-key check (an error notice).
+//! For the metrics a session counts itself open by SockJS transport, its
+//! joins with their latency (`connect` to the room's answer), and its end
+//! with the close code it was closed with (`none` when the client left).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::web;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
 use crate::error::{Refusal, VidereError};
-use crate::observe::{ListedKey, Reason};
+use crate::observe::{Ended, ListedKey, Reason};
 use crate::rooms::peers::{PeerCard, Registration};
 use crate::rooms::{InFlight, MemberId, MessageGate, RoomRef, Ticket};
 use crate::services::Services;
@@ -61,6 +64,19 @@ pub(crate) struct VidereSession {
     closed: bool,
     /// Its entry in the admin API's registry, while the session lives.
     _registration: Registration,
+    /// The code this session closed itself with, for `sigway_closes_total`.
+    closed_with: Option<u16>,
+}
+
+impl Drop for VidereSession {
+    /// Counted here rather than in `on_close`, so that every session that
+    /// was counted open is counted closed exactly once.
+    fn drop(&mut self) {
+        let stats = &self.services.stats;
+        stats.session_closed(VidereRoom::KIND, self.info.transport);
+        let ended = self.closed_with.map_or(Ended::NoCode, Ended::Code);
+        stats.closed(VidereRoom::KIND, ended);
+    }
 }
 
 impl VidereSession {
@@ -91,10 +107,14 @@ impl VidereSession {
             Box::new(link.clone()),
         );
         let _registration = services.peers.register(card);
+        services
+            .stats
+            .session_opened(VidereRoom::KIND, info.transport);
         Self {
             _registration,
             messages,
             closed: false,
+            closed_with: None,
             id,
             link,
             info,
@@ -152,6 +172,7 @@ impl VidereSession {
         let close = refusal.close();
         self.link.close(close.code, &close.reason);
         self.closed = true;
+        self.closed_with = Some(close.code);
         self.leave_all();
     }
 
@@ -178,6 +199,7 @@ impl VidereSession {
         // Leaving first also keeps this session in at most one room at a
         // time, which the cluster's bookkeeping of members away relies on
         // (one remote room per member id).
+        let asked = Instant::now();
         self.leave_all();
         let guard = self.services.rooms.guard();
         if let Err(rejection) = guard.check_key(&connect.room_id, Some(&connect.user_id)) {
@@ -226,11 +248,15 @@ impl VidereSession {
             Err(refusal) => Err(refusal.into()),
         };
         match result {
-            Ok(room) => self.rooms.add(Membership {
-                room_id,
-                user_id,
-                room,
-            }),
+            Ok(room) => {
+                let stats = &self.services.stats;
+                stats.joined(VidereRoom::KIND, asked.elapsed());
+                self.rooms.add(Membership {
+                    room_id,
+                    user_id,
+                    room,
+                })
+            }
             Err(error) => self.refuse(&user_id, &room_id, error),
         }
     }

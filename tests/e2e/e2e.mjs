@@ -490,6 +490,104 @@ async function scenarioDemo(s) {
   await s.screenshot('first', '-4-alone-again');
 }
 
+// --- Dashboard (/dashboard): served by sigway, it must load nothing from
+// any other origin; its numbers must move under load (sigver peers relaying
+// from another browser context); screenshots on a desktop and a phone
+// viewport (dashboard-desktop.png, dashboard-phone.png).
+
+// sigver frames, hand-encoded (proto/sigver.proto): connect {id}, content {data}.
+function sigverLoadScript() {
+  window.sigverLoad = (url, seconds) => new Promise((resolve, reject) => {
+    const connect = (id) => new Uint8Array([0x1a, 0x02, 0x08, id]);
+    const content = (text) => {
+      const data = new TextEncoder().encode(text);
+      const inner = [0x22, data.length, ...data];
+      return new Uint8Array([0x12, inner.length, ...inner]);
+    };
+    const open = () => new Promise((ok, fail) => {
+      const ws = new WebSocket(url);
+      ws.binaryType = 'arraybuffer';
+      // Answer heartbeats (`heartbeat: true` is 08 01) so the peers stay.
+      ws.onmessage = (e) => { if (new Uint8Array(e.data)[0] === 0x08) ws.send(new Uint8Array([0x08, 0x01])); };
+      ws.onopen = () => ok(ws);
+      ws.onerror = () => fail(new Error(`WebSocket to ${url} failed`));
+    });
+    (async () => {
+      const founder = await open();
+      founder.send(connect(1));
+      await new Promise((r) => setTimeout(r, 200));
+      const joiner = await open();
+      joiner.send(connect(2));
+      let sent = 0;
+      const until = Date.now() + seconds * 1000;
+      while (Date.now() < until) {
+        // Bound to the founder: each content goes up to it.
+        for (let i = 0; i < 20; i++) joiner.send(content(`candidate-${sent++}`));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      joiner.close(1000);
+      founder.close(1000);
+      resolve(sent);
+    })().catch(reject);
+  });
+}
+
+async function scenarioDashboard(s) {
+  for (const name of ['dashboard-desktop.png', 'dashboard-phone.png']) fs.rmSync(path.join(screenshotDir, name), { force: true });
+  const origin = s.sigway.http;
+  const context = await s.browser.newContext({ viewport: { width: 1280, height: 900 } });
+  s.contexts.push(context);
+  const page = await context.newPage();
+  page.setDefaultTimeout(20000);
+  const requests = [];
+  page.on('request', (request) => requests.push(request.url()));
+  page.on('pageerror', (err) => s.problems.push(`dashboard: uncaught page error: ${err.message}`));
+  s.pages.set('dashboard', { page, context, consoleLines: [] });
+  await page.goto(`${origin}/`, { waitUntil: 'load' });
+  await page.click('a[href="/dashboard"]');
+  await page.waitForURL(`${origin}/dashboard`);
+  await waitUntil('the dashboard feed to go live', 10000, () => page.textContent('#status'), (t) => t === 'live');
+  const before = await page.evaluate(() => ({
+    connections: document.getElementById('connections').textContent,
+    messages: document.getElementById('messages-rate').textContent,
+  }));
+
+  // Load from another browser context (another person), on sigway's origin.
+  const loader = await s.open('load', `${origin}/healthz`);
+  await loader.evaluate(sigverLoadScript);
+  const key = `e2e-dash-${shortId()}`;
+  const load = loader.evaluate(({ url, seconds }) => window.sigverLoad(url, seconds), { url: `${s.sigway.ws}/${key}`, seconds: 6 });
+  const during = await waitUntil(
+    'the dashboard to show the load (2 connections, messages per second above 0)',
+    10000,
+    () => page.evaluate(() => ({
+      connections: document.getElementById('connections').textContent,
+      messages: document.getElementById('messages-rate').textContent,
+      rooms: document.getElementById('rooms').textContent,
+      sessions: document.getElementById('sessions').textContent,
+    })),
+    (v) => v.connections === '2' && Number.parseFloat(v.messages) > 0,
+  );
+  check(during.messages !== before.messages, `messages/s did not move: ${before.messages} -> ${during.messages}`);
+  check(during.rooms === '1', `rooms shows ${during.rooms}`);
+  check(/sigver\s*2/.test(during.sessions), `sessions by protocol shows ${JSON.stringify(during.sessions)}`);
+  // Relay latency percentiles appear once sampled relays happened.
+  await waitUntil('relay latency percentiles', 8000, () => page.textContent('#latency'), (t) => t.includes('relay (sigver)'));
+  console.log(`  dashboard under load: ${JSON.stringify(during)}`);
+  await page.screenshot({ path: path.join(screenshotDir, 'dashboard-desktop.png'), timeout: 10000 });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await sleep(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `on a 390 px wide phone the page scrolls sideways by ${overflow} px`);
+  await page.screenshot({ path: path.join(screenshotDir, 'dashboard-phone.png'), fullPage: true, timeout: 10000 });
+  const sent = await withTimeout(load, 20000, 'the load to end');
+  console.log(`  load: ${sent} relayed contents; dashboard page made ${requests.length} request(s)`);
+  const foreign = requests.filter((url) => new URL(url).origin !== origin);
+  check(foreign.length === 0, `the dashboard requested other origins: ${foreign.join(' ')}`);
+  check(requests.some((url) => url.startsWith(`${origin}/dashboard/feed`)), 'the dashboard never opened its feed');
+  await s.close('load');
+}
+
 // Runs last: once every page is closed, sigway holds no connection and no
 // room, and real clients never caused a protocol error or a refusal.
 async function scenarioNoLeftovers(s) {
@@ -588,6 +686,7 @@ const SCENARIOS = [
   ['tls-demo-page', 75000, scenarioDemo, { tls: true }],
   ['turn-relay', 45000, scenarioTurnRelay],
   ['turn-wrong-secret', 45000, scenarioTurnWrongSecret],
+  ['dashboard', 60000, scenarioDashboard],
   ['no-leftovers', 45000, scenarioNoLeftovers],
 ];
 
