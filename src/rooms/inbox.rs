@@ -7,7 +7,8 @@
 //! an eighth of the whole relay path (callgrind, `benches/instructions.sh`).
 //! The inbox is a `VecDeque` behind a mutex, drained by a future spawned in
 //! the room's own context: a push moves the message into a buffer that is
-//! reused, and wakes the room only when it sleeps. Attaches, events and
+//! reused while the room is busy (and freed when it falls idle), and wakes
+//! the room only when it sleeps. Attaches, events and
 //! leaves all travel through it, so a member's events are handled after
 //! its attach and before its leave, whatever threads they come from.
 //! Everything else a room is told (cluster bookkeeping) keeps the mailbox.
@@ -28,7 +29,9 @@ const MAX_PER_TURN: usize = 64;
 /// What a member hands its room.
 pub(crate) enum Inbound<R: Room> {
     /// The member enters (sent by the registry only, see [`super::Rooms`]).
-    Attach(Attach<R>),
+    /// Boxed: an attach carries the member's whole entry and is rare, and
+    /// the inbox's buffer is sized by its largest message.
+    Attach(Box<Attach<R>>),
     /// Something the member said.
     Event(R::Event),
     /// The member is gone.
@@ -100,8 +103,8 @@ impl<R: Room> Inbox<R> {
 struct Drain<R: Room> {
     inbox: Arc<Inbox<R>>,
     /// Messages taken from the inbox, not handled yet; its buffer is
-    /// swapped back into the inbox, so neither side allocates in the
-    /// steady state.
+    /// swapped back into the inbox, so a busy room allocates at most once
+    /// per time it falls asleep, never per message.
     taken: VecDeque<Inbound<R>>,
 }
 
@@ -137,6 +140,15 @@ impl<R: Room> ActorFuture<R> for Drain<R> {
                             Some(waker) if waker.will_wake(task.waker()) => {}
                             _ => state.sleeping = Some(task.waker().clone()),
                         }
+                        // An idle room keeps no buffer: most rooms are idle
+                        // most of the time (one per pair of idle videre
+                        // users), and a busy one parks rarely.
+                        if state.queue.capacity() > 0 {
+                            state.queue = VecDeque::new();
+                        }
+                        if this.taken.capacity() > 0 {
+                            this.taken = VecDeque::new();
+                        }
                         return Poll::Pending;
                     }
                     std::mem::swap(&mut state.queue, &mut this.taken);
@@ -145,7 +157,7 @@ impl<R: Room> ActorFuture<R> for Drain<R> {
             };
             match message {
                 Inbound::Attach(attach) => {
-                    <R as Handler<Attach<R>>>::handle(room, attach, ctx);
+                    <R as Handler<Attach<R>>>::handle(room, *attach, ctx);
                 }
                 Inbound::Event(event) => room.handle_event(event, ctx),
                 Inbound::Leave(member) => room.handle_leave(member, ctx),

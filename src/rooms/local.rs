@@ -120,7 +120,7 @@ impl LocalRooms {
         entry.attaches_forwarded += 1;
         // Sent under the lock: a release racing with this join sees the
         // new count and keeps the room.
-        room.push(Inbound::Attach(Attach::<R> { member }));
+        room.push(Inbound::Attach(Box::new(Attach::<R> { member })));
         Ok(room)
     }
 
