@@ -14,13 +14,16 @@
 //! (sockjs-node's exact answers) sit beside the connection loop they guard;
 //! the plumbing shared with the gateway's sigver sessions is in [`crate::ws`].
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_http::ws::Message;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use futures_util::future::LocalBoxFuture;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -122,12 +125,17 @@ fn start<A: SockjsApp>(
 }
 
 /// Runs one WebSocket session: open frame, admission, then the loop.
-async fn run<A: SockjsApp>(
+///
+/// Everything the loop does not need is consumed here, before the session's
+/// future exists: an `async fn` keeps its arguments (the socket, the
+/// session's info) in its state for its whole life even once moved out,
+/// and an idle session pays for every byte of that state.
+fn run<A: SockjsApp>(
     server: Arc<Server<A>>,
     socket: WsConnection,
     info: SessionInfo,
     framed: bool,
-) {
+) -> impl Future<Output = ()> + 'static {
     let options = &server.options;
     let max = options.max_message_bytes;
     let (link, outgoing) = SessionLink::channel(options.outbound_queue);
@@ -141,26 +149,33 @@ async fn run<A: SockjsApp>(
         shutdown: server.shutdown_receiver(),
         pong_due: None,
     };
-    if framed {
-        // The client has its open frame while the app decides.
-        connection.ws.send_text(frame::OPEN.into());
-        if !matches!(
-            tokio::time::timeout(FINAL_WRITE, connection.ws.flush()).await,
-            Ok(Ok(()))
-        ) {
-            return;
+    // Lazy: admission starts once the open frame is out.
+    let opening: LocalBoxFuture<'static, Option<A::Session>> =
+        Box::pin(async move { open_inline(&server, link, info).await });
+    // An async block, not an `async fn`: the latter would copy its
+    // arguments into locals and keep both.
+    async move {
+        if connection.framed {
+            // The client has its open frame while the app decides.
+            connection.ws.send_text(frame::OPEN.into());
+            if !matches!(
+                tokio::time::timeout(FINAL_WRITE, connection.ws.flush()).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
         }
+        // The task is sized for its largest await: the steps an idle
+        // session is not waiting in are boxed, so that only the loop's own
+        // state is paid for the session's whole life.
+        let mut app = opening.await;
+        let ending = connection.pump(app.as_mut()).await;
+        if let Some(app) = app.as_mut() {
+            Box::pin(app.on_close()).await;
+        }
+        drop(app);
+        Box::pin(connection.finish(ending)).await;
     }
-    // The task is sized for its largest await: the steps an idle session
-    // is not waiting in are boxed, so that only the loop's own state is
-    // paid for the session's whole life.
-    let mut app = Box::pin(open_inline(&server, link, info)).await;
-    let ending = connection.pump(app.as_mut()).await;
-    if let Some(app) = app.as_mut() {
-        Box::pin(app.on_close()).await;
-    }
-    drop(app);
-    Box::pin(connection.finish(ending)).await;
 }
 
 struct Connection {
@@ -183,6 +198,12 @@ struct ServerClose {
 }
 
 type Ending = ws::Ending<ServerClose>;
+
+/// What woke the session's loop: the end, or an event the app handles.
+enum Step {
+    End(Ending),
+    Incoming(Event),
+}
 
 /// The server closes with `close`, saying why in a `c` frame first.
 fn close_with_frame(close: Close) -> Ending {
@@ -256,52 +277,85 @@ impl Connection {
 
     /// Moves messages both ways until the session ends. One timer serves
     /// the heartbeat and the wait for its pong.
+    ///
+    /// The sources are polled by hand rather than through `select!`, whose
+    /// branch futures (a shutdown wait, an overflow wait, a read, a
+    /// receive) were all part of every idle session's state, and were
+    /// re-created for every message.
     async fn pump<S: SockjsSession>(&mut self, mut app: Option<&mut S>) -> Ending {
         let mut next_heartbeat = Instant::now() + self.heartbeat;
         let timer = tokio::time::sleep_until(next_heartbeat);
         tokio::pin!(timer);
-        let mut app_gone = false;
         let mut shutdown = self.shutdown.clone();
+        let mut shutdown_wait = std::pin::pin!(shutdown.wait_for(|down| *down));
+        // The shutdown sender is gone (only when the server is): no wait.
+        let mut shutdown_gone = false;
+        let mut app_gone = false;
         loop {
-            let due = match self.pong_due {
-                Some(pong) if self.framed => pong.min(next_heartbeat),
-                _ => next_heartbeat,
-            };
-            if timer.deadline() != due {
-                timer.as_mut().reset(due);
-            }
-            // Take more from the app only once the socket took what was
-            // written: a client that does not read fills the link, whose
-            // overflow closes the session.
-            let writable = self.ws.pending_bytes() == 0;
-            tokio::select! {
-                biased;
-                Ok(_) = shutdown.wait_for(|down| *down) => {
-                    return close_with_frame(Close::going_away());
-                }
-                _ = self.link.wait_overflow() => return overflowed(),
-                event = self.ws.next(true) => {
-                    // Boxed: the app's handling is paid only while it runs.
-                    if let Some(ending) = Box::pin(self.incoming(event, app.as_deref_mut())).await {
-                        return ending;
-                    }
-                }
-                item = self.outgoing.recv(), if !app_gone && writable => match item {
-                    None => app_gone = true,
-                    Some(Outgoing::Message(first)) => {
-                        if let Some(ending) = self.send_messages(first) {
-                            return ending;
+            let step = std::future::poll_fn(|cx| {
+                if !shutdown_gone {
+                    match shutdown_wait.as_mut().poll(cx) {
+                        Poll::Ready(Ok(_)) => {
+                            return Poll::Ready(Step::End(close_with_frame(Close::going_away())));
                         }
+                        Poll::Ready(Err(_)) => shutdown_gone = true,
+                        Poll::Pending => {}
                     }
-                    Some(Outgoing::Close { code, reason }) => {
-                        return close_with_frame(Close::owned(code, reason.to_string()));
+                }
+                loop {
+                    // A full link wakes this task (see `Queue::watch`).
+                    if self.link.overflowed() {
+                        return Poll::Ready(Step::End(overflowed()));
                     }
-                },
-                _ = &mut timer, if self.framed => {
+                    match self.ws.poll_next(cx, true) {
+                        // The socket took what waited: the loop takes more.
+                        Poll::Ready(Event::Drained) => continue,
+                        Poll::Ready(event) => return Poll::Ready(Step::Incoming(event)),
+                        Poll::Pending => {}
+                    }
+                    // Take more from the app only once the socket took what
+                    // was written: a client that does not read fills the
+                    // link, whose overflow closes the session.
+                    if !app_gone && self.ws.pending_bytes() == 0 {
+                        match self.outgoing.poll_recv(cx) {
+                            Poll::Ready(None) => app_gone = true,
+                            Poll::Ready(Some(Outgoing::Message(first))) => {
+                                if let Some(ending) = self.send_messages(first) {
+                                    return Poll::Ready(Step::End(ending));
+                                }
+                            }
+                            Poll::Ready(Some(Outgoing::Close { code, reason })) => {
+                                let close = Close::owned(code, reason.to_string());
+                                return Poll::Ready(Step::End(close_with_frame(close)));
+                            }
+                            Poll::Pending => {}
+                        }
+                        // What was taken is written (or the app is gone):
+                        // the socket is polled again before anything else.
+                        if app_gone || self.ws.pending_bytes() > 0 {
+                            continue;
+                        }
+                    } else if !app_gone {
+                        self.outgoing.watch(cx);
+                    }
+                    if !self.framed {
+                        return Poll::Pending;
+                    }
+                    let due = match self.pong_due {
+                        Some(pong) => pong.min(next_heartbeat),
+                        None => next_heartbeat,
+                    };
+                    if timer.deadline() != due {
+                        timer.as_mut().reset(due);
+                    }
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                     let now = Instant::now();
                     if self.pong_due.is_some_and(|pong| pong <= now) {
                         tracing::debug!("sockjs websocket: no pong to the heartbeat, closing");
-                        return close_with_frame(Close::new(CLOSE_GO_AWAY, "No response from heartbeat"));
+                        let close = Close::new(CLOSE_GO_AWAY, "No response from heartbeat");
+                        return Poll::Ready(Step::End(close_with_frame(close)));
                     }
                     if next_heartbeat <= now {
                         self.ws.send(Message::Ping(bytes::Bytes::new()));
@@ -310,6 +364,16 @@ impl Connection {
                         if next_heartbeat <= now {
                             next_heartbeat = now + self.heartbeat;
                         }
+                    }
+                }
+            })
+            .await;
+            match step {
+                Step::End(ending) => return ending,
+                Step::Incoming(event) => {
+                    // Boxed: the app's handling is paid only while it runs.
+                    if let Some(ending) = Box::pin(self.incoming(event, app.as_deref_mut())).await {
+                        return ending;
                     }
                 }
             }
