@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::AggregatedMessage;
+use futures_util::future::Either;
 use sigway_sockjs::ws::{self, FINAL_WRITE, ReadFailure};
 use sigway_sockjs::{Event, WsConnection};
 use tracing::Instrument;
@@ -29,8 +30,8 @@ use tracing::Instrument;
 use crate::config::SigverDialect;
 use crate::error::{Close, SigverError};
 use crate::observe::{Ended, ListedKey, RELAY_SAMPLE_EVERY, Reason, Stats};
-use crate::rooms::peers::{PeerCard, PeerControl};
-use crate::rooms::{MemberId, Sink, SinkReceiver};
+use crate::rooms::peers::{PeerCard, PeerControl, Registration};
+use crate::rooms::{InFlight, MemberId, MessageGate, Sink, SinkReceiver, Ticket};
 use crate::services::Services;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, PeerEntry, PeerEvent};
 use crate::sigver::handshake::{dialect_of, echoed_subprotocol, has_query_flag, key_of};
@@ -76,18 +77,15 @@ pub(crate) async fn entry(
         .guard()
         .shown(path.strip_prefix('/').unwrap_or(path));
     let span = tracing::info_span!("sigver", key = %shown, ?dialect, peer = tracing::field::Empty);
-    let mut response = sigway_sockjs::accept(&req, move |socket| async move {
-        match dialect {
-            SigverDialect::Current => {
-                run::<GroupState<MemberId>>(opening, socket)
-                    .instrument(span)
-                    .await;
-            }
-            SigverDialect::Legacy => {
-                run::<LegacyGroupState<MemberId>>(opening, socket)
-                    .instrument(span)
-                    .await;
-            }
+    // The session's future is built here, not awaited in an `async`
+    // block, which would keep the opening and the socket it was given in
+    // the session's state for its whole life.
+    let mut response = sigway_sockjs::accept(&req, move |socket| match dialect {
+        SigverDialect::Current => {
+            Either::Left(run::<GroupState<MemberId>>(opening, socket).instrument(span))
+        }
+        SigverDialect::Legacy => {
+            Either::Right(run::<LegacyGroupState<MemberId>>(opening, socket).instrument(span))
         }
     })?;
     if let Some(protocol) = req
@@ -104,8 +102,47 @@ pub(crate) async fn entry(
     Ok(response)
 }
 
+/// A session that joined its group: what its loop and its end need, and
+/// nothing else (the loop's state is paid for the session's whole life).
+struct Joined<D: Dialect> {
+    socket: WsConnection,
+    services: web::Data<Services>,
+    group: crate::rooms::RoomRef<GroupActor<D>>,
+    peer: MemberId,
+    /// The connection's place, given back before the final close.
+    ticket: Ticket,
+    messages: MessageGate,
+    outbound: sigway_sockjs::Queue<Outbound>,
+    overflow: Arc<sigway_sockjs::Overflow>,
+    in_flight: Arc<InFlight>,
+    /// Its entry in the admin API's registry, while the session lives.
+    _registration: Registration,
+}
+
 /// Runs one session to its end.
-pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
+///
+/// Joining is boxed and done with before the loop starts, and the loop
+/// borrows what it needs from [`Joined`]: an `async fn` doing it all kept
+/// every value ever bound in it (the request's key, the socket as given,
+/// the join's answer) in the session's state, about 500 B an idle peer
+/// paid for nothing.
+pub(crate) fn run<D: Dialect>(
+    opening: Opening,
+    socket: WsConnection,
+) -> impl Future<Output = ()> + 'static {
+    let joining = Box::pin(join::<D>(opening, socket));
+    async move {
+        let Some(mut joined) = joining.await else {
+            return;
+        };
+        let ending = relay(&mut joined).await;
+        Box::pin(finish(joined, ending)).await;
+    }
+}
+
+/// Checks the key, takes a place, joins the group: `None` once a refusal
+/// was sent.
+async fn join<D: Dialect>(opening: Opening, socket: WsConnection) -> Option<Joined<D>> {
     let Opening {
         key,
         favored,
@@ -119,15 +156,19 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     let stats = &services.stats;
     let rooms = &services.rooms;
     let max_frame = settings.limits.max_frame_bytes;
-    let mut socket = socket.limit(max_frame);
+    let socket = socket.limit(max_frame);
     let key = match key {
         Ok(key) => key,
-        Err(error) => return Box::pin(refuse(socket, &error, D::DIALECT, &services, None)).await,
+        Err(error) => {
+            Box::pin(refuse(socket, &error, D::DIALECT, &services, None)).await;
+            return None;
+        }
     };
     let guard = rooms.guard();
     if let Err(rejection) = guard.check_key(&key, None) {
         let error = SigverError::KeyRefused(rejection);
-        return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+        Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+        return None;
     }
     // The connection's place; given back before any final close, whose
     // writes may wait for a slow client.
@@ -135,21 +176,23 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
         Ok(ticket) => ticket,
         Err(refusal) => {
             let error = refusal.into();
-            return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+            Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+            return None;
         }
     };
     if let Err(refusal) = guard.join(D::KIND, &key) {
         drop(ticket);
         let error = refusal.into();
-        return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+        Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+        return None;
     }
-    let mut messages = guard.message_gate();
+    let messages = guard.message_gate();
     let peer = rooms.member_id();
     tracing::Span::current().record("peer", tracing::field::display(peer));
     let queue = settings.limits.outbound_queue;
     let (sink, receiver) = Sink::new(queue);
     let SinkReceiver {
-        outbox: mut outbound,
+        outbox: outbound,
         overflow,
         in_flight,
     } = receiver;
@@ -168,7 +211,8 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
         Err(refusal) => {
             drop(ticket);
             let error = refusal.into();
-            return Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+            Box::pin(refuse(socket, &error, D::DIALECT, &services, Some(&key))).await;
+            return None;
         }
     };
     // The group holds the key from here on.
@@ -184,12 +228,52 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     stats.joined(D::KIND, opened.elapsed());
     stats.session_opened(D::KIND, "websocket");
     tracing::debug!(favored, "sigver peer opened");
+    Some(Joined {
+        socket,
+        group,
+        peer,
+        ticket,
+        messages,
+        outbound,
+        overflow,
+        in_flight,
+        _registration,
+        services,
+    })
+}
+
+/// How long a write may wait for a client that takes nothing.
+fn send_stall(services: &Services) -> Duration {
+    services
+        .settings
+        .heartbeat_interval()
+        .max(Duration::from_secs(1))
+}
+
+/// Moves frames both ways until the session ends.
+async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
+    let Joined {
+        socket,
+        services,
+        group,
+        peer,
+        messages,
+        outbound,
+        overflow,
+        in_flight,
+        ..
+    } = joined;
+    let (socket, peer) = (socket, *peer);
+    let settings = &services.settings;
+    let stats = &services.stats;
+    let max_frame = settings.limits.max_frame_bytes;
+    let queue = settings.limits.outbound_queue;
     // Frames to relay before the next one is timed (the first one is).
     let mut until_sampled: u32 = 0;
 
     let period = settings.heartbeat_interval();
     // A write that cannot go out for this long means the client stopped reading.
-    let send_stall = period.max(Duration::from_secs(1));
+    let send_stall = send_stall(services);
     let mut heartbeat =
         Heartbeat::new(Instant::now(), period, settings.sigver.heartbeat_max_missed);
     // One timer: the heartbeat's next deadline, or sooner the moment a
@@ -204,7 +288,7 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     // timer. The sources are polled by hand rather than through `select!`,
     // which re-created (and re-registered) a waiter for each of them for
     // every message.
-    let ending: ws::Ending<Close> = std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| {
         // A lock per poll: checked once per wake-up, not once per message.
         if shutdown_wait.as_mut().poll(cx).is_ready() {
             return Poll::Ready(ws::Ending::Server(Close::going_away()));
@@ -224,8 +308,8 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
             if socket.pending_bytes() == 0 {
                 match outbound.poll_recv(cx) {
                     Poll::Ready(Some(out @ (Outbound::Frame(_) | Outbound::Stamped(..)))) => {
-                        write_frame(out, &mut socket, stats);
-                        if let Some(error) = take_queued(&mut outbound, &mut socket, stats) {
+                        write_frame(out, socket, stats);
+                        if let Some(error) = take_queued(outbound, socket, stats) {
                             return Poll::Ready(failed::<D>(error, stats));
                         }
                         continue;
@@ -262,12 +346,12 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
                                 // Counted before the group can see it, so
                                 // its `handled` never comes first.
                                 in_flight.sent();
-                                tell::<D>(&group, event, &raw, &mut until_sampled);
+                                tell::<D>(group, event, &raw, &mut until_sampled);
                             }
                             Ok(Heard::HeartbeatWith(event)) => {
                                 heartbeat.heard();
                                 in_flight.sent();
-                                tell::<D>(&group, event, &raw, &mut until_sampled);
+                                tell::<D>(group, event, &raw, &mut until_sampled);
                             }
                             Ok(Heard::Ignored) => {}
                             Err(error) => return Poll::Ready(failed::<D>(error, stats)),
@@ -326,8 +410,21 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
             return Poll::Pending;
         }
     })
-    .await;
+    .await
+}
 
+/// The end of a joined session: the group hears of the leave, the place is
+/// given back, the socket closed as `ending` says.
+async fn finish<D: Dialect>(joined: Joined<D>, ending: ws::Ending<Close>) {
+    let Joined {
+        socket,
+        services,
+        group,
+        peer,
+        ticket,
+        ..
+    } = joined;
+    let stats = &services.stats;
     group.leave(peer);
     drop(ticket);
     stats.session_closed(D::KIND, "websocket");
@@ -342,7 +439,9 @@ pub(crate) async fn run<D: Dialect>(opening: Opening, socket: WsConnection) {
     };
     // The close may wait behind frames a slow client has yet to take, as
     // long as any write may stall.
-    Box::pin(socket.close(close, FINAL_WRITE.max(send_stall))).await;
+    socket
+        .close(close, FINAL_WRITE.max(send_stall(&services)))
+        .await;
 }
 
 /// How the admin API closes a sigver peer: a close queued in its outbox,
