@@ -69,23 +69,22 @@ pub(crate) async fn entry(
         origin: sigway_sockjs::edge::origin_of(&req),
         services,
     };
-    // The key lets anyone into the group: logged hashed unless `log.show_keys`.
     let path = req.uri().path();
-    let shown = opening
-        .services
-        .rooms
-        .guard()
-        .shown(path.strip_prefix('/').unwrap_or(path));
-    let span = tracing::info_span!("sigver", key = %shown, ?dialect, peer = tracing::field::Empty);
+    let key = match &opening.key {
+        Ok(key) => key,
+        Err(_) => path.strip_prefix('/').unwrap_or(path),
+    };
+    // Only while the session joins (and again when it ends): a span held
+    // for the session's whole life cost about 1 KB per idle peer in
+    // tracing's registry.
+    let span = session_span(&opening.services, key, dialect, None);
     // The session's future is built here, not awaited in an `async`
     // block, which would keep the opening and the socket it was given in
     // the session's state for its whole life.
     let mut response = sigway_sockjs::accept(&req, move |socket| match dialect {
-        SigverDialect::Current => {
-            Either::Left(run::<GroupState<MemberId>>(opening, socket).instrument(span))
-        }
+        SigverDialect::Current => Either::Left(run::<GroupState<MemberId>>(opening, socket, span)),
         SigverDialect::Legacy => {
-            Either::Right(run::<LegacyGroupState<MemberId>>(opening, socket).instrument(span))
+            Either::Right(run::<LegacyGroupState<MemberId>>(opening, socket, span))
         }
     })?;
     if let Some(protocol) = req
@@ -107,6 +106,8 @@ pub(crate) async fn entry(
 struct Joined<D: Dialect> {
     socket: WsConnection,
     services: web::Data<Services>,
+    /// The group's key (shared with the group), for the log lines.
+    key: Arc<str>,
     group: crate::rooms::RoomRef<GroupActor<D>>,
     peer: MemberId,
     /// The connection's place, given back before the final close.
@@ -129,14 +130,55 @@ struct Joined<D: Dialect> {
 pub(crate) fn run<D: Dialect>(
     opening: Opening,
     socket: WsConnection,
+    span: tracing::Span,
 ) -> impl Future<Output = ()> + 'static {
-    let joining = Box::pin(join::<D>(opening, socket));
+    let joining = Box::pin(join::<D>(opening, socket).instrument(span));
     async move {
         let Some(mut joined) = joining.await else {
             return;
         };
         let ending = relay(&mut joined).await;
-        Box::pin(finish(joined, ending)).await;
+        let span = joined.who().span::<D>();
+        Box::pin(finish(joined, ending).instrument(span)).await;
+    }
+}
+
+/// The span of a sigver session's log lines: its key (hashed unless
+/// `log.show_keys`), dialect and, once it joined, member id.
+fn session_span(
+    services: &Services,
+    key: &str,
+    dialect: SigverDialect,
+    peer: Option<MemberId>,
+) -> tracing::Span {
+    let shown = services.rooms.guard().shown(key);
+    let span = tracing::info_span!("sigver", key = %shown, ?dialect, peer = tracing::field::Empty);
+    if let Some(peer) = peer {
+        span.record("peer", tracing::field::display(peer));
+    }
+    span
+}
+
+/// Who a joined session is, for the lines logged when it ends.
+struct Who<'a> {
+    services: &'a Services,
+    key: &'a str,
+    peer: MemberId,
+}
+
+impl Who<'_> {
+    fn span<D: Dialect>(&self) -> tracing::Span {
+        session_span(self.services, self.key, D::DIALECT, Some(self.peer))
+    }
+}
+
+impl<D: Dialect> Joined<D> {
+    fn who(&self) -> Who<'_> {
+        Who {
+            services: &self.services,
+            key: &self.key,
+            peer: self.peer,
+        }
     }
 }
 
@@ -215,8 +257,6 @@ async fn join<D: Dialect>(opening: Opening, socket: WsConnection) -> Option<Join
             return None;
         }
     };
-    // The group holds the key from here on.
-    drop(key);
     // What the admin API shows of this peer and how it closes it, until
     // the session ends.
     let flavor = match D::DIALECT {
@@ -239,6 +279,7 @@ async fn join<D: Dialect>(opening: Opening, socket: WsConnection) -> Option<Join
         in_flight,
         _registration,
         services,
+        key,
     })
 }
 
@@ -255,6 +296,7 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
     let Joined {
         socket,
         services,
+        key,
         group,
         peer,
         messages,
@@ -264,6 +306,11 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
         ..
     } = joined;
     let (socket, peer) = (socket, *peer);
+    let who = Who {
+        services,
+        key,
+        peer,
+    };
     let settings = &services.settings;
     let stats = &services.stats;
     let max_frame = settings.limits.max_frame_bytes;
@@ -298,7 +345,7 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
             if overflow.is_raised() {
                 return Poll::Ready(failed::<D>(
                     SigverError::SendFailed("client does not read: outbound queue full".into()),
-                    stats,
+                    &who,
                 ));
             }
             // Take from the outbox only once the socket took what was
@@ -310,12 +357,12 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
                     Poll::Ready(Some(out @ (Outbound::Frame(_) | Outbound::Stamped(..)))) => {
                         write_frame(out, socket, stats);
                         if let Some(error) = take_queued(outbound, socket, stats) {
-                            return Poll::Ready(failed::<D>(error, stats));
+                            return Poll::Ready(failed::<D>(error, &who));
                         }
                         continue;
                     }
                     Poll::Ready(Some(Outbound::Close(error))) => {
-                        return Poll::Ready(failed::<D>(error, stats));
+                        return Poll::Ready(failed::<D>(error, &who));
                     }
                     Poll::Ready(None) => return Poll::Ready(ws::Ending::Gone),
                     Poll::Pending => outbox_empty = true,
@@ -336,7 +383,7 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
                     Event::Message(AggregatedMessage::Binary(frame)) => {
                         stats.received(frame.len());
                         if let Err(refusal) = messages.check(stats) {
-                            return Poll::Ready(flooded::<D>(refusal, stats));
+                            return Poll::Ready(flooded::<D>(refusal, &who));
                         }
                         // A group on another node gets the frame itself.
                         let raw = frame.clone();
@@ -354,11 +401,11 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
                                 tell::<D>(group, event, &raw, &mut until_sampled);
                             }
                             Ok(Heard::Ignored) => {}
-                            Err(error) => return Poll::Ready(failed::<D>(error, stats)),
+                            Err(error) => return Poll::Ready(failed::<D>(error, &who)),
                         }
                     }
                     Event::Message(AggregatedMessage::Text(_)) => {
-                        return Poll::Ready(failed::<D>(SigverError::TextFrame, stats));
+                        return Poll::Ready(failed::<D>(SigverError::TextFrame, &who));
                     }
                     Event::Message(AggregatedMessage::Ping(payload)) => {
                         socket.send(actix_http::ws::Message::Pong(payload));
@@ -374,7 +421,7 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
                     // The socket took what waited: the loop takes more.
                     Event::Drained => {}
                     Event::Failed(failure, detail) => {
-                        return Poll::Ready(read_failed::<D>(failure, detail, max_frame, stats));
+                        return Poll::Ready(read_failed::<D>(failure, detail, max_frame, &who));
                     }
                 }
                 continue;
@@ -399,7 +446,7 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
                 if heartbeat.deadline() <= now {
                     match heartbeat.on_deadline(now) {
                         Some(Beat::Expired) => {
-                            return Poll::Ready(failed::<D>(SigverError::HeartbeatMissed, stats));
+                            return Poll::Ready(failed::<D>(SigverError::HeartbeatMissed, &who));
                         }
                         Some(Beat::Send) => socket.send_binary(D::heartbeat()),
                         None => {}
@@ -524,7 +571,8 @@ fn ended_as(ending: &ws::Ending<Close>) -> Ended {
 
 /// The session ends on `error`: counted when the client broke the
 /// protocol, logged, and closed with the dialect's code for it.
-fn failed<D: Dialect>(error: SigverError, stats: &Stats) -> ws::Ending<Close> {
+fn failed<D: Dialect>(error: SigverError, who: &Who<'_>) -> ws::Ending<Close> {
+    let stats = &who.services.stats;
     if matches!(
         error,
         SigverError::BadMessage(_)
@@ -534,16 +582,20 @@ fn failed<D: Dialect>(error: SigverError, stats: &Stats) -> ws::Ending<Close> {
     ) {
         Stats::count(&stats.protocol_errors);
     }
-    tracing::info!(%error, "closing sigver peer");
+    who.span::<D>()
+        .in_scope(|| tracing::info!(%error, "closing sigver peer"));
     ws::Ending::Server(error.close(D::DIALECT))
 }
 
 /// The session ends because its client sends faster than
 /// `limits.messages_per_sec`: counted, logged once, closed with 1008.
 #[cold]
-fn flooded<D: Dialect>(refusal: crate::error::Refusal, stats: &Stats) -> ws::Ending<Close> {
-    stats.refused(Reason::of_refusal(&refusal), None);
-    tracing::warn!(%refusal, "sigver peer closed");
+fn flooded<D: Dialect>(refusal: crate::error::Refusal, who: &Who<'_>) -> ws::Ending<Close> {
+    who.services
+        .stats
+        .refused(Reason::of_refusal(&refusal), None);
+    who.span::<D>()
+        .in_scope(|| tracing::warn!(%refusal, "sigver peer closed"));
     ws::Ending::Server(SigverError::from(refusal).close(D::DIALECT))
 }
 
@@ -553,24 +605,24 @@ fn read_failed<D: Dialect>(
     failure: ReadFailure,
     detail: String,
     max_frame: usize,
-    stats: &Stats,
+    who: &Who<'_>,
 ) -> ws::Ending<Close> {
     match failure {
         ReadFailure::Gone => ws::Ending::Gone,
-        ReadFailure::TooBig => failed::<D>(SigverError::FrameTooLarge(max_frame), stats),
+        ReadFailure::TooBig => failed::<D>(SigverError::FrameTooLarge(max_frame), who),
         ReadFailure::Invalid => failed::<D>(
             SigverError::InvalidFrame {
                 utf8: false,
                 detail: detail.into(),
             },
-            stats,
+            who,
         ),
         ReadFailure::InvalidUtf8 => failed::<D>(
             SigverError::InvalidFrame {
                 utf8: true,
                 detail: detail.into(),
             },
-            stats,
+            who,
         ),
     }
 }
