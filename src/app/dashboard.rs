@@ -225,14 +225,15 @@ fn event_text(stats: &Stats, node: Option<u32>, board: Option<&NodeBoard>) -> St
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
+    let metrics = stats.metrics_json();
     let mut body = json!({
         "t": millis,
         "node": node,
-        "metrics": stats.metrics_json(),
+        "metrics": metrics,
     });
     if let Some(board) = board {
         let ready = stats.cluster_figures().is_some_and(|figures| figures.ready);
-        let (nodes, cluster) = board.view(stats, ready);
+        let (nodes, cluster) = board.view(body["metrics"].clone(), ready);
         body["nodes"] = nodes;
         body["cluster"] = cluster;
     }

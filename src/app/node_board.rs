@@ -83,20 +83,21 @@ impl NodeBoard {
     }
 
     /// This node's entry now: what its feed sends, and who it is.
-    pub(crate) fn own_entry(&self, stats: &Stats, ready: bool) -> Value {
+    pub(crate) fn own_entry(&self, metrics: Value, ready: bool) -> Value {
         json!({
             "node": self.node,
             "started_ms": self.started_ms,
             "ready": ready,
             "t": unix_ms(),
-            "metrics": stats.metrics_json(),
+            "metrics": metrics,
         })
     }
 
     /// What a feed adds to its event: every node's entry (this one fresh,
     /// the others as last read, if recently) and the cluster's totals.
     /// Asking keeps the board reading for [`WATCHED_FOR`].
-    pub(crate) fn view(&self, stats: &Stats, ready: bool) -> (Value, Value) {
+    /// `metrics` are this node's, as the feed just read them.
+    pub(crate) fn view(&self, metrics: Value, ready: bool) -> (Value, Value) {
         let now_ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.watched_at.store(now_ms.max(1), Relaxed);
         let others = self
@@ -105,7 +106,7 @@ impl NodeBoard {
             .filter(|read| read.at.elapsed() <= FIGURES_TTL)
             .map(|read| read.entries.clone())
             .unwrap_or_default();
-        assemble(self.own_entry(stats, ready), others)
+        assemble(self.own_entry(metrics, ready), others)
     }
 
     fn watched(&self) -> bool {
@@ -175,7 +176,7 @@ pub(crate) async fn publish<T: Transport>(
     };
     loop {
         ticks.tick().await;
-        let entry = board.own_entry(&stats, ready());
+        let entry = board.own_entry(stats.metrics_json(), ready());
         let written = transport
             .write_node_figures(board.node, Bytes::from(entry.to_string()), FIGURES_TTL)
             .await;
@@ -308,7 +309,11 @@ mod tests {
         let other = NodeBoard::new(2);
         hub.write_node_figures(
             2,
-            Bytes::from(other.own_entry(&Stats::default(), true).to_string()),
+            Bytes::from(
+                other
+                    .own_entry(Stats::default().metrics_json(), true)
+                    .to_string(),
+            ),
             FIGURES_TTL,
         )
         .await
@@ -336,10 +341,10 @@ mod tests {
         assert_eq!(own["metrics"]["sigway_connections_open"], 1);
         assert_eq!(own["ready"], true);
         // Not watched yet: nothing read. Watched: node 2 appears.
-        let (nodes, _) = board.view(&stats, true);
+        let (nodes, _) = board.view(stats.metrics_json(), true);
         assert_eq!(nodes.as_array().map(Vec::len), Some(1));
         loop {
-            let (nodes, cluster) = board.view(&stats, true);
+            let (nodes, cluster) = board.view(stats.metrics_json(), true);
             if nodes.as_array().map(Vec::len) == Some(2) {
                 assert_eq!(cluster["connections"], 1);
                 break;
