@@ -156,7 +156,7 @@ impl Trouble {
 
 /// Writes this node's figures every [`BOARD_PERIOD`] and, while feeds
 /// watch, reads those of `others()` (the other live nodes) into `board`.
-/// Runs until dropped (the cluster arbiter aborts it when it stops).
+/// Runs until aborted (the cluster arbiter aborts it when it stops).
 pub(crate) async fn publish<T: Transport>(
     transport: T,
     board: Arc<NodeBoard>,
