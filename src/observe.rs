@@ -10,9 +10,11 @@
 //! their room keys hashed unless `log.show_keys` ([`ListedKey`]).
 //!
 //! Latencies are lock-free histograms ([`histogram`]): join latency by
-//! protocol, and, for sigver, relay latency and outbox wait of one relayed
-//! event in [`RELAY_SAMPLE_EVERY`] per session (a clock read costs about
-//! as much as the rest of a relay's bookkeeping, so it is sampled). Closes
+//! protocol; relay latency of one relayed event in [`RELAY_SAMPLE_EVERY`]
+//! per session, by protocol (sigver: read to pushed to the target's
+//! outbox; videre: a broadcast read to queued for every member); and, for
+//! sigver, the outbox wait of those events (a clock read costs about as
+//! much as the rest of a relay's bookkeeping, so it is sampled). Closes
 //! are counted by protocol and code ([`closes`]), sessions by protocol and
 //! SockJS transport; the process' RSS and open descriptors ([`process`])
 //! are read at scrape time. `/metrics` and `/stats` render the same list
@@ -226,6 +228,9 @@ pub(crate) struct Stats {
     /// sigver, sampled: a frame read from a peer to its relay pushed to
     /// the target's outbox.
     pub relay_latency: Histogram,
+    /// videre, sampled: a broadcast read from a session to queued for
+    /// every member of its room.
+    pub videre_relay_latency: Histogram,
     /// sigver, sampled: a relayed frame pushed to the outbox to its write
     /// to the socket.
     pub queue_wait: Histogram,
@@ -301,6 +306,8 @@ pub(crate) struct ClusterFigures {
     pub retransmits: u64,
     /// Links to another node that started over.
     pub link_resets: u64,
+    /// Failed writes or reads of the nodes' dashboard figures.
+    pub board_failures: u64,
 }
 
 impl Default for Stats {
@@ -328,6 +335,7 @@ impl Default for Stats {
             join_latency: Default::default(),
             joins: Default::default(),
             relay_latency: Histogram::default(),
+            videre_relay_latency: Histogram::default(),
             queue_wait: Histogram::default(),
             sessions_open: Default::default(),
         }
@@ -462,7 +470,8 @@ impl Stats {
         let _ = self.cluster.set(source);
     }
 
-    fn cluster_figures(&self) -> Option<ClusterFigures> {
+    /// The cluster's figures now (cluster mode only).
+    pub(crate) fn cluster_figures(&self) -> Option<ClusterFigures> {
         self.cluster.get().map(|source| (source.0)())
     }
 
@@ -612,7 +621,7 @@ impl Stats {
         );
         if let Some(cluster) = self.cluster_figures() {
             let n = |v: u64| v as i64;
-            let figures: [(&str, &str, &str, i64); 10] = [
+            let figures: [(&str, &str, &str, i64); 11] = [
                 (
                     "cluster_ready",
                     "gauge",
@@ -666,6 +675,12 @@ impl Stats {
                     "counter",
                     "Links to another node that started over.",
                     n(cluster.link_resets),
+                ),
+                (
+                    "cluster_board_failures_total",
+                    "counter",
+                    "Failed writes or reads of the nodes' dashboard figures.",
+                    n(cluster.board_failures),
                 ),
                 (
                     "cluster_node_info",
@@ -775,8 +790,14 @@ impl Stats {
         families.push(Family {
             name: "sigway_relay_latency_seconds".into(),
             kind: "histogram",
-            help: "sigver, one relayed event in 16 per session: read from the peer to pushed to the target's outbox.",
-            samples: Samples::Histograms(vec![(String::new(), self.relay_latency.read())]),
+            help: "One relayed event in 16 per session, by protocol: sigver, read from the peer to pushed to the target's outbox; videre, a broadcast read to queued for every member.",
+            samples: Samples::Histograms(vec![
+                ("protocol=\"sigver\"".into(), self.relay_latency.read()),
+                (
+                    "protocol=\"videre\"".into(),
+                    self.videre_relay_latency.read(),
+                ),
+            ]),
         });
         families.push(Family {
             name: "sigway_queue_wait_seconds".into(),

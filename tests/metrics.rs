@@ -1,11 +1,13 @@
 //! The operator's metrics through real sockets: latency histograms after
-//! joins and relays, closes by code, refusals by reason, build and process
+//! joins and relays (sigver relays and videre broadcasts), closes by code, refusals by reason, build and process
 //! figures, `/stats` carrying every `/metrics` family, the Grafana
 //! dashboard naming only exposed metrics, and the dashboard's SSE feed
 //! (parseable events whose numbers move, its client limit, its token, its
 //! end on shutdown).
 
-mod common;
+mod videre_support;
+
+use videre_support::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -92,7 +94,7 @@ async fn histograms_move_after_joins_and_relays() {
         ),
         0.0
     );
-    assert_eq!(sample(&before, "sigway_relay_latency_seconds_count"), 0.0);
+    assert_eq!(sample(&before, SIGVER_RELAYS), 0.0);
     let (mut a, mut b, sb) = pair(&server, "/histograms").await;
     // Enough relays that every session's sampling (1 in 16) times some.
     for i in 0..40u32 {
@@ -116,15 +118,23 @@ async fn histograms_move_after_joins_and_relays() {
         sample(&text, "sigway_joins_total{protocol=\"sigver\"}"),
         2.0
     );
-    assert!(sample(&text, "sigway_relay_latency_seconds_count") >= 2.0);
-    assert!(sample(&text, "sigway_relay_latency_seconds_sum") > 0.0);
+    assert!(sample(&text, SIGVER_RELAYS) >= 2.0);
+    assert!(
+        sample(
+            &text,
+            "sigway_relay_latency_seconds_sum{protocol=\"sigver\"}"
+        ) > 0.0
+    );
     // Cumulative buckets: +Inf holds every sample, and no bucket holds
     // more than the next one.
-    let inf = sample(&text, "sigway_relay_latency_seconds_bucket{le=\"+Inf\"}");
-    assert_eq!(inf, sample(&text, "sigway_relay_latency_seconds_count"));
+    let inf = sample(
+        &text,
+        "sigway_relay_latency_seconds_bucket{protocol=\"sigver\",le=\"+Inf\"}",
+    );
+    assert_eq!(inf, sample(&text, SIGVER_RELAYS));
     let buckets: Vec<f64> = text
         .lines()
-        .filter(|l| l.starts_with("sigway_relay_latency_seconds_bucket"))
+        .filter(|l| l.starts_with("sigway_relay_latency_seconds_bucket{protocol=\"sigver\""))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
         .collect();
     assert_eq!(buckets.len(), 18, "17 bounds and +Inf");
@@ -138,7 +148,7 @@ async fn histograms_move_after_joins_and_relays() {
     );
     // `/stats` reads the same histograms, with percentiles.
     let stats: serde_json::Value = get(&server, "/stats").await.json().await.expect("json");
-    let relay = &stats["metrics"]["sigway_relay_latency_seconds"];
+    let relay = &stats["metrics"]["sigway_relay_latency_seconds"]["protocol=\"sigver\""];
     assert!(relay["count"].as_u64().is_some_and(|n| n >= 2), "{relay}");
     assert!(
         relay["p50_seconds"].as_f64().is_some_and(|p| p > 0.0),
@@ -146,6 +156,62 @@ async fn histograms_move_after_joins_and_relays() {
     );
     a.leave().await;
     b.leave().await;
+    server.stop();
+}
+
+/// Sampled sigver relays, and sampled videre broadcasts.
+const SIGVER_RELAYS: &str = "sigway_relay_latency_seconds_count{protocol=\"sigver\"}";
+const VIDERE_RELAYS: &str = "sigway_relay_latency_seconds_count{protocol=\"videre\"}";
+
+#[tokio::test]
+async fn videre_broadcasts_move_the_relay_histogram() {
+    use videre_support::{Client, Transport, connect, expect_packet, packet};
+    let server = start(videre_support::settings());
+    let mut a = Client::open(&server, Transport::RawWebsocket).await;
+    let mut b = Client::open(&server, Transport::RawWebsocket).await;
+    connect(&mut a, "u1", "timed").await;
+    expect_packet(&mut a, "connect", "u1", "timed").await;
+    connect(&mut b, "u2", "timed").await;
+    for client in [&mut a, &mut b] {
+        expect_packet(client, "connect", "u2", "timed").await;
+    }
+    assert_eq!(sample(&metrics_text(&server).await, VIDERE_RELAYS), 0.0);
+    // One broadcast in 16 per session is timed, the first one included:
+    // 33 from one session are 3 samples (the 1st, 17th and 33rd).
+    for i in 0..33 {
+        let candidate = packet("broadcast", "u1", "timed", serde_json::json!({ "n": i }));
+        a.send_json(&candidate).await;
+        for client in [&mut a, &mut b] {
+            let got = expect_packet(client, "broadcast", "u1", "timed").await;
+            assert_eq!(got["Payload"]["n"], i);
+        }
+    }
+    let text = wait_for(&server, VIDERE_RELAYS, 3.0).await;
+    assert_eq!(sample(&text, VIDERE_RELAYS), 3.0, "{text}");
+    assert!(
+        sample(
+            &text,
+            "sigway_relay_latency_seconds_sum{protocol=\"videre\"}"
+        ) > 0.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sigway_relay_latency_seconds_bucket{protocol=\"videre\",le=\"+Inf\"}"
+        ),
+        3.0
+    );
+    assert_eq!(sample(&text, SIGVER_RELAYS), 0.0, "no sigver relay here");
+    // A ping is not a broadcast: not timed.
+    a.send_json(&packet("ping", "u1", "timed", serde_json::json!("{}")))
+        .await;
+    expect_packet(&mut a, "ping", "u1", "timed").await;
+    assert_eq!(sample(&metrics_text(&server).await, VIDERE_RELAYS), 3.0);
+    let stats: serde_json::Value = get(&server, "/stats").await.json().await.expect("json");
+    let relay = &stats["metrics"]["sigway_relay_latency_seconds"]["protocol=\"videre\""];
+    assert_eq!(relay["count"], 3, "{relay}");
+    a.close().await;
+    b.close().await;
     server.stop();
 }
 

@@ -3,7 +3,8 @@
 //! attempt), runs the cluster bus on it, hands the room layer the bus and
 //! the directory, and then feeds the room layer what the bus delivers, in
 //! order. Rooms that members of other nodes open here start on this
-//! arbiter. All Redis I/O stays on it.
+//! arbiter. All Redis I/O stays on it, the dashboard's per-node board
+//! ([`node_board`](super::node_board)) included.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use sigway_cluster::{
 };
 use tokio::sync::oneshot;
 
+use super::node_board::{self, NodeBoard};
 use crate::config::ClusterSettings;
 use crate::observe::{ClusterFigures, ClusterSource, Stats};
 use crate::rooms::{BoxFuture, Cluster, ClusterStart, Directory, NodeLink, Rooms};
@@ -53,12 +55,14 @@ pub(crate) fn node_id(settings: &ClusterSettings) -> NodeId {
     }
 }
 
-/// Starts the cluster arbiter for `cluster`, whose room layer is `rooms`.
+/// Starts the cluster arbiter for `cluster`, whose room layer is `rooms`
+/// and whose dashboard feeds read `board`.
 pub(crate) fn launch(
     settings: ClusterSettings,
     cluster: Arc<Cluster>,
     rooms: Rooms,
     stats: Arc<Stats>,
+    board: Arc<NodeBoard>,
 ) -> ClusterNode {
     let arbiter = Arbiter::with_tokio_rt(|| {
         tokio::runtime::Builder::new_current_thread()
@@ -67,7 +71,7 @@ pub(crate) fn launch(
             .expect("a current-thread tokio runtime builds")
     });
     let (stop, stop_requests) = oneshot::channel();
-    arbiter.spawn(run(settings, cluster, rooms, stats, stop_requests));
+    arbiter.spawn(run(settings, cluster, rooms, stats, board, stop_requests));
     ClusterNode {
         stop: Some(stop),
         _arbiter: arbiter,
@@ -79,6 +83,7 @@ async fn run(
     cluster: Arc<Cluster>,
     rooms: Rooms,
     stats: Arc<Stats>,
+    board: Arc<NodeBoard>,
     mut stop: oneshot::Receiver<oneshot::Sender<()>>,
 ) {
     let me = cluster.node();
@@ -112,6 +117,7 @@ async fn run(
     let figures = {
         let bus = bus.clone();
         let cluster = cluster.clone();
+        let board = board.clone();
         move || {
             let counters = bus.counters();
             let (owned, visitors, away) = cluster.census();
@@ -126,8 +132,19 @@ async fn run(
                 messages_received: counters.messages_received,
                 retransmits: counters.retransmits,
                 link_resets: counters.link_resets,
+                board_failures: board.failures(),
             }
         }
+    };
+    let board_writer = {
+        let (alive, ready) = (bus.clone(), bus.clone());
+        tokio::spawn(node_board::publish(
+            transport.clone(),
+            board,
+            stats.clone(),
+            move || alive.alive_nodes(),
+            move || ready.is_ready(),
+        ))
     };
     stats.set_cluster_source(ClusterSource(Box::new(figures)));
     cluster.connected(ClusterStart {
@@ -162,6 +179,7 @@ async fn run(
                          those rooms rebuild them from older ones"
                     );
                 }
+                board_writer.abort();
                 bus.shutdown().await;
                 if let Ok(done) = done {
                     let _ = done.send(());

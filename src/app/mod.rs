@@ -18,6 +18,7 @@ mod admin;
 mod cluster;
 mod dashboard;
 mod drain;
+mod node_board;
 mod reload;
 mod request_span;
 mod routes;
@@ -186,8 +187,11 @@ fn start_with(settings: Settings, overrides: Option<Overrides>) -> io::Result<Ru
         n => n,
     };
     let (trigger, shutdown) = ShutdownTrigger::new();
+    let mut board = None;
     let (rooms, cluster) = if settings.cluster.enabled() {
         let node = cluster::node_id(&settings.cluster);
+        let node_board = Arc::new(node_board::NodeBoard::new(node));
+        board = Some(node_board.clone());
         let release_after = Duration::from_millis(settings.cluster.release_after_ms);
         let dead_after = Duration::from_millis(settings.cluster.dead_after_ms);
         let cluster = Cluster::new(node, release_after, dead_after * 3);
@@ -201,6 +205,7 @@ fn start_with(settings: Settings, overrides: Option<Overrides>) -> io::Result<Ru
             cluster,
             rooms.clone(),
             stats.clone(),
+            node_board,
         );
         (rooms, Some(node))
     } else {
@@ -225,7 +230,8 @@ fn start_with(settings: Settings, overrides: Option<Overrides>) -> io::Result<Ru
     let stats_data = web::Data::from(stats);
     let videre = crate::videre::endpoint(&services, edge.clone());
     let reload_edge = edge.clone();
-    let feeds = web::Data::new(dashboard::FeedClients::default());
+    dashboard::log_access(&settings);
+    let feeds = web::Data::new(dashboard::FeedClients::new(board));
     let edge = web::Data::new(edge);
     let turn = web::Data::new(turn::TurnEndpoint::new(settings.turn.clone()));
     let tls_swap: tls::TlsSwap = Arc::new(ArcSwapOption::empty());

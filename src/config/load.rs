@@ -165,6 +165,7 @@ impl Settings {
         self.validate_rates()?;
         self.validate_auth()?;
         self.turn.validate()?;
+        self.validate_dashboard()?;
         let cluster = &self.cluster;
         if cluster.enabled() {
             if cluster.heartbeat_ms == 0 || cluster.dead_after_ms <= cluster.heartbeat_ms {

@@ -8,8 +8,11 @@
 //! [`Settings::validate`] is the single gate that turns a bad combination
 //! into one clear start-up error.
 
+mod dashboard;
 mod load;
 mod turn;
+
+pub use dashboard::DashboardAccess;
 
 use std::path::PathBuf;
 
@@ -80,7 +83,12 @@ pub struct DashboardSettings {
     pub enabled: bool,
     /// When set, both need it: `Authorization: Bearer <token>` or
     /// `?token=<token>` (the page passes its own `?token=` to the feed).
+    /// Empty: they want `admin.token` when that is set (unless `public`),
+    /// and are public when no token is set at all.
     pub token: Secret,
+    /// `true`: public even when `admin.token` is set (with no
+    /// `dashboard.token`; both set is refused at start).
+    pub public: bool,
     /// Feed clients served at once; more are answered 503.
     pub max_feed_clients: usize,
 }
@@ -90,6 +98,7 @@ impl Default for DashboardSettings {
         Self {
             enabled: true,
             token: Secret::default(),
+            public: false,
             max_feed_clients: 16,
         }
     }

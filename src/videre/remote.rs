@@ -91,6 +91,7 @@ impl Portable for VidereRoom {
                 packet,
                 from: id,
                 credit: None,
+                received: None,
             }))),
             Event::Ping => room.push(Inbound::Event(VidereEvent::Ping(Ping {
                 packet,

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use sigway_core::redact::ShownKey;
 use std::sync::atomic::Ordering::Relaxed;
@@ -127,11 +128,15 @@ pub(crate) struct Joiner {
 }
 
 /// A broadcast packet of session `from` for every member; `credit` is the
-/// sender's (none for a packet forwarded by another node).
+/// sender's (none for a packet forwarded by another node). `received` is
+/// when the session read it, for one broadcast in
+/// [`RELAY_SAMPLE_EVERY`](crate::observe::RELAY_SAMPLE_EVERY) per session
+/// (none for a forwarded packet: another node's clock is not this one's).
 pub(crate) struct Broadcast {
     pub packet: Packet,
     pub from: MemberId,
     pub credit: Option<Arc<InFlight>>,
+    pub received: Option<Instant>,
 }
 
 /// A ping from session `from`: the answer goes to `reply`, or (a ping
@@ -345,6 +350,14 @@ impl VidereRoom {
         let text = self.core.broadcast(&broadcast.packet);
         self.send_to_all(&text);
         self.occupancy.relayed(self.core.members().len() as u64);
+        // A sampled broadcast: read by its session to queued for every
+        // member, the room's only clock read for it.
+        if let Some(received) = broadcast.received {
+            self.home
+                .stats
+                .videre_relay_latency
+                .record(received.elapsed());
+        }
     }
 
     fn ping(&mut self, ping: Ping) {

@@ -19,6 +19,8 @@
 //! For the metrics a session counts itself open by SockJS transport, its
 //! joins with their latency (`connect` to the room's answer), and its end
 //! with the close code it was closed with (`none` when the client left).
+//! One `broadcast` in [`RELAY_SAMPLE_EVERY`] carries when it was read, and
+//! its room records the relay latency (`protocol="videre"`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -29,7 +31,7 @@ use bytestring::ByteString;
 use tokio::sync::oneshot;
 
 use crate::error::{Refusal, VidereError};
-use crate::observe::{Ended, ListedKey, Reason};
+use crate::observe::{Ended, ListedKey, RELAY_SAMPLE_EVERY, Reason};
 use crate::rooms::peers::{PeerCard, Registration};
 use crate::rooms::{InFlight, MemberId, MessageGate, RoomRef, Ticket};
 use crate::services::Services;
@@ -66,6 +68,8 @@ pub(crate) struct VidereSession {
     _registration: Registration,
     /// The code this session closed itself with, for `sigway_closes_total`.
     closed_with: Option<u16>,
+    /// Broadcasts until the next one is timed (its relay latency).
+    until_sampled: u32,
 }
 
 impl Drop for VidereSession {
@@ -115,6 +119,7 @@ impl VidereSession {
             messages,
             closed: false,
             closed_with: None,
+            until_sampled: 0,
             id,
             link,
             info,
@@ -268,6 +273,19 @@ impl VidereSession {
         }
     }
 
+    /// The time now for one broadcast in [`RELAY_SAMPLE_EVERY`] (the first
+    /// one included, so a short session is seen too), the only clock read
+    /// the relay path makes on this side; `None` for the others.
+    fn sample_clock(&mut self) -> Option<Instant> {
+        if self.until_sampled == 0 {
+            self.until_sampled = RELAY_SAMPLE_EVERY - 1;
+            Some(Instant::now())
+        } else {
+            self.until_sampled -= 1;
+            None
+        }
+    }
+
     /// Hands a broadcast or ping to its room.
     async fn relay(&mut self, packet: Packet) {
         let room = match self.rooms.target(&packet, self.strict()) {
@@ -312,6 +330,7 @@ impl VidereSession {
                     packet,
                     from: self.id,
                     credit,
+                    received: self.sample_clock(),
                 }),
                 &frame,
             ),

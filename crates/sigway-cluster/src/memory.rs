@@ -4,7 +4,8 @@
 //! It keeps the same promises as the Redis transport (per-node inboxes, a
 //! control channel every subscriber gets, the node registry, and the
 //! directory's claim, fenced snapshot and fenced release as the trait docs
-//! say), so the bus and the gateway's cluster rooms can be tested without a
+//! say, and node figures that expire), so the bus and the gateway's
+//! cluster rooms can be tested without a
 //! Redis server. The faults are the ways pub/sub really fails: lose the
 //! next deliveries to a node, duplicate them, hold them back (with a
 //! bounded queue, as Redis' output buffer limit drops a slow subscriber),
@@ -13,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -34,6 +36,8 @@ struct Hub {
     subscribers: HashMap<NodeId, Subscriber>,
     registry: BTreeMap<NodeId, u64>,
     directory: HashMap<GroupHash, Entry>,
+    /// Each node's figures, and until when they live.
+    figures: HashMap<NodeId, (Bytes, Instant)>,
     unreachable: bool,
 }
 
@@ -313,6 +317,30 @@ impl Transport for MemoryTransport {
         }
         Ok(owned)
     }
+
+    async fn write_node_figures(
+        &self,
+        me: NodeId,
+        figures: Bytes,
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        let until = Instant::now() + ttl;
+        self.reachable()?.figures.insert(me, (figures, until));
+        Ok(())
+    }
+
+    async fn read_node_figures(
+        &self,
+        nodes: Vec<NodeId>,
+    ) -> Result<Vec<(NodeId, Bytes)>, TransportError> {
+        let mut hub = self.reachable()?;
+        let now = Instant::now();
+        hub.figures.retain(|_, (_, until)| *until > now);
+        Ok(nodes
+            .into_iter()
+            .filter_map(|node| Some((node, hub.figures.get(&node)?.0.clone())))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -488,6 +516,35 @@ mod tests {
         hub.set_unreachable(true);
         assert!(hub.publish_control(message(10)).await.is_err());
         assert!(hub.subscribe(1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn node_figures_are_read_in_order_until_they_expire() {
+        let hub = MemoryTransport::new();
+        let long = Duration::from_secs(60);
+        hub.write_node_figures(2, Bytes::from_static(b"two"), long)
+            .await
+            .expect("write");
+        hub.write_node_figures(1, Bytes::from_static(b"one"), long)
+            .await
+            .expect("write");
+        hub.write_node_figures(3, Bytes::from_static(b"brief"), Duration::from_millis(30))
+            .await
+            .expect("write");
+        let read = hub.read_node_figures(vec![1, 2, 3, 4]).await.expect("read");
+        assert_eq!(
+            read,
+            vec![
+                (1, Bytes::from_static(b"one")),
+                (2, Bytes::from_static(b"two")),
+                (3, Bytes::from_static(b"brief")),
+            ]
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let read = hub.read_node_figures(vec![3, 1]).await.expect("read");
+        assert_eq!(read, vec![(1, Bytes::from_static(b"one"))], "3 expired");
+        hub.set_unreachable(true);
+        assert!(hub.read_node_figures(vec![1]).await.is_err());
     }
 
     #[tokio::test]

@@ -4,13 +4,16 @@
 //! node (the control channel), and keeps the room directory: which node
 //! owns a group (claimed by compare-and-set with an epoch) and the group's
 //! last snapshot (written only by the owner at its epoch, so a node that
-//! lost ownership cannot overwrite its successor's state). Delivery is
+//! lost ownership cannot overwrite its successor's state). It also keeps
+//! each node's dashboard figures for a while ([`Transport::write_node_figures`]),
+//! so that any node's dashboard can show every live node. Delivery is
 //! at most once (Redis pub/sub loses what is published while a subscriber
 //! reconnects); the bus's link layer makes it reliable. Keeping this a
 //! trait lets NATS or Redis Streams replace pub/sub later, and lets tests
 //! run nodes in one process.
 
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -131,6 +134,23 @@ pub trait Transport: Send + Sync + 'static {
         me: NodeId,
         epoch: u64,
     ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// Keeps `figures` (opaque to the transport: the node's dashboard
+    /// figures) as `me`'s for `ttl`, replacing what `me` wrote before. A
+    /// node that stops writing (killed) has no figures once `ttl` is over.
+    fn write_node_figures(
+        &self,
+        me: NodeId,
+        figures: Bytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// The figures of those of `nodes` that have some (written less than
+    /// their `ttl` ago), in `nodes`' order; one round trip for all.
+    fn read_node_figures(
+        &self,
+        nodes: Vec<NodeId>,
+    ) -> impl Future<Output = Result<Vec<(NodeId, Bytes)>, TransportError>> + Send;
 }
 
 /// A shared transport is a transport: the bus and the directory's users
@@ -196,5 +216,21 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
         epoch: u64,
     ) -> impl Future<Output = Result<bool, TransportError>> + Send {
         T::release(self, group, me, epoch)
+    }
+
+    fn write_node_figures(
+        &self,
+        me: NodeId,
+        figures: Bytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        T::write_node_figures(self, me, figures, ttl)
+    }
+
+    fn read_node_figures(
+        &self,
+        nodes: Vec<NodeId>,
+    ) -> impl Future<Output = Result<Vec<(NodeId, Bytes)>, TransportError>> + Send {
+        T::read_node_figures(self, nodes)
     }
 }

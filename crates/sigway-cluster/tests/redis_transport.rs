@@ -5,7 +5,8 @@
 //! The same scenarios run on each deployment: inbox delivery to the right
 //! node only and in order, control reaching every subscriber, binary
 //! payloads, receiver counts, the directory's claim/snapshot/release rules
-//! with fencing, concurrent claims with one winner, and what a Redis pause
+//! with fencing, concurrent claims with one winner, node figures that are
+//! read together and expire with their TTL, and what a Redis pause
 //! (SIGSTOP) or restart does to calls and subscriptions. Each transport
 //! stands for one node, as separate processes would. Every test is bounded
 //! by [`TEST_BUDGET`] and every wait by a few seconds; when `redis-server`
@@ -544,10 +545,65 @@ async fn restart_is_survived(urls: &[String], prefix: &str, restart: impl FnOnce
     assert_eq!((claim.owner, claim.epoch), (52, 1));
 }
 
+/// Two nodes' figures are read in one call, in the order asked; a node's
+/// figures are gone once their TTL is over; a later write replaces them.
+async fn node_figures_expire(urls: &[String], prefix: &str) {
+    let one = connect(urls, prefix).await;
+    let two = connect(urls, prefix).await;
+    let long = Duration::from_secs(30);
+    let brief = Duration::from_millis(400);
+    one.write_node_figures(1, Bytes::from_static(b"{\"n\":1}"), long)
+        .await
+        .expect("write 1");
+    two.write_node_figures(2, Bytes::from_static(b"{\"n\":2}"), brief)
+        .await
+        .expect("write 2");
+    let read = one.read_node_figures(vec![2, 1, 3]).await.expect("read");
+    assert_eq!(
+        read,
+        vec![
+            (2, Bytes::from_static(b"{\"n\":2}")),
+            (1, Bytes::from_static(b"{\"n\":1}")),
+        ],
+        "3 never wrote"
+    );
+    let written = Instant::now();
+    let deadline = written + brief + Duration::from_secs(2);
+    loop {
+        let read = one.read_node_figures(vec![1, 2]).await.expect("read");
+        if read.len() == 1 {
+            assert_eq!(read[0].0, 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "2's figures outlived their TTL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written.elapsed() >= brief - Duration::from_millis(50));
+    one.write_node_figures(1, Bytes::from_static(b"{\"n\":11}"), long)
+        .await
+        .expect("write again");
+    assert_eq!(
+        two.read_node_figures(vec![1]).await.expect("read"),
+        vec![(1, Bytes::from_static(b"{\"n\":11}"))]
+    );
+    assert_eq!(
+        one.read_node_figures(Vec::new())
+            .await
+            .expect("read nothing"),
+        Vec::new()
+    );
+}
+
 // ------------------------------------------------------- standalone Redis
 
 fn standalone() -> Option<RedisServer> {
     redis_server_available().then(RedisServer::start)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_node_figures_expire() {
+    let Some(server) = standalone() else { return };
+    bounded(node_figures_expire(&[server.url()], "t-figures")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,6 +780,7 @@ async fn cluster_delivery_and_directory() {
         receiver_counts_are_reported(&urls, "c-count").await;
         directory_claims_are_fenced(&urls, "c-dir").await;
         concurrent_claims_have_one_winner(&urls, "c-race").await;
+        node_figures_expire(&urls, "c-figures").await;
 
         let node = connect(&urls, "c-shard").await;
         let _receiver = node.subscribe(61).await.expect("subscribe");

@@ -5,7 +5,10 @@
 //! parts in braces are hash tags: a group's owner hash and snapshot share
 //! the tag `{g:<hex>}`, so one script can touch both on Redis Cluster, and
 //! each node's inbox channel has its own tag `{n:<node>}`, so inboxes
-//! spread over the shards. Pure: no I/O.
+//! spread over the shards. Every node's dashboard figures share one tag,
+//! the prefix (`sw:dash:{sw}:<node>`), so one MGET reads them all on a
+//! Redis Cluster too (a multi-key command must stay in one slot; a SCAN
+//! would have to visit every shard). Pure: no I/O.
 
 use crate::{GroupHash, NodeId};
 
@@ -49,6 +52,12 @@ impl KeyLayout {
     /// `node`'s inbox channel.
     pub(crate) fn inbox(&self, node: NodeId) -> String {
         format!("{}:in:{{n:{node}}}", self.prefix)
+    }
+
+    /// `node`'s dashboard figures (a string with a TTL); every node's in
+    /// one hash slot.
+    pub(crate) fn node_figures(&self, node: NodeId) -> String {
+        format!("{prefix}:dash:{{{prefix}}}:{node}", prefix = self.prefix)
     }
 
     /// `group`'s owner hash {node, epoch}.
@@ -124,8 +133,19 @@ mod tests {
             keys.snapshot(&group),
             "sw:{g:00010aff102030405060708090a0b0c0}:snap"
         );
+        assert_eq!(keys.node_figures(42), "sw:dash:{sw}:42");
         let other = KeyLayout::new("prod:sig").expect("prefix with a colon");
         assert_eq!(other.inbox(7), "prod:sig:in:{n:7}");
+        assert_eq!(other.node_figures(7), "prod:sig:dash:{prod:sig}:7");
+    }
+
+    #[test]
+    fn every_nodes_figures_share_a_slot() {
+        let keys = KeyLayout::new("sw").expect("prefix");
+        let slot = hash_slot(keys.node_figures(1).as_bytes());
+        for node in [2, 3, 1000, u32::MAX] {
+            assert_eq!(hash_slot(keys.node_figures(node).as_bytes()), slot);
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! node `sw:in:{n:<node>}` (SPUBLISH/SSUBSCRIBE on Redis Cluster,
 //! PUBLISH/SUBSCRIBE otherwise), and per group an owner hash
 //! `sw:{g:<hex>}:own` {node, epoch} with its snapshot `sw:{g:<hex>}:snap`
-//! in the same slot, changed only by the scripts of [`scripts`].
+//! in the same slot, changed only by the scripts of [`scripts`]; and each
+//! node's dashboard figures `sw:dash:{sw}:<node>` (SET with PX, read with
+//! one MGET: every node's in one slot).
 //!
 //! Which deployment is used follows from the URLs (see [`address`]): one
 //! `redis://` URL is a standalone server, several URLs or a
@@ -280,5 +282,43 @@ impl Transport for RedisTransport {
             .arg(keep_ms);
         let reply = self.call("release", Request::Script(&invocation)).await?;
         scripts::decode_flag("release", reply)
+    }
+
+    async fn write_node_figures(
+        &self,
+        me: NodeId,
+        figures: Bytes,
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        // PX 0 is refused by Redis; a TTL under a millisecond is one.
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut set = redis::cmd("SET");
+        set.arg(self.keys.node_figures(me))
+            .arg(figures.as_ref())
+            .arg("PX")
+            .arg(ttl_ms);
+        self.call::<()>("write_node_figures", Request::Command(&set))
+            .await
+    }
+
+    async fn read_node_figures(
+        &self,
+        nodes: Vec<NodeId>,
+    ) -> Result<Vec<(NodeId, Bytes)>, TransportError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for node in &nodes {
+            mget.arg(self.keys.node_figures(*node));
+        }
+        let values: Vec<Option<Vec<u8>>> = self
+            .call("read_node_figures", Request::Command(&mget))
+            .await?;
+        Ok(nodes
+            .into_iter()
+            .zip(values)
+            .filter_map(|(node, value)| Some((node, Bytes::from(value?))))
+            .collect())
     }
 }
