@@ -5,29 +5,40 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use sigway_sockjs::ShutdownBell;
 use tokio::sync::{Notify, watch};
 
 /// Fires the shutdown of everything that holds a [`Shutdown`] from it.
 #[derive(Debug, Clone)]
 pub struct ShutdownTrigger {
     tx: watch::Sender<bool>,
+    bell: ShutdownBell,
 }
 
 /// A session's view of the shutdown. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     rx: watch::Receiver<bool>,
+    bell: ShutdownBell,
 }
 
 impl ShutdownTrigger {
     pub fn new() -> (Self, Shutdown) {
         let (tx, rx) = watch::channel(false);
-        (Self { tx }, Shutdown { rx })
+        let bell = ShutdownBell::new();
+        (
+            Self {
+                tx,
+                bell: bell.clone(),
+            },
+            Shutdown { rx, bell },
+        )
     }
 
     /// Tells every holder to shut down; later calls do nothing more.
     pub fn fire(&self) {
         self.tx.send_replace(true);
+        self.bell.ring();
     }
 }
 
@@ -47,6 +58,13 @@ impl Shutdown {
     /// (the SockJS layer knows nothing of the gateway's types).
     pub fn watch(&self) -> watch::Receiver<bool> {
         self.rx.clone()
+    }
+
+    /// The shutdown as a bell, rung when the trigger fires: what a
+    /// long-lived session waits on (a 64-byte waiter, where a watch
+    /// receiver's wait is 144 bytes of every idle session's state).
+    pub fn bell(&self) -> &ShutdownBell {
+        &self.bell
     }
 }
 

@@ -327,8 +327,8 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
     // stalled write is given up.
     let timer = tokio::time::sleep_until(heartbeat.deadline().into());
     tokio::pin!(timer);
-    let mut shutdown = services.shutdown.clone();
-    let mut shutdown_wait = std::pin::pin!(shutdown.wait());
+    let bell = services.shutdown.bell();
+    let mut rung = std::pin::pin!(bell.notified());
 
     // One poll per wake-up moves everything that is ready: the outbox to
     // the socket, every complete frame already read to the group, the
@@ -336,8 +336,9 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
     // which re-created (and re-registered) a waiter for each of them for
     // every message.
     std::future::poll_fn(|cx| {
-        // A lock per poll: checked once per wake-up, not once per message.
-        if shutdown_wait.as_mut().poll(cx).is_ready() {
+        // The waiter is polled (registered) before the flag is read: a
+        // ring in between completes it.
+        if rung.as_mut().poll(cx).is_ready() || bell.is_rung() {
             return Poll::Ready(ws::Ending::Server(Close::going_away()));
         }
         loop {

@@ -94,7 +94,7 @@ pub(crate) fn endpoint(
     services: &web::Data<Services>,
     edge: sigway_sockjs::edge::Edge,
 ) -> Arc<sigway_sockjs::Server<VidereApp>> {
-    sigway_sockjs::Server::new(
+    sigway_sockjs::Server::with_bell(
         sigway_sockjs::Options {
             edge,
             ..sockjs_options(&services.settings)
@@ -103,6 +103,7 @@ pub(crate) fn endpoint(
             services: services.clone(),
         },
         services.shutdown.watch(),
+        services.shutdown.bell().clone(),
     )
 }
 

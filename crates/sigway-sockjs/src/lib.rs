@@ -29,6 +29,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod app;
+mod bell;
 pub mod echo;
 pub mod edge;
 mod error;
@@ -50,6 +51,7 @@ pub mod ws;
 mod ws_connection;
 
 pub use app::{Refusal, SessionInfo, SockjsApp, SockjsSession};
+pub use bell::ShutdownBell;
 pub use error::{
     CLOSE_ANOTHER_CONNECTION, CLOSE_GO_AWAY, CLOSE_GOING_AWAY, CLOSE_INTERRUPTED, CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN_LATER, Close, SockjsError,

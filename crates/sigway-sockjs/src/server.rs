@@ -7,6 +7,8 @@ use std::sync::Arc;
 use actix_web::web;
 use tokio::sync::watch;
 
+use crate::bell::ShutdownBell;
+
 use crate::app::SockjsApp;
 use crate::http::{self, IframePage};
 use crate::options::Options;
@@ -21,6 +23,7 @@ pub struct Server<A: SockjsApp> {
     pub(crate) registry: Arc<Registry>,
     pub(crate) iframe: IframePage,
     shutdown: watch::Receiver<bool>,
+    bell: ShutdownBell,
 }
 
 impl<A: SockjsApp> Server<A> {
@@ -29,7 +32,20 @@ impl<A: SockjsApp> Server<A> {
     /// down"]` on the framed transports) once `shutdown` turns true; a
     /// receiver whose sender is gone without firing never does. Starts the
     /// thread that expires idle polling sessions.
-    pub fn new(mut options: Options, app: A, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(options: Options, app: A, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+        let bell = ShutdownBell::following(shutdown.clone());
+        Self::with_bell(options, app, shutdown, bell)
+    }
+
+    /// [`Server::new`] with the bell that `shutdown` rings (a caller that
+    /// rings its own bell spares the thread [`ShutdownBell::following`]
+    /// starts).
+    pub fn with_bell(
+        mut options: Options,
+        app: A,
+        shutdown: watch::Receiver<bool>,
+        bell: ShutdownBell,
+    ) -> Arc<Self> {
         let trimmed = options.prefix.trim_end_matches('/');
         options.prefix = if trimmed.starts_with('/') {
             trimmed.to_owned()
@@ -45,6 +61,7 @@ impl<A: SockjsApp> Server<A> {
             registry,
             iframe,
             shutdown,
+            bell,
         })
     }
 
@@ -59,11 +76,9 @@ impl<A: SockjsApp> Server<A> {
         }
     }
 
-    /// The shutdown flag itself, for loops that poll it among other
-    /// things (true once shutdown began; a receiver whose sender is gone
-    /// without firing never turns true).
-    pub(crate) fn shutdown_receiver(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
+    /// The shutdown as a bell, for loops that poll it among other things.
+    pub(crate) fn shutdown_bell(&self) -> ShutdownBell {
+        self.bell.clone()
     }
 
     /// Polling/streaming sessions currently known (open or closing).

@@ -24,10 +24,10 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use futures_util::future::LocalBoxFuture;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::app::{SessionInfo, SockjsApp, SockjsSession};
+use crate::bell::ShutdownBell;
 use crate::error::{CLOSE_GO_AWAY, Close, SockjsError};
 use crate::frame;
 use crate::link::{Outgoing, SessionLink};
@@ -146,7 +146,7 @@ fn run<A: SockjsApp>(
         framed,
         heartbeat: options.heartbeat,
         max_message_bytes: max,
-        shutdown: server.shutdown_receiver(),
+        bell: server.shutdown_bell(),
         pong_due: None,
     };
     // Lazy: admission starts once the open frame is out.
@@ -185,7 +185,7 @@ struct Connection {
     framed: bool,
     heartbeat: Duration,
     max_message_bytes: usize,
-    shutdown: watch::Receiver<bool>,
+    bell: ShutdownBell,
     /// When the oldest unanswered heartbeat ping runs out of time.
     pong_due: Option<Instant>,
 }
@@ -286,21 +286,15 @@ impl Connection {
         let mut next_heartbeat = Instant::now() + self.heartbeat;
         let timer = tokio::time::sleep_until(next_heartbeat);
         tokio::pin!(timer);
-        let mut shutdown = self.shutdown.clone();
-        let mut shutdown_wait = std::pin::pin!(shutdown.wait_for(|down| *down));
-        // The shutdown sender is gone (only when the server is): no wait.
-        let mut shutdown_gone = false;
+        let bell = self.bell.clone();
+        let mut rung = std::pin::pin!(bell.notified());
         let mut app_gone = false;
         loop {
             let step = std::future::poll_fn(|cx| {
-                if !shutdown_gone {
-                    match shutdown_wait.as_mut().poll(cx) {
-                        Poll::Ready(Ok(_)) => {
-                            return Poll::Ready(Step::End(close_with_frame(Close::going_away())));
-                        }
-                        Poll::Ready(Err(_)) => shutdown_gone = true,
-                        Poll::Pending => {}
-                    }
+                // The waiter is polled (registered) before the flag is read:
+                // a ring in between completes it.
+                if rung.as_mut().poll(cx).is_ready() || bell.is_rung() {
+                    return Poll::Ready(Step::End(close_with_frame(Close::going_away())));
                 }
                 loop {
                     // A full link wakes this task (see `Queue::watch`).
