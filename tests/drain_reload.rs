@@ -25,15 +25,20 @@ struct Sigway {
     log: Arc<Mutex<String>>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+/// The port of sigway's "Signaling server is listening on 127.0.0.1:PORT"
+/// line, once it was logged.
+fn listening_port(log: &str) -> Option<u16> {
+    let (_, rest) = log.split_once("Signaling server is listening on 127.0.0.1:")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 impl Sigway {
-    fn start(config: &Path, port: u16) -> Self {
+    /// Starts sigway on `config`, whose port is 0: the port it bound is
+    /// read from its "listening on" line (a port picked by the test and
+    /// freed before the child binds it may be taken meanwhile by another
+    /// test's child, whose sessions the test would then be talking to).
+    fn start(config: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sigway"))
             .arg("--config")
             .arg(config)
@@ -57,17 +62,16 @@ impl Sigway {
                 }
             });
         }
-        let sigway = Self { child, port, log };
         let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sigway listens: {}",
-                sigway.log()
-            );
+        let port = loop {
+            let text = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(port) = listening_port(&text) {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "sigway listens: {text}");
             std::thread::sleep(Duration::from_millis(20));
-        }
-        sigway
+        };
+        Self { child, port, log }
     }
 
     fn signal(&self, name: &str) {
@@ -143,9 +147,8 @@ async fn upgrade_accepted(url: &str) -> bool {
 #[tokio::test]
 async fn sigterm_drains_then_closes_the_rest_with_1001() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = write_config(dir.path(), port, "drain_timeout_secs = 3");
-    let mut sigway = Sigway::start(&config, port);
+    let config = write_config(dir.path(), 0, "drain_timeout_secs = 3");
+    let mut sigway = Sigway::start(&config);
     let mut peer = Peer::open_url(&sigway.url("ws", "/group")).await;
     assert!(peer.connect(1, &[]).await);
     // A keep-alive connection opened before the drain may still ask.
@@ -190,9 +193,8 @@ async fn sigterm_drains_then_closes_the_rest_with_1001() {
 #[tokio::test]
 async fn the_process_exits_once_the_last_peer_left() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = write_config(dir.path(), port, "drain_timeout_secs = 60");
-    let mut sigway = Sigway::start(&config, port);
+    let config = write_config(dir.path(), 0, "drain_timeout_secs = 60");
+    let mut sigway = Sigway::start(&config);
     let mut peer = Peer::open_url(&sigway.url("ws", "/group")).await;
     assert!(peer.connect(1, &[]).await);
     sigway.signal("TERM");
@@ -278,16 +280,15 @@ async fn sighup_swaps_the_certificate_for_new_handshakes_only() {
     let (cert, key) = (dir.path().join("live.crt"), dir.path().join("live.key"));
     std::fs::copy(&first_cert, &cert).expect("copy");
     std::fs::copy(&first_key, &key).expect("copy");
-    let port = free_port();
     let tls = format!(
         "[tls]\ncert = {:?}\nkey = {:?}\n",
         cert.display().to_string(),
         key.display().to_string()
     );
-    let config = write_config(dir.path(), port, &tls);
-    let sigway = Sigway::start(&config, port);
+    let config = write_config(dir.path(), 0, &tls);
+    let sigway = Sigway::start(&config);
 
-    let mut open = tls_connect(port);
+    let mut open = tls_connect(sigway.port);
     assert_eq!(subject(&open), "first");
     assert!(healthz(&mut open).contains("200"));
 
@@ -295,7 +296,7 @@ async fn sighup_swaps_the_certificate_for_new_handshakes_only() {
     std::fs::copy(&second_key, &key).expect("copy");
     sigway.signal("HUP");
     sigway.logged("settings reloaded", 1).await;
-    let fresh = tls_connect(port);
+    let fresh = tls_connect(sigway.port);
     assert_eq!(
         subject(&fresh),
         "second",
@@ -313,15 +314,14 @@ async fn sighup_swaps_the_certificate_for_new_handshakes_only() {
     sigway.signal("HUP");
     sigway.logged("settings reload refused", 1).await;
     assert!(sigway.log().contains("does not match"), "{}", sigway.log());
-    assert_eq!(subject(&tls_connect(port)), "second");
+    assert_eq!(subject(&tls_connect(sigway.port)), "second");
 }
 
 #[tokio::test]
 async fn sighup_keeps_the_old_settings_on_a_broken_file_and_raises_a_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = write_config(dir.path(), port, "[limits]\nmax_connections = 1");
-    let sigway = Sigway::start(&config, port);
+    let config = write_config(dir.path(), 0, "[limits]\nmax_connections = 1");
+    let sigway = Sigway::start(&config);
     let mut first = Peer::open_url(&sigway.url("ws", "/group")).await;
     assert!(first.connect(1, &[]).await);
     let mut refused = Peer::open_url(&sigway.url("ws", "/group")).await;
@@ -338,7 +338,11 @@ async fn sighup_keeps_the_old_settings_on_a_broken_file_and_raises_a_limit() {
     assert_eq!(still_refused.closed().await, (code, reason));
 
     // A raised limit (and a port change, which needs a restart).
-    write_config(dir.path(), port + 1, "[limits]\nmax_connections = 10");
+    write_config(
+        dir.path(),
+        sigway.port + 1,
+        "[limits]\nmax_connections = 10",
+    );
     sigway.signal("HUP");
     sigway.logged("settings reloaded", 1).await;
     sigway.logged("need a restart", 1).await;
