@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{WAIT, start, test_settings};
@@ -136,21 +134,7 @@ fn start_lines(env: &[(&str, &str)]) -> Vec<String> {
             .spawn()
             .expect("sigway starts"),
     );
-    let (send, receive) = mpsc::channel();
-    let streams: [Box<dyn Read + Send>; 2] = [
-        Box::new(gateway.0.stdout.take().expect("stdout")),
-        Box::new(gateway.0.stderr.take().expect("stderr")),
-    ];
-    for stream in streams {
-        let send = send.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
+    let receive = common::output_lines(&mut gateway.0);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read};
 use std::net::{Ipv6Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -37,26 +36,6 @@ fn spawn(dir: &std::path::Path, args: &[&str]) -> Gateway {
         .spawn()
         .expect("sigway starts");
     Gateway(child)
-}
-
-/// Lines of both output streams, as they come, on a channel.
-fn lines(gateway: &mut Gateway) -> mpsc::Receiver<String> {
-    let (send, receive) = mpsc::channel();
-    let streams: [Box<dyn Read + Send>; 2] = [
-        Box::new(gateway.0.stdout.take().expect("stdout")),
-        Box::new(gateway.0.stderr.take().expect("stderr")),
-    ];
-    for stream in streams {
-        let send = send.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    receive
 }
 
 /// Lines until one contains `wanted` (returned), within `within`.
@@ -90,7 +69,7 @@ fn a_first_start_in_an_empty_folder_prints_no_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port().to_string();
     let mut gateway = spawn(dir.path(), &["-h", "127.0.0.1", "-p", &port]);
-    let output = lines(&mut gateway);
+    let output = common::output_lines(&mut gateway.0);
     let (_, before) = wait_for(&output, "listening on", Duration::from_secs(10));
     // Whatever follows the start within a second counts too (the log
     // folder's pruning runs on the appender's first write).
@@ -121,7 +100,7 @@ async fn host_any_v6_serves_ipv4_and_ipv6_clients() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let mut gateway = spawn(dir.path(), &["-h", "::", "-p", &port.to_string()]);
-    let output = lines(&mut gateway);
+    let output = common::output_lines(&mut gateway.0);
     let (line, _) = wait_for(&output, "listening on", Duration::from_secs(10));
     assert!(line.contains(&format!("[::]:{port}")), "{line}");
 
