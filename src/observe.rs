@@ -218,6 +218,9 @@ pub(crate) struct Stats {
     recent_refusals: Mutex<VecDeque<(Reason, Option<ListedKey>)>>,
     /// Where the cluster's figures come from (cluster mode only).
     cluster: OnceLock<ClusterSource>,
+    /// The HTTP workers grouped WebSocket sessions are placed on (set
+    /// once the server listens).
+    workers: OnceLock<Arc<sigway_sockjs::Workers>>,
     /// Closes by protocol and code.
     closes: Closes,
     /// Upgrade (sigver) or `connect` packet (videre) to the room's answer,
@@ -331,6 +334,7 @@ impl Default for Stats {
             dry_run_by_reason: Default::default(),
             recent_refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
             cluster: OnceLock::new(),
+            workers: OnceLock::new(),
             closes: Closes::default(),
             join_latency: Default::default(),
             joins: Default::default(),
@@ -465,6 +469,11 @@ impl Stats {
         self.refusals_by_reason[Self::index(reason)].load(Relaxed)
     }
 
+    /// The server's worker registry, for the count of moved sessions.
+    pub(crate) fn set_workers(&self, workers: Arc<sigway_sockjs::Workers>) {
+        let _ = self.workers.set(workers);
+    }
+
     /// Cluster mode: where the cluster's figures come from (set once).
     pub(crate) fn set_cluster_source(&self, source: ClusterSource) {
         let _ = self.cluster.set(source);
@@ -544,6 +553,12 @@ impl Stats {
             "counter",
             "Connections accepted since start.",
             &[("", u(&self.connections_total))],
+        );
+        metric(
+            "sessions_moved_total",
+            "counter",
+            "WebSocket sessions moved after their handshake to the worker thread of their group.",
+            &[("", self.workers.get().map_or(0, |w| w.moved() as i64))],
         );
         metric(
             "rooms",

@@ -159,6 +159,31 @@ async fn histograms_move_after_joins_and_relays() {
     server.stop();
 }
 
+/// A group's peers run on one worker thread: the test server has two
+/// workers and actix hands them connections in turn, so the two peers of a
+/// pair start on different threads and one of them moves to the group's
+/// (the relay through the moved session still works).
+#[tokio::test]
+async fn grouped_sessions_move_to_their_group_worker() {
+    let server = start(test_settings());
+    let before = metrics_text(&server).await;
+    assert_eq!(sample(&before, "sigway_sessions_moved_total"), 0.0);
+    let mut peers = Vec::new();
+    for n in 0..4 {
+        let (mut a, mut b, sb) = pair(&server, &format!("/placed-{n}")).await;
+        a.content(0, sb, b"answer", false).await;
+        assert_eq!(b.recv_content().await.2, b"answer");
+        peers.push((a, b));
+    }
+    let moved = sample(&metrics_text(&server).await, "sigway_sessions_moved_total");
+    assert!((1.0..=8.0).contains(&moved), "moved {moved} of 8 sessions");
+    for (a, b) in peers {
+        a.leave().await;
+        b.leave().await;
+    }
+    server.stop();
+}
+
 /// Sampled sigver relays, and sampled videre broadcasts.
 const SIGVER_RELAYS: &str = "sigway_relay_latency_seconds_count{protocol=\"sigver\"}";
 const VIDERE_RELAYS: &str = "sigway_relay_latency_seconds_count{protocol=\"videre\"}";

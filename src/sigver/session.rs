@@ -81,12 +81,19 @@ pub(crate) async fn entry(
     // The session's future is built here, not awaited in an `async`
     // block, which would keep the opening and the socket it was given in
     // the session's state for its whole life.
-    let mut response = sigway_sockjs::accept(&req, move |socket| match dialect {
+    let group = opening.key.as_ref().ok().cloned();
+    let session = move |socket| match dialect {
         SigverDialect::Current => Either::Left(run::<GroupState<MemberId>>(opening, socket, span)),
         SigverDialect::Legacy => {
             Either::Right(run::<LegacyGroupState<MemberId>>(opening, socket, span))
         }
-    })?;
+    };
+    // A group's sessions share a worker thread, so its relays stay on it;
+    // a key that will be refused has no group.
+    let mut response = match group {
+        Some(group) => sigway_sockjs::accept_grouped(&req, &group, session)?,
+        None => sigway_sockjs::accept(&req, session)?,
+    };
     if let Some(protocol) = req
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)

@@ -39,6 +39,7 @@ pub mod inputs;
 mod link;
 mod options;
 mod outbox;
+mod placement;
 mod registry;
 mod route;
 mod serve;
@@ -59,8 +60,9 @@ pub use error::{
 pub use link::{LinkClosed, Outgoing, SessionLink};
 pub use options::Options;
 pub use outbox::{Empty, Outbox, OutboxError, OutboxReceiver, Overflow, Queue};
+pub use placement::Workers;
 pub use serve::{ServeOptions, Served, serve};
 pub use server::Server;
-pub use upgrade::{LiveSessions, Never, UpgradeFactory, UpgradeService, accept};
+pub use upgrade::{LiveSessions, Never, UpgradeFactory, UpgradeService, accept, accept_grouped};
 pub use websocket::PONG_WAIT;
 pub use ws_connection::{Event, WsConnection, WsIo};

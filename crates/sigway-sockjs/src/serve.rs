@@ -27,6 +27,7 @@ use actix_web::dev::AppConfig;
 use openssl::ssl::{AlpnError, SslAcceptor, SslAcceptorBuilder};
 
 use crate::edge::{EdgeRefusals, read_proxy_header};
+use crate::placement::Workers;
 use crate::upgrade::{LiveSessions, UpgradeFactory};
 
 /// What the server is asked to be.
@@ -63,6 +64,8 @@ pub struct Served {
     pub addr: SocketAddr,
     /// The WebSocket sessions running outside the HTTP layer.
     pub sessions: Arc<LiveSessions>,
+    /// The worker threads grouped sessions are placed on.
+    pub workers: Arc<Workers>,
 }
 
 /// `HttpServer`'s keep-alive and disconnect timeouts.
@@ -97,6 +100,7 @@ where
     let listener = listen(addr, options.backlog)?;
     let local = listener.local_addr()?;
     let sessions = Arc::new(LiveSessions::default());
+    let workers = Arc::new(Workers::new(options.workers.max(1)));
     let builder = actix_server::Server::build()
         .workers(options.workers.max(1))
         .backlog(options.backlog)
@@ -111,6 +115,7 @@ where
         .proxy_protocol
         .then(|| options.edge_refusals.clone());
     let live = sessions.clone();
+    let placement = workers.clone();
     let name = format!("sigway-{local}");
     // One HTTP service per worker; the plain and TLS listeners differ only
     // in the last step, so the building is shared by a macro (the service
@@ -135,6 +140,7 @@ where
                 make_app().into_factory(),
                 config.clone(),
                 live.clone(),
+                placement.clone(),
                 CLIENT_DISCONNECT_TIMEOUT,
             );
             let app = make_app()
@@ -177,6 +183,7 @@ where
         server: builder.run(),
         addr: local,
         sessions,
+        workers,
     })
 }
 

@@ -11,6 +11,9 @@
 //! as actix closed it before (a request flagged as an upgrade carries the
 //! rest of the connection as its body).
 //!
+//! A handler that names the session's group ([`accept_grouped`]) has it
+//! run on the group's worker thread (see [`crate::placement`]).
+//!
 //! Sessions run outside actix-server's connection count, so [`LiveSessions`]
 //! counts them: a graceful stop waits for them to say goodbye.
 
@@ -34,6 +37,7 @@ use futures_util::future::LocalBoxFuture;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::Notify;
 
+use crate::placement::{Home, Workers, detach};
 use crate::ws::FINAL_WRITE;
 use crate::ws_connection::{WsConnection, WsIo};
 
@@ -41,8 +45,18 @@ use crate::ws_connection::{WsConnection, WsIo};
 #[derive(Debug, Clone, Copy)]
 struct ThroughUpgradeHook;
 
+/// Starts a session over its socket.
+type Start = Box<dyn FnOnce(WsConnection) -> LocalBoxFuture<'static, ()>>;
+/// The same, for a session that may move to another thread first.
+type SendStart = Box<dyn FnOnce(WsConnection) -> LocalBoxFuture<'static, ()> + Send>;
+
 /// The session a `101` response hands the socket to.
-struct Upgrade(Box<dyn FnOnce(WsConnection) -> LocalBoxFuture<'static, ()>>);
+enum Upgrade {
+    /// Runs on the thread that accepted the connection.
+    Here(Start),
+    /// Runs on the worker of the group `key`.
+    Grouped { key: Box<str>, start: SendStart },
+}
 
 /// Accepts the WebSocket handshake of `req`: the `101` answer, with
 /// `session` attached; the upgrade service runs it over the socket once the
@@ -54,14 +68,41 @@ where
     F: FnOnce(WsConnection) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    let start: Start = Box::new(move |connection| Box::pin(session(connection)));
+    answer_handshake(req, Upgrade::Here(start))
+}
+
+/// [`accept`] for a session of the group `key`: it runs on the worker
+/// thread every session of `key` runs on (moved there after its `101` when
+/// it was accepted elsewhere), so that what the group relays stays on one
+/// thread. `session` is called on that thread.
+pub fn accept_grouped<F, Fut>(
+    req: &HttpRequest,
+    key: &str,
+    session: F,
+) -> Result<HttpResponse, actix_web::Error>
+where
+    F: FnOnce(WsConnection) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let start: SendStart = Box::new(move |connection| Box::pin(session(connection)));
+    answer_handshake(
+        req,
+        Upgrade::Grouped {
+            key: key.into(),
+            start,
+        },
+    )
+}
+
+/// The `101` answer to `req` carrying `upgrade`, or the handshake's error.
+fn answer_handshake(req: &HttpRequest, upgrade: Upgrade) -> Result<HttpResponse, actix_web::Error> {
     let mut response = actix_http::ws::handshake(req.head())?;
     if req.extensions().get::<ThroughUpgradeHook>().is_none() {
         return Err(actix_http::ws::HandshakeError::NoWebsocketUpgrade.into());
     }
     let mut response = HttpResponse::from(response.finish().map_into_boxed_body());
-    let start: Box<dyn FnOnce(WsConnection) -> LocalBoxFuture<'static, ()>> =
-        Box::new(move |connection| Box::pin(session(connection)));
-    response.extensions_mut().insert(Upgrade(start));
+    response.extensions_mut().insert(upgrade);
     Ok(response)
 }
 
@@ -123,19 +164,28 @@ pub struct UpgradeFactory<S, B> {
     app: S,
     config: AppConfig,
     sessions: Arc<LiveSessions>,
+    workers: Arc<Workers>,
     linger: Duration,
     _body: PhantomData<B>,
 }
 
 impl<S, B> UpgradeFactory<S, B> {
     /// Runs `app` (configured with `config`) on upgrade requests; sessions
-    /// are counted in `sessions`; a connection closed after a refusal is
-    /// read for at most `linger` first (actix's client disconnect timeout).
-    pub fn new(app: S, config: AppConfig, sessions: Arc<LiveSessions>, linger: Duration) -> Self {
+    /// are counted in `sessions`; the worker building a service joins
+    /// `workers`; a connection closed after a refusal is read for at most
+    /// `linger` first (actix's client disconnect timeout).
+    pub fn new(
+        app: S,
+        config: AppConfig,
+        sessions: Arc<LiveSessions>,
+        workers: Arc<Workers>,
+        linger: Duration,
+    ) -> Self {
         Self {
             app,
             config,
             sessions,
+            workers,
             linger,
             _body: PhantomData,
         }
@@ -146,6 +196,7 @@ impl<S, B> UpgradeFactory<S, B> {
 pub struct UpgradeService<S, B> {
     app: Rc<S>,
     sessions: Arc<LiveSessions>,
+    workers: Arc<Workers>,
     linger: Duration,
     _body: PhantomData<B>,
 }
@@ -187,11 +238,14 @@ where
     fn new_service(&self, _: ()) -> Self::Future {
         let app = self.app.new_service(self.config.clone());
         let sessions = self.sessions.clone();
+        let workers = self.workers.clone();
+        workers.register_current();
         let linger = self.linger;
         Box::pin(async move {
             Ok(UpgradeService {
                 app: Rc::new(app.await?),
                 sessions,
+                workers,
                 linger,
                 _body: PhantomData,
             })
@@ -216,6 +270,7 @@ where
     fn call(&self, (request, framed): (Request, Framed<T, h1::Codec>)) -> Self::Future {
         let app = self.app.clone();
         let sessions = self.sessions.clone();
+        let workers = self.workers.clone();
         let linger = self.linger;
         Box::pin(async move {
             request.extensions_mut().insert(ThroughUpgradeHook);
@@ -226,7 +281,7 @@ where
                     error.error_response().into()
                 }
             };
-            answer(framed, response, &sessions, linger).await;
+            answer(framed, response, &sessions, &workers, linger).await;
             Ok(())
         })
     }
@@ -238,6 +293,7 @@ async fn answer<T>(
     framed: Framed<T, h1::Codec>,
     mut response: Response<BoxBody>,
     sessions: &Arc<LiveSessions>,
+    workers: &Workers,
     linger: Duration,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -247,7 +303,7 @@ async fn answer<T>(
     let (mut io, mut codec, already_read) = (parts.io, parts.codec, parts.read_buf);
     let (mut head, body) = response.into_parts();
     match upgrade {
-        Some(Upgrade(session)) if head.status() == StatusCode::SWITCHING_PROTOCOLS => {
+        Some(upgrade) if head.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let mut out = BytesMut::new();
             if codec
                 .encode(Message::Item((head, BodySize::None)), &mut out)
@@ -259,11 +315,27 @@ async fn answer<T>(
             if !matches!(written, Ok(Ok(()))) {
                 return;
             }
+            let live = sessions.enter();
+            let start = match upgrade {
+                Upgrade::Here(start) => start,
+                Upgrade::Grouped { key, start } => match workers.home_of(&key) {
+                    Home::Here => start,
+                    Home::There(worker) => match detach(io) {
+                        Ok(detached) => {
+                            move_session(worker, detached, already_read, start, live, workers);
+                            return;
+                        }
+                        Err(kept) => {
+                            io = kept;
+                            start
+                        }
+                    },
+                },
+            };
             let connection = WsConnection::new(Box::new(io) as Box<dyn WsIo>, &already_read);
             drop(already_read);
-            let live = sessions.enter();
             actix_rt::spawn(async move {
-                session(connection).await;
+                start(connection).await;
                 drop(live);
             });
         }
@@ -278,6 +350,46 @@ async fn answer<T>(
             let _ = tokio::time::timeout(FINAL_WRITE, io.shutdown()).await;
             let _ = tokio::time::timeout(linger, drain(&mut io)).await;
         }
+    }
+}
+
+/// Runs the session `start` on `worker` over the socket `detached` from
+/// this thread (with the bytes the client sent after its handshake).
+fn move_session(
+    worker: actix_rt::ArbiterHandle,
+    detached: std::io::Result<std::net::TcpStream>,
+    already_read: BytesMut,
+    start: SendStart,
+    live: LiveSession,
+    workers: &Workers,
+) {
+    let socket = match detached {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!("WebSocket closed: its socket could not leave its thread: {error}");
+            return;
+        }
+    };
+    let already_read = already_read.freeze();
+    let moved = worker.spawn_fn(move || match tokio::net::TcpStream::from_std(socket) {
+        Ok(io) => {
+            let connection = WsConnection::new(Box::new(io) as Box<dyn WsIo>, &already_read);
+            drop(already_read);
+            actix_rt::spawn(async move {
+                start(connection).await;
+                drop(live);
+            });
+        }
+        Err(error) => {
+            tracing::warn!("WebSocket closed: its socket could not join its thread: {error}");
+        }
+    });
+    if moved {
+        workers.count_move();
+    } else {
+        // The worker stopped (the server is stopping, or actix restarts
+        // it): the session went with the refused task.
+        tracing::warn!("WebSocket closed: its group's worker has stopped");
     }
 }
 
