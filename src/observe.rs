@@ -218,9 +218,13 @@ pub(crate) struct Stats {
     recent_refusals: Mutex<VecDeque<(Reason, Option<ListedKey>)>>,
     /// Where the cluster's figures come from (cluster mode only).
     cluster: OnceLock<ClusterSource>,
-    /// The HTTP workers grouped WebSocket sessions are placed on (set
-    /// once the server listens).
-    workers: OnceLock<Arc<sigway_sockjs::Workers>>,
+    /// The WebSocket sessions running outside the HTTP layer, for the
+    /// count of those moved to their room's worker (set once the server
+    /// listens).
+    live_sessions: OnceLock<(
+        Arc<sigway_sockjs::LiveSessions>,
+        Arc<sigway_sockjs::Workers>,
+    )>,
     /// Closes by protocol and code.
     closes: Closes,
     /// Upgrade (sigver) or `connect` packet (videre) to the room's answer,
@@ -334,7 +338,7 @@ impl Default for Stats {
             dry_run_by_reason: Default::default(),
             recent_refusals: Mutex::new(VecDeque::with_capacity(RECENT_REFUSALS)),
             cluster: OnceLock::new(),
-            workers: OnceLock::new(),
+            live_sessions: OnceLock::new(),
             closes: Closes::default(),
             join_latency: Default::default(),
             joins: Default::default(),
@@ -469,9 +473,14 @@ impl Stats {
         self.refusals_by_reason[Self::index(reason)].load(Relaxed)
     }
 
-    /// The server's worker registry, for the count of moved sessions.
-    pub(crate) fn set_workers(&self, workers: Arc<sigway_sockjs::Workers>) {
-        let _ = self.workers.set(workers);
+    /// The server's WebSocket sessions and worker threads, for the count
+    /// of moved sessions and of sessions per worker.
+    pub(crate) fn set_live_sessions(
+        &self,
+        sessions: Arc<sigway_sockjs::LiveSessions>,
+        workers: Arc<sigway_sockjs::Workers>,
+    ) {
+        let _ = self.live_sessions.set((sessions, workers));
     }
 
     /// Cluster mode: where the cluster's figures come from (set once).
@@ -557,8 +566,30 @@ impl Stats {
         metric(
             "sessions_moved_total",
             "counter",
-            "WebSocket sessions moved after their handshake to the worker thread of their group.",
-            &[("", self.workers.get().map_or(0, |w| w.moved() as i64))],
+            "WebSocket sessions moved after their handshake to the worker thread of their room.",
+            &[(
+                "",
+                self.live_sessions
+                    .get()
+                    .map_or(0, |(l, _)| l.moved() as i64),
+            )],
+        );
+        let per_worker: Vec<(String, i64)> = self
+            .live_sessions
+            .get()
+            .map(|(_, workers)| workers.sessions_per_worker())
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(worker, sessions)| (format!("{{worker=\"{worker}\"}}"), sessions as i64))
+            .collect();
+        let per_worker: Vec<(&str, i64)> =
+            per_worker.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "worker_sessions",
+            "gauge",
+            "WebSocket sessions running on each HTTP worker thread.",
+            &per_worker,
         );
         metric(
             "rooms",

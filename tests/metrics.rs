@@ -159,24 +159,41 @@ async fn histograms_move_after_joins_and_relays() {
     server.stop();
 }
 
-/// A group's peers run on one worker thread: the test server has two
-/// workers and actix hands them connections in turn, so the two peers of a
-/// pair start on different threads and one of them moves to the group's
-/// (the relay through the moved session still works).
+/// A group's peers run on its worker thread, and new groups keep the two
+/// workers of the test server even. actix hands connections to its
+/// workers in turn, so when pairs open one after the other every member
+/// lands on one worker and every joiner on the other: the joiners move to
+/// their member's thread (the relay through a moved session still works),
+/// and once the members' worker runs more than the slack (16) sessions
+/// more, new groups open on the other. Following groups alone would put
+/// all 80 sessions on one thread.
 #[tokio::test]
-async fn grouped_sessions_move_to_their_group_worker() {
+async fn groups_are_placed_on_one_worker_each_and_the_workers_stay_even() {
     let server = start(test_settings());
     let before = metrics_text(&server).await;
     assert_eq!(sample(&before, "sigway_sessions_moved_total"), 0.0);
     let mut peers = Vec::new();
-    for n in 0..4 {
+    for n in 0..40 {
         let (mut a, mut b, sb) = pair(&server, &format!("/placed-{n}")).await;
         a.content(0, sb, b"answer", false).await;
         assert_eq!(b.recv_content().await.2, b"answer");
         peers.push((a, b));
     }
-    let moved = sample(&metrics_text(&server).await, "sigway_sessions_moved_total");
-    assert!((1.0..=8.0).contains(&moved), "moved {moved} of 8 sessions");
+    let text = metrics_text(&server).await;
+    let moved = sample(&text, "sigway_sessions_moved_total");
+    assert!(
+        (1.0..=80.0).contains(&moved),
+        "moved {moved} of 80 sessions"
+    );
+    let per_worker = [
+        sample(&text, "sigway_worker_sessions{worker=\"0\"}"),
+        sample(&text, "sigway_worker_sessions{worker=\"1\"}"),
+    ];
+    assert_eq!(per_worker[0] + per_worker[1], 80.0, "{per_worker:?}");
+    assert!(
+        (per_worker[0] - per_worker[1]).abs() <= 20.0,
+        "workers uneven: {per_worker:?}"
+    );
     for (a, b) in peers {
         a.leave().await;
         b.leave().await;

@@ -228,7 +228,7 @@ fn start_with(settings: Settings, overrides: Option<Overrides>) -> io::Result<Ru
     );
     let edge_refusals = stats.edge_refusals.clone();
     let stats_data = web::Data::from(stats);
-    let stats_for_workers = stats_data.clone();
+    let stats_for_sessions = stats_data.clone();
     let videre = crate::videre::endpoint(&services, edge.clone());
     let reload_edge = edge.clone();
     dashboard::log_access(&settings);
@@ -274,7 +274,7 @@ fn start_with(settings: Settings, overrides: Option<Overrides>) -> io::Result<Ru
                 .configure(|cfg| routes::routes(cfg, &videre, public_admin.clone(), &feeds))
         },
     )?;
-    stats_for_workers.set_workers(served.workers.clone());
+    stats_for_sessions.set_live_sessions(served.sessions.clone(), served.workers.clone());
     let (addr, server) = (served.addr, served.server);
     let (admin, admin_addr) = match settings.admin.listen.as_str() {
         "" => (None, None),

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::prelude::*;
+use sigway_sockjs::Place;
 
 use super::{Attach, Describe, Inbound, Inbox, LocalRoom, Refusal, Room, RoomHome};
 use crate::observe::Stats;
@@ -32,6 +33,9 @@ struct Entry {
     /// How the admin API reaches the room behind `room` (a plain function
     /// per kind: nothing stored per room).
     describe: fn(&(dyn Any + Send)) -> Option<Recipient<Describe>>,
+    /// The worker thread the room runs on, where its sessions are best
+    /// placed (none when it started off the HTTP workers).
+    place: Option<Place>,
 }
 
 /// `describe` of an [`Entry`] holding an `Addr<R>`.
@@ -107,6 +111,7 @@ impl LocalRooms {
                     room: Box::new(LocalRoom { addr, inbox }),
                     attaches_forwarded: 0,
                     describe: describe_room::<R>,
+                    place: Place::here(),
                 },
             );
             self.stats.room_opened(R::KIND);
@@ -146,10 +151,20 @@ impl LocalRooms {
                 room: Box::new(room.clone()),
                 attaches_forwarded: members as u64,
                 describe: describe_room::<R>,
+                place: Place::here(),
             },
         );
         self.stats.room_opened(R::KIND);
         Ok(room)
+    }
+
+    /// The worker thread the room `key` of kind `R` runs on, if it is open
+    /// here and runs on one.
+    pub(super) fn place_of<R: Room>(&self, key: &str) -> Option<Place> {
+        let shard = self.shard(R::KIND, key);
+        shard
+            .get(&(R::KIND, Arc::from(key)))
+            .and_then(|entry| entry.place.clone())
     }
 
     pub(super) fn find<R: Room>(&self, key: &str) -> Option<LocalRoom<R>> {

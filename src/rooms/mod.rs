@@ -497,6 +497,13 @@ impl Rooms {
         self.local.find_listed(kind, key)
     }
 
+    /// The worker thread a session that will join the room `key` is best
+    /// run on: the room's, when it is open on this node (see
+    /// `sigway_sockjs::Place`).
+    pub(crate) fn place_of<R: Room>(&self, key: &str) -> Option<sigway_sockjs::Place> {
+        self.local.place_of::<R>(key)
+    }
+
     /// A live room of this node, without entering it (videre's lenient
     /// mode lets a session broadcast into a room it has not joined).
     pub(crate) fn find<R: Room>(&self, key: &str) -> Option<RoomRef<R>> {

@@ -81,19 +81,20 @@ pub(crate) async fn entry(
     // The session's future is built here, not awaited in an `async`
     // block, which would keep the opening and the socket it was given in
     // the session's state for its whole life.
-    let group = opening.key.as_ref().ok().cloned();
+    let place = match (&opening.key, dialect) {
+        (Ok(key), SigverDialect::Current) => place_of::<GroupState<MemberId>>(&opening, key),
+        (Ok(key), SigverDialect::Legacy) => place_of::<LegacyGroupState<MemberId>>(&opening, key),
+        (Err(_), _) => None,
+    };
     let session = move |socket| match dialect {
         SigverDialect::Current => Either::Left(run::<GroupState<MemberId>>(opening, socket, span)),
         SigverDialect::Legacy => {
             Either::Right(run::<LegacyGroupState<MemberId>>(opening, socket, span))
         }
     };
-    // A group's sessions share a worker thread, so its relays stay on it;
-    // a key that will be refused has no group.
-    let mut response = match group {
-        Some(group) => sigway_sockjs::accept_grouped(&req, &group, session)?,
-        None => sigway_sockjs::accept(&req, session)?,
-    };
+    // A session runs on its group's worker thread, so the group's relays
+    // stay on one thread.
+    let mut response = sigway_sockjs::accept_at(&req, place, session)?;
     if let Some(protocol) = req
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -106,6 +107,18 @@ pub(crate) async fn entry(
             .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
     Ok(response)
+}
+
+/// The worker thread a session of the group `key` of dialect `D` runs on:
+/// the group's when it is open on this node, else the least loaded (a new
+/// group starts on its first session's thread; a group on another node of
+/// a cluster is reached from any).
+fn place_of<D: Dialect>(opening: &Opening, key: &str) -> Option<sigway_sockjs::Place> {
+    opening
+        .services
+        .rooms
+        .place_of::<GroupActor<D>>(key)
+        .or_else(sigway_sockjs::Place::for_new_room)
 }
 
 /// A session that joined its group: what its loop and its end need, and

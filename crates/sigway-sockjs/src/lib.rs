@@ -60,9 +60,9 @@ pub use error::{
 pub use link::{LinkClosed, Outgoing, SessionLink};
 pub use options::Options;
 pub use outbox::{Empty, Outbox, OutboxError, OutboxReceiver, Overflow, Queue};
-pub use placement::Workers;
+pub use placement::{Place, Workers};
 pub use serve::{ServeOptions, Served, serve};
 pub use server::Server;
-pub use upgrade::{LiveSessions, Never, UpgradeFactory, UpgradeService, accept, accept_grouped};
+pub use upgrade::{LiveSessions, Never, UpgradeFactory, UpgradeService, accept, accept_at};
 pub use websocket::PONG_WAIT;
 pub use ws_connection::{Event, WsConnection, WsIo};

@@ -64,7 +64,7 @@ pub struct Served {
     pub addr: SocketAddr,
     /// The WebSocket sessions running outside the HTTP layer.
     pub sessions: Arc<LiveSessions>,
-    /// The worker threads grouped sessions are placed on.
+    /// The worker threads, and the sessions on each.
     pub workers: Arc<Workers>,
 }
 
@@ -100,7 +100,7 @@ where
     let listener = listen(addr, options.backlog)?;
     let local = listener.local_addr()?;
     let sessions = Arc::new(LiveSessions::default());
-    let workers = Arc::new(Workers::new(options.workers.max(1)));
+    let workers = Arc::new(Workers::default());
     let builder = actix_server::Server::build()
         .workers(options.workers.max(1))
         .backlog(options.backlog)

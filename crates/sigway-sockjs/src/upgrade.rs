@@ -11,8 +11,8 @@
 //! as actix closed it before (a request flagged as an upgrade carries the
 //! rest of the connection as its body).
 //!
-//! A handler that names the session's group ([`accept_grouped`]) has it
-//! run on the group's worker thread (see [`crate::placement`]).
+//! A handler that knows the room the session will join ([`accept_at`])
+//! has it run on that room's worker thread (see [`crate::placement`]).
 //!
 //! Sessions run outside actix-server's connection count, so [`LiveSessions`]
 //! counts them: a graceful stop waits for them to say goodbye.
@@ -22,7 +22,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_codec::{AsyncRead, AsyncWrite, Encoder as _, Framed};
@@ -32,12 +32,12 @@ use actix_http::{ConnectionType, Request, Response, StatusCode};
 use actix_service::{Service, ServiceFactory};
 use actix_web::dev::AppConfig;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::LocalBoxFuture;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::Notify;
 
-use crate::placement::{Home, Workers, detach};
+use crate::placement::{Place, Workers, detach};
 use crate::ws::FINAL_WRITE;
 use crate::ws_connection::{WsConnection, WsIo};
 
@@ -54,8 +54,8 @@ type SendStart = Box<dyn FnOnce(WsConnection) -> LocalBoxFuture<'static, ()> + S
 enum Upgrade {
     /// Runs on the thread that accepted the connection.
     Here(Start),
-    /// Runs on the worker of the group `key`.
-    Grouped { key: Box<str>, start: SendStart },
+    /// Runs on the worker `place`.
+    At { place: Place, start: SendStart },
 }
 
 /// Accepts the WebSocket handshake of `req`: the `101` answer, with
@@ -72,27 +72,27 @@ where
     answer_handshake(req, Upgrade::Here(start))
 }
 
-/// [`accept`] for a session of the group `key`: it runs on the worker
-/// thread every session of `key` runs on (moved there after its `101` when
-/// it was accepted elsewhere), so that what the group relays stays on one
-/// thread. `session` is called on that thread.
-pub fn accept_grouped<F, Fut>(
+/// [`accept`] for a session that will join a room running on the worker
+/// `place` (when there is one): the session runs on that thread (moved
+/// there after its `101` when it was accepted elsewhere), so that what the
+/// room relays stays on one thread. `session` is called on that thread.
+pub fn accept_at<F, Fut>(
     req: &HttpRequest,
-    key: &str,
+    place: Option<Place>,
     session: F,
 ) -> Result<HttpResponse, actix_web::Error>
 where
     F: FnOnce(WsConnection) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let start: SendStart = Box::new(move |connection| Box::pin(session(connection)));
-    answer_handshake(
-        req,
-        Upgrade::Grouped {
-            key: key.into(),
-            start,
+    let upgrade = match place {
+        Some(place) if !place.is_here() => Upgrade::At {
+            place,
+            start: Box::new(move |connection| Box::pin(session(connection))),
         },
-    )
+        _ => Upgrade::Here(Box::new(move |connection| Box::pin(session(connection)))),
+    };
+    answer_handshake(req, upgrade)
 }
 
 /// The `101` answer to `req` carrying `upgrade`, or the handshake's error.
@@ -111,6 +111,7 @@ fn answer_handshake(req: &HttpRequest, upgrade: Upgrade) -> Result<HttpResponse,
 pub struct LiveSessions {
     count: AtomicUsize,
     idle: Notify,
+    moved: AtomicU64,
 }
 
 /// Held by a running session; its drop counts the session out.
@@ -133,6 +134,11 @@ impl LiveSessions {
     /// Sessions running now.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
+    }
+
+    /// Sessions moved to their room's worker since start.
+    pub fn moved(&self) -> u64 {
+        self.moved.load(Ordering::Relaxed)
     }
 
     /// Waits until no session runs, at most `limit`.
@@ -171,9 +177,10 @@ pub struct UpgradeFactory<S, B> {
 
 impl<S, B> UpgradeFactory<S, B> {
     /// Runs `app` (configured with `config`) on upgrade requests; sessions
-    /// are counted in `sessions`; the worker building a service joins
-    /// `workers`; a connection closed after a refusal is read for at most
-    /// `linger` first (actix's client disconnect timeout).
+    /// are counted in `sessions`; a connection closed after a refusal is
+    /// read for at most `linger` first (actix's client disconnect timeout).
+    /// The worker building a service joins `workers`, a [`Place`]
+    /// sessions can move to.
     pub fn new(
         app: S,
         config: AppConfig,
@@ -196,7 +203,6 @@ impl<S, B> UpgradeFactory<S, B> {
 pub struct UpgradeService<S, B> {
     app: Rc<S>,
     sessions: Arc<LiveSessions>,
-    workers: Arc<Workers>,
     linger: Duration,
     _body: PhantomData<B>,
 }
@@ -238,14 +244,12 @@ where
     fn new_service(&self, _: ()) -> Self::Future {
         let app = self.app.new_service(self.config.clone());
         let sessions = self.sessions.clone();
-        let workers = self.workers.clone();
-        workers.register_current();
+        self.workers.register_current();
         let linger = self.linger;
         Box::pin(async move {
             Ok(UpgradeService {
                 app: Rc::new(app.await?),
                 sessions,
-                workers,
                 linger,
                 _body: PhantomData,
             })
@@ -270,7 +274,6 @@ where
     fn call(&self, (request, framed): (Request, Framed<T, h1::Codec>)) -> Self::Future {
         let app = self.app.clone();
         let sessions = self.sessions.clone();
-        let workers = self.workers.clone();
         let linger = self.linger;
         Box::pin(async move {
             request.extensions_mut().insert(ThroughUpgradeHook);
@@ -281,7 +284,7 @@ where
                     error.error_response().into()
                 }
             };
-            answer(framed, response, &sessions, &workers, linger).await;
+            answer(framed, response, &sessions, linger).await;
             Ok(())
         })
     }
@@ -293,7 +296,6 @@ async fn answer<T>(
     framed: Framed<T, h1::Codec>,
     mut response: Response<BoxBody>,
     sessions: &Arc<LiveSessions>,
-    workers: &Workers,
     linger: Duration,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -318,26 +320,20 @@ async fn answer<T>(
             let live = sessions.enter();
             let start = match upgrade {
                 Upgrade::Here(start) => start,
-                Upgrade::Grouped { key, start } => match workers.home_of(&key) {
-                    Home::Here => start,
-                    Home::There(worker) => match detach(io) {
-                        Ok(detached) => {
-                            move_session(worker, detached, already_read, start, live, workers);
-                            return;
-                        }
-                        Err(kept) => {
-                            io = kept;
-                            start
-                        }
-                    },
+                Upgrade::At { place, start } => match detach(io) {
+                    Ok(detached) => {
+                        move_session(place, detached, already_read, start, live, sessions);
+                        return;
+                    }
+                    Err(kept) => {
+                        io = kept;
+                        start
+                    }
                 },
             };
             let connection = WsConnection::new(Box::new(io) as Box<dyn WsIo>, &already_read);
             drop(already_read);
-            actix_rt::spawn(async move {
-                start(connection).await;
-                drop(live);
-            });
+            run_session(start(connection), live);
         }
         _ => {
             // The request took the rest of the connection as its body, so
@@ -353,15 +349,50 @@ async fn answer<T>(
     }
 }
 
-/// Runs the session `start` on `worker` over the socket `detached` from
-/// this thread (with the bytes the client sent after its handshake).
+/// Runs `session` on this thread, counted as live and on this worker.
+fn run_session(session: LocalBoxFuture<'static, ()>, live: LiveSession) {
+    let on_worker = Place::here().map(|place| place.count_session());
+    actix_rt::spawn(async move {
+        session.await;
+        drop(on_worker);
+        drop(live);
+    });
+}
+
+/// What a session moving to another worker takes along.
+struct Moving {
+    socket: std::net::TcpStream,
+    already_read: Bytes,
+    start: SendStart,
+    live: LiveSession,
+}
+
+impl Moving {
+    /// Runs the session on the calling thread's reactor.
+    fn run_here(self) {
+        match tokio::net::TcpStream::from_std(self.socket) {
+            Ok(io) => {
+                let connection =
+                    WsConnection::new(Box::new(io) as Box<dyn WsIo>, &self.already_read);
+                run_session((self.start)(connection), self.live);
+            }
+            Err(error) => {
+                tracing::warn!("WebSocket closed: its socket could not join its thread: {error}");
+            }
+        }
+    }
+}
+
+/// Runs the session `start` on the worker `place` over the socket
+/// `detached` from this thread (with the bytes the client sent after its
+/// handshake); here when that worker has stopped.
 fn move_session(
-    worker: actix_rt::ArbiterHandle,
+    place: Place,
     detached: std::io::Result<std::net::TcpStream>,
     already_read: BytesMut,
     start: SendStart,
     live: LiveSession,
-    workers: &Workers,
+    sessions: &LiveSessions,
 ) {
     let socket = match detached {
         Ok(socket) => socket,
@@ -370,26 +401,29 @@ fn move_session(
             return;
         }
     };
-    let already_read = already_read.freeze();
-    let moved = worker.spawn_fn(move || match tokio::net::TcpStream::from_std(socket) {
-        Ok(io) => {
-            let connection = WsConnection::new(Box::new(io) as Box<dyn WsIo>, &already_read);
-            drop(already_read);
-            actix_rt::spawn(async move {
-                start(connection).await;
-                drop(live);
-            });
-        }
-        Err(error) => {
-            tracing::warn!("WebSocket closed: its socket could not join its thread: {error}");
+    let moving = Arc::new(std::sync::Mutex::new(Some(Moving {
+        socket,
+        already_read: already_read.freeze(),
+        start,
+        live,
+    })));
+    let taken = moving.clone();
+    let take = |slot: &std::sync::Mutex<Option<Moving>>| {
+        slot.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    };
+    let sent = place.arbiter().spawn_fn(move || {
+        if let Some(moving) = take(&taken) {
+            moving.run_here();
         }
     });
-    if moved {
-        workers.count_move();
-    } else {
-        // The worker stopped (the server is stopping, or actix restarts
-        // it): the session went with the refused task.
-        tracing::warn!("WebSocket closed: its group's worker has stopped");
+    if sent {
+        sessions.moved.fetch_add(1, Ordering::Relaxed);
+    } else if let Some(moving) = take(&moving) {
+        // The worker stopped (the server is stopping, or actix restarted
+        // it after a panic): the session stays.
+        moving.run_here();
     }
 }
 

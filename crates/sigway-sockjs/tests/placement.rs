@@ -1,10 +1,11 @@
-//! Grouped WebSocket sessions share their group's worker thread, through
+//! Sessions accepted at a room's place run on its worker thread, through
 //! real sockets: a two-worker server whose sessions report the thread they
-//! run on. actix-server hands connections to its workers in turn, so
-//! sessions accepted without a group spread over both threads (which shows
-//! the check can fail), while every session of one group reports one
-//! thread, and the bytes a client sent right behind its handshake travel
-//! with a moved session.
+//! run on, with a toy room registry (the first session of a key records
+//! its place, later ones are accepted there). actix-server hands
+//! connections to its workers in turn, so sessions accepted without a
+//! place spread over both threads (which shows the check can fail), while
+//! every session of one key reports one thread, and the bytes a client
+//! sent right behind its handshake travel with a moved session.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use actix_http::ws::{Codec, Frame, Message};
 use actix_web::{HttpRequest, web};
 use bytes::BytesMut;
 use sigway_sockjs::testing::BackgroundServer;
-use sigway_sockjs::{Event, WsConnection, accept, accept_grouped};
+use sigway_sockjs::{Event, Place, WsConnection, accept, accept_at};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -32,12 +33,29 @@ async fn report_thread(mut socket: WsConnection) {
     }
 }
 
-fn routes(cfg: &mut web::ServiceConfig) {
+/// Where each key's first session ran.
+type Places = std::sync::Arc<std::sync::Mutex<HashMap<String, Place>>>;
+
+fn routes(cfg: &mut web::ServiceConfig, places: &Places) {
+    let places = places.clone();
     cfg.route(
-        "/grouped/{key}",
-        web::get().to(|req: HttpRequest| async move {
-            let key = req.match_info().get("key").unwrap_or_default().to_owned();
-            accept_grouped(&req, &key, report_thread)
+        "/room/{key}",
+        web::get().to(move |req: HttpRequest| {
+            let places = places.clone();
+            async move {
+                let key = req.match_info().get("key").unwrap_or_default().to_owned();
+                let place = places.lock().expect("unpoisoned").get(&key).cloned();
+                accept_at(&req, place, move |socket| {
+                    if let Some(here) = Place::here() {
+                        places
+                            .lock()
+                            .expect("unpoisoned")
+                            .entry(key)
+                            .or_insert(here);
+                    }
+                    report_thread(socket)
+                })
+            }
         }),
     )
     .route(
@@ -98,8 +116,10 @@ async fn open(server: &BackgroundServer, path: &str) -> (String, String) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn the_sessions_of_one_group_run_on_one_worker_thread() {
-    let server = BackgroundServer::serve("127.0.0.1", 0, routes).expect("server starts");
+async fn the_sessions_of_one_room_run_on_its_worker_thread() {
+    let places = Places::default();
+    let server = BackgroundServer::serve("127.0.0.1", 0, move |cfg| routes(cfg, &places))
+        .expect("server starts");
     let mut anywhere = HashSet::new();
     for _ in 0..8 {
         let (thread, echo) = open(&server, "/anywhere").await;
@@ -113,7 +133,7 @@ async fn the_sessions_of_one_group_run_on_one_worker_thread() {
         // An odd number of keys: connections go to the workers in turn,
         // so without placement each key would meet both.
         for key in ["alpha", "beta", "gamma", "delta", "epsilon"] {
-            let (thread, echo) = open(&server, &format!("/grouped/{key}")).await;
+            let (thread, echo) = open(&server, &format!("/room/{key}")).await;
             assert_eq!(
                 echo, "early",
                 "round {round}, key {key}: the early frame moved along"
