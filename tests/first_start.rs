@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{Ipv6Addr, TcpListener};
+use std::net::Ipv6Addr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -56,19 +56,21 @@ fn wait_for(
     panic!("no line with {wanted:?} within {within:?}; saw {seen:#?}");
 }
 
-/// A port the kernel had free on both stacks a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The port of a "listening on <addr>:<port> (http/ws)" line.
+fn port_of(line: &str) -> u16 {
+    line.split_once("listening on ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
 #[test]
 fn a_first_start_in_an_empty_folder_prints_no_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port().to_string();
-    let mut gateway = spawn(dir.path(), &["-h", "127.0.0.1", "-p", &port]);
+    // Port 0: the kernel picks one when the gateway binds (a port picked
+    // here and freed could be taken by another test's child first).
+    let mut gateway = spawn(dir.path(), &["-h", "127.0.0.1", "-p", "0"]);
     let output = common::output_lines(&mut gateway.0);
     let (_, before) = wait_for(&output, "listening on", Duration::from_secs(10));
     // Whatever follows the start within a second counts too (the log
@@ -98,10 +100,10 @@ async fn host_any_v6_serves_ipv4_and_ipv6_clients() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let mut gateway = spawn(dir.path(), &["-h", "::", "-p", &port.to_string()]);
+    let mut gateway = spawn(dir.path(), &["-h", "::", "-p", "0"]);
     let output = common::output_lines(&mut gateway.0);
     let (line, _) = wait_for(&output, "listening on", Duration::from_secs(10));
+    let port = port_of(&line);
     assert!(line.contains(&format!("[::]:{port}")), "{line}");
 
     let mut over_v6 = Peer::open_url(&format!("ws://[::1]:{port}/dual-stack")).await;

@@ -39,7 +39,8 @@ pub(super) fn spawn<T: Transport>(
     tokio::spawn(publisher::run(Arc::clone(&transport), job_receiver));
     let now = Instant::now();
     let actor = Actor {
-        liveness: Liveness::new(config.node, config.incarnation, config.dead_after),
+        liveness: Liveness::new(config.node, config.incarnation, config.dead_after)
+            .with_recovery_grace(config.recovery_grace),
         links: HashMap::new(),
         subscription: None,
         subscribe_at: Some(now),

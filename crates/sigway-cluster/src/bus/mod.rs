@@ -41,6 +41,10 @@ pub struct BusConfig {
     pub heartbeat: Duration,
     /// How long a node may stay silent before it counts as dead.
     pub dead_after: Duration,
+    /// How much longer than `dead_after` the others may stay silent after
+    /// an outage of this node's own transport: each node reconnects on its
+    /// own backoff, so some are back later than others.
+    pub recovery_grace: Duration,
     /// The links' ring bounds and timers.
     pub link: LinkConfig,
     /// Payloads that may wait for the bus task, per destination.
@@ -49,13 +53,17 @@ pub struct BusConfig {
 
 impl BusConfig {
     /// The defaults of `cluster.md`: heartbeat 1 s, dead after 3 s, a ring
-    /// of 4 MiB / 2 s, 4096 queued payloads per destination.
+    /// of 4 MiB / 2 s, 4096 queued payloads per destination; a recovery
+    /// grace of 2 s, what a node on the Redis transport's defaults may lag
+    /// another by when both reconnect (its backoff grows to 1 s, and one
+    /// attempt may take its 1 s call timeout).
     pub fn new(node: NodeId, incarnation: Incarnation) -> Self {
         Self {
             node,
             incarnation,
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),
+            recovery_grace: Duration::from_secs(2),
             link: LinkConfig::default(),
             send_queue: 4096,
         }

@@ -14,6 +14,14 @@
 //! publisher too). That proves its receive path works, which is what
 //! [`Liveness::receiving`] reports: the bus is ready only while it holds.
 //!
+//! After an outage of our own (our heartbeats stopped coming back, or the
+//! subscription was re-made after it had worked), every peer gets
+//! `dead_after` plus a recovery grace from the moment we hear ourselves
+//! again: the others reconnect on their own, each on its own backoff, and
+//! one that is back later than us is not dead. The grace is not given at
+//! start (nobody was heard before), so a start does not slow down noticing
+//! a node killed right after it.
+//!
 //! A node declared down for silence and then heard again with the same
 //! incarnation (a healed partition) comes up again: whoever saw it go down
 //! has already dropped what depended on it, so it is treated as new.
@@ -157,6 +165,11 @@ pub struct Liveness {
     // heartbeat comes back on it, nobody's silence is judged, and then
     // everyone gets a fresh grace (the outage was ours to see too).
     awaiting_own: bool,
+    // Extra grace each peer gets when we hear ourselves after an outage.
+    recovery_grace: Duration,
+    // Whether the receive path worked before it was re-made (an outage,
+    // not the start).
+    re_made_after_working: bool,
 }
 
 impl Liveness {
@@ -172,7 +185,18 @@ impl Liveness {
             own_last_heard: None,
             own_deadline_armed: false,
             awaiting_own: false,
+            recovery_grace: Duration::ZERO,
+            re_made_after_working: false,
         }
+    }
+
+    /// Gives every peer `grace` more than `dead_after` when we hear
+    /// ourselves again after an outage of our own: at least how much later
+    /// than us another node may reconnect (its reconnect backoff and one
+    /// connection attempt).
+    pub fn with_recovery_grace(mut self, grace: Duration) -> Self {
+        self.recovery_grace = grace;
+        self
     }
 
     /// Feeds one control message (a `Hello` or `Heartbeat` means heard, a
@@ -200,10 +224,19 @@ impl Liveness {
                 if self.suspended(now) {
                     // We heard nobody while our own heartbeats did not come
                     // back (the engine between nodes was away): the others'
-                    // silence proves nothing, so each gets a fresh grace.
+                    // silence proves nothing, so each gets a fresh grace,
+                    // longer after an outage, when the others reconnect
+                    // on their own time.
+                    let outage = self.re_made_after_working || self.own_last_heard.is_some();
+                    let from = if outage {
+                        now + self.recovery_grace
+                    } else {
+                        now
+                    };
                     for alive in self.alive.values_mut() {
-                        alive.last_heard = alive.last_heard.max(now);
+                        alive.last_heard = alive.last_heard.max(from);
                     }
+                    self.re_made_after_working = false;
                 }
                 self.own_last_heard = Some(self.own_last_heard.map_or(now, |t| t.max(now)));
                 self.own_deadline_armed = true;
@@ -378,6 +411,7 @@ impl Liveness {
     /// only a fresh one proves the new receive path). Until it comes, no
     /// node is judged silent; when it comes, each gets a fresh grace.
     pub fn forget_own(&mut self) {
+        self.re_made_after_working |= self.own_last_heard.is_some();
         self.own_last_heard = None;
         self.own_deadline_armed = false;
         self.awaiting_own = true;
@@ -505,6 +539,65 @@ mod tests {
         assert_eq!(
             view.sweep(t0 + 300 * MS),
             vec![down(2, 5, DownReason::Silent)]
+        );
+    }
+
+    #[test]
+    fn after_our_own_outage_a_peer_that_reconnects_later_gets_the_recovery_grace() {
+        let grace = Duration::from_millis(500);
+        let t0 = Instant::now();
+        for re_made in [false, true] {
+            let mut l = Liveness::new(1, 10, DEAD).with_recovery_grace(grace);
+            l.heard(1, 10, t0);
+            l.heard(2, 7, t0);
+            let back = if re_made {
+                // The subscription broke and was made again.
+                l.forget_own();
+                t0 + 100 * MS
+            } else {
+                // Our heartbeats stopped coming back for longer than DEAD.
+                assert!(l.sweep(t0 + DEAD + 10 * MS).is_empty(), "suspended");
+                t0 + DEAD + 200 * MS
+            };
+            l.heard(1, 10, back);
+            // Our heartbeats keep coming; the peer is still reconnecting.
+            let mut at = back;
+            while at + 50 * MS < back + grace + DEAD {
+                at += 50 * MS;
+                l.heard(1, 10, at);
+                assert!(
+                    l.sweep(at).is_empty(),
+                    "re_made {re_made}: judged at {:?}",
+                    at - back
+                );
+            }
+            assert_eq!(
+                l.next_deadline(),
+                Some(back + grace + DEAD),
+                "re_made {re_made}"
+            );
+            l.heard(1, 10, back + DEAD + grace + 50 * MS);
+            assert_eq!(
+                l.sweep(back + DEAD + grace + 50 * MS),
+                vec![down(2, 7, DownReason::Silent)],
+                "re_made {re_made}: silent past the grace"
+            );
+        }
+    }
+
+    #[test]
+    fn the_recovery_grace_is_not_given_at_start() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(1, 10, DEAD).with_recovery_grace(Duration::from_secs(5));
+        // The first subscription: a peer is heard before our own heartbeat.
+        l.forget_own();
+        l.heard(2, 7, t0);
+        l.heard(1, 10, t0 + 10 * MS);
+        l.heard(1, 10, t0 + DEAD);
+        l.heard(1, 10, t0 + DEAD + 20 * MS);
+        assert_eq!(
+            l.sweep(t0 + DEAD + 20 * MS),
+            vec![down(2, 7, DownReason::Silent)]
         );
     }
 
