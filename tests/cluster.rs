@@ -487,6 +487,13 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout(backend: 
     // to A, hears the end of that binding within the same bound, and stays.
     let mut c = Peer::open_url(&nodes[2].ws_url("/killed")).await;
     let sc = join_through(&mut c, &mut a, 3, &[1]).await;
+    // The owner writes the group's snapshot (C now a member) right after
+    // admitting C, asynchronously: killed within that write, it would leave
+    // the snapshot before it, where C is still a joiner, and D would found
+    // the group (seen here 1 run in 4 before this wait). That window is a
+    // documented limit (README, "Running a cluster"); this test is about
+    // the notices and the adoption.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let killed = tokio::time::Instant::now();
     nodes[0].kill_hard();
     assert_eq!(c.recv_content().await, (0, sc, vec![]));
