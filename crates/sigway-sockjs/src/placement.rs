@@ -6,8 +6,10 @@
 //! actix-server hands connections to its workers in turn, so the two peers
 //! of a pair usually sit on different threads, and every message between
 //! them crossed threads (into the room's task, or out to the other
-//! session's): about a third of the CPU per relayed message on two cores
-//! (`benches/compare.sh`, `fwd1`, one worker against two). A room records
+//! session's). The same server with one worker instead of two needed about
+//! a third less CPU per relayed message (`BENCHMARKS.md`); placing a
+//! group's sessions together won back 9–17 % of it, the rest being the two
+//! workers' own sleeps and wake-ups. A room records
 //! the [`Place`] it started on ([`Place::here`]); a handler that knows the
 //! room a session will join hands that place to [`crate::accept_at`], and a
 //! handler whose session will open a new room hands
