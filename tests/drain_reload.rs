@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,14 +48,11 @@ impl Sigway {
             .spawn()
             .expect("sigway starts");
         let log = Arc::new(Mutex::new(String::new()));
-        let outputs: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for output in outputs {
+        let lines = common::output_lines(&mut child);
+        {
             let log = log.clone();
             std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
+                for line in lines {
                     let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
                     log.push_str(&line);
                     log.push('\n');
