@@ -34,6 +34,12 @@ pub enum LinkReset {
         /// Payloads sent but not acknowledged when the link reset.
         lost: u64,
     },
+    /// Our sending side, at the driver's request ([`Link::start_over`]):
+    /// more was to be sent than the driver lets wait for the link.
+    Overflowed {
+        /// Payloads sent but not acknowledged when the link reset.
+        lost: u64,
+    },
     /// The peer's sending side started over (a reset, or a new run of the
     /// peer): nothing older from it will be delivered.
     Peer,
@@ -196,6 +202,19 @@ impl Link {
         self.sending
             .resend_at
             .get_or_insert(now + self.config.resend_after);
+    }
+
+    /// Starts the sending side over (a new generation, announced with a
+    /// probe), dropping what is unacknowledged: the driver could not take
+    /// everything it was asked to send (its queue to this peer overflowed),
+    /// so the peer must not go on as if the stream were whole. Reported as
+    /// [`LinkReset::Overflowed`]; the peer sees [`LinkReset::Peer`].
+    pub fn start_over(&mut self) {
+        let lost = self.unacked();
+        self.sending = Sending::new(self.sending.generation.saturating_add(1));
+        self.outputs
+            .push_back(LinkOutput::Reset(LinkReset::Overflowed { lost }));
+        self.probe();
     }
 
     /// Publishes every payload queued since the last flush.

@@ -228,6 +228,32 @@ fn asking_for_an_evicted_payload_resets_the_link_and_nothing_older_follows() {
 }
 
 #[test]
+fn starting_over_drops_the_unacknowledged_and_the_peer_hears_of_it_before_anything_newer() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(config());
+    let sent = send_n(&mut a, 3, t0);
+    b.on_envelope(sent[0].clone(), t0);
+    a.start_over();
+    let out = drain(&mut a);
+    assert_eq!(out.resets, [LinkReset::Overflowed { lost: 3 }]);
+    assert_eq!((a.generation(), a.unacked()), (2, 0));
+    assert_eq!(kinds(&out.publish), [(EnvelopeKind::Probe, 0)]);
+    // The rest of the old generation is not delivered after the probe.
+    b.on_envelope(out.publish[0].clone(), t0 + MS);
+    assert!(
+        !b.on_envelope(sent[1].clone(), t0 + 2 * MS),
+        "old generation"
+    );
+    let b_out = drain(&mut b);
+    assert_eq!(texts(&b_out.deliver), ["m1"]);
+    assert_eq!(b_out.resets, [LinkReset::Peer]);
+    let fresh = send_n(&mut a, 1, t0 + 3 * MS);
+    assert_eq!((fresh[0].generation, fresh[0].seq), (2, 1));
+    b.on_envelope(fresh[0].clone(), t0 + 4 * MS);
+    assert_eq!(texts(&drain(&mut b).deliver), ["m1"]);
+}
+
+#[test]
 fn payloads_leave_the_ring_after_ring_age_and_a_late_nack_then_resets() {
     let t0 = Instant::now();
     let (mut a, mut b) = pair(config());
@@ -613,7 +639,7 @@ impl Sim {
                         self.log[index].push(Seen::Payload(id));
                     }
                     LinkOutput::Reset(LinkReset::Peer) => self.log[index].push(Seen::PeerReset),
-                    LinkOutput::Reset(LinkReset::Evicted { .. }) => {
+                    LinkOutput::Reset(LinkReset::Evicted { .. } | LinkReset::Overflowed { .. }) => {
                         self.resets_reported_by_sender[index] += 1;
                     }
                 }
