@@ -19,7 +19,7 @@ mod redis;
 mod transport;
 
 pub use self::redis::{DEFAULT_PREFIX, RedisOptions, RedisTransport};
-pub use bus::{Bus, BusConfig, BusCounters, BusEvent, BusHandle, SendError};
+pub use bus::{Bus, BusConfig, BusCounters, BusEvent, BusHandle, SendError, Taken};
 pub use memory::MemoryTransport;
 pub use sigway_core::cluster::link::LinkConfig;
 pub use transport::{Claim, Delivery, GroupHash, NodeId, Transport, TransportError};

@@ -409,16 +409,17 @@ async fn an_unreachable_transport_is_retried_until_it_answers() {
 }
 
 #[tokio::test]
-async fn sends_are_refused_for_nodes_not_alive_and_when_the_queue_is_full() {
+async fn sends_are_refused_for_nodes_not_alive_and_a_full_queue_starts_the_link_over() {
     let hub = MemoryTransport::new();
     let mut a = start(
         &hub,
         BusConfig {
-            send_queue: 8,
+            // Eight 4-byte payloads.
+            send_queue_bytes: 32,
             ..config(1)
         },
     );
-    let _b = start(&hub, config(2));
+    let mut b = start(&hub, config(2));
     a.wait_up(&[2]).await;
     assert_eq!(a.bus.send(3, Bytes::new()), Err(SendError::NotAlive(3)));
     assert_eq!(
@@ -426,6 +427,12 @@ async fn sends_are_refused_for_nodes_not_alive_and_when_the_queue_is_full() {
         Err(SendError::NotAlive(1)),
         "itself"
     );
+    // B hears the link's first generation.
+    a.bus.send(2, numbered(100)).expect("send");
+    b.wait_for("the first payload", PATIENCE, |e| {
+        matches!(e, BusEvent::Message { .. })
+    })
+    .await;
     // This test's runtime has one thread: the bus task cannot take the
     // queue in while this loop runs.
     let results: Vec<_> = (0..10).map(|i| a.bus.send(2, numbered(i))).collect();
@@ -433,5 +440,30 @@ async fn sends_are_refused_for_nodes_not_alive_and_when_the_queue_is_full() {
     assert_eq!(
         results[8..],
         [Err(SendError::QueueFull(2)), Err(SendError::QueueFull(2))]
+    );
+    // A payload was lost: the link starts over (both ends hear of it)
+    // before anything more goes to that node, so nothing sent after the
+    // lost payload arrives as if none were missing.
+    a.wait_for("LinkReset at A", PATIENCE, |e| {
+        *e == BusEvent::LinkReset { peer: 2 }
+    })
+    .await;
+    assert_eq!(a.bus.send(2, numbered(10)), Ok(()), "open again after");
+    b.wait_for("LinkReset at B", PATIENCE, |e| {
+        *e == BusEvent::LinkReset { peer: 1 }
+    })
+    .await;
+    let after = b
+        .wait_for("the payload sent after", PATIENCE, |e| {
+            matches!(e, BusEvent::Message { .. })
+        })
+        .await;
+    assert_eq!(
+        after,
+        BusEvent::Message {
+            from: 1,
+            payload: numbered(10)
+        },
+        "nothing of the old stream after the reset"
     );
 }

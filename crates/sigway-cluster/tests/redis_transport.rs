@@ -545,6 +545,113 @@ async fn restart_is_survived(urls: &[String], prefix: &str, restart: impl FnOnce
     assert_eq!((claim.owner, claim.epoch), (52, 1));
 }
 
+/// Redis restarted empty: a node that was in the cluster before claims a
+/// group Redis lost only once its owner wrote it down again (instead of
+/// founding a second group); a group nobody owned is claimed once the hold
+/// is over; a node that connected after the restart is not held.
+async fn claims_wait_for_the_owners_after_an_empty_restart(
+    urls: &[String],
+    prefix: &str,
+    restart: impl FnOnce(),
+) {
+    let owner = connect(urls, prefix).await;
+    let newcomer = connect(urls, prefix).await;
+    let kept = group(61);
+    assert_eq!(
+        owner.claim(kept, 61, None).await.map(|claim| claim.epoch),
+        Ok(1)
+    );
+    assert_eq!(
+        owner
+            .write_snapshot(kept, 61, 1, Bytes::from_static(b"s1"))
+            .await,
+        Ok(true)
+    );
+    // Both were in the cluster well before the restart (over the two
+    // seconds the uptime's rounding needs).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::task::block_in_place(restart);
+    let restarted = Instant::now();
+
+    let late = connect(urls, prefix).await;
+    let not_held = retry(|| late.claim(group(65), 65, None)).await;
+    assert_eq!((not_held.owner, not_held.epoch), (65, 1));
+    assert!(
+        restarted.elapsed() < Duration::from_secs(2),
+        "a node that connected after the restart was held {:?}",
+        restarted.elapsed()
+    );
+
+    // The owner writes its group down again a little later, as it does
+    // once it has resubscribed.
+    let rewrite = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        retry(|| owner.write_snapshot(kept, 61, 1, Bytes::from_static(b"s1"))).await
+    });
+    let claim = retry(|| newcomer.claim(kept, 62, None)).await;
+    assert_eq!(
+        (claim.owner, claim.epoch),
+        (61, 1),
+        "the newcomer's node waited for the owner instead of founding the group again"
+    );
+    assert!(
+        rewrite.await.expect("rewrite"),
+        "the owner holds its group again"
+    );
+
+    let unowned = retry(|| newcomer.claim(group(63), 62, None)).await;
+    assert_eq!((unowned.owner, unowned.epoch), (62, 1));
+    let held_for = restarted.elapsed();
+    assert!(
+        held_for >= Duration::from_millis(4900) && held_for < Duration::from_secs(9),
+        "a group nobody owned was claimed {held_for:?} after the restart, not at the end of the 5 s hold"
+    );
+}
+
+/// A node that does not read its deliveries: the subscription queues at
+/// most `delivery_capacity` deliveries and as many messages from Redis,
+/// drops the rest, and is made again (reported as an interruption), so
+/// memory stays bounded; after that it delivers as before.
+async fn a_stalled_reader_costs_bounded_memory(urls: &[String], prefix: &str) {
+    const CAPACITY: usize = 8;
+    const SENT: usize = 200;
+    let options = RedisOptions {
+        delivery_capacity: CAPACITY,
+        ..options(prefix)
+    };
+    let subscriber = RedisTransport::connect_with(urls, options)
+        .await
+        .expect("connect");
+    let publisher = connect(urls, prefix).await;
+    let mut receiver = subscriber.subscribe(71).await.expect("subscribe");
+    for i in 0..SENT {
+        let payload = Bytes::from(format!("m{i}"));
+        assert_eq!(publisher.publish_inbox(71, payload).await, Ok(1));
+    }
+    // Let every message reach the subscriber's connection.
+    let _ = publisher
+        .publish_inbox(71, Bytes::from_static(b"sync"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut delivered = 0;
+    loop {
+        match next_delivery(&mut receiver).await {
+            Delivery::Inbox(_) => delivered += 1,
+            Delivery::Interrupted => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        delivered <= 2 * CAPACITY + 1,
+        "{delivered} of {SENT} messages were queued for a reader that did not read"
+    );
+    assert_eq!(next_delivery(&mut receiver).await, Delivery::Resubscribed);
+    let count = retry(|| publisher.publish_inbox(71, Bytes::from_static(b"after"))).await;
+    assert_eq!(count, 1);
+    assert_eq!(next_payload(&mut receiver).await, inbox("after"));
+}
+
 /// Two nodes' figures are read in one call, in the order asked; a node's
 /// figures are gone once their TTL is over; a later write replaces them.
 async fn node_figures_expire(urls: &[String], prefix: &str) {
@@ -659,6 +766,30 @@ async fn standalone_restart_is_survived() {
     };
     let urls = [server.url()];
     bounded(restart_is_survived(&urls, "t-restart", || server.restart())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_claims_wait_for_the_owners_after_an_empty_restart() {
+    let Some(mut server) = standalone() else {
+        return;
+    };
+    let urls = [server.url()];
+    bounded(claims_wait_for_the_owners_after_an_empty_restart(
+        &urls,
+        "t-hold",
+        || server.restart(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_a_stalled_reader_costs_bounded_memory() {
+    let Some(server) = standalone() else { return };
+    bounded(a_stalled_reader_costs_bounded_memory(
+        &[server.url()],
+        "t-stall",
+    ))
+    .await;
 }
 
 /// The keys are where `../shared/cluster.md` says, under the prefix; the

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use sigway_core::cluster::liveness::{Announcement, ControlMessage, Liveness, Liv
 use tokio::sync::{mpsc, oneshot};
 
 use super::publisher::{self, Job};
-use super::{BusConfig, BusEvent, Command, Shared};
+use super::{BusConfig, BusEvent, Command, Counted, Queue, Shared};
 use crate::transport::{Delivery, NodeId, Transport};
 
 const FIRST_RESUBSCRIBE: Duration = Duration::from_millis(100);
@@ -48,6 +48,7 @@ pub(super) fn spawn<T: Transport>(
         subscribed: false,
         announced: false,
         heartbeat_at: now,
+        undecodable_logged_at: None,
         ready: false,
         pending_events: Vec::new(),
         transport,
@@ -58,6 +59,9 @@ pub(super) fn spawn<T: Transport>(
     };
     tokio::spawn(actor.run(commands));
 }
+
+/// How often an unreadable envelope is logged at most.
+const UNDECODABLE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Actor<T> {
     transport: Arc<T>,
@@ -75,6 +79,9 @@ struct Actor<T> {
     /// Whether `Hello` went out (the first announcement after subscribing).
     announced: bool,
     heartbeat_at: Instant,
+    /// When an envelope this node cannot read was last logged (a node of
+    /// another build: logged at most every [`UNDECODABLE_LOG_EVERY`]).
+    undecodable_logged_at: Option<Instant>,
     ready: bool,
     /// Events for the user, in order, sent at the end of each turn.
     pending_events: Vec<BusEvent>,
@@ -143,8 +150,22 @@ impl<T: Transport> Actor<T> {
                 Some(Command::Send {
                     to,
                     payload,
-                    queued,
-                }) => self.on_send(to, payload, &queued, now),
+                    counted,
+                }) => {
+                    self.on_send(to, payload, now);
+                    match counted {
+                        Counted::Queue(queue, bytes) => {
+                            queue.waiting.fetch_sub(bytes, Ordering::AcqRel);
+                        }
+                        Counted::Paced(taken) => taken.taken(),
+                    }
+                }
+                Some(Command::StartOver(to, queue)) => {
+                    if let Some(link) = self.links.get_mut(&to) {
+                        link.start_over();
+                    }
+                    queue.starting_over.store(false, Ordering::Release);
+                }
                 Some(Command::Shutdown(done)) => return Some(Some(done)),
                 None => return Some(None),
             }
@@ -160,8 +181,7 @@ impl<T: Transport> Actor<T> {
         None
     }
 
-    fn on_send(&mut self, to: NodeId, payload: Bytes, queued: &AtomicUsize, now: Instant) {
-        queued.fetch_sub(1, Ordering::AcqRel);
+    fn on_send(&mut self, to: NodeId, payload: Bytes, now: Instant) {
         match self.links.get_mut(&to) {
             Some(link) => {
                 // Published when the turn ends, with what else this turn
@@ -219,7 +239,18 @@ impl<T: Transport> Actor<T> {
         let envelope = match Envelope::decode(bytes) {
             Ok(envelope) => envelope,
             Err(error) => {
-                tracing::debug!(%error, "cluster envelope ignored");
+                // Its sender's link will resend it forever: say so where an
+                // operator looks, without flooding the log.
+                if self
+                    .undecodable_logged_at
+                    .is_none_or(|at| now.duration_since(at) >= UNDECODABLE_LOG_EVERY)
+                {
+                    self.undecodable_logged_at = Some(now);
+                    tracing::warn!(
+                        %error,
+                        "cluster envelope this build cannot read ignored: do all nodes run compatible builds?"
+                    );
+                }
                 return;
             }
         };
@@ -248,7 +279,7 @@ impl<T: Transport> Actor<T> {
                         incarnation,
                     );
                     self.links.insert(node, link);
-                    super::write(&self.shared.alive).insert(node, Arc::new(AtomicUsize::new(0)));
+                    super::write(&self.shared.alive).insert(node, Arc::new(Queue::default()));
                     self.shared
                         .counters
                         .nodes_up

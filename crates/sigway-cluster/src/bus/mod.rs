@@ -47,8 +47,10 @@ pub struct BusConfig {
     pub recovery_grace: Duration,
     /// The links' ring bounds and timers.
     pub link: LinkConfig,
-    /// Payloads that may wait for the bus task, per destination.
-    pub send_queue: usize,
+    /// Bytes of payloads that may wait for the bus task, per destination,
+    /// beyond which [`BusHandle::send`] refuses (paced sends are bounded by
+    /// their senders instead); one payload is always taken.
+    pub send_queue_bytes: usize,
 }
 
 impl BusConfig {
@@ -65,7 +67,7 @@ impl BusConfig {
             dead_after: Duration::from_secs(3),
             recovery_grace: Duration::from_secs(2),
             link: LinkConfig::default(),
-            send_queue: 4096,
+            send_queue_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -109,6 +111,13 @@ pub enum SendError {
     Stopped,
 }
 
+/// What a paced sender is told when the bus task took one of its
+/// payloads (see [`BusHandle::send_paced`]).
+pub trait Taken: Send + Sync + 'static {
+    /// One payload of this sender left the queue for its link.
+    fn taken(&self);
+}
+
 /// Counts since the bus started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BusCounters {
@@ -133,14 +142,33 @@ struct Counters {
     nodes_up: AtomicU64,
 }
 
+/// The unpaced payloads for one live peer that wait for the bus task
+/// (paced ones are bounded by their senders, and not counted here).
+#[derive(Debug, Default)]
+struct Queue {
+    /// Their bytes.
+    waiting: AtomicUsize,
+    /// Set when a payload was refused for a full queue, until the bus task
+    /// started the link over: everything for the peer is refused meanwhile,
+    /// so that nothing sent after a lost payload arrives as if none were.
+    starting_over: AtomicBool,
+}
+
+/// See [`Command::Send`].
+enum Counted {
+    /// The peer's queue, and the payload's bytes in it.
+    Queue(Arc<Queue>, usize),
+    Paced(Arc<dyn Taken>),
+}
+
 /// What the handle and the bus task share.
 #[derive(Debug)]
 struct Shared {
     node: NodeId,
-    send_queue: usize,
-    /// Live peers, each with the number of its payloads waiting for the
+    send_queue_bytes: usize,
+    /// Live peers, each with its queue of unpaced payloads waiting for the
     /// bus task.
-    alive: RwLock<HashMap<NodeId, Arc<AtomicUsize>>>,
+    alive: RwLock<HashMap<NodeId, Arc<Queue>>>,
     ready: AtomicBool,
     counters: Counters,
 }
@@ -149,8 +177,12 @@ enum Command {
     Send {
         to: NodeId,
         payload: Bytes,
-        queued: Arc<AtomicUsize>,
+        /// What the payload counts in: an unpaced one the peer's queue,
+        /// a paced one its sender's pace.
+        counted: Counted,
     },
+    /// The queue to this peer overflowed: start its link over.
+    StartOver(NodeId, Arc<Queue>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -166,7 +198,7 @@ impl Bus {
     ) -> (BusHandle, mpsc::Receiver<BusEvent>) {
         let shared = Arc::new(Shared {
             node: config.node,
-            send_queue: config.send_queue.max(1),
+            send_queue_bytes: config.send_queue_bytes,
             alive: RwLock::new(HashMap::new()),
             ready: AtomicBool::new(false),
             counters: Counters::default(),
@@ -200,22 +232,74 @@ impl std::fmt::Debug for BusHandle {
 }
 
 impl BusHandle {
-    /// Queues `payload` for `to` without waiting.
+    /// Queues `payload` for `to` without waiting. When it would take the
+    /// bytes waiting for the bus task for `to` over
+    /// [`BusConfig::send_queue_bytes`], it is refused, and so is everything
+    /// for `to` until the bus task has started the link over
+    /// ([`BusEvent::LinkReset`] here, and on `to`): a stream with a hole in
+    /// it must not go on as if whole.
     pub fn send(&self, to: NodeId, payload: Bytes) -> Result<(), SendError> {
-        let queued = {
-            let alive = read(&self.shared.alive);
-            Arc::clone(alive.get(&to).ok_or(SendError::NotAlive(to))?)
-        };
-        if queued.fetch_add(1, Ordering::AcqRel) >= self.shared.send_queue {
-            queued.fetch_sub(1, Ordering::AcqRel);
+        let queue = self.queue_of(to)?;
+        let bytes = payload.len();
+        let before = queue.waiting.fetch_add(bytes, Ordering::AcqRel);
+        if before > 0 && before + bytes > self.shared.send_queue_bytes {
+            queue.waiting.fetch_sub(bytes, Ordering::AcqRel);
+            if !queue.starting_over.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    node = to,
+                    waiting_bytes = before,
+                    "cluster send queue full: the link starts over"
+                );
+                let _ = self.commands.send(Command::StartOver(to, queue));
+            }
             return Err(SendError::QueueFull(to));
         }
+        self.command(to, payload, Counted::Queue(queue, bytes))
+    }
+
+    /// Queues `payload` for `to`, and calls `taken` once the bus task has
+    /// taken it off the queue (not called when this returns an error).
+    /// Not refused for a full queue: the sender paces itself on `taken`
+    /// (a session waits for it before reading more of its client), which
+    /// bounds what it can have queued. Refused while the link starts over.
+    pub fn send_paced(
+        &self,
+        to: NodeId,
+        payload: Bytes,
+        taken: Arc<dyn Taken>,
+    ) -> Result<(), SendError> {
+        self.queue_of(to)?;
+        self.command(to, payload, Counted::Paced(taken))
+    }
+
+    /// The queue of a live peer that is not starting over.
+    fn queue_of(&self, to: NodeId) -> Result<Arc<Queue>, SendError> {
+        let queue = {
+            let alive = read(&self.shared.alive);
+            alive.get(&to).cloned().ok_or(SendError::NotAlive(to))?
+        };
+        if queue.starting_over.load(Ordering::Acquire) {
+            return Err(SendError::QueueFull(to));
+        }
+        Ok(queue)
+    }
+
+    fn command(&self, to: NodeId, payload: Bytes, counted: Counted) -> Result<(), SendError> {
         let command = Command::Send {
             to,
             payload,
-            queued,
+            counted,
         };
-        self.commands.send(command).map_err(|_| SendError::Stopped)
+        self.commands.send(command).map_err(|error| {
+            if let Command::Send {
+                counted: Counted::Queue(queue, bytes),
+                ..
+            } = error.0
+            {
+                queue.waiting.fetch_sub(bytes, Ordering::AcqRel);
+            }
+            SendError::Stopped
+        })
     }
 
     /// This node.

@@ -40,6 +40,7 @@ pub use keys::DEFAULT_PREFIX;
 
 use self::backend::{Backend, Request, transport_error};
 use self::keys::KeyLayout;
+use self::scripts::ClaimReply;
 use crate::{Claim, Delivery, GroupHash, NodeId, Transport, TransportError};
 
 /// Settings of a [`RedisTransport`]; [`Default`] gives the documented defaults.
@@ -57,6 +58,19 @@ pub struct RedisOptions {
     /// its own heartbeats come back, so none can still hold a claim from
     /// before the release.
     pub released_epoch_ttl: Duration,
+    /// How long after a Redis restart a claim of a group Redis has no
+    /// record of waits, when this node was in the cluster before that
+    /// restart (default 5 s, whole seconds; Redis counts its uptime in
+    /// whole seconds, so the wait ends 5 to 6 s after it started). A Redis
+    /// restarted without persistence lost every group's claim; each owner
+    /// claims its groups back by writing them down again once it reaches
+    /// Redis (its
+    /// resubscription backoff, up to 1 s plus a 1 s attempt, and a snapshot
+    /// write's retry backoff, up to 2 s). A newcomer's node that claimed a
+    /// group before that would found a second group of the same key.
+    /// Nodes that connected after Redis started (a fresh deployment) are
+    /// never held. 0 turns the hold off.
+    pub restart_hold: Duration,
     /// How often a subscription checks its connection (default 1 s).
     pub probe_interval: Duration,
     /// How long a subscription's check may wait before the connection is
@@ -69,7 +83,10 @@ pub struct RedisOptions {
     /// Longest delay between resubscription attempts (default 1 s).
     pub max_backoff: Duration,
     /// Deliveries buffered for a slow receiver before the subscription
-    /// waits for it (default 4096).
+    /// waits for it, and messages from Redis queued meanwhile (default
+    /// 4096 each). Past both the subscription drops what comes and is made
+    /// again, as after a lost connection, so that a stalled node's memory
+    /// stays bounded.
     pub delivery_capacity: usize,
 }
 
@@ -79,6 +96,7 @@ impl Default for RedisOptions {
             prefix: DEFAULT_PREFIX.to_owned(),
             call_timeout: Duration::from_secs(1),
             released_epoch_ttl: Duration::from_secs(3600),
+            restart_hold: Duration::from_secs(5),
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_secs(3),
             min_backoff: Duration::from_millis(50),
@@ -91,6 +109,8 @@ impl Default for RedisOptions {
 /// The cluster transport on Redis (see the module docs).
 pub struct RedisTransport {
     backend: Arc<Backend>,
+    /// When this node first reached Redis (see [`RedisOptions::restart_hold`]).
+    connected_at: tokio::time::Instant,
     keys: KeyLayout,
     options: RedisOptions,
     claim: Script,
@@ -143,6 +163,7 @@ impl RedisTransport {
                 .map_err(|error| transport_error("connect", &error))?;
         Ok(Self {
             backend: Arc::new(backend),
+            connected_at: tokio::time::Instant::now(),
             keys,
             options,
             claim: Script::new(scripts::CLAIM),
@@ -227,19 +248,53 @@ impl Transport for RedisTransport {
         me: NodeId,
         expected: Option<(NodeId, u64)>,
     ) -> Result<Claim, TransportError> {
+        /// How often a held claim asks again.
+        const HELD_RETRY: Duration = Duration::from_millis(100);
         let (expected_node, expected_epoch) = match expected {
             Some((node, epoch)) => (node.to_string(), epoch),
             None => (String::new(), 0),
         };
-        let mut invocation = self.claim.prepare_invoke();
-        invocation
-            .key(self.keys.owner(&group))
-            .key(self.keys.snapshot(&group))
-            .arg(me)
-            .arg(expected_node)
-            .arg(expected_epoch);
-        let reply = self.call("claim", Request::Script(&invocation)).await?;
-        scripts::decode_claim(reply)
+        let hold_s = self.options.restart_hold.as_secs();
+        // The script holds for at most `hold_s` + 1 s of Redis's uptime;
+        // the margin covers the calls themselves.
+        let give_up = tokio::time::Instant::now()
+            + self.options.restart_hold
+            + Duration::from_secs(1)
+            + self.options.call_timeout;
+        let mut hold_logged = false;
+        loop {
+            let age_ms = u64::try_from(self.connected_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let mut invocation = self.claim.prepare_invoke();
+            invocation
+                .key(self.keys.owner(&group))
+                .key(self.keys.snapshot(&group))
+                .arg(me)
+                .arg(&expected_node)
+                .arg(expected_epoch)
+                .arg(hold_s)
+                .arg(age_ms);
+            let reply = self.call("claim", Request::Script(&invocation)).await?;
+            match scripts::decode_claim(reply)? {
+                ClaimReply::Decided(claim) => return Ok(claim),
+                ClaimReply::Held { redis_uptime_s } => {
+                    if !hold_logged {
+                        hold_logged = true;
+                        tracing::debug!(
+                            redis_uptime_s,
+                            "claim held: Redis restarted and lost the directory; \
+                             waiting for the owners to write their groups again"
+                        );
+                    }
+                    if tokio::time::Instant::now() >= give_up {
+                        return Err(TransportError::Unreachable(format!(
+                            "claim: still held {:?} after a Redis restart",
+                            self.options.restart_hold
+                        )));
+                    }
+                    tokio::time::sleep(HELD_RETRY).await;
+                }
+            }
+        }
     }
 
     async fn write_snapshot(

@@ -3,10 +3,21 @@
 //! Each script touches one group's owner hash (`KEYS[1]`, fields `node`
 //! and `epoch`) and snapshot (`KEYS[2]`, same hash slot), atomically:
 //!
-//! - `claim(me, expected_node, expected_epoch)`: wins when nobody owns the
-//!   group, or when its owner is exactly (`expected_node`, `expected_epoch`);
-//!   winning sets the owner to `me` at epoch + 1. It returns the owner, its
-//!   epoch, and the snapshot when the caller is that owner.
+//! - `claim(me, expected_node, expected_epoch, hold_s, caller_age_ms)`:
+//!   wins when nobody owns the group, or when its owner is exactly
+//!   (`expected_node`, `expected_epoch`); winning sets the owner to `me` at
+//!   epoch + 1. It returns the owner, its epoch, and the snapshot when the
+//!   caller is that owner. It is held instead (replies with Redis's uptime,
+//!   an integer) when the group has no record at all, Redis's uptime is at
+//!   most `hold_s` seconds (so the hold lasts from `hold_s` to `hold_s` + 1
+//!   seconds), and the caller's age passes that uptime by
+//!   more than a second: Redis restarted and lost its data, and the group
+//!   may still be owned by a node that has not written it down again yet
+//!   (see [`super::RedisOptions::restart_hold`]). Redis counts its uptime
+//!   in whole seconds of the clock, which can read up to one second more
+//!   than the time passed, so only a caller connected before the start
+//!   passes it by a second (a fresh deployment is never held), and every
+//!   caller connected over two seconds before the start does.
 //! - `write_snapshot(me, epoch, bytes)`: writes only while (`me`, `epoch`)
 //!   still owns the group, or when the group has no owner hash at all
 //!   (not even a release's tombstone): Redis lost its data (a restart
@@ -28,10 +39,21 @@ use redis::Value;
 use crate::{Claim, NodeId, TransportError};
 
 /// `KEYS` owner, snapshot; `ARGV` me, expected node (`""`: none),
-/// expected epoch. Returns `{owner, epoch, snapshot-or-nil}`.
+/// expected epoch, hold seconds, caller's age in ms. Returns `{owner,
+/// epoch, snapshot-or-nil}`, or Redis's uptime in seconds when held.
+/// (`INFO` through `pcall`: where an ACL forbids it, nothing is held.)
 pub(crate) const CLAIM: &str = r#"
 local owner = redis.call('HGET', KEYS[1], 'node')
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local hold_s = tonumber(ARGV[4])
+if (not epoch) and hold_s > 0 then
+  local info = redis.pcall('INFO', 'server')
+  local uptime = type(info) == 'string'
+    and tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+  if uptime and uptime <= hold_s and tonumber(ARGV[5]) > (uptime + 1) * 1000 then
+    return uptime
+  end
+end
 local takes_over = ARGV[2] ~= '' and owner == ARGV[2] and epoch == ARGV[3]
 if (not owner) or takes_over then
   owner = ARGV[1]
@@ -75,11 +97,27 @@ end
 return 0
 "#;
 
-/// Reads the claim script's `{owner, epoch, snapshot}` reply.
-pub(crate) fn decode_claim(reply: Value) -> Result<Claim, TransportError> {
+/// What the claim script answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimReply {
+    /// The claim was decided.
+    Decided(Claim),
+    /// The claim is held: Redis restarted this many seconds ago.
+    Held { redis_uptime_s: u64 },
+}
+
+/// Reads the claim script's `{owner, epoch, snapshot}` reply, or its
+/// uptime when it held the claim.
+pub(crate) fn decode_claim(reply: Value) -> Result<ClaimReply, TransportError> {
     let bad = |what: &str| TransportError::Protocol(format!("claim script replied {what}"));
-    let Value::Array(items) = reply else {
-        return Err(bad(&format!("{reply:?}, not an array")));
+    let items = match reply {
+        Value::Int(uptime) => {
+            return u64::try_from(uptime)
+                .map(|redis_uptime_s| ClaimReply::Held { redis_uptime_s })
+                .map_err(|_| bad(&format!("the uptime {uptime}")));
+        }
+        Value::Array(items) => items,
+        other => return Err(bad(&format!("{other:?}, not an array"))),
     };
     let [owner, epoch, snapshot] = <[Value; 3]>::try_from(items)
         .map_err(|items| bad(&format!("{} items, not 3", items.len())))?;
@@ -94,11 +132,11 @@ pub(crate) fn decode_claim(reply: Value) -> Result<Claim, TransportError> {
         Value::BulkString(bytes) => Some(Bytes::from(bytes)),
         other => return Err(bad(&format!("the snapshot {other:?}"))),
     };
-    Ok(Claim {
+    Ok(ClaimReply::Decided(Claim {
         owner,
         epoch,
         snapshot,
-    })
+    }))
 }
 
 /// Reads a script's 0/1 answer.
@@ -132,11 +170,15 @@ mod tests {
     fn a_claim_reply_decodes() {
         assert_eq!(
             decode_claim(Value::Array(vec![bulk("7"), bulk("12"), Value::Nil])),
-            Ok(Claim {
+            Ok(ClaimReply::Decided(Claim {
                 owner: 7,
                 epoch: 12,
                 snapshot: None
-            })
+            }))
+        );
+        assert_eq!(
+            decode_claim(Value::Int(3)),
+            Ok(ClaimReply::Held { redis_uptime_s: 3 })
         );
         assert_eq!(
             decode_claim(Value::Array(vec![
@@ -144,11 +186,11 @@ mod tests {
                 bulk("18446744073709551615"),
                 Value::BulkString(vec![0, 255, 10]),
             ])),
-            Ok(Claim {
+            Ok(ClaimReply::Decided(Claim {
                 owner: u32::MAX,
                 epoch: u64::MAX,
                 snapshot: Some(Bytes::from_static(&[0, 255, 10]))
-            })
+            }))
         );
     }
 
@@ -156,7 +198,7 @@ mod tests {
     fn malformed_claim_replies_are_protocol_errors() {
         for reply in [
             Value::Nil,
-            Value::Int(1),
+            Value::Int(-1),
             Value::Array(vec![bulk("7"), bulk("1")]),
             Value::Array(vec![bulk("x"), bulk("1"), Value::Nil]),
             Value::Array(vec![bulk("4294967296"), bulk("1"), Value::Nil]),

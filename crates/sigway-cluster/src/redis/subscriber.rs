@@ -17,8 +17,18 @@
 //! backoff (one log line per failed attempt), each resolving the target
 //! again, then [`Delivery::Resubscribed`]. The task ends when the receiver
 //! of deliveries is dropped. Payloads stay bytes end to end.
+//!
+//! Memory stays bounded when the node reads slower than Redis sends:
+//! redis-rs hands each push to a callback that must not block, which puts
+//! it in a queue of [`RedisOptions::delivery_capacity`] pushes in front of
+//! the deliveries' own queue of that size. A push that finds the queue full
+//! is dropped and the subscription counts as broken, as for a lost
+//! connection: the node resubscribes and the bus's link layer sends again
+//! what was lost (Redis itself disconnects a subscriber whose output
+//! buffer passes its `client-output-buffer-limit pubsub`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,7 +52,9 @@ pub(crate) struct SubscriptionPlan {
 
 /// An established subscription.
 struct Session {
-    pushes: mpsc::UnboundedReceiver<PushInfo>,
+    pushes: mpsc::Receiver<PushInfo>,
+    /// Set when a push found `pushes` full and was dropped.
+    overflowed: Arc<AtomicBool>,
     server: String,
     /// Fires with a reason when the health probe fails.
     probe_failed: oneshot::Receiver<String>,
@@ -80,9 +92,19 @@ async fn open(plan: &SubscriptionPlan) -> Result<Session, RedisError> {
     let info = plan.backend.subscriber_target(&plan.inbox).await?;
     let server = info.addr().to_string();
     let client = Client::open(info)?;
-    let (push_sender, pushes) = mpsc::unbounded_channel();
+    let (push_sender, pushes) = mpsc::channel(plan.options.delivery_capacity.max(1));
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let overflow = overflowed.clone();
+    // Called by redis-rs's connection task, which must not wait.
+    let push_to_queue = move |push: PushInfo| {
+        push_sender.try_send(push).map_err(|error| {
+            if matches!(error, mpsc::error::TrySendError::Full(_)) {
+                overflow.store(true, Ordering::Release);
+            }
+        })
+    };
     let config = AsyncConnectionConfig::new()
-        .set_push_sender(push_sender)
+        .set_push_sender(push_to_queue)
         .set_connection_timeout(Some(plan.options.call_timeout))
         // Calls on this connection are bounded by the caller (the probe
         // timeout may be longer than the call timeout).
@@ -111,6 +133,7 @@ async fn open(plan: &SubscriptionPlan) -> Result<Session, RedisError> {
     ));
     Ok(Session {
         pushes,
+        overflowed,
         server,
         probe_failed,
         probe,
@@ -215,6 +238,12 @@ async fn forward(
             }
             push = session.pushes.recv() => push,
         };
+        if session.overflowed.load(Ordering::Acquire) {
+            return Ended::Broken(format!(
+                "over {} messages waited for this node; some were dropped",
+                plan.options.delivery_capacity.max(1)
+            ));
+        }
         let Some(push) = push else {
             return Ended::Broken("connection closed".to_owned());
         };
