@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use cluster_support::redis_harness::{self, RedisServer, redis_server_available};
 use cluster_support::{
-    Backend, NodeProcess, Redis, join_through, node_settings, on_both_backends, owner_key, ready,
-    start_nodes,
+    Backend, DEAD_AFTER_MS, HEARD_EACH_OTHER, NodeProcess, Redis, RedisProxy, join_through,
+    node_settings, on_both_backends, owner_key, ready, start_nodes,
 };
 use common::{Peer, WAIT, test_settings};
 use futures_util::{SinkExt, StreamExt};
@@ -401,6 +401,282 @@ async fn relay_through(backend: Backend, outage: Outage, key: &str) {
     }
     let mut c = Peer::open(&nodes[2], &path).await;
     join_through(&mut c, &mut a, 3, &[1, 2]).await;
+}
+
+on_both_backends!(
+    a_newcomer_just_after_an_empty_redis_restart_joins_the_group_its_owner_claims_back
+);
+/// Redis restarts empty while the group's owner (node 1) is frozen, so it
+/// cannot claim its group back yet, and a newcomer on node 3, which never
+/// saw the key, joins meanwhile. Node 3's claim is held until node 1,
+/// thawed, has written the group down again: the newcomer is bound to A in
+/// the one group instead of founding a second group of the key.
+async fn a_newcomer_just_after_an_empty_redis_restart_joins_the_group_its_owner_claims_back(
+    backend: Backend,
+) {
+    let mut redis = Redis::start(backend);
+    // A long dead timeout: node 1 is frozen for a while and must not be
+    // judged dead meanwhile.
+    let slow_death = [("SIGWAY_CLUSTER__DEAD_AFTER_MS", "8000")];
+    let mut nodes: Vec<NodeProcess> = (1..=3)
+        .map(|node| NodeProcess::spawn_with(&redis.url(), node, &slow_death))
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    tokio::time::sleep(HEARD_EACH_OTHER).await;
+    let key = "held";
+    let mut a = Peer::open_url(&nodes[0].ws_url("/held")).await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open_url(&nodes[1].ws_url("/held")).await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    a.recv_content().await;
+    // Only nodes that were in the cluster before the restart are held (a
+    // fresh deployment is not), certainly so two seconds before it (Redis
+    // counts its uptime in whole seconds of the clock).
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    nodes[0].freeze();
+    tokio::task::block_in_place(|| redis.restart_servers_of_room("sigver", key, &[1, 2, 3]));
+    // Node 3 noticed the restart and is ready again (it refuses joins
+    // while it is not).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nodes[2].wait_ready().await;
+    let mut c = Peer::open_url(&nodes[2].ws_url("/held")).await;
+    let joining = tokio::spawn(async move {
+        let founded = c.connect(3, &[]).await;
+        (c, founded)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nodes[0].thaw();
+    let (mut c, founded) = tokio::time::timeout(WAIT, joining)
+        .await
+        .expect("the newcomer's join is answered")
+        .expect("join task");
+    assert!(
+        !founded,
+        "the newcomer founded a second group of the key instead of being bound in the owner's"
+    );
+    c.content(0, 0, b"offer", false).await;
+    let (_, to, data) = a.recv_content().await;
+    assert_eq!((to, data.as_slice()), (0, &b"offer"[..]), "A got C's offer");
+}
+
+/// After a Redis restart, node 2 (behind its own proxy) is back more than
+/// `dead_after` later than node 1: node 1 gives it the recovery grace (5 s
+/// here, on top of `dead_after`) instead of judging it dead, so A on node 1
+/// hears no end of its binding with B on node 2, and the two still relay.
+/// (With `cluster.recovery_grace_ms = 0` node 2 is judged dead.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_later_than_the_others_after_a_redis_restart_keeps_its_peers() {
+    if !redis_server_available() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let proxy = RedisProxy::start(redis.port()).await;
+    let grace = [("SIGWAY_CLUSTER__RECOVERY_GRACE_MS", "5000")];
+    let mut nodes = vec![
+        NodeProcess::spawn_with(&redis.url(), 1, &grace),
+        NodeProcess::spawn_with(&proxy.url(), 2, &grace),
+    ];
+    for node in &mut nodes {
+        node.wait_ready().await;
+    }
+    tokio::time::sleep(HEARD_EACH_OTHER).await;
+    let mut a = Peer::open_url(&nodes[0].ws_url("/late")).await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open_url(&nodes[1].ws_url("/late")).await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    let (sb, _, _) = a.recv_content().await;
+
+    // Node 1 reconnects within its backoff (50 ms first); node 2 is
+    // refused for 1.2 s, and back at its next attempt after that (about
+    // 1.55 s): well over `dead_after` (600 ms) after node 1.
+    let restarted = tokio::time::Instant::now();
+    proxy.refuse_for(Duration::from_millis(1200));
+    tokio::task::block_in_place(|| redis.restart());
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    nodes[1].wait_ready().await;
+    let late_by = restarted.elapsed();
+    // Time for a wrong verdict to show.
+    tokio::time::sleep(Duration::from_millis(DEAD_AFTER_MS + 300)).await;
+
+    // A node judged dead has its members dropped: B would then never get
+    // A's message (and A would hear the end of the binding first).
+    let judged_dead = format!("node 2, back {late_by:?} after the restart, was judged dead");
+    a.content(0, sb, b"still here", false).await;
+    let to_b = tokio::time::timeout(Duration::from_secs(5), b.recv_content())
+        .await
+        .unwrap_or_else(|_| panic!("B got nothing from A: {judged_dead}"));
+    assert_eq!(to_b, (0, sb, b"still here".to_vec()));
+    b.content(0, 0, b"and back", false).await;
+    assert_eq!(
+        a.recv_content().await,
+        (sb, 0, b"and back".to_vec()),
+        "A heard the end of its binding with B: {judged_dead}"
+    );
+}
+
+/// Members that send faster than the bus carries to their groups' owner
+/// node wait for it (each reads no more of its client meanwhile) instead of
+/// being told the link is lost: the joiners of 20 groups on node 2, whose
+/// owner is node 1, each send a burst of 5,000 frames in one write, with
+/// the bus's send queue at 1 KiB; every member on node 1 gets its
+/// joiner's frames, all of them and in order, and every joiner stays
+/// connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_nodes_is_paced_not_bounced() {
+    if !redis_server_available() {
+        return;
+    }
+    const GROUPS: usize = 20;
+    const BURST: usize = 5_000;
+    const SEND_QUEUE_BYTES: usize = 1024;
+    let redis = Redis::start(Backend::Standalone);
+    let nodes = two_nodes_with_send_queue(&redis, SEND_QUEUE_BYTES).await;
+    let mut pairs = Vec::new();
+    for group in 0..GROUPS {
+        let path = format!("/burst-{group}");
+        let mut member = Peer::open(&nodes[0], &path).await;
+        assert!(member.connect(1, &[]).await);
+        let mut joiner = Peer::open(&nodes[1], &path).await;
+        assert!(!joiner.connect(2, &[]).await);
+        joiner.content(0, 0, b"offer", false).await;
+        let (id, _, _) = member.recv_content().await;
+        pairs.push((member, joiner, id));
+    }
+    let mut bursts = Vec::new();
+    for (mut member, mut joiner, id) in pairs {
+        let receiver = tokio::spawn(async move {
+            for i in 0..BURST {
+                let (from, _, data) = member.recv_content().await;
+                assert_eq!(from, id);
+                assert_eq!(data, format!("m{i}").into_bytes(), "frame {i} in order");
+            }
+            member
+        });
+        bursts.push(tokio::spawn(async move {
+            for i in 0..BURST {
+                joiner.ws.feed(content_frame(0, i)).await.expect("feed");
+            }
+            joiner.ws.flush().await.expect("flush");
+            let mut member = tokio::time::timeout(Duration::from_secs(60), receiver)
+                .await
+                .expect("the burst arrives")
+                .expect("all of it, in order");
+            member.content(0, id, b"all here", false).await;
+            assert_eq!(
+                joiner.recv_content().await,
+                (0, id, b"all here".to_vec()),
+                "the joiner is still connected and in its group"
+            );
+        }));
+    }
+    for burst in bursts {
+        burst.await.expect("burst");
+    }
+}
+
+/// What a room sends the other way, to a member on a node whose bus queue
+/// is full, is not dropped silently: the link to that node starts over, so
+/// the member gets 1012 (and rejoins) after a prefix of what was sent, in
+/// order and without a hole, and the member on the owner's node hears the
+/// end of its binding with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_to_a_members_node_closes_the_member_rather_than_losing_frames() {
+    if !redis_server_available() {
+        return;
+    }
+    const BURST: usize = 5_000;
+    let redis = Redis::start(Backend::Standalone);
+    let nodes = two_nodes_with_send_queue(&redis, 256).await;
+    let mut a = Peer::open(&nodes[0], "/overflow").await;
+    assert!(a.connect(1, &[]).await);
+    let mut b = Peer::open(&nodes[1], "/overflow").await;
+    assert!(!b.connect(2, &[]).await);
+    b.content(0, 0, b"offer", false).await;
+    let (sb, _, _) = a.recv_content().await;
+
+    let reader = tokio::spawn(async move {
+        let mut next = 0usize;
+        loop {
+            let frame = tokio::time::timeout(WAIT, b.ws.next())
+                .await
+                .expect("a frame or the close in time")
+                .expect("socket open")
+                .expect("frame ok");
+            match frame {
+                Ws::Binary(bytes) => {
+                    let message = sigway::proto::sigver::Message::decode(bytes).expect("valid");
+                    if let Some(Type::Content(content)) = message.r#type {
+                        assert_eq!(
+                            content.data,
+                            format!("m{next}").into_bytes(),
+                            "frame {next} arrives next: no hole before the close"
+                        );
+                        next += 1;
+                    }
+                }
+                Ws::Close(close) => {
+                    return (next, close.map(|close| u16::from(close.code)));
+                }
+                _ => {}
+            }
+        }
+    });
+    for i in 0..BURST {
+        a.ws.feed(content_frame(sb, i)).await.expect("feed");
+    }
+    a.ws.flush().await.expect("flush");
+    let (received, code) = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("B is closed in time")
+        .expect("in order");
+    assert_eq!(
+        code,
+        Some(1012),
+        "B got {received} of {BURST} frames, then this close"
+    );
+    assert!(received < BURST);
+    // A hears the end of its binding with B.
+    loop {
+        let (from, to, data) = a.recv_content().await;
+        if (from, to, data.is_empty()) == (sb, 0, true) {
+            break;
+        }
+    }
+}
+
+/// Two in-process nodes on `redis` whose bus queues at most `bytes` for
+/// another node.
+async fn two_nodes_with_send_queue(redis: &Redis, bytes: usize) -> Vec<BackgroundServer> {
+    start_nodes(
+        (1..=2)
+            .map(|node| {
+                let mut settings = node_settings(test_settings(), &redis.url(), node);
+                settings.cluster.send_queue_bytes = bytes;
+                settings
+            })
+            .collect(),
+    )
+    .await
+}
+
+/// The `i`th frame of a burst: content `m{i}` for `recipient` (0: the
+/// member the sender is bound to).
+fn content_frame(recipient: u32, i: usize) -> Ws {
+    let frame = sigway::proto::sigver::Message {
+        r#type: Some(Type::Content(sigway::proto::sigver::Content {
+            sender_id: 0,
+            recipient_id: recipient,
+            last_data: false,
+            data: format!("m{i}").into_bytes().into(),
+        })),
+    }
+    .encode_to_vec();
+    Ws::Binary(frame.into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,8 @@ async fn run(
     let mut config = BusConfig::new(me, incarnation());
     config.heartbeat = Duration::from_millis(settings.heartbeat_ms);
     config.dead_after = Duration::from_millis(settings.dead_after_ms);
+    config.send_queue_bytes = settings.send_queue_bytes;
+    config.recovery_grace = Duration::from_millis(settings.recovery_grace_ms);
     // What is in flight between two nodes survives an engine outage this
     // long (Redis paused or restarting); the ring's byte bound still holds.
     config.link.ring_age = (config.dead_after * 3).max(Duration::from_secs(10));
@@ -262,6 +264,19 @@ impl NodeLink for BusLink {
             return false;
         }
         match self.bus.send(to, payload) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, "cluster: payload not sent");
+                false
+            }
+        }
+    }
+
+    fn send_paced(&self, to: NodeId, payload: Bytes, credit: Arc<crate::rooms::InFlight>) -> bool {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        match self.bus.send_paced(to, payload, credit) {
             Ok(()) => true,
             Err(error) => {
                 tracing::debug!(%error, "cluster: payload not sent");

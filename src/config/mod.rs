@@ -342,6 +342,17 @@ pub struct ClusterSettings {
     /// Milliseconds an empty room stays claimed by its node before the
     /// directory entry is released (a member on its way keeps it).
     pub release_after_ms: u64,
+    /// After an outage of this node's own (its Redis subscription was made
+    /// again, or its heartbeats stopped coming back), every other node gets
+    /// `dead_after_ms` plus this many milliseconds to be heard again: nodes
+    /// reconnect on their own backoff, some later than others.
+    pub recovery_grace_ms: u64,
+    /// Bytes of what rooms send to one other node that may wait for this
+    /// node's bus. Past it, the link to that node starts over and the
+    /// members whose traffic crossed it get 1012; a member's own frames
+    /// wait instead (its session reads no more of its client until the bus
+    /// took them) and are not counted.
+    pub send_queue_bytes: usize,
     /// `true`: serve nothing until Redis answers (retrying forever);
     /// `false`: if Redis does not answer at start, serve as a node alone
     /// until restarted (and say so in the log).
@@ -364,6 +375,8 @@ impl Default for ClusterSettings {
             heartbeat_ms: 1_000,
             dead_after_ms: 3_000,
             release_after_ms: 2_000,
+            recovery_grace_ms: 2_000,
+            send_queue_bytes: 16 * 1024 * 1024,
             require: true,
         }
     }

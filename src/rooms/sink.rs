@@ -221,6 +221,14 @@ impl InFlight {
     }
 }
 
+/// Cluster mode: a member's frame bound for another node gives its credit
+/// back once the bus took it off its queue.
+impl sigway_cluster::Taken for InFlight {
+    fn taken(&self) {
+        self.handled();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

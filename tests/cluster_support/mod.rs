@@ -2,8 +2,9 @@
 //! backends they run on (one standalone `redis-server`, or a 3-master Redis
 //! Cluster, both from the `sigway-cluster` test harness), the settings of a
 //! test node, in-process nodes started together and waited for, `sigway`
-//! child processes (for signals: SIGKILL, SIGTERM, SIGSTOP), and the sigver
-//! join flow through a member.
+//! child processes (for signals: SIGKILL, SIGTERM, SIGSTOP), a TCP proxy
+//! that cuts one node off from Redis, and the sigver join flow through a
+//! member.
 //!
 //! A test file includes it with `mod cluster_support;` next to `mod
 //! common;` (or, when it includes `videre_support`, which loads `common`
@@ -367,3 +368,65 @@ macro_rules! on_both_backends {
 }
 #[allow(unused_imports)]
 pub(crate) use on_both_backends;
+
+/// A TCP proxy on loopback in front of a Redis server, for one node: while
+/// it refuses ([`RedisProxy::refuse_for`]), the connections it accepts are
+/// dropped at once, so that node alone cannot reach Redis. Connections
+/// through it end when Redis ends them.
+pub struct RedisProxy {
+    pub port: u16,
+    refuse_until: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl RedisProxy {
+    /// Listens on an ephemeral loopback port, forwarding to `upstream`.
+    pub async fn start(upstream: u16) -> RedisProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let refuse_until = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let refusing = refuse_until.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let refused = refusing
+                    .lock()
+                    .expect("proxy state")
+                    .is_some_and(|until| tokio::time::Instant::now() < until);
+                if refused {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut up) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+            }
+        });
+        RedisProxy {
+            port,
+            refuse_until,
+            accepting,
+        }
+    }
+
+    /// The URL a node reaches Redis by through this proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops the connections it accepts from now on, for `how_long`.
+    pub fn refuse_for(&self, how_long: Duration) {
+        *self.refuse_until.lock().expect("proxy state") =
+            Some(tokio::time::Instant::now() + how_long);
+    }
+}

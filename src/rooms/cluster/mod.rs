@@ -71,6 +71,11 @@ pub(crate) trait NodeLink: Send + Sync + 'static {
     /// Queues `payload` on the ordered link to `to`; false when it cannot
     /// (the node is down, or the link is congested).
     fn send(&self, to: NodeId, payload: Bytes) -> bool;
+    /// Queues a member's `payload` on the ordered link to `to`, giving one
+    /// unit of `credit` back once the link took it (the member reads no
+    /// more of its client meanwhile); false when it cannot (the node is
+    /// down), and the credit is then the caller's to give back.
+    fn send_paced(&self, to: NodeId, payload: Bytes, credit: Arc<InFlight>) -> bool;
     /// Whether `node` may be alive: heard lately, or not yet known for
     /// long enough to call it dead.
     fn may_be_alive(&self, node: NodeId) -> bool;
@@ -242,7 +247,15 @@ impl Cluster {
     pub(crate) fn connected(&self, start: ClusterStart) {
         let (jobs, queue) = mpsc::unbounded_channel();
         let _ = self.snapshots.set(jobs);
-        actix::spawn(write_snapshots(start.directory.clone(), queue));
+        let this = self.this.clone();
+        let still_owned: snapshots::StillOwned = Box::new(move |room, epoch| {
+            this.upgrade().is_some_and(|cluster| {
+                cluster.lock().owners.get(room).is_some_and(|owner| {
+                    owner.node == cluster.me && owner.epoch == epoch && !owner.releasing
+                })
+            })
+        });
+        actix::spawn(write_snapshots(start.directory.clone(), still_owned, queue));
         let _ = self.link.set(start.link);
         let _ = self.directory.set(start.directory);
     }
@@ -389,6 +402,19 @@ impl Cluster {
         self.link
             .get()
             .is_some_and(|link| link.send(to, encode(body)))
+    }
+
+    /// Sends a member's `body` to `to`, `credit` coming back once the link
+    /// took it; when it cannot be sent, the credit comes back at once.
+    fn send_paced(&self, to: NodeId, body: Body, credit: &Arc<InFlight>) -> bool {
+        let sent = self
+            .link
+            .get()
+            .is_some_and(|link| link.send_paced(to, encode(body), credit.clone()));
+        if !sent {
+            credit.handled();
+        }
+        sent
     }
 
     fn parts(&self) -> Result<Parts<'_>, Refusal> {

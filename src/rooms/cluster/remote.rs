@@ -67,9 +67,10 @@ pub(crate) struct RemoteRoom {
 }
 
 impl RemoteRoom {
-    /// Forwards a frame of the member. Its credit comes back at once, the
-    /// link being bounded itself (an adopted room here gives it back as a
-    /// local room does).
+    /// Forwards a frame of the member. Its credit comes back once the link
+    /// to the owner took the frame, so a member that sends faster than the
+    /// bus carries waits instead of filling its queue (an adopted room here
+    /// gives it back as a local room does).
     pub(crate) fn event(&self, frame: Bytes) {
         let owner = self.owner.load(Ordering::Acquire);
         if owner == self.cluster.me {
@@ -77,16 +78,14 @@ impl RemoteRoom {
                 .visit(self.member, |visitor| visitor.event(frame));
             return;
         }
-        let sent = self.cluster.send(
-            owner,
-            Body::Event(Event {
-                member: self.member.local,
-                frame,
-            }),
-        );
-        if let Some(credit) = &self.credit {
-            credit.handled();
-        }
+        let event = Body::Event(Event {
+            member: self.member.local,
+            frame,
+        });
+        let sent = match &self.credit {
+            Some(credit) => self.cluster.send_paced(owner, event, credit),
+            None => self.cluster.send(owner, event),
+        };
         if !sent {
             tracing::warn!(member = %self.member, owner, "cluster link lost: member must join again");
             self.cluster.lose_away(self.member.local);
