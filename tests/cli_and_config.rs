@@ -5,60 +5,50 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::Peer;
+use common::{Peer, listening_port, wait_for_line};
 use sigway::proto::sigver::message::Type;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sigway");
 
-/// The tests of this file start gateways in parallel: picking a free port,
-/// starting sigway on it and waiting until it listens happen under this
-/// lock, so two tests are never handed the same port (the loser's gateway
-/// would fail to bind while the winner's answered its probes).
-static LAUNCHING: Mutex<()> = Mutex::new(());
-
-/// A free port, and the lock to hold until sigway listens on it.
-fn free_port() -> (u16, MutexGuard<'static, ()>) {
-    let launching = LAUNCHING.lock().unwrap_or_else(|p| p.into_inner());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    (listener.local_addr().expect("addr").port(), launching)
+/// A running `sigway` process, killed on drop, with the lines it prints.
+struct Gateway {
+    child: Child,
+    output: std::sync::mpsc::Receiver<String>,
 }
-
-/// A running `sigway` process, killed on drop.
-struct Gateway(Child);
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
+/// `sigway ARGS` in `dir` with `env`; it is given port 0 (by a flag, the
+/// settings file or conf.json), so that tests running in parallel never
+/// race for a port.
 fn spawn(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Gateway {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Gateway(cmd.spawn().expect("spawn sigway"))
+    let mut child = cmd.spawn().expect("spawn sigway");
+    let output = common::output_lines(&mut child);
+    Gateway { child, output }
 }
 
-/// Waits until `gw` listens on `port`, then lets other tests launch.
-fn wait_listening(port: u16, gw: &mut Gateway, launching: MutexGuard<'static, ()>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = gw.0.try_wait() {
-            panic!("sigway exited before listening on {port}: {status}");
-        }
-        assert!(Instant::now() < deadline, "sigway did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(launching);
+/// The port `gw` listens on, from its "listening on" line.
+fn listening(gw: &Gateway) -> u16 {
+    let (line, _) = wait_for_line(&gw.output, "listening on", Duration::from_secs(20));
+    listening_port(&line)
 }
 
 fn run_to_end(args: &[&str], dir: &Path) -> (i32, String, String) {
@@ -138,24 +128,27 @@ fn invalid_settings_stop_start_up_with_one_clear_line() {
 #[tokio::test]
 async fn toml_file_env_and_flags_layer_in_order() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (port, launching) = free_port();
     let file = dir.path().join("sigway.toml");
     std::fs::write(
         &file,
         "port = 1\nhost = \"127.0.0.1\"\n[sigver]\nheartbeat_interval_ms = 5000\n[log]\nfile = \"\"\n",
     )
     .expect("write");
-    let port_arg = port.to_string();
-    // File says port 1 and 5 s heartbeats; env shortens the heartbeat; the flag picks the port.
-    let mut gw = spawn(
-        &["--config", file.to_str().expect("utf-8"), "-p", &port_arg],
+    // File says port 1 and 5 s heartbeats; env shortens the heartbeat; the
+    // flag picks the port (0: any free one).
+    let gw = spawn(
+        &["--config", file.to_str().expect("utf-8"), "-p", "0"],
         dir.path(),
         &[
             ("SIGWAY_SIGVER__HEARTBEAT_INTERVAL_MS", "100"),
             ("SIGWAY_PORT", "2"),
         ],
     );
-    wait_listening(port, &mut gw, launching);
+    let port = listening(&gw);
+    assert!(
+        ![1, 2, 8000].contains(&port),
+        "the flag's port 0 won: {port}"
+    );
     let period = heartbeat_period(port).await;
     assert!(
         period < Duration::from_millis(1000),
@@ -166,18 +159,19 @@ async fn toml_file_env_and_flags_layer_in_order() {
 #[tokio::test]
 async fn conf_json_in_the_working_directory_is_read_like_videre_server() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (port, launching) = free_port();
     std::fs::write(
         dir.path().join("conf.json"),
-        format!(r#"{{ "Port": {port}, "TLS": false, "Cert": "path_to_cert_file", "Key": "path_to_key_file" }}"#),
+        r#"{ "Port": 0, "TLS": false, "Cert": "path_to_cert_file", "Key": "path_to_key_file" }"#,
     )
     .expect("write");
-    let mut gw = spawn(
+    let gw = spawn(
         &["-h", "127.0.0.1"],
         dir.path(),
         &[("SIGWAY_LOG__FILE", "")],
     );
-    wait_listening(port, &mut gw, launching);
+    // Port 0 is conf.json's: without it the gateway would listen on 8000.
+    let port = listening(&gw);
+    assert_ne!(port, 8000, "conf.json's Port was not read");
     let mut peer = Peer::open_url(&format!("ws://127.0.0.1:{port}/room")).await;
     assert!(peer.connect(1, &[]).await);
     peer.send(Type::Heartbeat(true)).await;
@@ -186,17 +180,15 @@ async fn conf_json_in_the_working_directory_is_read_like_videre_server() {
 #[tokio::test]
 async fn sigterm_closes_peers_with_1001_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (port, launching) = free_port();
-    let port_arg = port.to_string();
     let mut gw = spawn(
-        &["-h", "127.0.0.1", "-p", &port_arg],
+        &["-h", "127.0.0.1", "-p", "0"],
         dir.path(),
         &[("SIGWAY_LOG__FILE", "")],
     );
-    wait_listening(port, &mut gw, launching);
+    let port = listening(&gw);
     let mut peer = Peer::open_url(&format!("ws://127.0.0.1:{port}/room")).await;
     assert!(peer.connect(1, &[]).await);
-    let pid = gw.0.id().to_string();
+    let pid = gw.child.id().to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -205,7 +197,7 @@ async fn sigterm_closes_peers_with_1001_and_exits_cleanly() {
     assert_eq!(peer.closed().await.0, 1001);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = gw.0.try_wait().expect("wait") {
+        if let Some(status) = gw.child.try_wait().expect("wait") {
             assert!(status.success(), "clean exit: {status}");
             break;
         }

@@ -8,10 +8,9 @@ mod common;
 
 use std::net::Ipv6Addr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Peer;
+use common::{Peer, listening_port, wait_for_line};
 
 /// The child is killed when the test ends, passing or not.
 struct Gateway(Child);
@@ -38,33 +37,6 @@ fn spawn(dir: &std::path::Path, args: &[&str]) -> Gateway {
     Gateway(child)
 }
 
-/// Lines until one contains `wanted` (returned), within `within`.
-fn wait_for(
-    lines: &mpsc::Receiver<String>,
-    wanted: &str,
-    within: Duration,
-) -> (String, Vec<String>) {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(wanted) => return (line, seen),
-            Ok(line) => seen.push(line),
-            Err(_) => break,
-        }
-    }
-    panic!("no line with {wanted:?} within {within:?}; saw {seen:#?}");
-}
-
-/// The port of a "listening on <addr>:<port> (http/ws)" line.
-fn port_of(line: &str) -> u16 {
-    line.split_once("listening on ")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .and_then(|addr| addr.rsplit_once(':'))
-        .and_then(|(_, port)| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"))
-}
-
 #[test]
 fn a_first_start_in_an_empty_folder_prints_no_error() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -72,7 +44,7 @@ fn a_first_start_in_an_empty_folder_prints_no_error() {
     // here and freed could be taken by another test's child first).
     let mut gateway = spawn(dir.path(), &["-h", "127.0.0.1", "-p", "0"]);
     let output = common::output_lines(&mut gateway.0);
-    let (_, before) = wait_for(&output, "listening on", Duration::from_secs(10));
+    let (_, before) = wait_for_line(&output, "listening on", Duration::from_secs(10));
     // Whatever follows the start within a second counts too (the log
     // folder's pruning runs on the appender's first write).
     let settle = Instant::now() + Duration::from_secs(1);
@@ -102,8 +74,8 @@ async fn host_any_v6_serves_ipv4_and_ipv6_clients() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut gateway = spawn(dir.path(), &["-h", "::", "-p", "0"]);
     let output = common::output_lines(&mut gateway.0);
-    let (line, _) = wait_for(&output, "listening on", Duration::from_secs(10));
-    let port = port_of(&line);
+    let (line, _) = wait_for_line(&output, "listening on", Duration::from_secs(10));
+    let port = listening_port(&line);
     assert!(line.contains(&format!("[::]:{port}")), "{line}");
 
     let mut over_v6 = Peer::open_url(&format!("ws://[::1]:{port}/dual-stack")).await;

@@ -192,6 +192,34 @@ impl Peer {
     }
 }
 
+/// Lines from `lines` until one contains `wanted` (returned, with the
+/// lines before it), within `within`; panics with what was seen otherwise.
+pub fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    wanted: &str,
+    within: Duration,
+) -> (String, Vec<String>) {
+    let deadline = std::time::Instant::now() + within;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(wanted) => return (line, seen),
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {wanted:?} within {within:?}; saw {seen:#?}");
+}
+
+/// The port of a gateway's "listening on <addr>:<port> (http/ws)" line.
+pub fn listening_port(line: &str) -> u16 {
+    line.split_once("listening on ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
 /// Lines of a child's stdout and stderr, as they come, on a channel (one
 /// reader thread per stream, ending with the stream).
 pub fn output_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
