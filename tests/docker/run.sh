@@ -19,8 +19,10 @@
 # checks a sigver join and a videre call against it (check.mjs, Node 20),
 # prints the container's output and removes the container.
 #
-# Only Debian's package mirror is contacted (apt-get, debootstrap, and the
-# image's own apt-get during the build); everything else is on loopback.
+# Only Debian's package mirror (apt-get, debootstrap, and the image's own
+# apt-get during the build) and crates.io (`cargo fetch`, for crates of
+# other platforms the build never needed) are contacted; everything else is
+# on loopback.
 #
 # Environment:
 #   SIGWAY_DOCKER_BIN  the sigway binary to put in the image (default: build
@@ -119,6 +121,10 @@ mkdir -p "$manifest_dir"
 copied="$(awk '/^FROM .* AS build$/ {b=1; next} /^FROM / {b=0} b && /^COPY / {for (i=2;i<NF;i++) print $i}' "$root/Dockerfile")"
 [[ -n "$copied" ]] || { say "FAIL: no COPY lines found in the build stage"; exit 1; }
 for path in $copied; do cp -r "$root/$path" "$manifest_dir/"; done
+# cargo metadata resolves every platform's dependencies (Windows-only ones
+# too), which a Linux build never downloads: fetch them first (crates.io,
+# nothing when cached), then check the copied files alone, offline.
+(cd "$root" && cargo fetch --locked --quiet)
 (cd "$manifest_dir" && cargo metadata --locked --offline --format-version 1 >/dev/null)
 
 # --- the sigway binary.
