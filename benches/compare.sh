@@ -7,8 +7,11 @@
 #   node      Node sigver 20.1.0 (tests/reference, npm ci when missing)
 #   videre    the videre-server stand-in on sockjs-node 0.3.24
 #             (tests/reference/videre, npm ci when missing; conf.json)
+#   sigway_one_worker
+#             sigway with `workers = 1` (not in the default list)
 #   relay     examples/minimal_relay.rs: the least sigver/videre relay
-#   relay1    the same on one worker thread (not in the default list): a
+#   relay_one_thread
+#             the same on one worker thread (not in the default list): a
 #             relay none of whose messages cross threads, the floor for
 #             what a relay can reach against the echo
 #   echo      examples/raw_echo.rs: a raw tokio-tungstenite echo
@@ -29,7 +32,7 @@
 # sigway ÷ raw echo. Everything started here is killed on exit.
 #
 # Usage: benches/compare.sh [rounds, default 3] [seconds per scenario, default 5]
-# Environment: SCENARIOS="fwd1 joins" and SERVERS="sigway node relay1" pick some;
+# Environment: SCENARIOS="fwd1 joins" and SERVERS="sigway node relay_one_thread" pick some;
 # IDLE_CONNECTIONS (default 10000) and WSS_CONNECTIONS (default 2000) size
 # the idle scenarios; GATEWAY_BIN=path/to/sigway measures another build.
 set -euo pipefail
@@ -58,6 +61,10 @@ start_server() {
       SIGWAY_LOG__FILE="" SIGWAY_LOG__LEVEL=warn SIGWAY_LIMITS__MAX_CONNECTIONS_PER_IP=100000 \
         "$sigway" -h 127.0.0.1 -p "$port" "${tls_args[@]}" >/dev/null &
       ;;
+    sigway_one_worker)
+      SIGWAY_WORKERS=1 SIGWAY_LOG__FILE="" SIGWAY_LOG__LEVEL=warn SIGWAY_LIMITS__MAX_CONNECTIONS_PER_IP=100000 \
+        "$sigway" -h 127.0.0.1 -p "$port" >/dev/null &
+      ;;
     node)
       local tls_args=()
       # sigver 20.1.0 serves TLS only when key, cert and CA are all given.
@@ -74,7 +81,7 @@ start_server() {
       (cd "$work/videre-$port" && exec node "$OLDPWD/tests/reference/videre/server.js") >/dev/null 2>&1 &
       ;;
     relay) "$target_dir/release/examples/minimal_relay" --port "$port" >/dev/null & ;;
-    relay1) "$target_dir/release/examples/minimal_relay" --port "$port" --workers 1 >/dev/null & ;;
+    relay_one_thread) "$target_dir/release/examples/minimal_relay" --port "$port" --workers 1 >/dev/null & ;;
     echo) "$target_dir/release/examples/raw_echo" --port "$port" >/dev/null & ;;
   esac
   pid=$!
@@ -84,7 +91,8 @@ start_server() {
 # The load tool's arguments for scenario $1 against server $2 (PID stands
 # for the server's pid); nothing when the server does not speak it.
 scenario_args() {
-  local scenario=$1 server=${2/#relay1/relay}
+  local scenario=$1 server=${2/#relay_one_thread/relay}
+  server=${server/#sigway_one_worker/sigway}
   case $scenario:$server in
     idle_sigver:sigway|idle_sigver:node|idle_sigver:relay) echo "idle --kind sigver --connections $idle_connections --pid PID" ;;
     idle_sigver:echo) echo "idle --kind open --connections $idle_connections --pid PID" ;;
@@ -168,27 +176,32 @@ for line in open(sys.argv[1]):
             value = float(m.group(1)) * (to_ms[m.group(2)] if scale is None else scale)
             values[(label, server)].append(value)
 
-servers = ["sigway", "node", "videre", "relay", "relay1", "echo"]
-names = {"sigway": "sigway", "node": "Node sigver 20.1.0", "videre": "videre-server (sockjs 0.3.24)",
-         "relay": "minimal relay", "relay1": "minimal relay, one thread", "echo": "raw echo"}
+every = ["sigway", "sigway_one_worker", "node", "videre", "relay", "relay_one_thread", "echo"]
+names = {"sigway": "sigway", "sigway_one_worker": "sigway, one worker", "node": "Node sigver 20.1.0",
+         "videre": "videre-server (sockjs 0.3.24)", "relay": "minimal relay",
+         "relay_one_thread": "minimal relay, one thread", "echo": "raw echo"}
 def fmt(v):
     return "–" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
 def ratio(a, b):
     return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 # Columns only for the servers this run measured.
-servers = [s for s in servers if any(server == s for (_, server) in values)]
+servers = [s for s in every if any(server == s for (_, server) in values)]
 med_of = lambda label, s: statistics.median(values[(label, s)]) if values.get((label, s)) else None
-extra = " | one-thread relay ÷ raw echo" if "relay1" in servers else ""
-print("| figure | " + " | ".join(names[s] for s in servers) + " | sigway ÷ Node | sigway ÷ minimal relay | sigway ÷ raw echo" + extra + " | better |")
-print("|---" * (len(servers) + 5 + (1 if extra else 0)) + "|")
+# Ratios of the one-thread floors, when they were measured.
+extras = [(f"{names[a]} ÷ {names[b]}", a, b) for a, b in
+          [("relay_one_thread", "echo"), ("sigway_one_worker", "relay_one_thread"), ("sigway_one_worker", "echo")]
+          if a in servers and b in servers]
+print("| figure | " + " | ".join(names[s] for s in servers) + " | sigway ÷ Node | sigway ÷ minimal relay | sigway ÷ raw echo"
+      + "".join(f" | {label}" for label, _, _ in extras) + " | better |")
+print("|---" * (len(servers) + 5 + len(extras)) + "|")
 for label, _, _, _, lower in rows:
-    med = {s: med_of(label, s) for s in ["sigway", "node", "videre", "relay", "relay1", "echo"]}
+    med = {s: med_of(label, s) for s in every}
     if all(v is None for v in med.values()):
         continue
     node = med["node"] if med["node"] is not None else med["videre"]
     cells = [fmt(med[s]) + (f" (n={len(values[(label, s)])})" if med[s] is not None and s == "sigway" else "") for s in servers]
     print(f"| {label} | " + " | ".join(cells)
           + f" | {ratio(med['sigway'], node)} | {ratio(med['sigway'], med['relay'])} | {ratio(med['sigway'], med['echo'])}"
-          + (f" | {ratio(med['relay1'], med['echo'])}" if extra else "")
+          + "".join(f" | {ratio(med[a], med[b])}" for _, a, b in extras)
           + f" | {'lower' if lower else 'higher'} |")
 PY
