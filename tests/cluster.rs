@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use cluster_support::redis_harness::{self, RedisServer, redis_server_available};
 use cluster_support::{
-    Backend, DEAD_AFTER_MS, HEARD_EACH_OTHER, NodeProcess, Redis, RedisProxy, join_through,
-    node_settings, on_both_backends, owner_key, ready, start_nodes,
+    Backend, DEAD_AFTER_MS, HEARD_EACH_OTHER, NodeProcess, Redis, RedisProxy, bound_pair,
+    join_through, node_settings, on_both_backends, owner_key, ready, start_nodes,
 };
 use common::{Peer, WAIT, test_settings};
 use futures_util::{SinkExt, StreamExt};
@@ -107,12 +107,8 @@ async fn favored_choice_rotation_and_blocking_member_across_nodes(backend: Backe
     assert_eq!(ids.len(), 4, "a fresh signaling id on every binding");
 
     // A lone member on node 1 blocks a joiner on node 2: 4744 on node 1.
-    let mut lone = Peer::open(&nodes[0], "/lonely").await;
-    assert!(lone.connect(1, &[]).await);
-    let mut joiner = Peer::open(&nodes[1], "/lonely").await;
-    assert!(!joiner.connect(2, &[]).await);
-    joiner.content(0, 0, b"offer", false).await;
-    let (s, _, _) = lone.recv_content().await;
+    let (mut lone, mut joiner, s) =
+        bound_pair(&nodes[0].ws_url("/lonely"), &nodes[1].ws_url("/lonely")).await;
     assert!(
         joiner.connect(2, &[]).await,
         "the joiner replaces the blocker"
@@ -191,12 +187,7 @@ on_both_backends!(a_node_that_goes_away_takes_its_peers_out_of_the_others_groups
 async fn a_node_that_goes_away_takes_its_peers_out_of_the_others_groups(backend: Backend) {
     let redis = Redis::start(backend);
     let mut nodes = cluster_of_three(&redis).await;
-    let mut a = Peer::open(&nodes[0], "/gone").await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&nodes[1], "/gone").await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    let (sb, _, _) = a.recv_content().await;
+    let (mut a, _b, sb) = bound_pair(&nodes[0].ws_url("/gone"), &nodes[1].ws_url("/gone")).await;
 
     // Node 2 stops: B's binding with A ends as if B's socket had dropped.
     let gone = nodes.remove(1);
@@ -340,12 +331,7 @@ async fn relay_through(backend: Backend, outage: Outage, key: &str) {
     let mut redis = Redis::start(backend);
     let nodes = cluster_of_three(&redis).await;
     let path = format!("/{key}");
-    let mut a = Peer::open(&nodes[0], &path).await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&nodes[1], &path).await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    let (sb, _, _) = a.recv_content().await;
+    let (mut a, mut b, sb) = bound_pair(&nodes[0].ws_url(&path), &nodes[1].ws_url(&path)).await;
 
     const COUNT: usize = 150;
     let sender = tokio::spawn(async move {
@@ -426,12 +412,7 @@ async fn a_newcomer_just_after_an_empty_redis_restart_joins_the_group_its_owner_
     }
     tokio::time::sleep(HEARD_EACH_OTHER).await;
     let key = "held";
-    let mut a = Peer::open_url(&nodes[0].ws_url("/held")).await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].ws_url("/held")).await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    a.recv_content().await;
+    let (mut a, _b, _) = bound_pair(&nodes[0].ws_url("/held"), &nodes[1].ws_url("/held")).await;
     // Only nodes that were in the cluster before the restart are held (a
     // fresh deployment is not), certainly so two seconds before it (Redis
     // counts its uptime in whole seconds of the clock).
@@ -484,12 +465,7 @@ async fn a_node_back_later_than_the_others_after_a_redis_restart_keeps_its_peers
         node.wait_ready().await;
     }
     tokio::time::sleep(HEARD_EACH_OTHER).await;
-    let mut a = Peer::open_url(&nodes[0].ws_url("/late")).await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].ws_url("/late")).await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    let (sb, _, _) = a.recv_content().await;
+    let (mut a, mut b, sb) = bound_pair(&nodes[0].ws_url("/late"), &nodes[1].ws_url("/late")).await;
 
     // Node 1 reconnects within its backoff (50 ms first); node 2 is
     // refused for 1.2 s, and back at its next attempt after that (about
@@ -539,12 +515,8 @@ async fn a_burst_across_nodes_is_paced_not_bounced() {
     let mut pairs = Vec::new();
     for group in 0..GROUPS {
         let path = format!("/burst-{group}");
-        let mut member = Peer::open(&nodes[0], &path).await;
-        assert!(member.connect(1, &[]).await);
-        let mut joiner = Peer::open(&nodes[1], &path).await;
-        assert!(!joiner.connect(2, &[]).await);
-        joiner.content(0, 0, b"offer", false).await;
-        let (id, _, _) = member.recv_content().await;
+        let (member, joiner, id) =
+            bound_pair(&nodes[0].ws_url(&path), &nodes[1].ws_url(&path)).await;
         pairs.push((member, joiner, id));
     }
     let mut bursts = Vec::new();
@@ -592,12 +564,8 @@ async fn a_full_queue_to_a_members_node_closes_the_member_rather_than_losing_fra
     const BURST: usize = 5_000;
     let redis = Redis::start(Backend::Standalone);
     let nodes = two_nodes_with_send_queue(&redis, 256).await;
-    let mut a = Peer::open(&nodes[0], "/overflow").await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&nodes[1], "/overflow").await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    let (sb, _, _) = a.recv_content().await;
+    let (mut a, mut b, sb) =
+        bound_pair(&nodes[0].ws_url("/overflow"), &nodes[1].ws_url("/overflow")).await;
 
     let reader = tokio::spawn(async move {
         let mut next = 0usize;
@@ -686,12 +654,7 @@ async fn metrics_and_stats_show_the_cluster() {
     }
     let redis = Redis::start(Backend::Standalone);
     let nodes = cluster_of_three(&redis).await;
-    let mut a = Peer::open(&nodes[0], "/counted").await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open(&nodes[1], "/counted").await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    a.recv_content().await;
+    let (_a, _b, _) = bound_pair(&nodes[0].ws_url("/counted"), &nodes[1].ws_url("/counted")).await;
 
     let stats: serde_json::Value = reqwest::get(nodes[0].http_url("/stats"))
         .await
@@ -741,12 +704,8 @@ async fn a_node_killed_with_sigkill_is_noticed_within_the_dead_timeout(backend: 
 
     // A (node 1) owns the group; B on node 2 is bound to A; C on node 3 is
     // a member in a group owned by node 1 too.
-    let mut a = Peer::open_url(&nodes[0].ws_url("/killed")).await;
-    assert!(a.connect(1, &[]).await);
-    let mut b = Peer::open_url(&nodes[1].ws_url("/killed")).await;
-    assert!(!b.connect(2, &[]).await);
-    b.content(0, 0, b"offer", false).await;
-    let (sb, _, _) = a.recv_content().await;
+    let (mut a, _b, sb) =
+        bound_pair(&nodes[0].ws_url("/killed"), &nodes[1].ws_url("/killed")).await;
 
     // A non-owner dies: A hears the end of B's binding within
     // dead_after + 0.5 s, as for a dropped socket.

@@ -369,6 +369,20 @@ macro_rules! on_both_backends {
 #[allow(unused_imports)]
 pub(crate) use on_both_backends;
 
+/// A member and a joiner bound to it, each at its own gateway URL (two
+/// nodes, say): the member founds the group, the joiner is bound to it and
+/// sends it an offer, which the member receives. Returns both and the
+/// joiner's signaling id as the member knows it.
+pub async fn bound_pair(member_url: &str, joiner_url: &str) -> (Peer, Peer, u32) {
+    let mut member = Peer::open_url(member_url).await;
+    assert!(member.connect(1, &[]).await, "the first peer is the member");
+    let mut joiner = Peer::open_url(joiner_url).await;
+    assert!(!joiner.connect(2, &[]).await, "the second peer is bound");
+    joiner.content(0, 0, b"offer", false).await;
+    let (joiner_id, _, _) = member.recv_content().await;
+    (member, joiner, joiner_id)
+}
+
 /// A TCP proxy on loopback in front of a Redis server, for one node: while
 /// it refuses ([`RedisProxy::refuse_for`]), the connections it accepts are
 /// dropped at once, so that node alone cannot reach Redis. Connections
