@@ -26,6 +26,9 @@ use super::{Attach, MemberId, Room};
 /// one busy room does not starve the other actors of its thread.
 const MAX_PER_TURN: usize = 64;
 
+/// Messages an inbox with no buffer makes room for at its first push.
+const FIRST_ROOM: usize = 8;
+
 /// What a member hands its room.
 pub(crate) enum Inbound<R: Room> {
     /// The member enters (sent by the registry only, see [`super::Rooms`]).
@@ -88,6 +91,11 @@ impl<R: Room> Inbox<R> {
             let mut state = self.state();
             if !state.open {
                 return;
+            }
+            if state.queue.capacity() == 0 {
+                // An idle room keeps no buffer (see `Drain`): room for a
+                // burst at once rather than growing it 4, 8, 16.
+                state.queue.reserve(FIRST_ROOM);
             }
             state.queue.push_back(message);
             state.sleeping.take()

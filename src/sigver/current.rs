@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crate::error::{SigverDialect, SigverError};
 use crate::rooms::MemberId;
 use crate::sigver::codec::{self, CONNECTED_FALSE, CONNECTED_TRUE, Inbound};
+use crate::sigver::frame::OutFrame;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::merged;
@@ -66,7 +67,7 @@ impl Dialect for GroupState<MemberId> {
                 } else {
                     &CONNECTED_FALSE
                 };
-                (to, Outbound::Frame(Bytes::clone(frame)))
+                (to, Outbound::Frame(OutFrame::Whole(Bytes::clone(frame))))
             }
             Action::Content {
                 to,

@@ -30,6 +30,7 @@ use crate::rooms::{
     Attach, Away, Describe, Exported, Inbound, LocalRoom, MemberId, Occupancy, Portable, Reach,
     RemoteSink, Room, RoomHome, SaveAgain, Sink, SinkError, Step,
 };
+use crate::sigver::frame::OutFrame;
 use crate::sigver::ids::GroupIds;
 use crate::sigver::snapshot::{PeerAddress, Snapshot};
 use crate::sigver::state::GroupLimits;
@@ -37,9 +38,9 @@ use crate::sigver::state::GroupLimits;
 /// What a group (current or legacy) asks a session to do.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    Frame(Bytes),
+    Frame(OutFrame),
     /// A frame a sampled event caused, with when it was pushed.
-    Stamped(Bytes, Instant),
+    Stamped(OutFrame, Instant),
     Close(SigverError),
 }
 
@@ -446,9 +447,11 @@ mod wire {
         let mut bytes = Vec::new();
         match out {
             Outbound::Frame(frame) | Outbound::Stamped(frame, _) => {
+                let (head, data) = frame.parts();
                 bytes.reserve(1 + frame.len());
                 bytes.push(FRAME);
-                bytes.extend_from_slice(&frame);
+                bytes.extend_from_slice(head);
+                bytes.extend_from_slice(data);
             }
             Outbound::Close(SigverError::BlockingMember) => bytes.push(BLOCKING_MEMBER),
             Outbound::Close(SigverError::Refused(refusal)) => {
@@ -466,7 +469,7 @@ mod wire {
     pub(super) fn decode(bytes: &[u8]) -> Option<Outbound> {
         let (&tag, rest) = bytes.split_first()?;
         Some(match tag {
-            FRAME => Outbound::Frame(Bytes::copy_from_slice(rest)),
+            FRAME => Outbound::Frame(OutFrame::Whole(Bytes::copy_from_slice(rest))),
             BLOCKING_MEMBER => Outbound::Close(SigverError::BlockingMember),
             REFUSED => Outbound::Close(SigverError::Refused(Refusal::from_wire(rest)?)),
             OTHER => Outbound::Close(SigverError::SendFailed(
@@ -481,7 +484,13 @@ mod wire {
         use super::*;
 
         fn round_trip(out: Outbound) -> String {
-            let expected = format!("{out:?}");
+            // A frame arrives whole, however it was written (split or not).
+            let expected = match &out {
+                Outbound::Frame(frame) | Outbound::Stamped(frame, _) => {
+                    format!("{:?}", Outbound::Frame(OutFrame::Whole(frame.to_bytes())))
+                }
+                close => format!("{close:?}"),
+            };
             let back = decode(&encode(out)).expect("decodes");
             assert_eq!(format!("{back:?}"), expected);
             expected
@@ -489,8 +498,15 @@ mod wire {
 
         #[test]
         fn what_a_group_sends_survives_the_trip() {
-            round_trip(Outbound::Frame(Bytes::from_static(b"\x08\x01\x12\x00")));
-            round_trip(Outbound::Frame(Bytes::new()));
+            round_trip(Outbound::Frame(
+                Bytes::from_static(b"\x08\x01\x12\x00").into(),
+            ));
+            round_trip(Outbound::Frame(Bytes::new().into()));
+            round_trip(Outbound::Frame(crate::sigver::codec::content(
+                7,
+                0,
+                Bytes::from_static(b"offer"),
+            )));
             round_trip(Outbound::Close(SigverError::BlockingMember));
             for refusal in [
                 Refusal::RoomFull(7),

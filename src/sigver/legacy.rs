@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::error::{SigverDialect, SigverError};
 use crate::rooms::MemberId;
+use crate::sigver::frame::OutFrame;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound};
 use crate::sigver::ids::GroupIds;
 use crate::sigver::state::{GroupLimits, SignalingId};
@@ -86,7 +87,7 @@ impl Dialect for LegacyGroupState<MemberId> {
                 } else {
                     &IS_FIRST_FALSE
                 };
-                (to, Outbound::Frame(Bytes::clone(frame)))
+                (to, Outbound::Frame(OutFrame::Whole(Bytes::clone(frame))))
             }
             LegacyAction::Content { to, id, payload } => {
                 (to, Outbound::Frame(codec::content(id, payload)))

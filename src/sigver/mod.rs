@@ -12,4 +12,6 @@ pub(crate) mod group;
 pub(crate) mod legacy;
 pub(crate) mod session;
 
-pub(crate) use sigway_core::sigver::{codec, handshake, heartbeat, ids, merged, snapshot, state};
+pub(crate) use sigway_core::sigver::{
+    codec, frame, handshake, heartbeat, ids, merged, snapshot, state,
+};

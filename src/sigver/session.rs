@@ -33,6 +33,7 @@ use crate::observe::{Ended, ListedKey, RELAY_SAMPLE_EVERY, Reason, Stats};
 use crate::rooms::peers::{PeerCard, PeerControl, Registration};
 use crate::rooms::{InFlight, MemberId, MessageGate, Sink, SinkReceiver, Ticket};
 use crate::services::Services;
+use crate::sigver::frame::OutFrame;
 use crate::sigver::group::{Dialect, GroupActor, Heard, Outbound, PeerEntry, PeerEvent};
 use crate::sigver::handshake::{dialect_of, echoed_subprotocol, has_query_flag, key_of};
 use crate::sigver::heartbeat::{Beat, Heartbeat};
@@ -376,6 +377,7 @@ async fn relay<D: Dialect>(joined: &mut Joined<D>) -> ws::Ending<Close> {
             if socket.pending_bytes() == 0 {
                 match outbound.poll_recv(cx) {
                     Poll::Ready(Some(out @ (Outbound::Frame(_) | Outbound::Stamped(..)))) => {
+                        make_room(&out, outbound, socket);
                         write_frame(out, socket, stats);
                         if let Some(error) = take_queued(outbound, socket, stats) {
                             return Poll::Ready(failed::<D>(error, &who));
@@ -530,6 +532,22 @@ impl PeerControl for SigverControl {
     }
 }
 
+/// Makes room in the socket's buffer, once, for `first` and the frames
+/// waiting behind it (counted as its size, up to [`BATCH_BYTES`]), which
+/// [`take_queued`] writes in this same wake-up.
+fn make_room(
+    first: &Outbound,
+    outbound: &sigway_sockjs::Queue<Outbound>,
+    socket: &mut WsConnection,
+) {
+    let (Outbound::Frame(frame) | Outbound::Stamped(frame, _)) = first else {
+        return;
+    };
+    let each = frame.len() + sigway_sockjs::MAX_FRAME_HEAD;
+    let frames = 1 + outbound.len();
+    socket.reserve(each.saturating_mul(frames).min(BATCH_BYTES.max(each)));
+}
+
 /// Encodes what else the outbox holds now, up to [`BATCH_BYTES`], so that
 /// one wake-up writes many frames; a close found there is returned.
 fn take_queued(
@@ -551,10 +569,10 @@ fn take_queued(
 /// waited there (until handed to the socket's write buffer).
 fn write_frame(out: Outbound, socket: &mut WsConnection, stats: &Stats) {
     match out {
-        Outbound::Frame(frame) => socket.send_binary(frame),
+        Outbound::Frame(frame) => send_frame(&frame, socket),
         Outbound::Stamped(frame, pushed) => {
             stats.queue_wait.record(pushed.elapsed());
-            socket.send_binary(frame);
+            send_frame(&frame, socket);
         }
         Outbound::Close(_) => {}
     }
@@ -577,6 +595,13 @@ fn tell<D: Dialect>(
         None
     };
     group.event(PeerEvent { event, received }, raw);
+}
+
+/// Writes a group's frame into the socket's buffer (a split one without
+/// joining its parts first).
+fn send_frame(frame: &OutFrame, socket: &mut WsConnection) {
+    let (head, data) = frame.parts();
+    socket.send_binary_parts(head, data);
 }
 
 /// The close label of how a session ended: the code either side sent, or

@@ -65,4 +65,4 @@ pub use serve::{ServeOptions, Served, serve};
 pub use server::Server;
 pub use upgrade::{LiveSessions, Never, UpgradeFactory, UpgradeService, accept, accept_at};
 pub use websocket::PONG_WAIT;
-pub use ws_connection::{Event, WsConnection, WsIo};
+pub use ws_connection::{Event, MAX_FRAME_HEAD, WsConnection, WsIo};

@@ -17,6 +17,9 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
+/// Items an outbox with no storage makes room for at its first push.
+const FIRST_ROOM: usize = 8;
+
 /// The producing end: push without waiting. Cheap to clone, usable from
 /// any thread.
 #[derive(Debug)]
@@ -249,6 +252,12 @@ impl<T> Outbox<T> {
                 waker.wake();
             }
             return Err(OutboxError::Full);
+        }
+        if state.items.capacity() == 0 {
+            // Storage is given back whenever the receiver waits, so most
+            // pushes find none: room for a burst at once, not 4, 8, 16.
+            let room = FIRST_ROOM.min(state.capacity);
+            state.items.reserve(room);
         }
         state.items.push_back(item);
         let waker = state.waker.take();

@@ -6,7 +6,8 @@
 //! links in one [`bindings`] table and draw signaling ids from a per-group
 //! [`ids`] allocator; one test kit (`testkit`) checks the invariants they
 //! share. [`codec`] maps bytes to messages, reading them as sigver 20 did
-//! with the [`protobufjs`] reader both dialects' codecs share; [`merged`] is
+//! with the [`protobufjs`] reader both dialects' codecs share, and writes
+//! relayed frames as a head and the data as it arrived ([`frame`]); [`merged`] is
 //! what a frame that carries `content` besides its `connect` does;
 //! [`handshake`] checks what the upgrade request says (key, flags,
 //! dialect); [`heartbeat`] is the missed-heartbeat rule; [`snapshot`]
@@ -15,6 +16,7 @@
 
 pub mod bindings;
 pub mod codec;
+pub mod frame;
 pub mod handshake;
 pub mod heartbeat;
 pub mod ids;

@@ -16,7 +16,9 @@
 //! `content` with no type is passed on: whether it closes its sender
 //! depends on the bindings (see [`super::state`]). The booleans' values
 //! are not inspected: `stable: false` is a `stable`. Encoding (server to
-//! client) uses prost.
+//! client) uses prost, but for a relayed
+//! `content`, whose head is written by hand in front of the data as it
+//! arrived ([`crate::sigver::frame`]), to the same bytes.
 
 use std::sync::LazyLock;
 
@@ -25,6 +27,7 @@ use prost::Message as _;
 
 use crate::error::SigverError;
 use crate::proto::legacy::{Content, Message, content, message::Type};
+use crate::sigver::frame::{HeadWriter, OutFrame, varint_len};
 use crate::sigver::legacy::action::Payload;
 use crate::sigver::protobufjs::{OneofOrder, Reader};
 use crate::sigver::types::SignalingId;
@@ -160,17 +163,40 @@ fn encode(r#type: Type) -> Bytes {
     .into()
 }
 
-/// `content {id, data | isEnd: true | isError: true}`.
-pub fn content(id: SignalingId, payload: Payload) -> Bytes {
+/// `content {id, data | isEnd: true | isError: true}`. With data, as a
+/// head and the data (what prost writes: `id` left out when 0, `data`
+/// always written, being a oneof member).
+pub fn content(id: SignalingId, payload: Payload) -> OutFrame {
+    const CONTENT_TAG: u8 = 0x0a;
+    const ID_TAG: u8 = 0x08;
+    const DATA_TAG: u8 = 0x12;
     let r#type = match payload {
-        Payload::Data(data) => content::Type::Data(data),
+        Payload::Data(data) => {
+            let id_field = if id == 0 {
+                0
+            } else {
+                1 + varint_len(u64::from(id))
+            };
+            let data_len = data.len() as u64;
+            let inner = id_field + 1 + varint_len(data_len) + data.len();
+            let mut head = HeadWriter::default();
+            head.put_u8(CONTENT_TAG);
+            head.put_varint(inner as u64);
+            if id != 0 {
+                head.put_u8(ID_TAG);
+                head.put_varint(u64::from(id));
+            }
+            head.put_u8(DATA_TAG);
+            head.put_varint(data_len);
+            return head.then(data);
+        }
         Payload::IsEnd => content::Type::IsEnd(true),
         Payload::IsError => content::Type::IsError(true),
     };
-    encode(Type::Content(Content {
+    OutFrame::Whole(encode(Type::Content(Content {
         id,
         r#type: Some(r#type),
-    }))
+    })))
 }
 
 /// `heartbeat: true`, the server's heartbeat frame.
@@ -383,8 +409,17 @@ mod tests {
                 1 => Payload::IsError,
                 _ => Payload::Data(data.into()),
             };
-            let frame = content(id, payload.clone());
+            let frame = content(id, payload.clone()).to_bytes();
             prop_assert_eq!(decode(frame), Ok(LegacyInbound::Content { id, payload }));
+        }
+
+        #[test]
+        fn content_with_data_is_what_prost_writes(id in any::<u32>(), zero_id in any::<bool>(), data in prop::collection::vec(any::<u8>(), 0..400)) {
+            let id = if zero_id { 0 } else { id };
+            let ours = content(id, Payload::Data(data.clone().into()));
+            prop_assert!(matches!(ours, OutFrame::Split(_)));
+            let prosts = encode(Type::Content(Content { id, r#type: Some(content::Type::Data(data.into())) }));
+            prop_assert_eq!(ours.to_bytes(), prosts);
         }
     }
 }
