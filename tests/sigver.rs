@@ -559,7 +559,6 @@ async fn member_limit_closes_the_extra_member_with_1013() {
     assert!(reason.contains("room full"), "{reason}");
 }
 
-/// A member A and a joiner B bound to it, on a server whose queues hold
 /// A member A and a joiner B bound to it; returns B's signaling id too.
 async fn bound_pair(
     settings: sigway::config::Settings,
@@ -612,6 +611,34 @@ async fn a_client_that_does_not_read_is_cut_off_and_others_continue() {
     );
     let mut c = Peer::open(&server, "/k").await;
     join_through(&mut c, &mut a, 3, &[1]).await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_cut_off_by_the_bytes_it_lets_pile_up() {
+    let mut settings = test_settings();
+    // The bound in frames is out of reach and a stalled write is given up
+    // only after a minute: what cuts B off is the bound in bytes.
+    settings.limits.outbound_queue = 100_000;
+    settings.limits.outbound_queue_bytes = 1024 * 1024;
+    settings.sigver.heartbeat_interval_ms = 60_000;
+    let (server, mut a, _reader_less, s) = bound_pair(settings).await;
+    // 50 MiB: far more than the socket buffers and the 1 MiB bound.
+    flood(&mut a, s, 200).await;
+    assert_eq!(
+        a.recv_content().await,
+        (s, 0, vec![]),
+        "B's binding ended when it was cut off"
+    );
+    let stats = reqwest::get(server.http_url("/stats"))
+        .await
+        .expect("stats")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert!(
+        stats["slow_consumers"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
 }
 
 #[tokio::test]

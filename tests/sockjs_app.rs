@@ -305,6 +305,43 @@ async fn a_full_outbound_queue_closes_the_session() {
 }
 
 #[tokio::test]
+async fn a_queue_holding_more_bytes_than_its_bound_closes_the_session() {
+    // Ten messages of 7 or 8 bytes: far from the bound in messages, past
+    // the bound in bytes.
+    let app = RecordingApp {
+        flood: 10,
+        ..RecordingApp::default()
+    };
+    let server = serve(
+        app.clone(),
+        Options {
+            outbound_queue: 100,
+            outbound_queue_bytes: 40,
+            ..options()
+        },
+    );
+    let url = session(&server);
+    assert_eq!(post_text(&format!("{url}/xhr"), "").await.1, "o\n");
+    let (_, body) = post_text(&format!("{url}/xhr"), "").await;
+    assert!(body.starts_with("c[1013,"), "{body}");
+    wait_for(&app, "close").await;
+
+    let ws_url = server.ws_url(&format!("/app/000/{:016x}/websocket", rand_id()));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("handshake");
+    let mut frames = Vec::new();
+    while let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(WAIT, ws.next()).await {
+        frames.push(text.to_string());
+    }
+    assert_eq!(frames.first().map(String::as_str), Some("o"));
+    assert!(
+        frames.last().is_some_and(|f| f.starts_with("c[1013,")),
+        "{frames:?}"
+    );
+}
+
+#[tokio::test]
 async fn sessions_close_with_1001_when_the_server_shuts_down() {
     let app = RecordingApp::default();
     let (shutdown, signal) = tokio::sync::watch::channel(false);

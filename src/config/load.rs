@@ -159,8 +159,14 @@ impl Settings {
                 self.sockjs.prefix
             ));
         }
-        if self.limits.max_frame_bytes < 1024 || self.limits.outbound_queue == 0 {
-            return invalid("limits.max_frame_bytes >= 1024 and limits.outbound_queue > 0".into());
+        if self.limits.max_frame_bytes < 1024
+            || self.limits.outbound_queue == 0
+            || self.limits.outbound_queue_bytes == 0
+        {
+            return invalid(
+                "limits.max_frame_bytes >= 1024, limits.outbound_queue > 0 and limits.outbound_queue_bytes > 0"
+                    .into(),
+            );
         }
         self.validate_rates()?;
         self.validate_auth()?;

@@ -177,6 +177,10 @@ pub struct Limits {
     /// Frames waiting to be written to one connection; a connection that lets
     /// more pile up (it does not read) is closed.
     pub outbound_queue: usize,
+    /// Bytes of frames waiting to be written to one connection (a single
+    /// frame always fits); past them the connection is closed as when
+    /// `outbound_queue` is reached.
+    pub outbound_queue_bytes: usize,
     /// Open SockJS sessions (every transport) from one client address.
     pub max_sockjs_sessions_per_ip: usize,
     /// New connections (WebSockets and SockJS sessions) one client address
@@ -417,6 +421,7 @@ impl Default for Limits {
             max_members_per_room: 1_000,
             max_id_bytes: 512,
             outbound_queue: 1_024,
+            outbound_queue_bytes: 4 * 1024 * 1024,
             max_sockjs_sessions_per_ip: 10_000,
             connections_per_ip_per_sec: 0.0,
             connection_burst: 20,

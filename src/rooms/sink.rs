@@ -90,10 +90,16 @@ pub(crate) struct SinkReceiver<T> {
 }
 
 impl<T> Sink<T> {
-    /// A sink whose outbox holds `capacity` items; a quarter of it (at most
-    /// 64) bounds the member's events in flight to its room.
-    pub(crate) fn new(capacity: usize) -> (Self, SinkReceiver<T>) {
-        let (outbox, OutboxReceiver { queue, overflow }) = Outbox::new(capacity);
+    /// A sink whose outbox holds `capacity` items weighing (by `weigh`) at
+    /// most `max_bytes`; a quarter of `capacity` (at most 64) bounds the
+    /// member's events in flight to its room.
+    pub(crate) fn new(
+        capacity: usize,
+        max_bytes: usize,
+        weigh: fn(&T) -> usize,
+    ) -> (Self, SinkReceiver<T>) {
+        let (outbox, OutboxReceiver { queue, overflow }) =
+            Outbox::bounded(capacity, max_bytes, weigh);
         let in_flight = Arc::new(InFlight::for_outbox(capacity));
         let sink = Sink::Local {
             outbox,
@@ -236,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_raises_the_overflow_and_drops_the_item() {
-        let (sink, mut rx) = Sink::new(1);
+        let (sink, mut rx) = Sink::new(1, usize::MAX, |_| 0);
         assert_eq!(sink.push(1), Ok(()));
         assert_eq!(sink.push(2), Err(SinkError::Full));
         tokio::time::timeout(Duration::from_secs(1), rx.overflow.raised())
@@ -258,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_session_polling_for_credit_is_woken_when_the_room_gives_some_back() {
-        let (sink, rx) = Sink::<()>::new(4);
+        let (sink, rx) = Sink::<()>::new(4, usize::MAX, |_| 0);
         let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
         let waker = std::task::Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
@@ -276,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn credit_runs_out_at_the_limit_and_comes_back_when_handled() {
-        let (sink, rx) = Sink::<()>::new(8);
+        let (sink, rx) = Sink::<()>::new(8, usize::MAX, |_| 0);
         let credit = rx.in_flight.clone();
         credit.acquire().await;
         credit.acquire().await;

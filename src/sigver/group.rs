@@ -44,6 +44,17 @@ pub(crate) enum Outbound {
     Close(SigverError),
 }
 
+impl Outbound {
+    /// The bytes a queued outbound holds (what an outbox's bound in bytes
+    /// counts).
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Outbound::Frame(frame) | Outbound::Stamped(frame, _) => frame.len(),
+            Outbound::Close(_) => 0,
+        }
+    }
+}
+
 /// A peer's event as its group gets it: `received` is when its frame was
 /// read, for one event in
 /// [`RELAY_SAMPLE_EVERY`](crate::observe::RELAY_SAMPLE_EVERY) per session
@@ -383,7 +394,7 @@ impl<R: Dialect> Portable for GroupActor<R> {
                     encode: wire::encode,
                 },
                 // Gone: its leave follows at once; nothing reaches it.
-                Reach::Gone => Sink::new(1).0,
+                Reach::Gone => Sink::new(1, 0, Outbound::weight).0,
             };
             sinks.insert(peer, sink);
         }

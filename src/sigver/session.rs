@@ -252,8 +252,12 @@ async fn join<D: Dialect>(opening: Opening, socket: WsConnection) -> Option<Join
     let messages = guard.message_gate();
     let peer = rooms.member_id();
     tracing::Span::current().record("peer", tracing::field::display(peer));
-    let queue = settings.limits.outbound_queue;
-    let (sink, receiver) = Sink::new(queue);
+    let limits = &settings.limits;
+    let (sink, receiver) = Sink::new(
+        limits.outbound_queue,
+        limits.outbound_queue_bytes,
+        Outbound::weight,
+    );
     let SinkReceiver {
         outbox: outbound,
         overflow,

@@ -82,6 +82,7 @@ pub(crate) fn sockjs_options(settings: &Settings) -> sigway_sockjs::Options {
         client_url: s.client_url.clone(),
         max_message_bytes: settings.limits.max_frame_bytes,
         outbound_queue: settings.limits.outbound_queue,
+        outbound_queue_bytes: settings.limits.outbound_queue_bytes,
         // The listener's edge is set by [`endpoint`]; this is the policy of
         // the defaults.
         edge: sigway_sockjs::edge::Edge::default(),

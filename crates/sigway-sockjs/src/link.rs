@@ -44,7 +44,19 @@ impl From<OutboxError> for LinkClosed {
 impl SessionLink {
     /// A link and the receiving end the transport drains.
     pub fn channel(capacity: usize) -> (Self, Queue<Outgoing>) {
-        let (outbox, receiver) = Outbox::new(capacity);
+        Self::bounded(capacity, usize::MAX)
+    }
+
+    /// A link whose queue also holds at most `max_bytes` of messages (a
+    /// single message is queued whatever its size).
+    pub fn bounded(capacity: usize, max_bytes: usize) -> (Self, Queue<Outgoing>) {
+        fn weigh(item: &Outgoing) -> usize {
+            match item {
+                Outgoing::Message(message) => message.len(),
+                Outgoing::Close { .. } => 0,
+            }
+        }
+        let (outbox, receiver) = Outbox::bounded(capacity, max_bytes, weigh);
         // The link keeps the overflow alarm; the transport reaches it there.
         (Self { outbox }, receiver.queue)
     }

@@ -27,6 +27,9 @@ pub struct Options {
     pub max_message_bytes: usize,
     /// Messages an app may queue for a client; a full queue closes the session.
     pub outbound_queue: usize,
+    /// Bytes of messages an app may queue for a client (a single message
+    /// always fits); more closes the session as a full queue does.
+    pub outbound_queue_bytes: usize,
     /// Which origins may use the endpoint (a request from another gets
     /// 403) and how the client's address is found.
     pub edge: Edge,
@@ -35,7 +38,8 @@ pub struct Options {
 impl Default for Options {
     /// sockjs-node's defaults under `/echo` (heartbeat 25 s, disconnect
     /// delay 5 s, response limit 128 KiB, sockjs-client 1.x from jsDelivr),
-    /// with messages of at most 1 MiB and 1024 queued messages per session,
+    /// with messages of at most 1 MiB and 1024 queued messages (4 MiB) per
+    /// session,
     /// any origin and the TCP peer as the client.
     fn default() -> Self {
         Self {
@@ -48,6 +52,7 @@ impl Default for Options {
             client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js".into(),
             max_message_bytes: 1024 * 1024,
             outbound_queue: 1_024,
+            outbound_queue_bytes: 4 * 1024 * 1024,
             edge: Edge::default(),
         }
     }

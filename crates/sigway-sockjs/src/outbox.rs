@@ -2,7 +2,8 @@
 //! client (an app, a room on another thread) and the task that writes them
 //! to its socket.
 //!
-//! Pushing never waits: a full outbox means the client does not read, so
+//! An outbox is bounded in items and, when it is told how to weigh them,
+//! in bytes. Pushing never waits: a full outbox means the client does not read, so
 //! the push fails and raises the [`Overflow`] alarm, which the writing task
 //! watches to close that client instead of letting the server grow. This
 //! lives in the SockJS crate because it is the lowest crate of the workspace
@@ -83,10 +84,24 @@ struct Shared<T> {
 struct State<T> {
     items: VecDeque<T>,
     capacity: usize,
+    /// What the queued items weigh, by `weigh`.
+    bytes: usize,
+    /// Most bytes queued at once (one item is always taken, whatever it
+    /// weighs).
+    max_bytes: usize,
+    weigh: fn(&T) -> usize,
     senders: usize,
     receiver_gone: bool,
     /// The receiving task, when it waits for an item.
     waker: Option<Waker>,
+}
+
+impl<T> State<T> {
+    fn pop(&mut self) -> Option<T> {
+        let item = self.items.pop_front()?;
+        self.bytes = self.bytes.saturating_sub((self.weigh)(&item));
+        Some(item)
+    }
 }
 
 impl<T> Shared<T> {
@@ -110,7 +125,7 @@ impl<T> Queue<T> {
     /// given back, so that an idle receiver holds no allocation.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.shared.lock();
-        if let Some(item) = state.items.pop_front() {
+        if let Some(item) = state.pop() {
             return Poll::Ready(Some(item));
         }
         if state.senders == 0 {
@@ -140,7 +155,7 @@ impl<T> Queue<T> {
 
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Result<T, Empty> {
-        self.shared.lock().items.pop_front().ok_or(Empty)
+        self.shared.lock().pop().ok_or(Empty)
     }
 
     /// Items queued now.
@@ -161,6 +176,7 @@ impl<T> Drop for Queue<T> {
         // What was queued can never be read: free it now, not when the
         // last sender goes.
         state.items = VecDeque::new();
+        state.bytes = 0;
     }
 }
 
@@ -210,10 +226,26 @@ pub enum OutboxError {
 impl<T> Outbox<T> {
     /// An outbox holding `capacity` items (at least one).
     pub fn new(capacity: usize) -> (Self, OutboxReceiver<T>) {
+        Self::bounded(capacity, usize::MAX, |_| 0)
+    }
+
+    /// An outbox holding `capacity` items (at least one) that weigh, by
+    /// `weigh`, at most `max_bytes` together; a single item is queued
+    /// whatever it weighs. A bound in items alone let a client that does
+    /// not read hold its whole queue of the largest frames (1,024 × 1 MiB
+    /// by default) before it was closed.
+    pub fn bounded(
+        capacity: usize,
+        max_bytes: usize,
+        weigh: fn(&T) -> usize,
+    ) -> (Self, OutboxReceiver<T>) {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 capacity: capacity.max(1),
+                bytes: 0,
+                max_bytes,
+                weigh,
                 senders: 1,
                 receiver_gone: false,
                 waker: None,
@@ -240,7 +272,10 @@ impl<T> Outbox<T> {
         if state.receiver_gone {
             return Err(OutboxError::Closed);
         }
-        if state.items.len() >= state.capacity {
+        let weight = (state.weigh)(&item);
+        let too_heavy =
+            !state.items.is_empty() && state.bytes.saturating_add(weight) > state.max_bytes;
+        if state.items.len() >= state.capacity || too_heavy {
             let waker = state.waker.take();
             drop(state);
             if self.overflow.raise() {
@@ -260,6 +295,7 @@ impl<T> Outbox<T> {
             state.items.reserve(room);
         }
         state.items.push_back(item);
+        state.bytes = state.bytes.saturating_add(weight);
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
@@ -330,6 +366,26 @@ mod tests {
             .expect("the last sender's drop wakes the receiver")
             .expect("task");
         assert_eq!((first, end), (Some("a"), None));
+    }
+
+    #[test]
+    fn a_bound_in_bytes_overflows_before_the_bound_in_items_and_one_item_always_fits() {
+        let (outbox, mut rx) = Outbox::bounded(100, 10, |item: &Vec<u8>| item.len());
+        assert_eq!(outbox.push(vec![0; 25]), Ok(()), "one item, however heavy");
+        assert_eq!(outbox.push(vec![0; 1]), Err(OutboxError::Full));
+        assert!(rx.overflow.is_raised());
+        assert_eq!(rx.queue.try_recv().map(|item| item.len()), Ok(25));
+        for _ in 0..2 {
+            assert_eq!(outbox.push(vec![0; 4]), Ok(()));
+        }
+        assert_eq!(
+            outbox.push(vec![0; 3]),
+            Err(OutboxError::Full),
+            "8 + 3 > 10"
+        );
+        assert_eq!(rx.queue.try_recv().map(|item| item.len()), Ok(4));
+        assert_eq!(outbox.push(vec![0; 6]), Ok(()), "what was taken is freed");
+        assert_eq!(outbox.len(), 2);
     }
 
     #[tokio::test]

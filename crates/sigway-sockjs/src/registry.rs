@@ -28,11 +28,13 @@ impl Registry {
         self.map().get(id).cloned()
     }
 
-    /// The session `id`, opened with `open` when it does not exist.
+    /// The session `id`, opened with `open` when it does not exist, with
+    /// a queue of at most `outbound_queue` messages and
+    /// `outbound_queue_bytes` bytes.
     pub(crate) fn get_or_open(
         &self,
         id: &str,
-        outbound_queue: usize,
+        (outbound_queue, outbound_queue_bytes): (usize, usize),
         open: impl FnOnce(SessionLink, Arc<str>) -> AppHandle,
     ) -> Arc<PollingSession> {
         let mut map = self.map();
@@ -40,7 +42,7 @@ impl Registry {
             return session.clone();
         }
         let id: Arc<str> = id.into();
-        let (link, outgoing) = SessionLink::channel(outbound_queue);
+        let (link, outgoing) = SessionLink::bounded(outbound_queue, outbound_queue_bytes);
         let app = open(link.clone(), id.clone());
         let session = Arc::new(PollingSession::new(id.clone(), app, link, outgoing));
         map.insert(id, session.clone());

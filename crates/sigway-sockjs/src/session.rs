@@ -378,7 +378,7 @@ mod tests {
     }
 
     fn open(registry: &Registry, id: &str) -> Arc<PollingSession> {
-        registry.get_or_open(id, 8, |_, _| detached_app())
+        registry.get_or_open(id, (8, usize::MAX), |_, _| detached_app())
     }
 
     #[test]

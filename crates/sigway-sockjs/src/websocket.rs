@@ -138,7 +138,8 @@ fn run<A: SockjsApp>(
 ) -> impl Future<Output = ()> + 'static {
     let options = &server.options;
     let max = options.max_message_bytes;
-    let (link, outgoing) = SessionLink::channel(options.outbound_queue);
+    let (link, outgoing) =
+        SessionLink::bounded(options.outbound_queue, options.outbound_queue_bytes);
     let mut connection = Connection {
         ws: socket.limit(max),
         outgoing,

@@ -85,7 +85,10 @@ pub(super) fn open_receiver<A: SockjsApp>(
     let origin = crate::edge::origin_of(req);
     let session = server
         .registry
-        .get_or_open(session_id, options.outbound_queue, |link, id| {
+        .get_or_open(
+            session_id,
+            (options.outbound_queue, options.outbound_queue_bytes),
+            |link, id| {
             tracing::debug!(session = %id, transport = transport.protocol(), "sockjs session opened");
             spawn_app(
                 server,
@@ -97,7 +100,8 @@ pub(super) fn open_receiver<A: SockjsApp>(
                     origin,
                 },
             )
-        });
+            },
+        );
     let (tx, rx) = mpsc::channel(BODY_CHUNKS);
     if let Some(prelude) = prelude {
         // The channel is empty: this cannot fail.
