@@ -544,10 +544,7 @@ fn make_room(
     outbound: &sigway_sockjs::Queue<Outbound>,
     socket: &mut WsConnection,
 ) {
-    let (Outbound::Frame(frame) | Outbound::Stamped(frame, _)) = first else {
-        return;
-    };
-    let each = frame.len() + sigway_sockjs::MAX_FRAME_HEAD;
+    let each = first.weight() + sigway_sockjs::MAX_FRAME_HEAD;
     let frames = 1 + outbound.len();
     socket.reserve(each.saturating_mul(frames).min(BATCH_BYTES.max(each)));
 }

@@ -3,12 +3,12 @@
 //! to its socket.
 //!
 //! An outbox is bounded in items and, when it is told how to weigh them,
-//! in bytes. Pushing never waits: a full outbox means the client does not read, so
-//! the push fails and raises the [`Overflow`] alarm, which the writing task
-//! watches to close that client instead of letting the server grow. This
-//! lives in the SockJS crate because it is the lowest crate of the workspace
-//! with tokio: a SockJS [`SessionLink`](crate::SessionLink) and the
-//! gateway's room sinks are both built on it.
+//! in bytes. Pushing never waits: a full outbox means the client does not
+//! read, so the push fails and raises the [`Overflow`] alarm, which the
+//! writing task watches to close that client instead of letting the server
+//! grow. This lives in the SockJS crate because it is the lowest crate of
+//! the workspace with tokio: a SockJS [`SessionLink`](crate::SessionLink)
+//! and the gateway's room sinks are both built on it.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;

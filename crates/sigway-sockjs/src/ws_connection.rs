@@ -158,7 +158,7 @@ impl WsConnection {
             Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
             _ => MAX_CONTROL_PAYLOAD_BYTES,
         };
-        self.reserve_write(MAX_FRAME_HEAD + payload);
+        self.reserve(MAX_FRAME_HEAD + payload);
         // Encoding a server frame into memory cannot fail.
         if let Err(error) = self.codec.encode(message, &mut self.write_buf) {
             tracing::debug!("websocket frame not encoded: {error}");
@@ -179,7 +179,7 @@ impl WsConnection {
         // A server frame: FIN and the binary opcode, no mask, then the
         // length in 7 bits, or 126 and 16 bits, or 127 and 64 bits
         // (RFC 6455 §5.2).
-        self.reserve_write(MAX_FRAME_HEAD + len);
+        self.reserve(MAX_FRAME_HEAD + len);
         self.write_buf.put_u8(0x82);
         if len < 126 {
             self.write_buf.put_u8(len as u8);
@@ -201,16 +201,12 @@ impl WsConnection {
     /// (callgrind, `benches/instructions.sh`). The buffer is released
     /// once the socket took everything, as always.
     pub fn reserve(&mut self, bytes: usize) {
-        self.reserve_write(bytes);
-    }
-
-    fn reserve_write(&mut self, additional: usize) {
         if self.write_buf.capacity() == 0 {
             // Exactly what is asked: a lone frame's allocation stays small
             // (and cheap to make and free).
-            self.write_buf = BytesMut::with_capacity(additional);
+            self.write_buf = BytesMut::with_capacity(bytes);
         } else {
-            self.write_buf.reserve(additional);
+            self.write_buf.reserve(bytes);
         }
     }
 
