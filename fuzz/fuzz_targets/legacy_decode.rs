@@ -30,7 +30,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let written = codec::content(id, payload.clone());
     assert_eq!(
-        codec::decode(written).ok(),
+        codec::decode(written.to_bytes()).ok(),
         Some(LegacyInbound::Content { id, payload }),
         "content round trip"
     );

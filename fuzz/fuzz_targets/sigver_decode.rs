@@ -35,7 +35,7 @@ fuzz_target!(|input: &[u8]| {
         data,
     });
     assert_eq!(
-        codec::decode(written).ok(),
+        codec::decode(written.to_bytes()).ok(),
         Some(expected),
         "content round trip"
     );
