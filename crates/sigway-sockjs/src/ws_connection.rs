@@ -43,6 +43,9 @@ const PROBE_BYTES: usize = 8 * 1024;
 pub const MAX_FRAME_HEAD: usize = 10;
 /// Room made per read while a frame larger than one read is read.
 const READ_CHUNK: usize = 32 * 1024;
+/// A message cut from a read buffer larger than this, and smaller than half
+/// of it, is copied out (see [`WsConnection::keep`]).
+const SHARED_READ_MAX: usize = PROBE_BYTES;
 /// actix-ws trims a close reason to what a control frame holds (125 bytes
 /// less the code).
 const MAX_CLOSE_REASON_BYTES: usize = 123;
@@ -70,12 +73,13 @@ pub enum Event {
     Drained,
 }
 
-/// A message being assembled from continuation frames.
+/// A message being assembled from continuation frames: the parts are
+/// copied in as they come, so that what it holds is its own size (kept as
+/// slices, a thousand one-byte parts could each hold a read buffer).
 #[derive(Debug)]
 struct Continuation {
     text: bool,
-    parts: Vec<Bytes>,
-    size: usize,
+    joined: BytesMut,
 }
 
 /// One upgraded WebSocket, server side.
@@ -83,6 +87,9 @@ pub struct WsConnection {
     io: Box<dyn WsIo>,
     codec: Codec,
     read_buf: BytesMut,
+    /// The largest allocation `read_buf` has lived in since it last came
+    /// from a probe read (saturating): what a message cut from it may hold.
+    read_chunk: u32,
     write_buf: BytesMut,
     continuation: Option<Box<Continuation>>,
     max_message: usize,
@@ -111,6 +118,7 @@ impl WsConnection {
             io,
             codec: Codec::new().max_size(1024 * 1024),
             read_buf: BytesMut::from(already_read),
+            read_chunk: saturating_u32(already_read.len()),
             write_buf: BytesMut::new(),
             continuation: None,
             max_message: 1024 * 1024,
@@ -306,6 +314,9 @@ impl WsConnection {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if !self.read_buf.is_empty() {
             self.read_buf.reserve(READ_CHUNK);
+            self.read_chunk = self
+                .read_chunk
+                .max(saturating_u32(self.read_buf.capacity()));
             return tokio_util::io::poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.read_buf);
         }
         // Uninitialised: zeroing 8 KiB per read would cost more than the
@@ -315,6 +326,7 @@ impl WsConnection {
         std::task::ready!(Pin::new(&mut *self.io).poll_read(cx, &mut buf))?;
         let filled = buf.filled();
         self.read_buf = BytesMut::from(filled);
+        self.read_chunk = saturating_u32(filled.len());
         Poll::Ready(Ok(filled.len()))
     }
 
@@ -339,8 +351,8 @@ impl WsConnection {
                 return Ok(None);
             };
             let message = match frame {
-                Frame::Text(bytes) => AggregatedMessage::Text(text(bytes)?),
-                Frame::Binary(bytes) => AggregatedMessage::Binary(bytes),
+                Frame::Text(bytes) => AggregatedMessage::Text(text(self.keep(bytes))?),
+                Frame::Binary(bytes) => AggregatedMessage::Binary(self.keep(bytes)),
                 Frame::Ping(bytes) => AggregatedMessage::Ping(bytes),
                 Frame::Pong(bytes) => AggregatedMessage::Pong(bytes),
                 Frame::Close(reason) => AggregatedMessage::Close(reason),
@@ -350,6 +362,23 @@ impl WsConnection {
                 },
             };
             return Ok(Some(message));
+        }
+    }
+
+    /// A message's bytes as it leaves the read buffer. They share the
+    /// read's allocation (no copy: sigver relays them as they are), unless
+    /// that allocation is more than [`SHARED_READ_MAX`] and more than twice
+    /// the message: then they are copied out. So a message queued for a
+    /// slow reader holds at most 8 KiB or twice its size, and the queue's
+    /// byte bound means what it says, whatever the client packed around it
+    /// (a small frame read behind a 1 MiB one would otherwise hold the
+    /// whole megabyte for as long as it waits).
+    fn keep(&self, bytes: Bytes) -> Bytes {
+        let chunk = self.read_chunk as usize;
+        if chunk > SHARED_READ_MAX && bytes.len() < chunk / 2 {
+            Bytes::copy_from_slice(&bytes)
+        } else {
+            bytes
         }
     }
 
@@ -367,36 +396,27 @@ impl WsConnection {
         let part = self.continuation.get_or_insert_with(|| {
             Box::new(Continuation {
                 text: false,
-                parts: Vec::new(),
-                size: 0,
+                joined: BytesMut::new(),
             })
         });
         if let Some(text) = first_text {
             part.text = text;
         }
-        part.size += bytes.len();
-        if part.size > self.max_message {
+        if part.joined.len() + bytes.len() > self.max_message {
             self.continuation = None;
             return Err((
                 ReadFailure::TooBig,
                 "Exceeded maximum continuation size".to_owned(),
             ));
         }
-        // Empty parts are not kept, so endless empty frames cost nothing.
-        if !bytes.is_empty() {
-            part.parts.push(bytes);
-        }
+        part.joined.extend_from_slice(&bytes);
         if !last {
             return Ok(None);
         }
         let Some(whole) = self.continuation.take() else {
             return Ok(None);
         };
-        let mut joined = BytesMut::with_capacity(whole.size);
-        for part in whole.parts {
-            joined.extend_from_slice(&part);
-        }
-        let joined = joined.freeze();
+        let joined = whole.joined.freeze();
         Ok(Some(if whole.text {
             AggregatedMessage::Text(text(joined)?)
         } else {
@@ -449,6 +469,11 @@ impl WsConnection {
         })
         .await;
     }
+}
+
+/// `bytes` as a `u32`, `u32::MAX` past it.
+fn saturating_u32(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// A text message's bytes, which must be UTF-8.
@@ -536,6 +561,53 @@ mod tests {
         match next(&mut server).await {
             Event::Failed(ReadFailure::TooBig, _) => {}
             other => panic!("expected too big, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_message_read_behind_a_large_one_does_not_hold_its_buffer() {
+        let (mut server, mut client) = pair(512 * 1024);
+        let large = Bytes::from(vec![7u8; 20 * 1024]);
+        let small = Bytes::from_static(b"sixteen bytes!!!");
+        let frames = client_frames(vec![
+            Message::Binary(large.clone()),
+            Message::Binary(small.clone()),
+        ]);
+        client.write_all(&frames).await.expect("written");
+        let mut received = Vec::new();
+        for _ in 0..2 {
+            match next(&mut server).await {
+                Event::Message(AggregatedMessage::Binary(payload)) => received.push(payload),
+                other => panic!("expected a binary message, got {other:?}"),
+            }
+        }
+        assert_eq!(received[0], large);
+        assert_eq!(received[1], small);
+        // Both came in one read buffer of about 40 KiB (the 20 KiB frame was
+        // read in parts): the small message must not keep a share of it.
+        assert!(
+            received[1].is_unique(),
+            "the small message shares the large one's read buffer"
+        );
+        // A message of continuations holds its own bytes only.
+        let parts: Vec<Message> = std::iter::once(Message::Continuation(Item::FirstBinary(
+            Bytes::from_static(b"a"),
+        )))
+        .chain((0..998).map(|_| Message::Continuation(Item::Continue(Bytes::from_static(b"b")))))
+        .chain(std::iter::once(Message::Continuation(Item::Last(
+            Bytes::from_static(b"c"),
+        ))))
+        .collect();
+        client
+            .write_all(&client_frames(parts))
+            .await
+            .expect("written");
+        match next(&mut server).await {
+            Event::Message(AggregatedMessage::Binary(payload)) => {
+                assert_eq!(payload.len(), 1000);
+                assert!(payload[1..999].iter().all(|&byte| byte == b'b'));
+            }
+            other => panic!("expected the joined message, got {other:?}"),
         }
     }
 
