@@ -44,7 +44,7 @@ pub const MAX_FRAME_HEAD: usize = 10;
 /// Room made per read while a frame larger than one read is read.
 const READ_CHUNK: usize = 32 * 1024;
 /// A message cut from a read buffer larger than this, and smaller than half
-/// of it, is copied out (see [`WsConnection::keep`]).
+/// of it, is copied out (see [`WsConnection::detached`]).
 const SHARED_READ_MAX: usize = PROBE_BYTES;
 /// actix-ws trims a close reason to what a control frame holds (125 bytes
 /// less the code).
@@ -89,7 +89,7 @@ pub struct WsConnection {
     read_buf: BytesMut,
     /// The largest allocation `read_buf` has lived in since it last came
     /// from a probe read (saturating): what a message cut from it may hold.
-    read_chunk: u32,
+    read_allocation: u32,
     write_buf: BytesMut,
     continuation: Option<Box<Continuation>>,
     max_message: usize,
@@ -118,7 +118,7 @@ impl WsConnection {
             io,
             codec: Codec::new().max_size(1024 * 1024),
             read_buf: BytesMut::from(already_read),
-            read_chunk: saturating_u32(already_read.len()),
+            read_allocation: saturating_u32(already_read.len()),
             write_buf: BytesMut::new(),
             continuation: None,
             max_message: 1024 * 1024,
@@ -314,8 +314,8 @@ impl WsConnection {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if !self.read_buf.is_empty() {
             self.read_buf.reserve(READ_CHUNK);
-            self.read_chunk = self
-                .read_chunk
+            self.read_allocation = self
+                .read_allocation
                 .max(saturating_u32(self.read_buf.capacity()));
             return tokio_util::io::poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.read_buf);
         }
@@ -326,7 +326,7 @@ impl WsConnection {
         std::task::ready!(Pin::new(&mut *self.io).poll_read(cx, &mut buf))?;
         let filled = buf.filled();
         self.read_buf = BytesMut::from(filled);
-        self.read_chunk = saturating_u32(filled.len());
+        self.read_allocation = saturating_u32(filled.len());
         Poll::Ready(Ok(filled.len()))
     }
 
@@ -351,8 +351,8 @@ impl WsConnection {
                 return Ok(None);
             };
             let message = match frame {
-                Frame::Text(bytes) => AggregatedMessage::Text(text(self.keep(bytes))?),
-                Frame::Binary(bytes) => AggregatedMessage::Binary(self.keep(bytes)),
+                Frame::Text(bytes) => AggregatedMessage::Text(text(self.detached(bytes))?),
+                Frame::Binary(bytes) => AggregatedMessage::Binary(self.detached(bytes)),
                 Frame::Ping(bytes) => AggregatedMessage::Ping(bytes),
                 Frame::Pong(bytes) => AggregatedMessage::Pong(bytes),
                 Frame::Close(reason) => AggregatedMessage::Close(reason),
@@ -373,9 +373,9 @@ impl WsConnection {
     /// byte bound means what it says, whatever the client packed around it
     /// (a small frame read behind a 1 MiB one would otherwise hold the
     /// whole megabyte for as long as it waits).
-    fn keep(&self, bytes: Bytes) -> Bytes {
-        let chunk = self.read_chunk as usize;
-        if chunk > SHARED_READ_MAX && bytes.len() < chunk / 2 {
+    fn detached(&self, bytes: Bytes) -> Bytes {
+        let allocation = self.read_allocation as usize;
+        if allocation > SHARED_READ_MAX && bytes.len() < allocation / 2 {
             Bytes::copy_from_slice(&bytes)
         } else {
             bytes
