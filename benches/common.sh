@@ -25,3 +25,22 @@ wait_port() {
   for _ in $(seq "$tenths"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
+
+# forward SERVER PORT MESSAGES CONNECTIONS WINDOW: has the load tool send
+# MESSAGES of 100 B with WINDOW in flight through the server on PORT (the
+# echo: echoes over CONNECTIONS connections; a relay: payloads over
+# CONNECTIONS pairs, the members acking them), fails unless all were
+# delivered, and sets forwarded_messages to the messages the server
+# forwarded (payloads + acks).
+forward() {
+  local server=$1 port=$2 messages=$3 connections=$4 window=$5 out delivered acks
+  if [ "$server" = echo ]; then
+    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 300 echo --connections "$connections" --size 100 --window "$window" --messages "$messages")
+  else
+    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 300 relay --pairs "$connections" --size 100 --window "$window" --messages "$messages")
+  fi
+  delivered=$(grep -o 'delivered=[0-9]*' <<<"$out" | cut -d= -f2)
+  acks=$(grep -o 'acks=[0-9]*' <<<"$out" | cut -d= -f2 || true)
+  [ "$delivered" = "$messages" ] || { echo "$server: $messages sent, $delivered delivered: $out" >&2; exit 1; }
+  forwarded_messages=$((messages + ${acks:-0}))
+}

@@ -55,20 +55,13 @@ for server in $servers; do
   perf stat -x, -e "$events" -p "$pid" -o "$summary" &
   tracer=$!
   sleep 0.5
-  if [ "$server" = echo ]; then
-    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 300 echo --connections "$pairs" --size 100 --window "$window" --messages "$messages")
-  else
-    out=$("$load" --url "ws://127.0.0.1:$port" --seconds 300 relay --pairs "$pairs" --size 100 --window "$window" --messages "$messages")
-  fi
+  forward "$server" "$port" "$messages" "$pairs" "$window"
   kill -INT "$tracer"
   wait "$tracer" || true
   kill -TERM "$pid"
   wait "$pid" || true
   pid=""
-  delivered=$(grep -o 'delivered=[0-9]*' <<<"$out" | cut -d= -f2)
-  acks=$(grep -o 'acks=[0-9]*' <<<"$out" | cut -d= -f2 || true)
-  [ "$delivered" = "$messages" ] || { echo "$server: $messages sent, $delivered delivered: $out" >&2; exit 1; }
-  forwarded=$((messages + ${acks:-0}))
+  forwarded=$forwarded_messages
   sends=$(count syscalls:sys_enter_sendto "$summary") receives=$(count syscalls:sys_enter_recvfrom "$summary")
   waits=$(count syscalls:sys_enter_epoll_wait "$summary") switches=$(count context-switches "$summary")
   futexes=$(count syscalls:sys_enter_futex "$summary")
